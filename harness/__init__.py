@@ -1,0 +1,1 @@
+"""The harness: starts the cluster, drives faults, drains the pipeline, audits."""

@@ -1,0 +1,196 @@
+"""One node OS process, owned by pid: start, wait for SERVING, signal, stop.
+
+The harness never kills by process name: every process it starts is held in a
+:class:`NodeProcess` and ended through its pid. Readiness is learned from the
+node itself (its one stdout line with the bound address, then the standard
+gRPC health service's Watch stream), never from a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from nodes.common.channels import insecure_channel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class NodeStartError(RuntimeError):
+    """A node process exited or stayed silent before it reported SERVING."""
+
+
+class NodeProcess:
+    """A node process (``python -m nodes.<module> ...``) started and owned by the harness.
+
+    Args:
+        module: node module under ``nodes`` ("broker", "sink", ...).
+        data_dir: the node's ``--data-dir``; its stderr goes to ``data_dir/stderr.log``.
+        args: extra command-line arguments (mode, peers, ablation flags).
+        listen: ``host:port``; port 0 on the first start. A restart reuses the
+            port the first start bound, so peers and proxies keep their address.
+        name: label used in errors and in the nemesis history.
+    """
+
+    def __init__(self, module: str, data_dir: Path, args: Sequence[str] = (), *,
+                 listen: str = "127.0.0.1:0", name: str | None = None) -> None:
+        self.module = module
+        self.name = name or module
+        self.data_dir = Path(data_dir)
+        self.args = list(args)
+        self.listen = listen
+        self.address: str | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.paused = False
+        self._drain: asyncio.Task | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def command(self) -> list[str]:
+        listen = self.address or self.listen
+        return [sys.executable, "-m", f"nodes.{self.module}", "--listen", listen,
+                "--data-dir", str(self.data_dir), *self.args]
+
+    async def start(self, timeout_s: float = 30.0) -> str:
+        """Start the process and wait until it reports SERVING; return its address.
+
+        Raises:
+            NodeStartError: the process exited, or did not report SERVING within
+                ``timeout_s`` (it is killed in that case). The message quotes the
+                tail of its stderr.
+        """
+        if self.running:
+            raise NodeStartError(f"{self.name} is already running (pid {self.pid})")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        stderr = open(self.data_dir / "stderr.log", "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command(), stdout=asyncio.subprocess.PIPE, stderr=stderr,
+                stdin=asyncio.subprocess.DEVNULL, cwd=str(ROOT), env=env,
+                start_new_session=True)
+        finally:
+            stderr.close()
+        self.paused = False
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
+            if not line:
+                await self.proc.wait()
+                raise NodeStartError(f"{self.name} exited with code {self.proc.returncode} "
+                                     f"before listening: {self.stderr_tail()}")
+            info = json.loads(line)
+            self.address = info["address"]
+            self._drain = asyncio.ensure_future(self._drain_stdout())
+            await asyncio.wait_for(self._wait_serving(), timeout_s)
+        except (asyncio.TimeoutError, NodeStartError, ValueError, KeyError) as e:
+            self.kill()
+            await self.wait(5)
+            if isinstance(e, NodeStartError):
+                raise
+            raise NodeStartError(f"{self.name} did not report SERVING within {timeout_s} s "
+                                 f"({type(e).__name__}): {self.stderr_tail()}") from None
+        return self.address
+
+    async def _drain_stdout(self) -> None:
+        assert self.proc is not None
+        while await self.proc.stdout.read(65536):
+            pass
+
+    async def _wait_serving(self) -> None:
+        """Follow the health service's Watch stream until it says SERVING."""
+        async with insecure_channel(self.address) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            while True:
+                if not self.running:
+                    raise NodeStartError(f"{self.name} exited with code {self.proc.returncode} "
+                                         f"during recovery: {self.stderr_tail()}")
+                try:
+                    async for resp in stub.Watch(health_pb2.HealthCheckRequest(service=""),
+                                                 wait_for_ready=True):
+                        if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                            return
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise NodeStartError(f"{self.name}: health watch failed: {e.details()}")
+                    # The server went away mid-watch: loop to check whether it exited.
+                    await asyncio.wait({asyncio.ensure_future(self.proc.wait())}, timeout=0.2)
+
+    def stderr_tail(self, n: int = 5) -> str:
+        try:
+            lines = (self.data_dir / "stderr.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no stderr)"
+        return " | ".join(lines[-n:]) or "(empty stderr)"
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the process (by pid); a no-op if it already exited."""
+        if self.running:
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """kill -9: no cleanup, no flush, exactly what a crash leaves."""
+        self.signal(signal.SIGKILL)
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes; its sockets stay open, calls to it hang."""
+        self.signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self.signal(signal.SIGCONT)
+        self.paused = False
+
+    async def wait(self, timeout_s: float | None = None) -> int | None:
+        """Wait for the process to exit; return its exit code (None on timeout)."""
+        if self.proc is None:
+            return None
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            return None
+        if self._drain is not None:
+            await asyncio.wait({self._drain}, timeout=1)
+        return code
+
+    async def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM (graceful stop), then SIGKILL if it has not exited after ``timeout_s``."""
+        if not self.running:
+            return self.proc.returncode if self.proc else None
+        if self.paused:
+            self.resume()
+        self.signal(signal.SIGTERM)
+        code = await self.wait(timeout_s)
+        if code is None:
+            self.kill()
+            code = await self.wait(5)
+        return code
+
+    async def restart(self, timeout_s: float = 30.0) -> str:
+        """Start again on the same address, after a kill or a stop."""
+        if self.running:
+            await self.stop()
+        return await self.start(timeout_s)
+
+    def kill_now(self) -> None:
+        """Synchronous kill -9 (for atexit and signal handlers)."""
+        self.kill()

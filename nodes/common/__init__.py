@@ -1,0 +1,1 @@
+"""Pieces every node shares: the process runtime, JSON logging, durable files, channels."""

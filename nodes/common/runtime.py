@@ -1,0 +1,228 @@
+"""The life of a node process: bind, recover, serve, stop.
+
+Every node (``python -m nodes.<name>``) runs through :func:`run_node`:
+
+1. check the data dir is writable (else a one-line error, exit code 2);
+2. start a grpc.aio server on ``--listen`` (port 0 picks a free port) with the
+   standard health service reporting NOT_SERVING, and print exactly one line
+   to stdout: ``{"event": "listening", "node": ..., "address": "127.0.0.1:PORT",
+   "pid": ..., "data_dir": ...}``; nothing else is ever printed to stdout;
+3. run the node's recovery; until it finishes every call except health
+   checks is refused with UNAVAILABLE ("recovering");
+4. report SERVING and start the node's main task (producer, processor);
+5. on SIGTERM or SIGINT: NOT_SERVING, stop the server with a grace period,
+   close the node (flush, fsync), exit 0. A main task that raises ends the
+   process with exit code 1 after logging the error.
+
+The node logic itself lives in plain classes; this module and the servicers
+are the thin shell around them (aiohttp's web_runner lifecycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import click
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from nodes.common.channels import SERVER_OPTIONS
+from nodes.common.jsonlog import setup_logging
+from nodes.common.modes import MODES
+from nodes.pb import node_pb2, node_pb2_grpc
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
+def check_data_dir(data_dir: Path) -> Path:
+    """Create ``data_dir`` if needed and prove it is writable.
+
+    Raises:
+        click.UsageError: not creatable or not writable (exit code 2, one line).
+    """
+    data_dir = Path(data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise click.UsageError(f"data dir {data_dir} is not writable: {e.strerror or e}") from None
+    return data_dir
+
+
+def common_options(f: Callable) -> Callable:
+    """The click options every node takes: --listen, --data-dir, --mode, --log-level."""
+    f = click.option("--log-level", default="INFO", show_default=True,
+                     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))(f)
+    f = click.option("--mode", type=click.Choice(MODES), default="at-least-once", show_default=True,
+                     help="Delivery guarantee mode (shared/DESIGN.md).")(f)
+    f = click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                     help="Directory for this node's durable state and logs.")(f)
+    f = click.option("--listen", default="127.0.0.1:0", show_default=True,
+                     help="host:port to bind; port 0 picks a free port, reported on stdout.")(f)
+    return f
+
+
+class _ReadyGate(grpc.aio.ServerInterceptor):
+    """Refuse every non-health call with UNAVAILABLE until recovery finished."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+        async def _refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "recovering: node not ready yet")
+
+        self._refuse_handler = grpc.unary_unary_rpc_method_handler(_refuse)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        if self.ready or handler_call_details.method.startswith(HEALTH_PREFIX):
+            return await continuation(handler_call_details)
+        return self._refuse_handler
+
+
+class _StatusServicer(node_pb2_grpc.NodeControlServicer):
+    def __init__(self, node: str, mode: str, status: Callable[[], dict]) -> None:
+        self._node, self._mode, self._status = node, mode, status
+
+    async def Status(self, request, context):
+        return node_pb2.StatusResponse(node=self._node, mode=self._mode,
+                                       status_json=json.dumps(self._status(), default=str))
+
+
+@dataclass
+class NodeSpec:
+    """What a node plugs into the runtime.
+
+    Attributes:
+        name: node name ("broker", ...), also the log file's name.
+        register: adds the node's servicers to the server.
+        recover: awaited before SERVING (replay the log, load a checkpoint...).
+        status: returns a JSON-able dict for the NodeControl.Status RPC.
+        main: optional long-running task started once SERVING.
+        close: awaited on graceful stop, after the server stopped.
+        service_names: full service names to report in the health service.
+    """
+
+    name: str
+    register: Callable[[grpc.aio.Server], None]
+    recover: Callable[[], Awaitable[None]] = field(default=None)  # type: ignore[assignment]
+    status: Callable[[], dict] = field(default=lambda: {})
+    main: Callable[[], Awaitable[None]] | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+    service_names: tuple[str, ...] = ()
+
+
+async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
+                log: logging.Logger, grace_s: float = 2.0) -> int:
+    """Run a node until SIGTERM/SIGINT or until its main task fails; return the exit code."""
+    gate = _ReadyGate()
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[gate])
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    node_pb2_grpc.add_NodeControlServicer_to_server(_StatusServicer(spec.name, mode, spec.status), server)
+    spec.register(server)
+    names = ("",) + tuple(spec.service_names)
+    for n in names:
+        await health_servicer.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as e:
+        print(f"{spec.name}: error: cannot bind {listen}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    await server.start()
+    host = listen.rsplit(":", 1)[0]
+    address = f"{host}:{port}"
+    sys.stdout.write(json.dumps({"event": "listening", "node": spec.name, "address": address,
+                                 "pid": os.getpid(), "data_dir": str(data_dir)}) + "\n")
+    sys.stdout.flush()
+    log.info("listening", extra={"address": address, "mode": mode, "pid": os.getpid()})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    exit_code = EXIT_OK
+    main_task: asyncio.Task | None = None
+    try:
+        if spec.recover is not None:
+            recover = asyncio.ensure_future(spec.recover())
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({recover, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if recover not in done:
+                recover.cancel()
+                log.info("stopped during recovery")
+                await server.stop(0)
+                return EXIT_OK
+            stopper.cancel()
+            recover.result()
+        gate.ready = True
+        for n in names:
+            await health_servicer.set(n, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving")
+        if spec.main is not None:
+            main_task = asyncio.ensure_future(spec.main())
+        stopper = asyncio.ensure_future(stop.wait())
+        waiters = {stopper} | ({main_task} if main_task else set())
+        while True:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                break
+            if main_task in done:
+                waiters.discard(main_task)
+                exc = main_task.exception()
+                if exc is not None:
+                    log.error("main task failed: %r", exc, exc_info=exc)
+                    exit_code = EXIT_FAILURE
+                    break
+                log.info("main task finished")
+        stopper.cancel()
+    except Exception as e:  # recovery failed: fail loudly, never serve
+        log.error("fatal: %s", e, exc_info=True)
+        print(f"{spec.name}: fatal: {e}", file=sys.stderr)
+        exit_code = EXIT_FAILURE
+    finally:
+        await health_servicer.enter_graceful_shutdown()
+        if main_task is not None and not main_task.done():
+            main_task.cancel()
+            try:
+                await main_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await server.stop(grace_s)
+        if spec.close is not None:
+            try:
+                await spec.close()
+            except Exception:
+                log.exception("close failed")
+                exit_code = exit_code or EXIT_FAILURE
+        log.info("stopped", extra={"exit_code": exit_code})
+    return exit_code
+
+
+def run_node(make_spec: Callable[[logging.Logger], NodeSpec], *, name: str, listen: str,
+             data_dir: Path, mode: str, log_level: str = "INFO") -> None:
+    """Process entry point: set up the data dir and logging, serve, exit with the code."""
+    data_dir = check_data_dir(data_dir)
+    log = setup_logging(name, data_dir, log_level)
+    try:
+        spec = make_spec(log)
+    except click.UsageError:
+        raise
+    except (ValueError, OSError) as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    sys.exit(asyncio.run(serve(spec, listen=listen, data_dir=data_dir, mode=mode, log=log)))

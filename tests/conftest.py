@@ -1,0 +1,53 @@
+"""Shared fixtures: real node processes on loopback, each ended by pid at teardown."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from harness.process import NodeProcess
+
+
+class Spawner:
+    """Starts node processes for one test and ends every one of them (by pid) afterwards."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[NodeProcess] = []
+
+    async def __call__(self, module: str, args: Sequence[str] = (), *, name: str | None = None,
+                       data_dir: Path | None = None, start: bool = True) -> NodeProcess:
+        name = name or module
+        p = NodeProcess(module, data_dir or self.root / name, args, name=name)
+        self.procs.append(p)
+        if start:
+            await p.start()
+        return p
+
+    async def close(self) -> None:
+        for p in self.procs:
+            if p.running:
+                await p.stop(timeout_s=5)
+        leftover = [p.pid for p in self.procs if p.running]
+        assert not leftover, f"processes still running after teardown: {leftover}"
+
+
+@pytest.fixture
+async def spawn(tmp_path: Path):
+    """``await spawn("broker", ["--mode", "exactly-once"])`` -> a started NodeProcess."""
+    s = Spawner(tmp_path)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
