@@ -1,0 +1,60 @@
+"""Compose the anomaly families into one report and a verdict (Jepsen's checker.compose)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.checker.anomaly import Anomaly
+from harness.checker.balance import check_balances, check_state
+from harness.checker.duplicated import check_duplicated, check_unexpected
+from harness.checker.inputs import RunData
+from harness.checker.lost import check_lost
+from harness.checker.ordering import check_order
+from harness.checker.verdict import decide
+
+
+@dataclass
+class CheckReport:
+    """The checker's result for one run of one mode.
+
+    Attributes:
+        mode: the guarantee mode checked.
+        events: workload size; acked: orders the broker acknowledged.
+        anomalies: name -> Anomaly (every family, also those with count 0).
+        balance_ok: every sink balance equals the ideal workload total.
+        balance_deltas: account -> (sink - ideal) cents, for accounts that differ.
+        verdict: "held" | "broken" | "not-exercised"; reasons: why, in words.
+    """
+
+    mode: str
+    events: int
+    acked: int
+    anomalies: dict[str, Anomaly]
+    balance_ok: bool
+    balance_deltas: dict[str, int] = field(default_factory=dict)
+    verdict: str = ""
+    reasons: list[str] = field(default_factory=list)
+
+    def count(self, name: str) -> int:
+        return self.anomalies[name].count
+
+    def to_json(self) -> dict:
+        return {"mode": self.mode, "events": self.events, "acked": self.acked,
+                "lost": self.count("lost"), "lost_acknowledged": self.count("lost-acknowledged"),
+                "duplicated": self.count("duplicated"), "balance_ok": self.balance_ok,
+                "verdict": self.verdict, "reasons": self.reasons,
+                "balance_deltas": self.balance_deltas,
+                "anomalies": {n: a.to_json() for n, a in self.anomalies.items()}}
+
+
+def check(data: RunData) -> CheckReport:
+    """Run every anomaly family on ``data`` and decide the verdict for ``data.mode``."""
+    lost, lost_ack = check_lost(data)
+    mismatch, balance_ok, deltas = check_balances(data)
+    families = [lost, lost_ack, check_duplicated(data), check_unexpected(data), mismatch,
+                check_state(data), check_order(data)]
+    anomalies = {a.name: a for a in families}
+    verdict, reasons = decide(data.mode, {n: a.count for n, a in anomalies.items()}, balance_ok)
+    acked = sum(1 for oid in data.workload if oid in data.acked)
+    return CheckReport(mode=data.mode, events=len(data.workload), acked=acked, anomalies=anomalies,
+                       balance_ok=balance_ok, balance_deltas=deltas, verdict=verdict, reasons=reasons)

@@ -1,0 +1,277 @@
+"""A local cluster: producer, broker, processor and sink processes, with a
+fault-injecting proxy on every link, on free loopback ports.
+
+    producer --[producer-broker]--> broker --[processor-broker]--> processor --[processor-sink]--> sink
+
+Every process is a :class:`~harness.process.NodeProcess` held by pid. The
+cluster writes ``<run-dir>/cluster.json`` (addresses, pids, data dirs) so
+that ``testbed fault ...`` can find the proxies of a running cluster, and
+ends everything it started in :meth:`Cluster.stop`, also when interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+
+from harness.ablations import flags_for
+from harness.process import NodeProcess
+from nodes.common.channels import insecure_channel
+from nodes.common.modes import EXACTLY_ONCE, SINK_IDEMPOTENT, TOPIC
+from nodes.pb import broker_pb2, broker_pb2_grpc, node_pb2, node_pb2_grpc
+
+LINKS = {
+    # link name: (client node, server node)
+    "producer-broker": ("producer", "broker"),
+    "processor-broker": ("processor", "broker"),
+    "processor-sink": ("processor", "sink"),
+}
+NODE_ORDER = ("sink", "broker", "processor", "producer")
+
+
+class DrainTimeout(Exception):
+    """The pipeline did not drain within the allowed time; the message says what lagged."""
+
+
+@dataclass
+class ClusterConfig:
+    """Everything that decides how a cluster is started.
+
+    Attributes:
+        mode: "at-most-once" | "at-least-once" | "exactly-once".
+        sink_strategy: exactly-once only: "idempotent" | "transactional".
+        seed: workload and proxy RNG seed.
+        events: number of orders in the generated workload.
+        workload_file: a JSONL workload instead of the generated one.
+        rate: producer rate in events/s (0 = as fast as possible).
+        batch_size: producer batch size (events).
+        partitions: broker partition count.
+        proxies: put a fault-injecting proxy on every link.
+        disabled: ablation names (harness.ablations.ABLATIONS).
+        extra_args: extra command-line flags per node name.
+    """
+
+    mode: str = "at-least-once"
+    sink_strategy: str | None = None
+    seed: int = 1
+    events: int = 10_000
+    accounts: int = 16
+    workload_file: str | None = None
+    rate: float = 0.0
+    batch_size: int = 100
+    partitions: int = 4
+    proxies: bool = True
+    disabled: list[str] = field(default_factory=list)
+    extra_args: dict[str, list[str]] = field(default_factory=dict)
+    ack_timeout_ms: int = 1000
+    sink_timeout_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
+            self.sink_strategy = SINK_IDEMPOTENT
+        if self.mode != EXACTLY_ONCE:
+            self.sink_strategy = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode}/{self.sink_strategy}" if self.sink_strategy else self.mode
+
+
+class Cluster:
+    """Start, inspect and stop one cluster under ``run_dir``.
+
+    Args:
+        config: how to start it.
+        run_dir: directory for the nodes' data dirs and ``cluster.json``.
+    """
+
+    def __init__(self, config: ClusterConfig, run_dir: Path) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.nodes: dict[str, NodeProcess] = {}
+        self.proxies: dict[str, NodeProcess] = {}
+        self.started_at: float | None = None
+
+    # ----- start / stop -------------------------------------------------------------------
+
+    def _node_args(self, name: str) -> list[str]:
+        c = self.config
+        args = ["--mode", c.mode]
+        if name == "broker":
+            args += ["--partitions", str(c.partitions)]
+        elif name == "producer":
+            args += ["--broker", self.address_for("producer", "broker"), "--batch-size",
+                     str(c.batch_size), "--rate", str(c.rate), "--ack-timeout-ms", str(c.ack_timeout_ms)]
+            if c.workload_file:
+                args += ["--workload", str(c.workload_file)]
+            else:
+                args += ["--seed", str(c.seed), "--count", str(c.events), "--accounts", str(c.accounts)]
+        elif name == "processor":
+            args += ["--broker", self.address_for("processor", "broker"),
+                     "--sink", self.address_for("processor", "sink"),
+                     "--sink-timeout-ms", str(c.sink_timeout_ms)]
+            if c.sink_strategy:
+                args += ["--sink-strategy", c.sink_strategy]
+        return args + flags_for(name, c.disabled) + list(c.extra_args.get(name, []))
+
+    def address_for(self, client: str, server: str) -> str:
+        """The address ``client`` dials to reach ``server``: the link's proxy, or direct."""
+        link = f"{client}-{server}"
+        if link in self.proxies:
+            return self.proxies[link].address  # type: ignore[return-value]
+        return self.nodes[server].address  # type: ignore[return-value]
+
+    async def start(self, *, start_producer: bool = True) -> None:
+        """Start sink, broker, the proxies, processor and (unless told not to) producer.
+
+        Raises:
+            harness.process.NodeStartError: a node failed to reach SERVING; the
+                nodes already started are stopped before the error propagates.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.started_at = time.time()
+        try:
+            for name in ("sink", "broker"):
+                await self._start_node(name)
+            if self.config.proxies:
+                for link, (client, server) in LINKS.items():
+                    p = NodeProcess("proxy", self.run_dir / f"proxy-{link}",
+                                    ["--link", link, "--upstream", self.nodes[server].address,
+                                     "--seed", str(self.config.seed)], name=f"proxy:{link}")
+                    self.proxies[link] = p
+                    await p.start()
+            await self._start_node("processor")
+            if start_producer:
+                await self._start_node("producer")
+        except BaseException:
+            await self.stop()
+            raise
+        finally:
+            self.write_manifest()
+
+    async def _start_node(self, name: str) -> NodeProcess:
+        p = NodeProcess(name, self.run_dir / name, self._node_args(name), name=name)
+        self.nodes[name] = p
+        await p.start()
+        self.write_manifest()
+        return p
+
+    async def start_producer(self) -> NodeProcess:
+        """Start the producer (when :meth:`start` was told not to)."""
+        p = await self._start_node("producer")
+        self.write_manifest()
+        return p
+
+    def all_processes(self) -> list[NodeProcess]:
+        return [*self.nodes.values(), *self.proxies.values()]
+
+    async def stop(self) -> None:
+        """SIGTERM every process (producer first, sink last); SIGKILL any that hangs."""
+        order = ["producer", "processor"]
+        procs = [self.nodes[n] for n in order if n in self.nodes]
+        procs += list(self.proxies.values())
+        procs += [self.nodes[n] for n in ("broker", "sink") if n in self.nodes]
+        for p in procs:
+            await p.stop(timeout_s=10)
+
+    def kill_all_now(self) -> None:
+        """kill -9 everything at once (last resort, e.g. from an atexit hook)."""
+        for p in self.all_processes():
+            p.kill_now()
+
+    def write_manifest(self) -> None:
+        """Write ``cluster.json``: {run_dir, config, nodes: {name: {address, pid, data_dir}},
+        links: {link: {proxy, upstream, pid, data_dir}}}."""
+        def info(p: NodeProcess) -> dict:
+            return {"address": p.address, "pid": p.pid, "data_dir": str(p.data_dir)}
+        links = {}
+        for link, p in self.proxies.items():
+            server = LINKS[link][1]
+            links[link] = {"proxy": p.address, "upstream": self.nodes[server].address if server in self.nodes else None,
+                           "pid": p.pid, "data_dir": str(p.data_dir)}
+        manifest = {"run_dir": str(self.run_dir), "config": asdict(self.config),
+                    "nodes": {n: info(p) for n, p in self.nodes.items()}, "links": links}
+        (self.run_dir / "cluster.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+    # ----- inspection ---------------------------------------------------------------------
+
+    async def status(self, name: str, timeout_s: float = 2.0) -> dict:
+        """The node's NodeControl.Status JSON (direct, never through a proxy).
+
+        Raises:
+            grpc.aio.AioRpcError: the node is down or did not answer in time.
+        """
+        p = self.nodes.get(name) or self.proxies[name]
+        async with insecure_channel(p.address) as ch:
+            resp = await node_pb2_grpc.NodeControlStub(ch).Status(node_pb2.StatusRequest(), timeout=timeout_s)
+        return json.loads(resp.status_json)
+
+    async def high_watermarks(self, timeout_s: float = 2.0) -> dict[int, int]:
+        """Broker high watermark per partition (direct)."""
+        async with insecure_channel(self.nodes["broker"].address) as ch:
+            resp = await broker_pb2_grpc.BrokerStub(ch).ListOffsets(
+                broker_pb2.ListOffsetsRequest(topic=TOPIC), timeout=timeout_s)
+        return {p.partition: p.offset for p in resp.high_watermarks}
+
+    async def drain_progress(self) -> dict:
+        """One look at how far the pipeline is: producer position, broker ends, processor positions."""
+        out: dict = {}
+        for name in ("producer", "processor"):
+            try:
+                out[name] = await self.status(name)
+            except grpc.aio.AioRpcError as e:
+                out[name] = {"error": e.code().name}
+        try:
+            out["high_watermarks"] = await self.high_watermarks()
+        except grpc.aio.AioRpcError as e:
+            out["high_watermarks"] = {"error": e.code().name}
+        return out
+
+    async def wait_drained(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> dict:
+        """Wait until the producer is done and the processor's durable positions reach
+        the broker's high watermarks on every partition; return the last progress.
+
+        Raises:
+            DrainTimeout: not drained after ``timeout_s``; says what lagged.
+        """
+        deadline = time.monotonic() + timeout_s
+        last: dict = {}
+        while True:
+            last = await self.drain_progress()
+            if _drained(last):
+                return last
+            if time.monotonic() > deadline:
+                raise DrainTimeout(f"pipeline not drained after {timeout_s:.0f} s: {_lag(last)}")
+            await asyncio.sleep(poll_s)
+
+
+def _drained(progress: dict) -> bool:
+    prod, proc, hw = progress.get("producer", {}), progress.get("processor", {}), progress.get("high_watermarks", {})
+    if "error" in prod or "error" in proc or "error" in hw or not prod.get("done"):
+        return False
+    durable = {int(k): v for k, v in proc.get("durable_positions", {}).items()}
+    return all(durable.get(p, 0) >= off for p, off in hw.items())
+
+
+def _lag(progress: dict) -> str:
+    prod, proc, hw = progress.get("producer", {}), progress.get("processor", {}), progress.get("high_watermarks", {})
+    parts = []
+    if "error" in prod:
+        parts.append(f"producer unreachable ({prod['error']})")
+    elif not prod.get("done"):
+        parts.append(f"producer at {prod.get('position')}/{prod.get('total')}")
+    if "error" in proc:
+        parts.append(f"processor unreachable ({proc['error']})")
+    elif "error" not in hw:
+        durable = {int(k): v for k, v in proc.get("durable_positions", {}).items()}
+        lag = {p: off - durable.get(p, 0) for p, off in hw.items() if durable.get(p, 0) < off}
+        if lag:
+            parts.append(f"processor behind the broker by {lag} records per partition")
+    if "error" in hw:
+        parts.append(f"broker unreachable ({hw['error']})")
+    return "; ".join(parts) or "unknown"
