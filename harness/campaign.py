@@ -1,0 +1,141 @@
+"""A fault campaign: for each mode, a fresh cluster, the workload under the
+fault schedule, a final heal, a bounded drain, then the checker.
+
+Layout of ``runs/<id>/`` (documented in the README, "Files of a run"):
+``schedule.json``, ``result.json``, and one directory per mode
+(``at-most-once/``, ``at-least-once/``, ``exactly-once-idempotent/``,
+``exactly-once-transactional/``) holding the nodes' data dirs,
+``cluster.json``, ``nemesis.jsonl`` and ``check.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from harness.checker import check, load_run
+from harness.cluster import Cluster, ClusterConfig
+from harness.history import HistoryWriter
+from harness.metrics import faults_fired, latency_ms
+from harness.scheduler import ScheduleRunner
+from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SINK_IDEMPOTENT, SINK_TRANSACTIONAL
+
+ALL_MODES = (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    mode: str
+    sink: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode}/{self.sink}" if self.sink else self.mode
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.mode}-{self.sink}" if self.sink else self.mode
+
+
+def expand_modes(mode: str, sink: str) -> list[ModeSpec]:
+    """``--mode all --sink both`` -> the four (mode, sink) pairs, in the seed's order."""
+    modes = ALL_MODES if mode == "all" else (mode,)
+    sinks = (SINK_IDEMPOTENT, SINK_TRANSACTIONAL) if sink == "both" else (sink,)
+    out = []
+    for m in modes:
+        if m == EXACTLY_ONCE:
+            out.extend(ModeSpec(m, s) for s in sinks)
+        else:
+            out.append(ModeSpec(m))
+    return out
+
+
+@dataclass
+class CampaignConfig:
+    """What a campaign runs. ``base`` is the cluster config shared by every mode."""
+
+    modes: list[ModeSpec]
+    base: ClusterConfig
+    schedule: dict
+    drain_timeout_s: float = 60.0
+    extra: dict = field(default_factory=dict)
+
+
+ProgressFn = Callable[[str, str], None]
+"""progress(mode label, message)"""
+
+
+async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
+                   progress: ProgressFn = lambda *_: None) -> dict:
+    """Run one mode end to end and return its result.json entry.
+
+    Raises:
+        harness.process.NodeStartError: a node did not start.
+        harness.cluster.DrainTimeout: the pipeline did not drain in time (the
+            cluster is stopped and the partial data kept).
+    """
+    mode_dir = run_dir / spec.dirname
+    config = replace(cfg.base, mode=spec.mode, sink_strategy=spec.sink)
+    cluster = Cluster(config, mode_dir)
+    history = None
+    try:
+        progress(spec.label, "starting cluster")
+        await cluster.start(start_producer=False)
+        history = HistoryWriter(mode_dir / "nemesis.jsonl", "nemesis")
+        runner = ScheduleRunner(cluster, cfg.schedule, history)
+        t0 = time.time()
+        await cluster.start_producer()
+        progress(spec.label, f"workload running, {len(runner.steps)} faults scheduled")
+        await runner.run()
+        progress(spec.label, "healing every fault")
+        await runner.heal()
+        progress(spec.label, "draining")
+        await cluster.wait_drained(cfg.drain_timeout_s)
+        elapsed = time.time() - t0
+        final = await cluster.status("processor")
+        (mode_dir / "processor" / "final-status.json").write_text(json.dumps(final, indent=1))
+    finally:
+        await cluster.stop()
+        if history is not None:
+            history.close()
+    progress(spec.label, "auditing")
+    report = check(load_run(mode_dir))
+    (mode_dir / "check.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    lat = latency_ms(mode_dir)
+    fired = faults_fired(mode_dir)
+    entry = {"mode": spec.mode, "sink": spec.sink, "dir": spec.dirname,
+             "events": report.events, "acked": report.acked,
+             "lost": report.count("lost"), "lost_acknowledged": report.count("lost-acknowledged"),
+             "duplicated": report.count("duplicated"), "balance_ok": report.balance_ok,
+             "verdict": report.verdict, "reasons": report.reasons,
+             "throughput_eps": round(report.events / elapsed, 1) if elapsed > 0 else None,
+             "latency_p50_ms": lat["p50"], "latency_p99_ms": lat["p99"], "latency_kind": lat["kind"],
+             "faults_fired": fired["total"], "faults": fired["by_kind"],
+             "elapsed_s": round(elapsed, 2),
+             "anomalies": {n: a.to_json() for n, a in report.anomalies.items() if a.count}}
+    progress(spec.label, f"verdict {report.verdict}")
+    return entry
+
+
+def write_result(run_dir: Path, cfg: CampaignConfig, entries: list[dict], *, complete: bool) -> dict:
+    """Write ``result.json`` (also after each mode, so an interrupted run stays readable)."""
+    result = {"seed": cfg.base.seed, "complete": complete,
+              "config": asdict(cfg.base) | {"drain_timeout_s": cfg.drain_timeout_s},
+              "requested_modes": [asdict(m) for m in cfg.modes],
+              "disabled": list(cfg.base.disabled), "modes": entries}
+    result.update(cfg.extra)
+    (run_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+async def run_campaign(cfg: CampaignConfig, run_dir: Path, progress: ProgressFn = lambda *_: None) -> dict:
+    """Run every mode in turn; return the result (also written to result.json)."""
+    entries: list[dict] = []
+    write_result(run_dir, cfg, entries, complete=False)
+    for spec in cfg.modes:
+        entries.append(await run_mode(spec, cfg, run_dir, progress))
+        write_result(run_dir, cfg, entries, complete=False)
+    return write_result(run_dir, cfg, entries, complete=True)

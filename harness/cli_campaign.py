@@ -1,0 +1,228 @@
+"""``testbed campaign``, ``testbed audit`` and ``testbed replay``."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from harness import schedule as schedule_mod
+from harness.checker import InputError, check, load_run
+from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, fail,
+                                non_negative, positive, run_async)
+from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
+from harness.cluster import ClusterConfig, DrainTimeout
+from harness.process import NodeStartError
+from harness.runs import RunDirError, new_run_dir
+from harness.table import anomaly_lines, result_table
+
+DEFAULT_EVENTS = 3000
+DEFAULT_RATE = 1000.0
+
+
+def parse_faults(ctx, param, value) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(filter(None, (s.strip() for s in value.split(","))))
+    for n in names:
+        if n not in schedule_mod.FAULT_KINDS:
+            raise click.BadParameter(f"unknown fault {n!r}; choose from: {', '.join(schedule_mod.FAULT_KINDS)}")
+    return names
+
+
+@contextmanager
+def progress_display(quiet: bool):
+    """A live status line on a terminal (rich); plain lines otherwise; nothing with --quiet."""
+    if quiet:
+        yield lambda label, msg: None
+        return
+    if console.is_terminal:
+        with console.status("starting") as status:
+            def show(label: str, msg: str) -> None:
+                status.update(f"[bold]{label}[/]: {msg}")
+                if msg.startswith("verdict"):
+                    console.print(f"  {label}: {msg}")
+            yield show
+    else:
+        yield lambda label, msg: print(f"[{label}] {msg}", file=sys.stderr, flush=True)
+
+
+def exit_code(result: dict) -> int:
+    return EXIT_BROKEN if any(m["verdict"] == "broken" for m in result["modes"]) else EXIT_HELD
+
+
+def print_result(result: dict, run_dir: Path) -> None:
+    console.print(result_table(result, title=f"seed {result['seed']} · {run_dir}"))
+    lines = anomaly_lines(result)
+    if lines:
+        console.print("[bold]anomalies[/] (first order ids; hop where it happened):")
+        for line in lines:
+            console.print(f"  {line}", soft_wrap=True)
+    console.print(f"result: {run_dir / 'result.json'}")
+
+
+async def _run(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
+    with progress_display(quiet) as progress:
+        return await run_campaign(cfg, run_dir, progress)
+
+
+def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
+    """Run a campaign, mapping environment failures to exit code 2."""
+    schedule_mod.save(cfg.schedule, run_dir / "schedule.json")
+    holder: dict = {}
+
+    async def main() -> int:
+        try:
+            holder["result"] = await _run(cfg, run_dir, quiet)
+        except NodeStartError as e:
+            fail(f"a node did not start: {e} (run data in {run_dir})")
+        except DrainTimeout as e:
+            fail(f"{e} (run data in {run_dir})")
+        return 0
+
+    code = run_async(main)
+    if code == 130:
+        console.print(f"interrupted; the partial run is readable in {run_dir}")
+        sys.exit(130)
+    return holder["result"]
+
+
+@click.command()
+@click.option("--mode", type=click.Choice(["all", "at-most-once", "at-least-once", "exactly-once"]),
+              default="all", show_default=True, help="Which guarantee modes to run.")
+@click.option("--sink", type=click.Choice(["both", "idempotent", "transactional"]), default="both",
+              show_default=True, help="exactly-once sink strategies to run.")
+@click.option("--events", type=int, default=DEFAULT_EVENTS, show_default=True, callback=positive,
+              help="Orders in the workload.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the workload, schedule and proxies.")
+@click.option("--faults", callback=parse_faults, default=None, metavar="LIST",
+              help="Comma-separated faults to schedule (default: a mix of kills and link faults): "
+                   + ", ".join(schedule_mod.FAULT_KINDS) + ".")
+@click.option("--schedule", "schedule_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Use this schedule.json instead of generating one.")
+@disable_option
+@click.option("--rate", type=float, default=DEFAULT_RATE, show_default=True, callback=non_negative,
+              help="Producer rate in events/s (0 = as fast as possible).")
+@click.option("--batch-size", type=int, default=100, show_default=True, callback=positive)
+@click.option("--drain-timeout", type=float, default=60.0, show_default=True, callback=positive,
+              help="Seconds to wait for the pipeline to drain after the final heal.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Runs directory (default ./runs); the run goes to OUT/<id>/, OUT/latest points to it.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, batch_size, drain_timeout,
+             out, quiet) -> None:
+    """Run the workload under the fault schedule in each mode, audit, print the table.
+
+    Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
+    """
+    if schedule_file:
+        try:
+            sched = schedule_mod.load(schedule_file)
+        except schedule_mod.ScheduleError as e:
+            fail(str(e))
+    else:
+        sched = schedule_mod.generate(seed, events, faults or schedule_mod.DEFAULT_FAULTS)
+    try:
+        run_dir = new_run_dir(out)
+    except RunDirError as e:
+        fail(str(e))
+    base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable))
+    cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
+                         drain_timeout_s=drain_timeout)
+    result = execute(cfg, run_dir, quiet)
+    print_result(result, run_dir)
+    sys.exit(exit_code(result))
+
+
+def _load_result(run_dir: Path) -> dict:
+    path = run_dir / "result.json"
+    if not path.exists():
+        fail(f"{run_dir} has no result.json: not a campaign run directory")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        fail(f"{path} is not valid JSON: {e}")
+    raise AssertionError
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def audit(run_dir: Path) -> None:
+    """Re-check a stored run from its files alone (no node is started).
+
+    RUN_DIR is a campaign run (with result.json) or a cluster started by `up`.
+    """
+    if (run_dir / "cluster.json").exists():
+        dirs = [run_dir]
+    else:
+        result = _load_result(run_dir)
+        dirs = [run_dir / m["dir"] for m in result["modes"]]
+        if not dirs:
+            fail(f"{run_dir}/result.json lists no finished mode")
+    rows = []
+    for d in dirs:
+        try:
+            report = check(load_run(d))
+        except InputError as e:
+            fail(str(e))
+        j = report.to_json()
+        ck = json.loads((d / "cluster.json").read_text())["config"]
+        j.update(sink=ck.get("sink_strategy"),
+                 anomalies={n: a for n, a in j["anomalies"].items() if a["count"]})
+        rows.append(j)
+    result = {"seed": None, "modes": rows}
+    print_result(result, run_dir)
+    sys.exit(exit_code(result))
+
+
+COMPARED = ("verdict", "lost", "lost_acknowledged", "duplicated", "balance_ok")
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--quiet", "-q", is_flag=True)
+def replay(run_dir: Path, out, quiet) -> None:
+    """Run a stored campaign again (same seed, same schedule) and say whether
+    the verdicts and anomaly counts match. Exit 0 on a match, 1 otherwise."""
+    old = _load_result(run_dir)
+    try:
+        sched = schedule_mod.load(run_dir / "schedule.json")
+    except schedule_mod.ScheduleError as e:
+        fail(str(e))
+    c = old.get("config") or {}
+    fields = {k: v for k, v in c.items() if k in ClusterConfig.__dataclass_fields__}
+    base = ClusterConfig(**fields)
+    modes = [ModeSpec(m["mode"], m.get("sink")) for m in old.get("requested_modes") or old["modes"]]
+    try:
+        new_dir = new_run_dir(out or run_dir.resolve().parent, label="replay")
+    except RunDirError as e:
+        fail(str(e))
+    cfg = CampaignConfig(modes=modes, base=base, schedule=sched,
+                         drain_timeout_s=float(c.get("drain_timeout_s", 60.0)),
+                         extra={"replay_of": str(run_dir)})
+    new = execute(cfg, new_dir, quiet)
+    print_result(new, new_dir)
+    old_by = {(m["mode"], m.get("sink")): m for m in old["modes"]}
+    mismatches = []
+    for m in new["modes"]:
+        o = old_by.get((m["mode"], m.get("sink")))
+        label = f"{m['mode']}/{m['sink']}" if m.get("sink") else m["mode"]
+        if o is None:
+            mismatches.append(f"{label}: not in the original run")
+            continue
+        diff = [f"{k} {o.get(k)} -> {m.get(k)}" for k in COMPARED if o.get(k) != m.get(k)]
+        if diff:
+            mismatches.append(f"{label}: " + ", ".join(diff))
+    if mismatches:
+        console.print("[bold red]replay differs[/] from " + str(run_dir) + ":")
+        for line in mismatches:
+            console.print(f"  {line}")
+        sys.exit(EXIT_BROKEN)
+    console.print(f"[bold green]replay matches[/] {run_dir}: same verdicts and anomaly counts "
+                  f"for {len(new['modes'])} mode(s)")
+    sys.exit(EXIT_HELD)

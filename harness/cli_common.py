@@ -1,0 +1,68 @@
+"""Options and helpers shared by the testbed's commands."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Awaitable, Callable
+
+import click
+from rich.console import Console
+
+from harness.ablations import ABLATIONS
+from nodes.common.modes import MODES, SINK_STRATEGIES
+
+EXIT_HELD = 0
+EXIT_BROKEN = 1
+EXIT_USAGE = 2
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(msg: str, code: int = EXIT_USAGE) -> None:
+    """Print a one-line error and exit (2 = usage or environment)."""
+    err_console.print(f"[bold red]error:[/] {msg}", soft_wrap=True)
+    sys.exit(code)
+
+
+def positive(ctx, param, value):
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be > 0")
+    return value
+
+
+def non_negative(ctx, param, value):
+    if value is not None and value < 0:
+        raise click.BadParameter("must be >= 0")
+    return value
+
+
+def parse_disabled(ctx, param, value) -> list[str]:
+    names: list[str] = []
+    for item in value or ():
+        for name in filter(None, (s.strip() for s in item.split(","))):
+            if name not in ABLATIONS:
+                raise click.BadParameter(f"unknown ablation {name!r}; choose from: {', '.join(ABLATIONS)}")
+            names.append(name)
+    return names
+
+
+ABLATION_HELP = "Switch a mechanism off (repeatable or comma-separated): " + ", ".join(ABLATIONS) + "."
+
+mode_option = click.option("--mode", type=click.Choice(MODES), default="at-least-once", show_default=True,
+                           help="Delivery guarantee mode.")
+sink_option = click.option("--sink", "sink_strategy", type=click.Choice(SINK_STRATEGIES), default=None,
+                           help="exactly-once sink strategy (default idempotent).")
+disable_option = click.option("--disable", multiple=True, callback=parse_disabled, metavar="ABLATION",
+                              help=ABLATION_HELP)
+
+
+def run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:
+    """Run the command's coroutine; Ctrl-C cancels it so its cleanup (stopping
+    every process it started) runs before the exit (code 130)."""
+    try:
+        return asyncio.run(coro_fn())
+    except KeyboardInterrupt:
+        err_console.print("interrupted: every process was stopped")
+        return 130

@@ -1,0 +1,111 @@
+"""``testbed up``: a local cluster streaming orders end to end, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import time
+from pathlib import Path
+
+import click
+import grpc
+from rich.table import Table
+
+from harness.cli_common import (EXIT_USAGE, console, disable_option, fail, mode_option, non_negative,
+                                positive, run_async, sink_option)
+from harness.cluster import Cluster, ClusterConfig, DrainTimeout
+from harness.process import NodeStartError
+from harness.runs import RunDirError, new_run_dir
+
+
+def nodes_table(cluster: Cluster) -> Table:
+    t = Table(title=f"cluster {cluster.config.label} in {cluster.run_dir}", title_justify="left")
+    for col in ("node", "address", "pid", "data dir"):
+        t.add_column(col)
+    for name, p in cluster.nodes.items():
+        t.add_row(name, p.address, str(p.pid), str(p.data_dir))
+    for link, p in cluster.proxies.items():
+        t.add_row(f"proxy {link}", p.address, str(p.pid), str(p.data_dir))
+    return t
+
+
+def progress_line(prog: dict) -> str:
+    prod, proc, hw = prog.get("producer", {}), prog.get("processor", {}), prog.get("high_watermarks", {})
+    p = "down" if "error" in prod else f"{prod.get('position', 0)}/{prod.get('total', '?')} sent"
+    b = "down" if "error" in hw else f"{sum(hw.values())} in log"
+    if "error" in proc:
+        q = "down"
+    else:
+        q = f"{sum(proc.get('durable_positions', {}).values())} processed"
+    retries = prod.get("retries", 0) if "error" not in prod else 0
+    return f"producer {p} ({retries} retries) | broker {b} | processor {q}"
+
+
+@click.command()
+@mode_option
+@sink_option
+@click.option("--events", type=int, default=100_000, show_default=True, callback=positive,
+              help="Orders in the generated workload.")
+@click.option("--rate", type=float, default=500.0, show_default=True, callback=non_negative,
+              help="Producer rate in events/s (0 = as fast as possible).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Workload and proxy RNG seed.")
+@click.option("--batch-size", type=int, default=100, show_default=True, callback=positive)
+@click.option("--workload", "workload_file", type=click.Path(exists=True, dir_okay=False),
+              help="A JSONL file of orders instead of the generated workload.")
+@click.option("--no-proxy", is_flag=True, help="Connect the nodes directly (no fault injection).")
+@disable_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Runs directory (default ./runs).")
+@click.option("--exit-when-drained", is_flag=True,
+              help="Stop the cluster once the workload has drained (for scripts).")
+def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
+       exit_when_drained) -> None:
+    """Launch producer, broker, processor and sink (each behind a fault proxy) on
+    loopback, stream the workload end to end, and stop everything on Ctrl-C.
+
+    While it runs, inject faults from another terminal with ``./run.sh fault ...``
+    (the cluster's addresses are in runs/latest/cluster.json).
+    """
+    if sink_strategy and mode != "exactly-once":
+        fail("--sink applies to --mode exactly-once only")
+    try:
+        run_dir = new_run_dir(out, label=f"up-{mode}")
+    except RunDirError as e:
+        fail(str(e))
+    config = ClusterConfig(mode=mode, sink_strategy=sink_strategy, seed=seed, events=events,
+                           workload_file=str(Path(workload_file).resolve()) if workload_file else None,
+                           rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable))
+    raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained)))
+
+
+async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool) -> int:
+    cluster = Cluster(config, run_dir)
+    atexit.register(cluster.kill_all_now)
+    try:
+        try:
+            await cluster.start()
+        except NodeStartError as e:
+            fail(f"cluster did not start: {e}")
+        console.print(nodes_table(cluster))
+        console.print("streaming; inject faults from another terminal, e.g.\n"
+                      "  ./run.sh fault add drop-response --link producer-broker --probability 0.3\n"
+                      "Ctrl-C stops every process.")
+        drained_once = False
+        last_print = 0.0
+        while True:
+            prog = await cluster.drain_progress()
+            now = time.monotonic()
+            if now - last_print >= 2.0:
+                console.print(progress_line(prog))
+                last_print = now
+            from harness.cluster import _drained
+            if _drained(prog) and not drained_once:
+                drained_once = True
+                console.print(f"[bold green]drained:[/] {progress_line(prog)}")
+                console.print(f"audit it with: ./run.sh audit {run_dir}")
+                if exit_when_drained:
+                    return 0
+            await asyncio.sleep(0.25)
+    finally:
+        await cluster.stop()
+        console.print(f"stopped every process; run data in {run_dir}")

@@ -1,0 +1,41 @@
+"""Link faults through the proxies' control API (drop, delay, error, partition...)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from harness.nemesis.base import Nemesis
+from harness.proxy_client import ProxyControlClient
+
+
+class LinkNemesis(Nemesis):
+    """``{"f": "link", "link": L, "for_ms": T, "fault": {kind, method, probability,
+    count, ...}}``: arm the fault on the link's proxy for T ms, then remove it.
+    Returns how many times it fired."""
+
+    async def invoke(self, step: dict) -> dict:
+        cluster = self.ctx.cluster
+        if step["link"] not in cluster.proxies:
+            return {"skipped": "no proxy on this link (run without --no-proxy)"}
+        spec = dict(step["fault"])
+        kind = spec.pop("kind")
+        async with ProxyControlClient(cluster.proxies[step["link"]].address) as px:
+            fid = await px.add(kind, **_spec_kwargs(spec))
+            try:
+                await asyncio.sleep(step.get("for_ms", 1000) / 1000)
+                faults = {f["fault_id"]: f for f in await px.list()}
+            finally:
+                await px.remove(fid)
+        f = faults.get(fid, {})
+        return {"fault_id": fid, "matched": int(f.get("matched", 0)), "fired": int(f.get("fired", 0))}
+
+    async def heal(self) -> None:
+        for p in self.ctx.cluster.proxies.values():
+            if p.running:
+                async with ProxyControlClient(p.address) as px:
+                    await px.heal()
+
+
+def _spec_kwargs(spec: dict) -> dict:
+    rename = {"after_calls": "after"}
+    return {rename.get(k, k): v for k, v in spec.items()}

@@ -1,0 +1,46 @@
+"""Process faults: kill -9 then restart; SIGSTOP then SIGCONT."""
+
+from __future__ import annotations
+
+import asyncio
+
+from harness.nemesis.base import Nemesis
+
+
+class KillNemesis(Nemesis):
+    """``{"f": "kill", "node": N, "down_ms": T}``: SIGKILL the node (no flush, no
+    cleanup: what a crash leaves), keep it down T ms, restart it on the same
+    address and wait for SERVING."""
+
+    async def invoke(self, step: dict) -> dict:
+        p = self.ctx.cluster.nodes[step["node"]]
+        pid = p.pid
+        p.kill()
+        code = await p.wait(10)
+        await asyncio.sleep(step.get("down_ms", 300) / 1000)
+        await p.restart()
+        return {"killed_pid": pid, "exit_code": code, "new_pid": p.pid}
+
+    async def heal(self) -> None:
+        for p in self.ctx.cluster.nodes.values():
+            if not p.running:
+                await p.restart()
+
+
+class PauseNemesis(Nemesis):
+    """``{"f": "pause", "node": N, "for_ms": T}``: SIGSTOP the node for T ms, then
+    SIGCONT. Its sockets stay open: callers hang until their deadlines."""
+
+    async def invoke(self, step: dict) -> dict:
+        p = self.ctx.cluster.nodes[step["node"]]
+        p.pause()
+        try:
+            await asyncio.sleep(step.get("for_ms", 500) / 1000)
+        finally:
+            p.resume()
+        return {"pid": p.pid}
+
+    async def heal(self) -> None:
+        for p in self.ctx.cluster.nodes.values():
+            if p.paused:
+                p.resume()

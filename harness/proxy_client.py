@@ -1,0 +1,124 @@
+"""Client of a proxy's testbed.v1.ProxyControl service (async, plus sync wrappers for the CLI).
+
+    async with ProxyControlClient("127.0.0.1:7001") as px:
+        fid = await px.add("drop-response", method="Produce", probability=0.3)
+        print(await px.list(), await px.stats())
+        await px.heal()
+
+Errors: every method raises :class:`grpc.aio.AioRpcError` as the proxy
+answered it: INVALID_ARGUMENT ("<field>: <reason>") for a bad fault spec,
+NOT_FOUND for an unknown fault id, UNAVAILABLE when the proxy is not running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+
+from nodes.common.channels import insecure_channel
+from nodes.pb import node_pb2, node_pb2_grpc, proxy_pb2, proxy_pb2_grpc
+
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class ProxyControlClient:
+    """Control client of one proxy.
+
+    Args:
+        address: the proxy's "host:port".
+        timeout_s: deadline of every control call (seconds).
+    """
+
+    def __init__(self, address: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self._channel = insecure_channel(address)
+        self._stub = proxy_pb2_grpc.ProxyControlStub(self._channel)
+
+    async def __aenter__(self) -> "ProxyControlClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def add(self, kind: str, *, method: str = "", probability: float | None = None,
+                  count: int = 0, after: int = 0, delay_ms: int = 0, jitter_ms: int = 0,
+                  side: str = "", code: str = "", link: str = "") -> str:
+        """Add a fault; return its id ("f1"). See proxy.proto FaultSpec for the fields."""
+        spec = proxy_pb2.FaultSpec(kind=kind, method=method, count=count, after_calls=after,
+                                   delay_ms=delay_ms, jitter_ms=jitter_ms, side=side, code=code,
+                                   link=link)
+        if probability is not None:
+            spec.probability = probability
+        resp = await self._stub.AddFault(spec, timeout=self.timeout_s)
+        return resp.fault_id
+
+    async def remove(self, fault_id: str) -> None:
+        """Remove one fault (NOT_FOUND if unknown)."""
+        await self._stub.RemoveFault(proxy_pb2.RemoveFaultRequest(fault_id=fault_id),
+                                     timeout=self.timeout_s)
+
+    async def list(self) -> list[dict[str, Any]]:
+        """The proxy's faults: [{"fault_id", "spec": {...}, "matched", "fired", "exhausted"}]."""
+        resp = await self._stub.ListFaults(proxy_pb2.ListFaultsRequest(), timeout=self.timeout_s)
+        return [MessageToDict(f, preserving_proto_field_name=True,
+                              always_print_fields_with_no_presence=True) for f in resp.faults]
+
+    async def heal(self) -> int:
+        """Remove every fault; return how many were removed."""
+        resp = await self._stub.Heal(proxy_pb2.HealRequest(), timeout=self.timeout_s)
+        return resp.removed
+
+    async def stats(self) -> dict[str, Any]:
+        """{"link", "calls", "methods": {full method: {calls, forwarded, dropped, ...}}}."""
+        resp = await self._stub.Stats(proxy_pb2.StatsRequest(), timeout=self.timeout_s)
+        methods = {}
+        for m in resp.methods:
+            d = MessageToDict(m, preserving_proto_field_name=True,
+                              always_print_fields_with_no_presence=True)
+            name = d.pop("method")
+            methods[name] = {k: int(v) for k, v in d.items()}
+        return {"link": resp.link, "calls": resp.calls, "methods": methods}
+
+    async def status(self) -> dict[str, Any]:
+        """The proxy's own NodeControl.Status JSON (see nodes/proxy/__main__.py)."""
+        stub = node_pb2_grpc.NodeControlStub(self._channel)
+        resp = await stub.Status(node_pb2.StatusRequest(), timeout=self.timeout_s)
+        return json.loads(resp.status_json)
+
+
+def call_sync(address: str, op: str, *args: Any, timeout_s: float = DEFAULT_TIMEOUT_S,
+              **kwargs: Any) -> Any:
+    """Run one ProxyControlClient method (``op``: "add", "list"...) from synchronous code."""
+
+    async def run() -> Any:
+        async with ProxyControlClient(address, timeout_s) as px:
+            return await getattr(px, op)(*args, **kwargs)
+
+    return asyncio.run(run())
+
+
+def add_sync(address: str, kind: str, **kwargs: Any) -> str:
+    return call_sync(address, "add", kind, **kwargs)
+
+
+def remove_sync(address: str, fault_id: str) -> None:
+    call_sync(address, "remove", fault_id)
+
+
+def list_sync(address: str) -> list[dict[str, Any]]:
+    return call_sync(address, "list")
+
+
+def heal_sync(address: str) -> int:
+    return call_sync(address, "heal")
+
+
+def stats_sync(address: str) -> dict[str, Any]:
+    return call_sync(address, "stats")

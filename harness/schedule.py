@@ -1,0 +1,93 @@
+"""The fault schedule: which fault fires when, generated from the seed.
+
+A schedule is a list of steps written to ``runs/<id>/schedule.json`` and
+replayed as is by ``testbed replay``. Triggers are logical: a step fires when
+the producer's source position reaches ``at`` (events emitted), not after a
+wall-clock delay, so a seed replays the same story. Durations (how long a node
+stays down, how long a link fault stays armed) are in ms.
+
+Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
+
+    {"at": 400, "f": "kill", "node": "processor", "down_ms": 300}
+    {"at": 900, "f": "pause", "node": "broker", "for_ms": 400}
+    {"at": 1200, "f": "link", "link": "producer-broker", "for_ms": 800,
+     "fault": {"kind": "drop-response", "method": "Produce", "probability": 0.5, "count": 3}}
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "pause-processor",
+               "pause-broker", "drop-request", "drop-response", "sink-drop-response", "delay")
+"""Names accepted by ``--faults``; each expands to one step (see :func:`step_for`)."""
+
+DEFAULT_FAULTS = ("drop-response", "kill-processor", "drop-request", "kill-broker",
+                  "sink-drop-response", "kill-producer", "pause-processor", "kill-processor")
+
+
+class ScheduleError(ValueError):
+    """A schedule file or a --faults list is invalid; the message says which entry."""
+
+
+def step_for(kind: str, at: int, rng: random.Random) -> dict:
+    """One schedule step of ``kind`` firing at producer position ``at``."""
+    if kind.startswith("kill-"):
+        return {"at": at, "f": "kill", "node": kind[5:], "down_ms": rng.choice((200, 300, 500))}
+    if kind.startswith("pause-"):
+        return {"at": at, "f": "pause", "node": kind[6:], "for_ms": rng.choice((300, 500, 800))}
+    if kind in ("drop-request", "drop-response"):
+        return {"at": at, "f": "link", "link": "producer-broker", "for_ms": 1500,
+                "fault": {"kind": kind, "method": "Produce", "probability": 0.5, "count": 3}}
+    if kind == "sink-drop-response":
+        return {"at": at, "f": "link", "link": "processor-sink", "for_ms": 1500,
+                "fault": {"kind": "drop-response", "probability": 0.5, "count": 3}}
+    if kind == "delay":
+        return {"at": at, "f": "link", "link": "processor-broker", "for_ms": 1000,
+                "fault": {"kind": "delay", "method": "Fetch", "delay_ms": 100, "jitter_ms": 50}}
+    raise ScheduleError(f"unknown fault {kind!r}; choose from: {', '.join(FAULT_KINDS)}")
+
+
+def generate(seed: int, events: int, faults: tuple[str, ...] | list[str] = DEFAULT_FAULTS) -> dict:
+    """A schedule spreading ``faults`` over the first ~85% of the workload.
+
+    The positions and durations are a pure function of (seed, events, faults).
+
+    Raises:
+        ScheduleError: an unknown fault name.
+    """
+    for k in faults:
+        if k not in FAULT_KINDS:
+            raise ScheduleError(f"unknown fault {k!r}; choose from: {', '.join(FAULT_KINDS)}")
+    rng = random.Random(seed * 7919 + 17)
+    n = len(faults)
+    steps = []
+    for i, kind in enumerate(faults):
+        lo = int(events * (0.06 + 0.78 * i / max(n, 1)))
+        hi = int(events * (0.06 + 0.78 * (i + 0.6) / max(n, 1)))
+        steps.append(step_for(kind, rng.randint(lo, max(lo, hi)), rng))
+    return {"seed": seed, "events": events, "faults": list(faults), "steps": steps}
+
+
+def save(schedule: dict, path: Path) -> None:
+    Path(path).write_text(json.dumps(schedule, indent=2) + "\n")
+
+
+def load(path: Path) -> dict:
+    """Read a schedule file.
+
+    Raises:
+        ScheduleError: missing, not JSON, or a step without "at"/"f".
+    """
+    try:
+        schedule = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ScheduleError(f"missing schedule file {path}") from None
+    except ValueError as e:
+        raise ScheduleError(f"{path}: not valid JSON ({e})") from None
+    for i, step in enumerate(schedule.get("steps", [])):
+        if "at" not in step or "f" not in step:
+            raise ScheduleError(f"{path}: step {i} needs 'at' and 'f'")
+    return schedule
