@@ -1,0 +1,90 @@
+"""The sink database's schema, limits and input validation (shared by the node and the offline reader)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Sequence
+
+from nodes.sink.errors import InvalidInput, TooManyOrders
+
+DB_FILE = "sink.db"
+MAX_ORDERS_PER_CALL = 100_000
+DEFAULT_SNAPSHOT_LIMIT = 10_000
+MAX_SNAPSHOT_LIMIT = 100_000
+
+OrderRow = tuple[str, str, int]
+"""(order_id, account, amount_cents)."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders(
+    order_id TEXT PRIMARY KEY, account TEXT NOT NULL, amount_cents INTEGER NOT NULL,
+    applied_count INTEGER NOT NULL, first_applied_ms INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS balances(
+    account TEXT PRIMARY KEY, balance_cents INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transactions(
+    transaction_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('prepared', 'committed', 'aborted')),
+    prepared_at_ms INTEGER, finished_at_ms INTEGER, abort_reason TEXT,
+    order_count INTEGER NOT NULL DEFAULT 0, commit_count INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS prepared(
+    transaction_id TEXT NOT NULL, seq INTEGER NOT NULL, order_id TEXT NOT NULL,
+    account TEXT NOT NULL, amount_cents INTEGER NOT NULL,
+    PRIMARY KEY (transaction_id, seq)) WITHOUT ROWID;
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating) the sink database in WAL mode with synchronous=FULL and the schema in place."""
+    con = sqlite3.connect(str(path), isolation_level=None)
+    mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise sqlite3.OperationalError(f"{path}: cannot switch to WAL journal mode (got {mode})")
+    con.execute("PRAGMA synchronous=FULL")
+    con.executescript(SCHEMA)
+    return con
+
+
+def check_orders(rows: Sequence[OrderRow]) -> None:
+    """Validate a batch.
+
+    Raises:
+        TooManyOrders: more than MAX_ORDERS_PER_CALL rows (gRPC RESOURCE_EXHAUSTED).
+        InvalidInput: an empty order_id or account (gRPC INVALID_ARGUMENT).
+    """
+    if len(rows) > MAX_ORDERS_PER_CALL:
+        raise TooManyOrders(f"{len(rows)} orders in one call; at most {MAX_ORDERS_PER_CALL} allowed")
+    for i, (order_id, account, _amount) in enumerate(rows):
+        if not order_id:
+            raise InvalidInput(f"order #{i} in the batch has an empty order_id")
+        if not account:
+            raise InvalidInput(f"order {order_id!r} (#{i} in the batch) has no account")
+
+
+def check_transaction_id(transaction_id: str) -> None:
+    """Raises InvalidInput (gRPC INVALID_ARGUMENT) for an empty transaction id."""
+    if not transaction_id:
+        raise InvalidInput("transaction_id must not be empty")
+
+
+def read_snapshot(db_path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Offline reader for the audit: ``({order_id: applied_count}, {account: balance_cents})``.
+
+    Usable while the sink is stopped (also after a kill -9: SQLite replays the
+    WAL) or running (one read transaction, so a consistent view).
+
+    Raises:
+        FileNotFoundError: no database at ``db_path`` (never creates one).
+    """
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise FileNotFoundError(f"no sink database at {db_path}")
+    con = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
+    try:
+        con.execute("BEGIN")
+        orders = dict(con.execute("SELECT order_id, applied_count FROM orders"))
+        balances = dict(con.execute("SELECT account, balance_cents FROM balances"))
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    return orders, balances

@@ -1,0 +1,157 @@
+"""The Sink gRPC service: a thin shell running :class:`nodes.sink.db.SinkDB` on one worker thread.
+
+Threading: every SQLite call runs on a single dedicated worker thread
+(``ThreadPoolExecutor(max_workers=1)``) that also opened the connection. SQLite
+serialises writers anyway, so one thread and one connection need no locks and
+no ``check_same_thread=False``, and the event loop stays free for health checks
+and Status while a 100,000-order commit and its fsync run. Status reads the
+counters SinkDB replaces atomically after each commit, without touching SQLite.
+
+A call whose client gives up (deadline, cancel) while its job is on the worker
+still completes and commits: the client must treat that outcome as unknown.
+
+Status codes: INVALID_ARGUMENT (empty order_id, account or transaction id,
+negative snapshot limit), RESOURCE_EXHAUSTED (more than 100,000 orders),
+NOT_FOUND (Commit of an unknown id), FAILED_PRECONDITION (Commit of an aborted
+id, Abort of a committed id), ALREADY_EXISTS (PreCommit of a committed id),
+INTERNAL (an SQLite error; logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import grpc
+
+from nodes.pb import sink_pb2, sink_pb2_grpc
+from nodes.sink.db import DB_FILE, SinkDB
+from nodes.sink.errors import SinkError
+
+T = TypeVar("T")
+
+
+def order_rows(orders: Any) -> list[tuple[str, str, int]]:
+    """Protobuf ``repeated Order`` -> [(order_id, account, amount_cents)]."""
+    return [(o.order_id, o.account, o.amount_cents) for o in orders]
+
+
+class SinkRunner:
+    """Owns the worker thread and the SinkDB living on it; counts calls per RPC."""
+
+    def __init__(self, data_dir: Path, *, txn_dedupe: bool, prepared_timeout_ms: int,
+                 log: logging.Logger) -> None:
+        self.db_path = Path(data_dir) / DB_FILE
+        self.txn_dedupe = txn_dedupe
+        self.prepared_timeout_ms = prepared_timeout_ms
+        self.log = log
+        self.calls: Counter[str] = Counter()
+        self.db: SinkDB | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-db")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def open(self) -> None:
+        """Recovery: open the database (SQLite replays its WAL) and abort expired prepared transactions."""
+        self.db = await self.run(lambda: SinkDB(self.db_path, txn_dedupe=self.txn_dedupe,
+                                                prepared_timeout_ms=self.prepared_timeout_ms,
+                                                log=self.log))
+        await self.run(self.db.abort_expired)
+        c = self.db.counters
+        self.log.info("sink database open", extra={"path": str(self.db_path), "orders": c.orders,
+                                                   "prepared": list(c.prepared)})
+
+    async def expire_prepared(self) -> None:
+        """Main task: abort timed-out prepared transactions every timeout/4 (at most each second)."""
+        if self.prepared_timeout_ms <= 0:
+            return
+        interval_s = max(0.05, min(1.0, self.prepared_timeout_ms / 4000))
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.run(self.db.abort_expired)
+            except sqlite3.Error as e:  # e.g. busy: try again next round, keep serving
+                self.log.error("prepared-timeout sweep failed: %r", e)
+
+    async def close(self) -> None:
+        if self.db is not None:
+            await self.run(self.db.close)
+        self._executor.shutdown(wait=True)
+
+    def status(self) -> dict:
+        """Status JSON: orders, applied_total, duplicated_orders, prepared, committed_transactions,
+        aborted_transactions, aborted_by_timeout, reapplied_commits, calls, txn_dedupe,
+        prepared_timeout_ms."""
+        c = self.db.counters if self.db is not None else None
+        out: dict[str, Any] = {}
+        if c is not None:
+            out = {"orders": c.orders, "applied_total": c.applied_total,
+                   "duplicated_orders": c.duplicated_orders, "prepared": list(c.prepared),
+                   "committed_transactions": c.committed_transactions,
+                   "aborted_transactions": c.aborted_transactions,
+                   "aborted_by_timeout": c.aborted_by_timeout,
+                   "reapplied_commits": c.reapplied_commits}
+        out.update(calls=dict(self.calls), txn_dedupe=self.txn_dedupe,
+                   prepared_timeout_ms=self.prepared_timeout_ms)
+        return out
+
+
+class SinkServicer(sink_pb2_grpc.SinkServicer):
+    """gRPC Sink service over a :class:`SinkRunner` (see the module doc for status codes)."""
+
+    def __init__(self, runner: SinkRunner) -> None:
+        self._r = runner
+
+    async def _call(self, name: str, context: grpc.aio.ServicerContext, fn: Callable[[SinkDB], T]) -> T:
+        self._r.calls[name] += 1
+        db = self._r.db
+        try:
+            return await self._r.run(fn, db)
+        except SinkError as e:
+            self._r.log.info("%s refused: %s", name, e, extra={"code": e.code.name})
+            await context.abort(e.code, str(e))
+        except sqlite3.Error as e:
+            self._r.log.error("%s failed: %r", name, e, exc_info=True)
+            await context.abort(grpc.StatusCode.INTERNAL, f"sink database error: {e}")
+        raise AssertionError("unreachable")  # context.abort raises
+
+    async def Apply(self, request, context):
+        n = await self._call("Apply", context, lambda db: db.apply(order_rows(request.orders)))
+        return sink_pb2.WriteResponse(applied=n)
+
+    async def Upsert(self, request, context):
+        applied, skipped = await self._call("Upsert", context,
+                                            lambda db: db.upsert(order_rows(request.orders)))
+        return sink_pb2.WriteResponse(applied=applied, skipped=skipped)
+
+    async def PreCommit(self, request, context):
+        await self._call("PreCommit", context,
+                         lambda db: db.pre_commit(request.transaction_id, order_rows(request.orders)))
+        return sink_pb2.PreCommitResponse()
+
+    async def Commit(self, request, context):
+        r = await self._call("Commit", context, lambda db: db.commit(request.transaction_id))
+        return sink_pb2.CommitResponse(already_committed=r.already_committed, applied=r.applied)
+
+    async def Abort(self, request, context):
+        already = await self._call("Abort", context, lambda db: db.abort(request.transaction_id))
+        return sink_pb2.AbortResponse(already_aborted=already)
+
+    async def ListPrepared(self, request, context):
+        ids = await self._call("ListPrepared", context, lambda db: db.list_prepared())
+        return sink_pb2.ListPreparedResponse(transaction_ids=ids)
+
+    async def Snapshot(self, request, context):
+        orders, balances, done = await self._call(
+            "Snapshot", context, lambda db: db.snapshot_page(request.after_order_id, request.limit))
+        return sink_pb2.SnapshotResponse(
+            orders=[sink_pb2.OrderCount(order_id=o, account=a, amount_cents=m, applied_count=c)
+                    for o, a, m, c in orders],
+            balances=[sink_pb2.Balance(account=a, balance_cents=b) for a, b in balances],
+            done=done)
