@@ -1,0 +1,120 @@
+"""The producer's history: Jepsen's record of every operation, one JSON object per line.
+
+``<data-dir>/history.jsonl``; each Produce attempt is an ``invoke`` followed by
+``ok`` (appended, ACKed), ``fail`` (definitely not appended) or ``info`` (outcome
+unknown: a timeout or a lost connection; "indefinite is always safe"). A line:
+
+    {"index": 12, "time": 1764456000.123, "process": "producer", "incarnation": 2,
+     "type": "ok", "f": "produce",
+     "value": {"batch": 3, "partition": 1, "base_sequence": 40, "attempt": 2,
+               "orders": ["order-00000300", ...]},
+     "offset": 118, "duplicate": true}
+
+``offset`` and ``duplicate`` only on ``ok``; ``error`` ("CODE: details") only on
+``fail`` and ``info``. Every line is flushed to the OS as it is written, so a
+kill -9 loses at most a line being written; indexes continue across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+HISTORY_FILE = "history.jsonl"
+
+DEFINITE_CODES = frozenset({
+    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNIMPLEMENTED,
+})
+"""Status codes after which a request was surely not applied (Maelstrom's definite errors).
+Every other code (DEADLINE_EXCEEDED, UNAVAILABLE, CANCELLED, INTERNAL, UNKNOWN...) is indefinite."""
+
+
+def completion_type(code: grpc.StatusCode | None) -> str:
+    """``"fail"`` for a definite error code, ``"info"`` for any other (or no code at all)."""
+    return "fail" if code in DEFINITE_CODES else "info"
+
+
+def _last_index(path: Path) -> int:
+    """Index of the last complete line of ``path`` (-1 if none); cuts off a torn last line."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return -1
+    end = data.rfind(b"\n") + 1
+    if end < len(data):  # kill -9 in the middle of a write: drop the torn tail
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    for line in reversed(data[:end].splitlines()):
+        if line.strip():
+            return int(json.loads(line)["index"])
+    return -1
+
+
+class HistoryWriter:
+    """Appends operations to ``<data-dir>/history.jsonl``.
+
+    Args:
+        data_dir: the node's data dir.
+        incarnation: this process's incarnation (1 on the first start).
+        process: the ``process`` field ("producer").
+
+    Raises:
+        OSError: the file cannot be opened for appending.
+        ValueError: an existing line is not valid JSON with an ``index``.
+    """
+
+    def __init__(self, data_dir: Path, incarnation: int, process: str = "producer") -> None:
+        self.path = Path(data_dir) / HISTORY_FILE
+        self.incarnation = incarnation
+        self.process = process
+        self.next_index = _last_index(self.path) + 1
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def append(self, type_: str, f: str, value: dict, **extra: Any) -> dict:
+        """Write one operation line and flush it; return the object written."""
+        op = {"index": self.next_index, "time": time.time(), "process": self.process,
+              "incarnation": self.incarnation, "type": type_, "f": f, "value": value}
+        op.update(extra)
+        self._f.write(json.dumps(op, separators=(",", ":")) + "\n")
+        self._f.flush()
+        self.next_index += 1
+        return op
+
+    def invoke(self, value: dict) -> dict:
+        return self.append("invoke", "produce", value)
+
+    def ok(self, value: dict, offset: int, duplicate: bool) -> dict:
+        return self.append("ok", "produce", value, offset=offset, duplicate=duplicate)
+
+    def fail(self, value: dict, error: str) -> dict:
+        return self.append("fail", "produce", value, error=error)
+
+    def info(self, value: dict, error: str) -> dict:
+        return self.append("info", "produce", value, error=error)
+
+    def close(self) -> None:
+        """Flush and fsync the file (graceful stop), then close it."""
+        if not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+
+
+def read_history(path: Path) -> list[dict]:
+    """All complete operations of a history file, in order (a torn last line is skipped)."""
+    ops = []
+    with open(path, "rb") as f:
+        data = f.read()
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
+        if line.strip():
+            ops.append(json.loads(line))
+    return ops
