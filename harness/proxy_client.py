@@ -67,8 +67,15 @@ class ProxyControlClient:
     async def list(self) -> list[dict[str, Any]]:
         """The proxy's faults: [{"fault_id", "spec": {...}, "matched", "fired", "exhausted"}]."""
         resp = await self._stub.ListFaults(proxy_pb2.ListFaultsRequest(), timeout=self.timeout_s)
-        return [MessageToDict(f, preserving_proto_field_name=True,
-                              always_print_fields_with_no_presence=True) for f in resp.faults]
+        out = []
+        for f in resp.faults:
+            d = MessageToDict(f, preserving_proto_field_name=True,
+                              always_print_fields_with_no_presence=True)
+            d["matched"], d["fired"] = f.matched, f.fired  # int64 would be a JSON string
+            for k in ("count", "after_calls", "delay_ms", "jitter_ms"):
+                d["spec"][k] = getattr(f.spec, k)
+            out.append(d)
+        return out
 
     async def heal(self) -> int:
         """Remove every fault; return how many were removed."""

@@ -1,0 +1,176 @@
+"""``testbed fault ...``: add, remove, list and heal link faults on a running cluster.
+
+    testbed fault add drop-response --link producer-broker --probability 0.3
+    testbed fault list
+    testbed fault stats --link producer-broker
+    testbed fault remove f1 --link producer-broker
+    testbed fault heal
+
+The proxies are found in the cluster manifest (``--cluster``, default
+``runs/latest/cluster.json``, written by harness.cluster):
+``{"links": {"producer-broker": {"proxy": "127.0.0.1:P", "upstream": ..., "pid": ...,
+"data_dir": ...}, ...}, ...}``.
+
+Exit codes: 0 done; 1 a proxy could not be reached or failed; 2 usage error
+(no cluster, unknown link, or a fault spec the proxy refused as
+INVALID_ARGUMENT, with the field's name).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from harness import proxy_client
+from nodes.proxy.faults import FAULTS
+from nodes.proxy.faults.delay import SIDES
+
+DEFAULT_CLUSTER = Path("runs") / "latest" / "cluster.json"
+NO_CLUSTER = "no running cluster: start one with ./run.sh up (or pass --cluster)"
+
+
+class FaultUsageError(click.ClickException):
+    """A one-line usage error ("Error: ..."), exit code 2."""
+
+    exit_code = 2
+
+
+def load_links(cluster: Path) -> dict[str, dict[str, Any]]:
+    """The ``links`` of a cluster manifest. Raises: FaultUsageError (exit 2) if unreadable."""
+    try:
+        manifest = json.loads(Path(cluster).read_text())
+    except FileNotFoundError:
+        raise FaultUsageError(NO_CLUSTER) from None
+    except (OSError, ValueError) as e:
+        raise FaultUsageError(f"cannot read cluster manifest {cluster}: {e}") from None
+    links = manifest.get("links") or {}
+    if not links:
+        raise FaultUsageError(f"the cluster in {cluster} has no proxies (started without them?)")
+    return links
+
+
+def pick_links(ctx: click.Context, link: str | None) -> dict[str, str]:
+    """link -> proxy address, for one link (``--link``) or for all. Raises: FaultUsageError."""
+    links = load_links(ctx.obj["cluster"])
+    if link is None:
+        return {name: info["proxy"] for name, info in sorted(links.items())}
+    if link not in links:
+        raise FaultUsageError(f"unknown link {link!r} (this cluster has: {', '.join(sorted(links))})")
+    return {link: links[link]["proxy"]}
+
+
+def on_proxy(link: str, address: str, fn: Callable[[], Any]) -> Any:
+    """Run one control call; map gRPC errors to CLI errors (see the exit codes above)."""
+    try:
+        return fn()
+    except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise FaultUsageError(f"{link}: {e.details()}") from None
+        if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise click.ClickException(f"{link}: proxy at {address} not reachable "
+                                       f"({e.code().name}); is the cluster still running?") from None
+        raise click.ClickException(f"{link}: {e.code().name}: {e.details()}") from None
+
+
+@click.group()
+@click.option("--cluster", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CLUSTER,
+              show_default=True, help="Cluster manifest of the running cluster.")
+@click.pass_context
+def fault(ctx: click.Context, cluster: Path) -> None:
+    """Inject link faults through the proxies of a running cluster."""
+    ctx.ensure_object(dict)["cluster"] = cluster
+
+
+@fault.command()
+@click.argument("kind", type=click.Choice(list(FAULTS)))
+@click.option("--link", required=True, help="producer-broker, processor-broker or processor-sink.")
+@click.option("--method", default="", help='RPC method, short ("Produce") or full; default all.')
+@click.option("--probability", type=float, default=None, help="Chance per matching call [0, 1]; default 1.")
+@click.option("--count", type=int, default=0, show_default=True, help="Fire at most N times; 0 = unlimited.")
+@click.option("--after", type=int, default=0, show_default=True, help="Fire from the Nth matching call on.")
+@click.option("--delay-ms", type=int, default=0, show_default=True, help="delay: latency (ms).")
+@click.option("--jitter-ms", type=int, default=0, show_default=True, help="delay: extra uniform 0..N ms.")
+@click.option("--side", type=click.Choice(SIDES), default=None, help="delay: before or after forwarding.")
+@click.option("--code", default="", help="error: gRPC status code name (default UNAVAILABLE).")
+@click.pass_context
+def add(ctx: click.Context, kind: str, link: str, method: str, probability: float | None,
+        count: int, after: int, delay_ms: int, jitter_ms: int, side: str | None, code: str) -> None:
+    """Add a fault of KIND on one link; print its id."""
+    [(link, address)] = pick_links(ctx, link).items()
+    fid = on_proxy(link, address, lambda: proxy_client.add_sync(
+        address, kind, method=method, probability=probability, count=count, after=after,
+        delay_ms=delay_ms, jitter_ms=jitter_ms, side=side or "", code=code, link=link))
+    click.echo(f"{fid} {kind} on {link}")
+
+
+@fault.command()
+@click.argument("fault_id")
+@click.option("--link", required=True, help="The link the fault is on.")
+@click.pass_context
+def remove(ctx: click.Context, fault_id: str, link: str) -> None:
+    """Remove fault FAULT_ID from one link."""
+    [(link, address)] = pick_links(ctx, link).items()
+    on_proxy(link, address, lambda: proxy_client.remove_sync(address, fault_id))
+    click.echo(f"removed {fault_id} from {link}")
+
+
+def _console() -> Console:
+    """A rich console; not wrapped to 80 columns when the output is a pipe or a file."""
+    c = Console()
+    return c if c.is_terminal else Console(width=200)
+
+
+def _params(spec: dict[str, Any]) -> str:
+    parts = []
+    if spec.get("delay_ms") or spec.get("jitter_ms"):
+        parts.append(f"{spec.get('delay_ms', 0)}+0..{spec.get('jitter_ms', 0)} ms "
+                     f"{spec.get('side') or 'request'}")
+    if spec.get("code"):
+        parts.append(spec["code"])
+    return " ".join(parts)
+
+
+@fault.command("list")
+@click.option("--link", default=None, help="Only this link.")
+@click.pass_context
+def list_(ctx: click.Context, link: str | None) -> None:
+    """List the faults on every link (or one)."""
+    table = Table("link", "id", "kind", "method", "p", "count", "after", "params", "matched", "fired")
+    for name, address in pick_links(ctx, link).items():
+        for f in on_proxy(name, address, lambda: proxy_client.list_sync(address)):
+            s = f["spec"]
+            table.add_row(name, f["fault_id"], s["kind"], (s.get("method") or "*").rsplit("/", 1)[-1],
+                          f"{s.get('probability', 1):g}", str(s.get("count", 0)),
+                          str(s.get("after_calls", 0)), _params(s), str(f["matched"]),
+                          f"{f['fired']}{' (exhausted)' if f['exhausted'] else ''}")
+    _console().print(table)
+
+
+@fault.command()
+@click.option("--link", default=None, help="Only this link (default: every link).")
+@click.pass_context
+def heal(ctx: click.Context, link: str | None) -> None:
+    """Remove every fault (on every link, or one)."""
+    for name, address in pick_links(ctx, link).items():
+        n = on_proxy(name, address, lambda: proxy_client.heal_sync(address))
+        click.echo(f"healed {name}: {n} fault(s) removed")
+
+
+@fault.command()
+@click.option("--link", default=None, help="Only this link.")
+@click.pass_context
+def stats(ctx: click.Context, link: str | None) -> None:
+    """Calls forwarded / dropped / duplicated / delayed / errored per link and method."""
+    cols = ("calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors")
+    table = Table("link", "method", *cols)
+    for name, address in pick_links(ctx, link).items():
+        st = on_proxy(name, address, lambda: proxy_client.stats_sync(address))
+        for method, counters in sorted(st["methods"].items()):
+            table.add_row(name, method.rsplit("/", 1)[-1], *(str(counters[c]) for c in cols))
+    _console().print(table)

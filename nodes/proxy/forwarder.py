@@ -1,0 +1,143 @@
+"""Forwarding of unary calls as raw bytes, with the link's faults applied per call.
+
+A grpc.aio generic handler catches every ``/testbed.v1.*`` method the proxy
+does not serve itself (its own NodeControl/Status, ProxyControl and health
+are registered handlers and answer for the proxy). The request bytes go
+upstream unparsed (request_deserializer / response_serializer = None), with:
+
+- the caller's metadata, minus pseudo-headers, ``grpc-*`` and hop-by-hop
+  headers (the upstream channel sets its own);
+- the caller's deadline (``context.time_remaining()``) as the upstream timeout;
+- the upstream's status code, details and trailing metadata on error
+  (``context.abort`` with the upstream code). Upstream down: the upstream
+  channel fails fast with UNAVAILABLE, the caller gets UNAVAILABLE, and the
+  proxy keeps serving and reconnects by itself (backoff <= 1 s).
+
+Only unary-unary calls are forwarded: every RPC the nodes use is unary
+(Fetch is a unary long-poll, Snapshot is paged), so streaming is not needed.
+
+The no-fault path does no JSON, takes no lock and makes no random draw:
+one counter update, one upstream call.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Sequence
+
+import grpc
+
+from nodes.common.channels import insecure_channel
+from nodes.proxy.fault import Call, Forward
+from nodes.proxy.links import FORWARDED_PREFIX, service_methods
+from nodes.proxy.stats import LinkStats, MethodStats
+from nodes.proxy.table import FaultTable
+
+_HOP_HEADERS = frozenset({"user-agent", "te", "content-type", "host", "connection", "keep-alive",
+                          "transfer-encoding", "upgrade", "proxy-connection", "accept-encoding"})
+
+
+def forwardable_metadata(metadata: Sequence[Any] | None) -> tuple[tuple[str, Any], ...]:
+    """Metadata to pass on: drop pseudo-headers, ``grpc-*`` and hop-by-hop headers."""
+    if not metadata:
+        return ()
+    return tuple((k, v) for k, v in metadata
+                 if not k.startswith(":") and not k.startswith("grpc-") and k not in _HOP_HEADERS)
+
+
+class Forwarder(grpc.GenericRpcHandler):
+    """The generic handler of one proxy: forwards calls to ``upstream`` through ``table``.
+
+    Args:
+        link: the link name.
+        upstream: "host:port" of the upstream node.
+        table: the link's fault table.
+        stats: the link's counters.
+    """
+
+    def __init__(self, link: str, upstream: str, table: FaultTable, stats: LinkStats,
+                 log: logging.Logger) -> None:
+        self.link, self.upstream, self.table, self.stats, self.log = link, upstream, table, stats, log
+        self.calls = 0
+        self._channel: grpc.aio.Channel | None = None
+        self._known = frozenset(service_methods(link))
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._callables: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
+
+    def open(self) -> None:
+        """Create the upstream channel (inside the running event loop)."""
+        self._channel = insecure_channel(self.upstream)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        handler = self._handlers.get(method)
+        if handler is None:
+            if not method.startswith(FORWARDED_PREFIX):
+                return None
+            handler = grpc.unary_unary_rpc_method_handler(functools.partial(self._handle, method))
+            if method in self._known:  # bounded cache: only the upstream service's methods
+                self._handlers[method] = handler
+        return handler
+
+    def _callable(self, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
+        mc = self._callables.get(method)
+        if mc is None:
+            assert self._channel is not None, "Forwarder.open() not called"
+            mc = self._channel.unary_unary(method, request_serializer=None,
+                                           response_deserializer=None)
+            if method in self._known:
+                self._callables[method] = mc
+        return mc
+
+    async def _send(self, method: str, request: bytes, context: grpc.aio.ServicerContext,
+                    st: MethodStats) -> bytes:
+        """One upstream call. Raises: grpc.aio.AioRpcError with the upstream's status."""
+        st.forwarded += 1
+        try:
+            return await self._callable(method)(
+                request, timeout=context.time_remaining(),
+                metadata=forwardable_metadata(context.invocation_metadata()))
+        except grpc.aio.AioRpcError:
+            st.upstream_errors += 1
+            raise
+
+    async def _handle(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        self.calls += 1
+        number = self.calls
+        st = self.stats.of(method)
+        st.calls += 1
+        try:
+            if not self.table.active:
+                response = await self._send(method, request, context, st)
+            else:
+                response = await self._with_faults(method, number, request, context, st)
+        except grpc.aio.AioRpcError as e:
+            if self.table.active and self.table.cut_in_flight(method, number):
+                st.dropped += 1
+                await Call(self.link, method, number, context).hang()
+            trailing = forwardable_metadata(e.trailing_metadata())
+            if trailing:
+                context.set_trailing_metadata(trailing)
+            await context.abort(e.code(), e.details() or "")
+            raise AssertionError("unreachable")  # context.abort raises
+        if self.table.active and self.table.cut_in_flight(method, number):
+            st.dropped += 1  # a partition came up while the call was upstream
+            await Call(self.link, method, number, context).hang()
+        return response
+
+    async def _with_faults(self, method: str, number: int, request: bytes,
+                           context: grpc.aio.ServicerContext, st: MethodStats) -> bytes:
+        fired = self.table.select(method, number)
+        if not fired:
+            return await self._send(method, request, context, st)
+        call = Call(self.link, method, number, context)
+        forward: Forward = functools.partial(self._send, method, request, context, st)
+        for af, params in reversed(fired):
+            setattr(st, af.fault.stat, getattr(st, af.fault.stat) + 1)
+            forward = functools.partial(af.fault.apply, call, forward, params)
+        return await forward()

@@ -1,0 +1,172 @@
+"""The fault table of one link: validation, add / remove / heal, and per-call decisions.
+
+The table is the wrapper every fault kind shares (Toxiproxy's toxic
+collection with its ``toxicity``): for each active fault, in order of
+addition, a call that matches the fault's method counts as *matched*; from
+the ``after_calls``-th match on it is *eligible*; an eligible call fires the
+fault with ``probability`` (one draw from the link's generator when
+0 < p < 1, none otherwise), at most ``count`` times.
+
+Determinism: the generator is ``random.Random(seed ^ crc32(link))`` (no
+``hash()``, which Python salts per process), consulted only here and in
+``Fault.draw``, synchronously when a call arrives. The same seed, faults and
+call sequence therefore give the same decisions (same ``call`` numbers and
+drawn parameters in faults.jsonl).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import zlib
+from typing import Any
+
+from nodes.proxy.fault import Fault, InvalidFault, Spec
+from nodes.proxy.faults import FAULTS
+from nodes.proxy.history import FaultHistory
+from nodes.proxy.links import LINKS, resolve_method
+
+
+def link_seed(seed: int, link: str) -> int:
+    """The seed of a link's generator: ``seed`` mixed with a stable checksum of its name."""
+    return seed ^ zlib.crc32(link.encode())
+
+
+def make_spec(link: str, *, kind: str, method: str = "", probability: float | None = None,
+              count: int = 0, after_calls: int = 0, delay_ms: int = 0, jitter_ms: int = 0,
+              side: str = "", code: str = "", spec_link: str = "") -> Spec:
+    """Validate FaultSpec fields for a proxy on ``link``.
+
+    Raises:
+        InvalidFault: naming the field: kind (unknown), link (not this proxy's),
+            method (not of the link's service), probability (outside [0, 1]),
+            count / after_calls / delay_ms / jitter_ms (negative), side, code.
+    """
+    if kind not in FAULTS:
+        raise InvalidFault("kind", f"unknown fault kind {kind!r} (one of {', '.join(FAULTS)})")
+    if spec_link and spec_link != link:
+        known = "a known link" if spec_link in LINKS else f"unknown (one of {', '.join(LINKS)})"
+        raise InvalidFault("link", f"{spec_link!r} is {known}, but this proxy serves {link!r}")
+    p = 1.0 if probability is None else float(probability)
+    if math.isnan(p) or not 0.0 <= p <= 1.0:
+        raise InvalidFault("probability", f"must be in [0, 1], got {probability}")
+    for name, value in (("count", count), ("after_calls", after_calls),
+                        ("delay_ms", delay_ms), ("jitter_ms", jitter_ms)):
+        if value < 0:
+            raise InvalidFault(name, f"must be >= 0, got {value}")
+    spec = Spec(kind=kind, method=resolve_method(link, method), probability=p, count=count,
+                after_calls=after_calls, delay_ms=delay_ms, jitter_ms=jitter_ms, side=side,
+                code=code.upper())
+    FAULTS[kind].validate(spec)
+    return spec
+
+
+class ActiveFault:
+    """One added fault with its counters."""
+
+    __slots__ = ("fault_id", "spec", "fault", "matched", "fired", "added_after_call")
+
+    def __init__(self, fault_id: str, fault: Fault, added_after_call: int = 0) -> None:
+        self.fault_id, self.fault, self.spec = fault_id, fault, fault.spec
+        self.added_after_call = added_after_call
+        self.matched = 0
+        self.fired = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spec.count > 0 and self.fired >= self.spec.count
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fault_id": self.fault_id, **self.spec.to_json(), "matched": self.matched,
+                "fired": self.fired, "exhausted": self.exhausted}
+
+
+class FaultTable:
+    """The faults of one link and its seeded generator.
+
+    Args:
+        link: the link name (a key of ``LINKS``).
+        seed: the run's seed.
+        history: where firings and control events are recorded.
+    """
+
+    def __init__(self, link: str, seed: int, history: FaultHistory) -> None:
+        self.link = link
+        self.seed = seed
+        self.rng = random.Random(link_seed(seed, link))
+        self.history = history
+        self.faults: dict[str, ActiveFault] = {}
+        self.active: tuple[ActiveFault, ...] = ()
+        """Faults that can still fire, in order of addition; empty = the lean path."""
+        self._next_id = 1
+
+    def _refresh(self) -> None:
+        self.active = tuple(f for f in self.faults.values() if not f.exhausted)
+
+    def add(self, spec: Spec, calls_so_far: int = 0) -> str:
+        """Add a validated fault; return its id ("f1", "f2"...).
+
+        ``calls_so_far``: the link's call count now; calls up to it are in
+        flight or done (used by :meth:`cut_in_flight`).
+        """
+        fault_id = f"f{self._next_id}"
+        self._next_id += 1
+        self.faults[fault_id] = ActiveFault(fault_id, FAULTS[spec.kind](spec), calls_so_far)
+        self._refresh()
+        self.history.control("add", fault_id=fault_id, spec=spec.to_json())
+        return fault_id
+
+    def remove(self, fault_id: str) -> None:
+        """Remove one fault. Raises: KeyError if the id is unknown."""
+        del self.faults[fault_id]
+        self._refresh()
+        self.history.control("remove", fault_id=fault_id)
+
+    def heal(self) -> list[str]:
+        """Remove every fault; return their ids."""
+        removed = list(self.faults)
+        self.faults.clear()
+        self._refresh()
+        self.history.control("heal", removed=removed)
+        return removed
+
+    def select(self, method: str, call: int) -> list[tuple[ActiveFault, dict[str, Any]]]:
+        """Decide which faults fire on call number ``call`` of ``method``; record them.
+
+        Must be called synchronously when the call arrives (the generator's
+        order is the calls' arrival order). Returns (fault, drawn params) pairs
+        in order of addition.
+        """
+        fired: list[tuple[ActiveFault, dict[str, Any]]] = []
+        for af in self.active:
+            spec = af.spec
+            if spec.method and spec.method != method:
+                continue
+            af.matched += 1
+            if af.matched < spec.after_calls or af.exhausted:
+                continue
+            p = spec.probability
+            if p <= 0.0 or (p < 1.0 and self.rng.random() >= p):
+                continue
+            af.fired += 1
+            params = af.fault.draw(self.rng)
+            fired.append((af, params))
+            self.history.fault(method=method, fault=spec.kind, fault_id=af.fault_id, call=call,
+                               action=af.fault.action, params=params)
+        if fired and any(af.exhausted for af, _ in fired):
+            self._refresh()
+        return fired
+
+    def cut_in_flight(self, method: str, call: int) -> bool:
+        """True if a partition added while call ``call`` was upstream cuts its response.
+
+        Records the cut ("black-holed-response") in the history. No random
+        draw and no ``fired`` count: the cut follows from timing, not from a decision.
+        """
+        for af in self.active:
+            if (af.fault.cuts_in_flight and call <= af.added_after_call
+                    and (not af.spec.method or af.spec.method == method)):
+                self.history.fault(method=method, fault=af.spec.kind, fault_id=af.fault_id,
+                                   call=call, action="black-holed-response", params={})
+                return True
+        return False
