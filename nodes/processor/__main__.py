@@ -1,0 +1,107 @@
+"""``python -m nodes.processor``: the processor node process (a thin shell over Processor).
+
+    python -m nodes.processor --listen 127.0.0.1:0 --data-dir DIR --mode exactly-once \\
+        --broker 127.0.0.1:7001 --sink 127.0.0.1:7002 --sink-strategy transactional
+
+Serves only the NodeControl.Status RPC (and health); its work is the main
+task: consume topic ``orders`` from the broker and write to the sink. Status
+JSON fields:
+
+- ``positions``: {"<partition>": next offset consumed}
+- ``durable_positions``: {"<partition>": offset whose effects are durable in the
+  sink AND recorded (committed offset in at-most/at-least-once; the last completed
+  checkpoint's offsets in exactly-once)}. Drained = equal to the broker's high watermarks.
+- ``high_watermarks``: as last seen in a Fetch / ListOffsets
+- ``state``: {account: cents}; ``records``: orders processed this incarnation;
+  ``bad_records``: undecodable values skipped
+- ``checkpoints``: completed this incarnation; ``last_checkpoint_id``: id or null;
+  ``pending_transaction``: pre-committed, not yet committed txn id or null
+- ``sink_writes``, ``sink_retries``, ``sink_errors``, ``sink_dropped``, ``sink_in_flight``,
+  ``fetch_errors``, ``incarnation``, ``phase`` (recovered/starting/running/failed/stopped)
+
+Exit codes: 0 after SIGTERM, 1 when processing fails (a corrupt checkpoint, a
+pending transaction the sink no longer knows), 2 for a bad flag.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from nodes.common.channels import insecure_channel
+from nodes.common.modes import SINK_STRATEGIES, SINK_IDEMPOTENT
+from nodes.common.runtime import NodeSpec, common_options, run_node
+from nodes.processor.processor import TWOPC_ORDERS, TWOPC_SAFE, Processor, ProcessorConfig
+
+
+def make_spec(log: logging.Logger, data_dir: Path, broker: str, sink: str,
+              config: ProcessorConfig) -> NodeSpec:
+    config.validate()
+    holder: dict = {}
+
+    async def recover() -> None:
+        holder["broker"] = insecure_channel(broker)
+        holder["sink"] = insecure_channel(sink)
+        proc = Processor(config, data_dir, holder["broker"], holder["sink"], log)
+        proc.recover_local()
+        holder["proc"] = proc
+
+    async def main() -> None:
+        await holder["proc"].run()
+
+    async def close() -> None:
+        for key in ("broker", "sink"):
+            if key in holder:
+                await holder[key].close()
+
+    def status() -> dict:
+        proc = holder.get("proc")
+        return proc.status() if proc is not None else {"phase": "recovering"}
+
+    return NodeSpec(name="processor", register=lambda server: None, recover=recover,
+                    status=status, main=main, close=close)
+
+
+@click.command()
+@common_options
+@click.option("--broker", required=True, help="host:port of the broker (or its proxy).")
+@click.option("--sink", required=True, help="host:port of the sink (or its proxy).")
+@click.option("--group", default="processor", show_default=True, help="Consumer group; prefix of txn ids.")
+@click.option("--sink-strategy", type=click.Choice(SINK_STRATEGIES), default=SINK_IDEMPOTENT,
+              show_default=True, help="exactly-once only: Upsert or two-phase commit.")
+@click.option("--checkpoint-records", type=int, default=1000, show_default=True,
+              help="exactly-once: checkpoint after this many records.")
+@click.option("--checkpoint-ms", type=int, default=500, show_default=True,
+              help="exactly-once: checkpoint at least this often (ms) when anything changed.")
+@click.option("--sink-inflight", type=int, default=4, show_default=True,
+              help="idempotent strategy: concurrent Upsert RPCs.")
+@click.option("--sink-batch", type=int, default=100, show_default=True, help="Max orders per write RPC.")
+@click.option("--sink-timeout-ms", type=int, default=1000, show_default=True, help="Deadline of a sink RPC.")
+@click.option("--rpc-timeout-ms", type=int, default=2000, show_default=True, help="Deadline of a broker RPC.")
+@click.option("--retry-backoff-ms", type=int, default=50, show_default=True,
+              help="Base of the exponential retry backoff (capped at 1 s).")
+@click.option("--fetch-max-records", type=int, default=500, show_default=True, help="Per partition per Fetch.")
+@click.option("--fetch-max-wait-ms", type=int, default=500, show_default=True, help="Fetch long-poll wait.")
+@click.option("--commit-before-sink", is_flag=True,
+              help="Ablation (at-least-once): commit offsets before the sink ACK -> loss on crash.")
+@click.option("--no-sink-retry", is_flag=True, help="Ablation: a failed Apply/Upsert is dropped.")
+@click.option("--no-checkpoint", is_flag=True,
+              help="Ablation (exactly-once): no checkpoints; offsets committed after each sink ACK, "
+                   "state not persisted; transactional: each batch committed right away.")
+@click.option("--twopc-order", type=click.Choice(TWOPC_ORDERS), default=TWOPC_SAFE, show_default=True,
+              help="Ablation (transactional): commit-before-checkpoint -> duplicates on a crash; "
+                   "checkpoint-before-precommit -> loss on a crash.")
+@click.option("--no-drain-before-checkpoint", is_flag=True,
+              help="Ablation (idempotent): checkpoint while Upserts are in flight -> loss on a crash.")
+def main(listen: str, data_dir: Path, mode: str, log_level: str, broker: str, sink: str,
+         **knobs) -> None:
+    """The processor node: a Flink-like stateful engine between the broker and the sink."""
+    config = ProcessorConfig(mode=mode, **knobs)
+    run_node(lambda log: make_spec(log, data_dir, broker, sink, config), name="processor",
+             listen=listen, data_dir=data_dir, mode=mode, log_level=log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The consumer side: partitions, fetch positions, committed offsets (Kafka's consumer group).
+
+All calls go to the broker's service (proto/nodes/pb/broker.proto). Positions
+are the next offset to consume per partition; the consumer never guesses a
+position: committed offsets are fetched with retry and an error is never
+taken as "start at the log end" (scenario 8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from nodes.common.modes import TOPIC
+from nodes.pb import broker_pb2, broker_pb2_grpc
+from nodes.processor.retry import backoff_s, retry_rpc
+
+
+class Consumer:
+    """Fetches ``topic`` from every partition on behalf of consumer group ``group``.
+
+    Args:
+        channel: a grpc.aio channel to the broker (or its proxy).
+        rpc_timeout_ms: deadline of each broker call; a Fetch gets ``max_wait_ms`` on top.
+        backoff_ms: base of the retry backoff.
+        max_records: Fetch's ``max_records`` (per partition).
+        max_wait_ms: Fetch's long-poll wait.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, *, group: str, log: logging.Logger,
+                 topic: str = TOPIC, rpc_timeout_ms: int = 2000, backoff_ms: int = 50,
+                 max_records: int = 500, max_wait_ms: int = 500) -> None:
+        self.stub = broker_pb2_grpc.BrokerStub(channel)
+        self.group, self.topic, self.log = group, topic, log
+        self.timeout_s = rpc_timeout_ms / 1000.0
+        self.backoff_ms = backoff_ms
+        self.max_records, self.max_wait_ms = max_records, max_wait_ms
+        self.positions: dict[int, int] = {}
+        self.high_watermarks: dict[int, int] = {}
+        self.fetch_errors = 0
+        self._fetch_failures = 0
+
+    async def partition_count(self) -> int:
+        """ListOffsets (retried until it answers); also records the high watermarks."""
+        resp = await retry_rpc(
+            lambda: self.stub.ListOffsets(broker_pb2.ListOffsetsRequest(topic=self.topic),
+                                          timeout=self.timeout_s),
+            what="ListOffsets", base_ms=self.backoff_ms, log=self.log)
+        for po in resp.high_watermarks:
+            self.high_watermarks[po.partition] = po.offset
+        return resp.partition_count
+
+    async def committed_offsets(self, partitions: int) -> dict[int, int]:
+        """The group's committed offsets for partitions ``0..partitions-1`` (absent -> 0).
+
+        FetchCommittedOffset is retried on every error until it answers (scenario 8).
+        """
+        resp = await retry_rpc(
+            lambda: self.stub.FetchCommittedOffset(
+                broker_pb2.FetchCommittedOffsetRequest(group=self.group, topic=self.topic),
+                timeout=self.timeout_s),
+            what="FetchCommittedOffset", base_ms=self.backoff_ms, log=self.log)
+        offsets = {p: 0 for p in range(partitions)}
+        for po in resp.offsets:
+            offsets[po.partition] = po.offset
+        return offsets
+
+    async def fetch(self, max_wait_ms: int | None = None) -> list[tuple[int, broker_pb2.Record]]:
+        """One long-poll Fetch from ``positions``; returns ``[(partition, record), ...]``.
+
+        Only records at or after the current position are returned (in offset
+        order per partition); positions are NOT advanced here (the caller
+        advances them as it processes). A failed Fetch returns [] after a
+        backoff, and is counted in ``fetch_errors``.
+        """
+        wait = self.max_wait_ms if max_wait_ms is None else max_wait_ms
+        req = broker_pb2.FetchRequest(
+            topic=self.topic, max_records=self.max_records, max_wait_ms=wait,
+            partitions=[broker_pb2.PartitionOffset(partition=p, offset=o)
+                        for p, o in sorted(self.positions.items())])
+        try:
+            resp = await self.stub.Fetch(req, timeout=self.timeout_s + wait / 1000.0)
+        except grpc.aio.AioRpcError as e:
+            self.fetch_errors += 1
+            self._fetch_failures += 1
+            self.log.info("Fetch failed", extra={"code": e.code().name, "details": e.details()})
+            await asyncio.sleep(backoff_s(self.backoff_ms, self._fetch_failures))
+            return []
+        self._fetch_failures = 0
+        out: list[tuple[int, broker_pb2.Record]] = []
+        for pr in resp.partitions:
+            self.high_watermarks[pr.partition] = pr.high_watermark
+            expected = self.positions.get(pr.partition, 0)
+            for rec in pr.records:
+                if rec.offset < expected:
+                    continue  # already consumed
+                out.append((pr.partition, rec))
+                expected = rec.offset + 1
+        return out
+
+    async def commit(self, offsets: dict[int, int], *, retry: bool = True) -> bool:
+        """CommitOffset(``offsets``); with ``retry`` until it succeeds, else one attempt.
+
+        Returns True if the broker acknowledged the commit.
+        """
+        req = broker_pb2.CommitOffsetRequest(
+            group=self.group, topic=self.topic,
+            offsets=[broker_pb2.PartitionOffset(partition=p, offset=o) for p, o in sorted(offsets.items())])
+        call = lambda: self.stub.CommitOffset(req, timeout=self.timeout_s)  # noqa: E731
+        if retry:
+            await retry_rpc(call, what="CommitOffset", base_ms=self.backoff_ms, log=self.log)
+            return True
+        try:
+            await call()
+            return True
+        except grpc.aio.AioRpcError as e:
+            self.log.info("CommitOffset failed (not retried)",
+                          extra={"code": e.code().name, "details": e.details()})
+            return False

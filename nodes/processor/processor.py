@@ -1,0 +1,242 @@
+"""The processor as a plain class: configuration, shared pipeline pieces, Status.
+
+A :class:`Processor` owns the consumer (broker side), the sink client, the
+operator state and the checkpoint store; the per-mode logic lives in a
+*strategy* (``delivery.py``: at-most-once, at-least-once; ``exactly_once.py``:
+checkpoints with the idempotent or transactional sink) that drives them.
+Tests build a Processor on two channels and await :meth:`run` in a task; the
+node process (``__main__``) does the same inside the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import grpc
+
+from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SINK_IDEMPOTENT
+from nodes.pb import broker_pb2
+from nodes.pb.events_pb2 import Order
+from nodes.processor.checkpoint import Checkpoint, CheckpointStore, bump_incarnation
+from nodes.processor.consumer import Consumer
+from nodes.processor.sinks import SinkClient
+from nodes.processor.state import OperatorState
+
+TWOPC_SAFE = "safe"
+TWOPC_COMMIT_BEFORE_CHECKPOINT = "commit-before-checkpoint"
+TWOPC_CHECKPOINT_BEFORE_PRECOMMIT = "checkpoint-before-precommit"
+TWOPC_ORDERS = (TWOPC_SAFE, TWOPC_COMMIT_BEFORE_CHECKPOINT, TWOPC_CHECKPOINT_BEFORE_PRECOMMIT)
+
+
+@dataclass
+class ProcessorConfig:
+    """Every knob of the processor (one per CLI flag; times in ms)."""
+
+    mode: str = AT_LEAST_ONCE
+    group: str = "processor"
+    sink_strategy: str = SINK_IDEMPOTENT
+    checkpoint_records: int = 1000
+    checkpoint_ms: int = 500
+    sink_inflight: int = 4
+    sink_batch: int = 100
+    sink_timeout_ms: int = 1000
+    rpc_timeout_ms: int = 2000
+    retry_backoff_ms: int = 50
+    fetch_max_records: int = 500
+    fetch_max_wait_ms: int = 500
+    # Ablations (each off by default).
+    commit_before_sink: bool = False
+    no_sink_retry: bool = False
+    no_checkpoint: bool = False
+    twopc_order: str = TWOPC_SAFE
+    no_drain_before_checkpoint: bool = False
+
+    def validate(self) -> None:
+        """Raises: ValueError: a count or time is out of range."""
+        for name in ("checkpoint_records", "checkpoint_ms", "sink_inflight", "sink_batch",
+                     "sink_timeout_ms", "rpc_timeout_ms", "fetch_max_records"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.fetch_max_wait_ms < 0 or self.retry_backoff_ms < 0:
+            raise ValueError("--fetch-max-wait-ms and --retry-backoff-ms must be >= 0")
+        if self.twopc_order not in TWOPC_ORDERS:
+            raise ValueError(f"--twopc-order must be one of {TWOPC_ORDERS}")
+
+
+class Processor:
+    """Consumes topic ``orders``, keeps per-account totals, writes each order to the sink.
+
+    Args:
+        config: the knobs.
+        data_dir: holds ``checkpoint.json`` and ``incarnation.json``.
+        broker: grpc.aio channel to the broker (or its proxy).
+        sink: grpc.aio channel to the sink (or its proxy).
+    """
+
+    def __init__(self, config: ProcessorConfig, data_dir: Path, broker: grpc.aio.Channel,
+                 sink: grpc.aio.Channel, log: logging.Logger) -> None:
+        config.validate()
+        self.config, self.data_dir, self.log = config, Path(data_dir), log
+        self.consumer = Consumer(broker, group=config.group, log=log,
+                                 rpc_timeout_ms=config.rpc_timeout_ms, backoff_ms=config.retry_backoff_ms,
+                                 max_records=config.fetch_max_records, max_wait_ms=config.fetch_max_wait_ms)
+        self.sink = SinkClient(sink, log=log, timeout_ms=config.sink_timeout_ms,
+                               backoff_ms=config.retry_backoff_ms)
+        self.state = OperatorState()
+        self.store = CheckpointStore(self.data_dir)
+        self.incarnation = 0
+        self.restored: Checkpoint | None = None
+        self.durable_positions: dict[int, int] = {}
+        self.records = 0
+        self.bad_records = 0
+        self.checkpoints = 0
+        self.last_checkpoint_id: int | None = None
+        self.pending_transaction: str | None = None
+        self.phase = "created"
+        self._changed = asyncio.Event()
+        self.strategy = None
+
+    @property
+    def positions(self) -> dict[int, int]:
+        return self.consumer.positions
+
+    def recover_local(self) -> None:
+        """Bump the incarnation and load the checkpoint (exactly-once only).
+
+        Raises:
+            CheckpointCorruptError: checkpoint.json is unreadable (the node exits 1).
+        """
+        self.incarnation = bump_incarnation(self.data_dir)
+        if self.config.mode == EXACTLY_ONCE and not self.config.no_checkpoint:
+            self.restored = self.store.load()
+            if self.restored is not None:
+                ck = self.restored
+                self.state.restore(ck.state)
+                self.last_checkpoint_id = ck.checkpoint_id
+                self.pending_transaction = ck.pending_transaction
+                self.log.info("checkpoint restored", extra={
+                    "checkpoint_id": ck.checkpoint_id, "offsets": ck.offsets,
+                    "pending_transaction": ck.pending_transaction})
+        self.phase = "recovered"
+
+    def make_strategy(self):
+        from nodes.processor.delivery import AtLeastOnce, AtMostOnce
+        from nodes.processor.exactly_once import make_exactly_once
+        mode = self.config.mode
+        if mode == AT_MOST_ONCE:
+            return AtMostOnce(self)
+        if mode == AT_LEAST_ONCE:
+            return AtLeastOnce(self)
+        if mode == EXACTLY_ONCE:
+            return make_exactly_once(self)
+        raise ValueError(f"unknown mode {mode!r}")
+
+    async def run(self) -> None:
+        """Remote recovery (strategy.start) then the processing loop; runs until cancelled.
+
+        Raises:
+            TransactionLostError: a pending transaction can no longer be committed.
+        """
+        if self.phase == "created":
+            self.recover_local()
+        self.strategy = self.make_strategy()
+        self.phase = "starting"
+        try:
+            await self.strategy.start()
+            self.phase = "running"
+            self.notify()
+            while True:
+                await self.strategy.step()
+                self.notify()
+        except asyncio.CancelledError:
+            self.phase = "stopped"
+            raise
+        except BaseException:
+            self.phase = "failed"
+            self.notify()
+            raise
+        finally:
+            close = getattr(self.strategy, "close", None)
+            if close is not None:
+                close()
+
+    async def init_positions(self) -> None:
+        """Learn the partition count; position = committed offset (absent -> 0), retried."""
+        n = await self.consumer.partition_count()
+        offsets = await self.consumer.committed_offsets(n)
+        self.consumer.positions.update(offsets)
+        self.durable_positions = dict(offsets)
+        self.log.info("positions from committed offsets", extra={"offsets": offsets})
+
+    def process(self, partition: int, record: broker_pb2.Record) -> Order | None:
+        """Advance the partition's position past ``record`` and fold it into the state.
+
+        Returns the decoded order, or None for an undecodable value (logged, counted).
+        """
+        self.consumer.positions[partition] = record.offset + 1
+        try:
+            order = Order.FromString(record.value)
+        except Exception:
+            self.bad_records += 1
+            self.log.warning("undecodable record skipped",
+                             extra={"partition": partition, "offset": record.offset})
+            return None
+        self.state.apply(order)
+        self.records += 1
+        return order
+
+    def notify(self) -> None:
+        """Wake every :meth:`wait_until` (called after each step and checkpoint)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, pred: Callable[["Processor"], bool], timeout_s: float) -> None:
+        """Wait until ``pred(self)`` holds: re-checked at each progress notification and every 20 ms.
+
+        Raises:
+            asyncio.TimeoutError: not within ``timeout_s``.
+            RuntimeError: the processor failed (phase "failed") before that.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not pred(self):
+            if self.phase == "failed":
+                raise RuntimeError("processor failed")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError(f"condition not reached within {timeout_s} s")
+            try:  # woken by progress, or re-check every 20 ms (pred may read other objects)
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.02))
+            except asyncio.TimeoutError:
+                pass
+
+    def status(self) -> dict:
+        """The Status JSON (see nodes/processor/__main__.py for the field list)."""
+        strat = self.strategy
+        return {
+            "phase": self.phase,
+            "mode": self.config.mode,
+            "sink_strategy": self.config.sink_strategy if self.config.mode == EXACTLY_ONCE else None,
+            "positions": {str(p): o for p, o in sorted(self.positions.items())},
+            "durable_positions": {str(p): o for p, o in sorted(self.durable_positions.items())},
+            "high_watermarks": {str(p): o for p, o in sorted(self.consumer.high_watermarks.items())},
+            "state": self.state.snapshot(),
+            "records": self.records,
+            "bad_records": self.bad_records,
+            "checkpoints": self.checkpoints,
+            "last_checkpoint_id": self.last_checkpoint_id,
+            "pending_transaction": self.pending_transaction,
+            "sink_writes": self.sink.writes,
+            "sink_retries": self.sink.retries,
+            "sink_errors": self.sink.errors,
+            "sink_dropped": self.sink.dropped,
+            "sink_in_flight": getattr(getattr(strat, "pipeline", None), "in_flight", 0),
+            "fetch_errors": self.consumer.fetch_errors,
+            "incarnation": self.incarnation,
+            "time": time.time(),
+        }
