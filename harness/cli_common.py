@@ -16,7 +16,8 @@ EXIT_HELD = 0
 EXIT_BROKEN = 1
 EXIT_USAGE = 2
 
-console = Console(highlight=False)
+# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; use a wider page.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True, highlight=False)
 
 

@@ -112,13 +112,27 @@ class NodeProcess:
             pass
 
     async def _wait_serving(self) -> None:
-        """Follow the health service's Watch stream until it says SERVING."""
+        """Follow the health service's Watch stream until it says SERVING, racing
+        the process's exit so that a node dying in recovery is reported at once."""
+        assert self.proc is not None
+        watch = asyncio.ensure_future(self._watch_health())
+        exited = asyncio.ensure_future(self.proc.wait())
+        try:
+            done, _ = await asyncio.wait({watch, exited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (watch, exited):
+                if not t.done():
+                    t.cancel()
+        if watch in done:
+            watch.result()
+            return
+        raise NodeStartError(f"{self.name} exited with code {self.proc.returncode} "
+                             f"during recovery: {self.stderr_tail()}")
+
+    async def _watch_health(self) -> None:
         async with insecure_channel(self.address) as ch:
             stub = health_pb2_grpc.HealthStub(ch)
             while True:
-                if not self.running:
-                    raise NodeStartError(f"{self.name} exited with code {self.proc.returncode} "
-                                         f"during recovery: {self.stderr_tail()}")
                 try:
                     async for resp in stub.Watch(health_pb2.HealthCheckRequest(service=""),
                                                  wait_for_ready=True):
@@ -127,8 +141,8 @@ class NodeProcess:
                 except grpc.aio.AioRpcError as e:
                     if e.code() != grpc.StatusCode.UNAVAILABLE:
                         raise NodeStartError(f"{self.name}: health watch failed: {e.details()}")
-                    # The server went away mid-watch: loop to check whether it exited.
-                    await asyncio.wait({asyncio.ensure_future(self.proc.wait())}, timeout=0.2)
+                    # The server went away mid-watch; the exit race in _wait_serving reports
+                    # an exit, otherwise watch again (wait_for_ready blocks until it is back).
 
     def stderr_tail(self, n: int = 5) -> str:
         try:

@@ -40,10 +40,10 @@ def step_for(kind: str, at: int, rng: random.Random) -> dict:
         return {"at": at, "f": "pause", "node": kind[6:], "for_ms": rng.choice((300, 500, 800))}
     if kind in ("drop-request", "drop-response"):
         return {"at": at, "f": "link", "link": "producer-broker", "for_ms": 1500,
-                "fault": {"kind": kind, "method": "Produce", "probability": 0.5, "count": 3}}
+                "fault": {"kind": kind, "method": "Produce", "probability": 1.0, "count": 2}}
     if kind == "sink-drop-response":
         return {"at": at, "f": "link", "link": "processor-sink", "for_ms": 1500,
-                "fault": {"kind": "drop-response", "probability": 0.5, "count": 3}}
+                "fault": {"kind": "drop-response", "probability": 1.0, "count": 2}}
     if kind == "delay":
         return {"at": at, "f": "link", "link": "processor-broker", "for_ms": 1000,
                 "fault": {"kind": "delay", "method": "Fetch", "delay_ms": 100, "jitter_ms": 50}}
