@@ -86,10 +86,13 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
         await cluster.start(start_producer=False)
         history = HistoryWriter(mode_dir / "nemesis.jsonl", "nemesis")
         runner = ScheduleRunner(cluster, cfg.schedule, history)
+        await runner.arm()
         t0 = time.time()
         await cluster.start_producer()
         progress(spec.label, f"workload running, {len(runner.steps)} faults scheduled")
         await runner.run()
+        if not await runner.wait_workload_done(cfg.drain_timeout_s):
+            progress(spec.label, "producer not done; healing to let it finish")
         progress(spec.label, "healing every fault")
         await runner.heal()
         progress(spec.label, "draining")

@@ -10,8 +10,14 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
 
     {"at": 400, "f": "kill", "node": "processor", "down_ms": 300}
     {"at": 900, "f": "pause", "node": "broker", "for_ms": 400}
-    {"at": 1200, "f": "link", "link": "producer-broker", "for_ms": 800,
-     "fault": {"kind": "drop-response", "method": "Produce", "probability": 0.5, "count": 3}}
+    {"at": 1200, "f": "link", "link": "processor-sink", "for_ms": 800,
+     "fault": {"kind": "drop-response", "probability": 0.5, "count": 3}}
+    {"at": 0, "arm": true, "f": "link", "link": "producer-broker",
+     "fault": {"kind": "drop-response", "method": "Produce", "count": 2, "after_calls": 48}}
+
+A step with ``"arm": true`` is applied before the producer starts and stays
+until the final heal; its trigger is the proxy's call count (``after_calls``),
+which is the most reproducible trigger a link has.
 """
 
 from __future__ import annotations
@@ -19,6 +25,11 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+
+BATCH_SIZE = 100
+"""The producer batch size the call-count triggers assume (the campaign default)."""
+PRODUCE_CALLS_PER_BATCH = 4
+"""Produce calls per batch: one per partition (4 partitions, 16 accounts)."""
 
 FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "pause-processor",
                "pause-broker", "drop-request", "drop-response", "sink-drop-response", "delay")
@@ -39,8 +50,12 @@ def step_for(kind: str, at: int, rng: random.Random) -> dict:
     if kind.startswith("pause-"):
         return {"at": at, "f": "pause", "node": kind[6:], "for_ms": rng.choice((300, 500, 800))}
     if kind in ("drop-request", "drop-response"):
-        return {"at": at, "f": "link", "link": "producer-broker", "for_ms": 1500,
-                "fault": {"kind": kind, "method": "Produce", "probability": 1.0, "count": 2}}
+        # Armed before the workload starts with a call-count trigger: the producer's
+        # calls are a pure function of the workload (one Produce per partition of each
+        # batch), so the same batches are hit in every run of the seed.
+        return {"at": 0, "arm": True, "f": "link", "link": "producer-broker",
+                "fault": {"kind": kind, "method": "Produce", "probability": 1.0, "count": 2,
+                          "after_calls": max(1, at * PRODUCE_CALLS_PER_BATCH // BATCH_SIZE)}}
     if kind == "sink-drop-response":
         return {"at": at, "f": "link", "link": "processor-sink", "for_ms": 1500,
                 "fault": {"kind": "drop-response", "probability": 1.0, "count": 2}}

@@ -46,27 +46,50 @@ class ScheduleRunner:
                 return
             await asyncio.sleep(self.poll_s)
 
+    async def arm(self) -> list[dict]:
+        """Apply the ``"arm": true`` steps (call-count triggered link faults) before
+        the workload starts."""
+        return [await self._fire(i, step) for i, step in enumerate(self.steps) if step.get("arm")]
+
     async def run(self, step_timeout_s: float = 60.0) -> list[dict]:
-        """Fire every step; return the ``ok``/``info`` records."""
+        """Fire every other step at its position; return the ``ok``/``info`` records."""
         for i, step in enumerate(self.steps):
+            if step.get("arm"):
+                continue
             await self.wait_position(step["at"], step_timeout_s)
-            nemesis = self.nemeses.get(step["f"])
-            value = {k: v for k, v in step.items() if k != "f"}
-            value["step"] = i
-            self.history.record("invoke", step["f"], value)
-            if nemesis is None:
-                op = self.history.record("info", step["f"], value, error=f"unknown step kind {step['f']!r}")
-            else:
-                try:
-                    result = await nemesis.invoke(step)
-                    op = self.history.record("ok", step["f"], dict(value, **result))
-                except asyncio.CancelledError:
-                    self.history.record("info", step["f"], value, error="cancelled")
-                    raise
-                except Exception as e:  # a fault that failed to apply is recorded, not fatal
-                    op = self.history.record("info", step["f"], value, error=f"{type(e).__name__}: {e}")
-            self.fired.append(op)
+            await self._fire(i, step)
         return self.fired
+
+    async def _fire(self, i: int, step: dict) -> dict:
+        """Carry out one step, recording invoke then ok (or info if it raised)."""
+        nemesis = self.nemeses.get(step["f"])
+        value = {k: v for k, v in step.items() if k != "f"}
+        value["step"] = i
+        self.history.record("invoke", step["f"], value)
+        if nemesis is None:
+            op = self.history.record("info", step["f"], value, error=f"unknown step kind {step['f']!r}")
+        else:
+            try:
+                result = await nemesis.invoke(step)
+                op = self.history.record("ok", step["f"], dict(value, **result))
+            except asyncio.CancelledError:
+                self.history.record("info", step["f"], value, error="cancelled")
+                raise
+            except Exception as e:  # a fault that failed to apply is recorded, not fatal
+                op = self.history.record("info", step["f"], value, error=f"{type(e).__name__}: {e}")
+        self.fired.append(op)
+        return op
+
+    async def wait_workload_done(self, timeout_s: float) -> bool:
+        """Wait until the producer reports done (armed faults stay armed meanwhile);
+        False if it did not finish within ``timeout_s`` (a fault may be holding it)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            _, done = await self._producer_position()
+            if done:
+                return True
+            await asyncio.sleep(self.poll_s * 5)
+        return False
 
     async def heal(self) -> None:
         """The final step: heal every link, resume paused nodes, restart dead ones."""

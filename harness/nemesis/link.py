@@ -10,8 +10,9 @@ from harness.proxy_client import ProxyControlClient
 
 class LinkNemesis(Nemesis):
     """``{"f": "link", "link": L, "for_ms": T, "fault": {kind, method, probability,
-    count, ...}}``: arm the fault on the link's proxy for T ms, then remove it.
-    Returns how many times it fired."""
+    count, after_calls, ...}}``: arm the fault on the link's proxy for T ms, then
+    remove it and return how many times it fired. Without ``for_ms`` the fault
+    stays armed until the final heal (its count limit ends it)."""
 
     async def invoke(self, step: dict) -> dict:
         cluster = self.ctx.cluster
@@ -21,8 +22,10 @@ class LinkNemesis(Nemesis):
         kind = spec.pop("kind")
         async with ProxyControlClient(cluster.proxies[step["link"]].address) as px:
             fid = await px.add(kind, **_spec_kwargs(spec))
+            if "for_ms" not in step:
+                return {"fault_id": fid, "armed": True}
             try:
-                await asyncio.sleep(step.get("for_ms", 1000) / 1000)
+                await asyncio.sleep(step["for_ms"] / 1000)
                 faults = {f["fault_id"]: f for f in await px.list()}
             finally:
                 await px.remove(fid)
