@@ -49,3 +49,7 @@ def main() -> None:
 
 
 __all__ = ["cli", "main", "EXIT_USAGE"]
+
+
+if __name__ == "__main__":
+    main()

@@ -74,7 +74,7 @@ def test_duplicated_with_count_and_hop():
     dup = r.anomalies["duplicated"]
     assert dup.count == 2 and dup.extra["extra_applications"] == 3
     assert dup.by_hop == {HOP_BROKER_SINK: 1, HOP_PRODUCER_BROKER: 1}
-    assert dup.extra["duplicated_in_log"] == 1
+    assert r.count("duplicated-in-log") == 1 and r.anomalies["duplicated-in-log"].examples == [IDS[5]]
     assert r.count("balance-mismatch") == 0 and not r.balance_ok
     assert r.balance_deltas == {"acct-00": 200, "acct-01": 600}
     assert r.verdict == BROKEN

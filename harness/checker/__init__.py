@@ -23,6 +23,9 @@ Anomaly families, one module each:
     an order the sink applied more than once, with its count; the hop says
     whether the broker log already held it twice (producer retry) or the
     sink applied one log record twice (processor replay or retry).
+``duplicated-in-log``
+    an order the broker log holds more than once (informational: what the
+    idempotent producer and broker dedupe exist to prevent).
 ``unexpected``
     an order at the sink that is not in the workload (never produced).
 ``balance-mismatch``

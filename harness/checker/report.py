@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from harness.checker.anomaly import Anomaly
 from harness.checker.balance import check_balances, check_state
-from harness.checker.duplicated import check_duplicated, check_unexpected
+from harness.checker.duplicated import check_duplicated, check_log_duplicates, check_unexpected
 from harness.checker.inputs import RunData
 from harness.checker.lost import check_lost
 from harness.checker.ordering import check_order
@@ -51,7 +51,7 @@ def check(data: RunData) -> CheckReport:
     """Run every anomaly family on ``data`` and decide the verdict for ``data.mode``."""
     lost, lost_ack = check_lost(data)
     mismatch, balance_ok, deltas = check_balances(data)
-    families = [lost, lost_ack, check_duplicated(data), check_unexpected(data), mismatch,
+    families = [lost, lost_ack, check_duplicated(data), check_log_duplicates(data), check_unexpected(data), mismatch,
                 check_state(data), check_order(data)]
     anomalies = {a.name: a for a in families}
     verdict, reasons = decide(data.mode, {n: a.count for n, a in anomalies.items()}, balance_ok)
