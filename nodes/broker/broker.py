@@ -1,0 +1,293 @@
+"""The broker's logic, without gRPC: produce with group commit, long-poll fetch, producer ids.
+
+Group commit (as in Kafka's and PostgreSQL's log flushers): Produce calls write
+their records to the page cache on the event loop and mark the partition
+dirty; one flusher task fsyncs the dirty segments in a worker thread and then
+advances each partition's *durable end*. Appends that arrive while an fsync
+runs are covered by the next one, so there is one fsync per batch of appends,
+not per record. In at-least-once / exactly-once a Produce is answered only
+once the durable end covers its records, and Fetch serves only up to it (the
+high watermark). In at-most-once (or with the ``--no-fsync`` ablation) the
+high watermark is the appended end and the answer does not wait.
+
+The dedupe check and the append of one batch run on the event loop with no
+``await`` between them: that is the per-partition critical section (a single
+appender), so a retry racing its own original is always answered as a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from nodes.broker.errors import CorruptLog, InvalidRequest, RequestTooLarge, StorageError
+from nodes.broker.group_commit import GroupCommit
+from nodes.broker.log import TopicLog
+from nodes.broker.offsets import ConsumerOffsets
+from nodes.broker.partition_log import DEFAULT_SEGMENT_BYTES
+from nodes.broker.producer_state import ProducerStateTable
+from nodes.broker.record import MAX_RECORD_BYTES, CorruptRecordError, Record
+from nodes.common.durable import atomic_write_json, read_json
+from nodes.common.modes import AT_MOST_ONCE, TOPIC
+
+PRODUCERS_FILE = "producers.json"
+SNAPSHOT_FILE = "producer-snapshot.json"
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_RECORDS = 500
+MAX_FETCH_RECORDS = 10_000
+MAX_WAIT_MS = 5_000
+INT32_MAX = 2**31 - 1
+
+log = logging.getLogger("broker")
+
+
+class Broker:
+    """One topic (``orders``) with ``partitions`` partitions in ``data_dir``.
+
+    Args:
+        mode: delivery mode (nodes.common.modes); at-most-once does not wait for fsync.
+        segment_bytes: segment roll size (bytes).
+        dedupe: False = ablation --no-dedupe (idempotent batches appended without dedupe).
+        fsync: False = ablation --no-fsync: ACK at once, never fsync; records reach the
+            file by a delayed write() (``writeback_ms``), so a kill -9 loses ACKed records.
+        checkpoint_interval_s: how often the recovery point (indexes + producer
+            snapshot) is persisted while running (seconds), so a crash restart scans little.
+    """
+
+    def __init__(self, data_dir: Path, partitions: int, mode: str, *,
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES, dedupe: bool = True, fsync: bool = True,
+                 checkpoint_interval_s: float = 10.0, writeback_ms: int = 1000) -> None:
+        self.data_dir = Path(data_dir)
+        self.mode = mode
+        self.dedupe = dedupe
+        self.fsync = fsync
+        self.ack_after_fsync = fsync and mode != AT_MOST_ONCE
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.topic = TopicLog(self.data_dir, partitions, segment_bytes=segment_bytes, fsync=fsync)
+        self.producers = ProducerStateTable()
+        self.offsets = ConsumerOffsets(self.data_dir, fsync=fsync)
+        self.commit = GroupCommit(self.topic, fsync=fsync, checkpoint_interval_s=checkpoint_interval_s,
+                                  snapshot=self.producers_snapshot, snapshot_path=self.data_dir / SNAPSHOT_FILE,
+                                  writeback_s=writeback_ms / 1000)
+        self.durable = self.commit.durable  # first offset not yet fsynced, per partition
+        self.recovered = False  # close() persists a recovery point only after a complete recovery
+        self.appended_records = 0
+        self.duplicate_batches = 0
+        self.recovered_bytes_dropped = 0
+        self._init_lock = asyncio.Lock()
+
+    def producers_snapshot(self, log_ends: dict[int, int]) -> dict:
+        return self.producers.snapshot(log_ends)
+
+    @property
+    def partition_count(self) -> int:
+        return len(self.topic.partitions)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def recover(self) -> None:
+        """Open the log (truncating a torn tail) and rebuild producer state (blocking).
+
+        Raises:
+            nodes.broker.segment.SegmentCorruptError: unrepairable corruption.
+        """
+        self.recovered_bytes_dropped = self.topic.open()
+        ends = self.topic.end_offsets()
+        starts = {p: 0 for p in ends}
+        snap = read_json(self.data_dir / SNAPSHOT_FILE)
+        if snap is not None:
+            table = ProducerStateTable()
+            covered = table.load_snapshot(snap)
+            if all(0 <= covered.get(p, 0) <= ends[p] for p in ends):
+                self.producers, starts = table, {p: covered.get(p, 0) for p in ends}
+            else:
+                log.warning("producer snapshot is ahead of the log; rebuilding producer state from offset 0")
+        self.producers.load_epochs(read_json(self.data_dir / PRODUCERS_FILE))
+        scanned = 0
+        for plog in self.topic.partitions:
+            for pid, epoch, seq, off, count in plog.producer_runs(starts[plog.partition]):
+                self.producers.observe(plog.partition, off, pid, epoch, seq, count)
+                scanned += count
+            if self.fsync:
+                plog.active.fsync()
+            self.durable[plog.partition] = plog.end_offset
+        self.recovered = True
+        log.info("recovered", extra={"end_offsets": ends, "records_scanned_for_producer_state": scanned,
+                                     "bytes_dropped": self.recovered_bytes_dropped,
+                                     "producers": len(self.producers)})
+
+    def start(self) -> None:
+        self.commit.start()
+
+    async def close(self) -> None:
+        """Graceful stop: stop the flusher, fsync everything, persist the recovery point."""
+        await self.commit.stop()
+        if self.commit.failed is None and self.recovered:
+            for plog in self.topic.partitions:
+                plog.write_out()
+            if self.fsync:
+                for plog in self.topic.partitions:
+                    plog.active.fsync()
+            self.commit.checkpoint_now()
+        self.topic.close()
+
+    async def wait_fatal(self) -> None:
+        """Returns only by raising the storage error that makes this broker stop (exit 1)."""
+        await self.commit.fatal.wait()
+        raise RuntimeError(f"storage failure, broker stops: {self.commit.failed}")
+
+    # -- high watermark and waiting ---------------------------------------------------
+    def high_watermark(self, partition: int) -> int:
+        """First offset not yet readable: the durable end, or the appended end without fsync waits."""
+        if self.ack_after_fsync:
+            return self.durable[partition]
+        return self.topic.partitions[partition].end_offset
+
+    # -- requests -----------------------------------------------------------------------
+    def _check_partition(self, topic: str, partition: int) -> None:
+        if topic != TOPIC:
+            raise InvalidRequest(f"unknown topic {topic!r} (this broker serves {TOPIC!r})")
+        if not 0 <= partition < self.partition_count:
+            raise InvalidRequest(f"unknown partition {partition} of topic {TOPIC} "
+                                 f"(partitions 0..{self.partition_count - 1})")
+
+    async def init_producer(self, producer_id: int) -> tuple[int, int, dict[int, int]]:
+        """Kafka's InitProducerId; the new epoch is persisted (producers.json) before returning.
+
+        Raises:
+            UnknownProducer: ``producer_id`` >= 0 was never allocated.
+            StorageError: producers.json could not be written (nothing changed).
+        """
+        async with self._init_lock:
+            saved = (self.producers.next_producer_id, dict(self.producers.epochs))
+            result = self.producers.init_producer(producer_id)
+            try:
+                await asyncio.to_thread(atomic_write_json, self.data_dir / PRODUCERS_FILE,
+                                        self.producers.epochs_json(), fsync=self.fsync)
+            except OSError as e:
+                self.producers.next_producer_id, self.producers.epochs = saved
+                raise StorageError(f"cannot persist producer epoch: {e}") from None
+            log.info("init producer", extra={"producer_id": result[0], "epoch": result[1]})
+            return result
+
+    async def produce(self, topic: str, partition: int, producer_id: int, epoch: int, base_sequence: int,
+                      entries: list[tuple[bytes, bytes]]) -> tuple[int, bool, int]:
+        """Append one batch ``[(key, value), ...]``; return (base offset, duplicate, log end offset).
+
+        Raises:
+            InvalidRequest, RequestTooLarge: bad input (nothing appended).
+            UnknownProducer, StaleEpoch, SequenceGap, SequenceOverlap: idempotence checks.
+            StorageError: the write or fsync failed (nothing acknowledged).
+        """
+        self._check_partition(topic, partition)
+        if not entries:
+            raise InvalidRequest("empty batch: a Produce request needs at least one record")
+        total = 0
+        for i, (k, v) in enumerate(entries):
+            size = len(k) + len(v)
+            if size > MAX_RECORD_BYTES:
+                raise RequestTooLarge(f"record {i} is {size} bytes; the limit is {MAX_RECORD_BYTES} bytes")
+            total += size
+        if total > MAX_BATCH_BYTES:
+            raise RequestTooLarge(f"batch is {total} bytes; the limit is {MAX_BATCH_BYTES} bytes")
+        idempotent = producer_id >= 0
+        if idempotent and (base_sequence < 0 or base_sequence + len(entries) - 1 > INT32_MAX):
+            raise InvalidRequest(f"base sequence {base_sequence} out of range for {len(entries)} records")
+        if self.commit.failed is not None:
+            raise StorageError(f"storage failure: {self.commit.failed}")
+        plog = self.topic.partitions[partition]
+        # Critical section: no await from the dedupe check to the state update.
+        dup = None
+        if idempotent:
+            dup = self.producers.check(producer_id, epoch, partition, base_sequence, len(entries),
+                                       dedupe=self.dedupe)
+        if dup is not None:
+            self.duplicate_batches += 1
+            base, duplicate, target = dup.base_offset, True, dup.last_offset + 1
+            log.info("duplicate batch", extra={"producer_id": producer_id, "partition": partition,
+                                               "base_sequence": base_sequence, "base_offset": base})
+        else:
+            try:
+                base = plog.append(entries, producer_id=producer_id if idempotent else -1,
+                                   epoch=epoch if idempotent else -1,
+                                   base_sequence=base_sequence if idempotent else -1)
+            except OSError as e:
+                raise StorageError(f"append to partition {partition} failed: {e}") from None
+            if idempotent:
+                self.producers.on_append(producer_id, epoch, partition, base_sequence, base, len(entries))
+            self.appended_records += len(entries)
+            duplicate, target = False, base + len(entries)
+            self.commit.mark_dirty()
+            if not self.ack_after_fsync:
+                self.commit.wake()
+        if self.ack_after_fsync:
+            await self.commit.wait_until(lambda: self.durable[partition] >= target, None)
+        return base, duplicate, plog.end_offset
+
+    async def fetch(self, topic: str, positions: list[tuple[int, int]], max_records: int,
+                    max_wait_ms: int) -> list[tuple[int, list[Record], int]]:
+        """Long-poll read: [(partition, records, high watermark)] per requested partition.
+
+        Returns as soon as one partition has records at/after its offset, else
+        after ``max_wait_ms`` (capped at 5,000 ms) with none. An offset at or
+        beyond the high watermark yields no records (not an error).
+
+        Raises:
+            InvalidRequest: unknown topic/partition, negative offset, no partitions.
+            CorruptLog: a stored record failed its CRC.
+        """
+        if not positions:
+            raise InvalidRequest("fetch needs at least one partition")
+        for p, off in positions:
+            self._check_partition(topic, p)
+            if off < 0:
+                raise InvalidRequest(f"negative offset {off} for partition {p}")
+        max_records = DEFAULT_MAX_RECORDS if max_records <= 0 else min(max_records, MAX_FETCH_RECORDS)
+        wait_s = min(max(max_wait_ms, 0), MAX_WAIT_MS) / 1000
+        await self.commit.wait_until(lambda: any(off < self.high_watermark(p) for p, off in positions), wait_s)
+        out = []
+        for p, off in positions:
+            hw = self.high_watermark(p)
+            try:
+                recs = self.topic.partitions[p].read(off, max_records, hw) if off < hw else []
+            except CorruptRecordError as e:
+                raise CorruptLog(str(e)) from None
+            out.append((p, recs, hw))
+        return out
+
+    async def commit_offsets(self, group: str, topic: str, offsets: list[tuple[int, int]]) -> None:
+        """Persist committed offsets (fsync) before returning.
+
+        Raises:
+            InvalidRequest: empty group, unknown topic/partition, negative offset.
+            StorageError: the offsets file could not be written.
+        """
+        if not group:
+            raise InvalidRequest("consumer group must not be empty")
+        for p, off in offsets:
+            self._check_partition(topic, p)
+            if off < 0:
+                raise InvalidRequest(f"negative offset {off} for partition {p}")
+        try:
+            await self.offsets.commit(group, topic, dict(offsets))
+        except OSError as e:
+            raise StorageError(f"cannot persist committed offsets: {e}") from None
+
+    def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        if topic != TOPIC:
+            raise InvalidRequest(f"unknown topic {topic!r} (this broker serves {TOPIC!r})")
+        return self.offsets.fetch(group, topic)
+
+    def list_offsets(self, topic: str) -> dict[int, int]:
+        if topic != TOPIC:
+            raise InvalidRequest(f"unknown topic {topic!r} (this broker serves {TOPIC!r})")
+        return {p: self.high_watermark(p) for p in range(self.partition_count)}
+
+    def status(self) -> dict:
+        return {"partitions": self.partition_count,
+                "high_watermarks": {str(p): self.high_watermark(p) for p in range(self.partition_count)},
+                "log_end_offsets": {str(p): e for p, e in self.topic.end_offsets().items()},
+                "appended_records": self.appended_records, "duplicate_batches": self.duplicate_batches,
+                "fsyncs": self.commit.fsyncs, "producers": len(self.producers),
+                "recovered_bytes_dropped": self.recovered_bytes_dropped,
+                "dedupe": self.dedupe, "fsync": self.fsync, "failed": str(self.commit.failed) if self.commit.failed else None}

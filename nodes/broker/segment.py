@@ -1,0 +1,246 @@
+"""One segment file of a partition log, its position index and its recovery scan.
+
+A segment is ``<partition dir>/<base offset:020d>.log``: record frames (record.py)
+with dense offsets starting at the base offset. Its position index
+(``array('Q')`` of byte positions, one per record) makes a read by offset an
+O(1) seek. The index is persisted as ``<base offset:020d>.index`` (a *recovery
+point*: "the first ``valid_bytes`` of this file are verified records at these
+positions") when the segment is rolled, on graceful stop and periodically, so a
+restart only scans the bytes after it (Kafka's recovery point + offset index).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+import zlib
+from array import array
+from pathlib import Path
+
+from nodes.broker import record
+from nodes.common.durable import atomic_write_bytes
+
+INDEX_MAGIC = b"TBIDX001"
+_INDEX_HEAD = struct.Struct(">8sQQQ")  # magic, base offset, valid bytes, record count
+_RESYNC_LOOKAHEAD = 16
+_RESYNC_CANDIDATES = 200_000  # bound the search in a long run of zero bytes
+
+
+class SegmentCorruptError(Exception):
+    """Corruption that recovery must not repair: a bad frame followed by valid frames,
+    or a bad frame in a non-last segment. Names the file and the byte offset."""
+
+    def __init__(self, path: Path, position: int, reason: str) -> None:
+        super().__init__(f"corrupt log segment {path} at byte {position}: {reason}")
+        self.path = path
+        self.position = position
+
+
+def segment_path(directory: Path, base_offset: int) -> Path:
+    return directory / f"{base_offset:020d}.log"
+
+
+def index_path(directory: Path, base_offset: int) -> Path:
+    return directory / f"{base_offset:020d}.index"
+
+
+class Segment:
+    """An open segment: append-only file descriptor, size in bytes, position index.
+
+    Args:
+        path: the ``.log`` file (created if missing).
+        base_offset: offset of its first record.
+    """
+
+    def __init__(self, path: Path, base_offset: int) -> None:
+        self.path = Path(path)
+        self.base_offset = base_offset
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.size = os.fstat(self.fd).st_size  # logical size, including write-back bytes
+        self.written = self.size  # bytes handed to the OS with write()
+        self.positions = array("Q")
+        self.write_back = False  # True: appends stay in memory until write_out() (--no-fsync)
+        self._pending = bytearray()
+
+    @property
+    def next_offset(self) -> int:
+        return self.base_offset + len(self.positions)
+
+    @property
+    def index_file(self) -> Path:
+        return index_path(self.path.parent, self.base_offset)
+
+    # -- recovery -----------------------------------------------------------------------
+    def recover(self, *, last: bool, use_index: bool = True) -> int:
+        """Rebuild the position index; return the number of bytes dropped from a torn tail.
+
+        Loads the persisted index (if valid and ``use_index``) and verifies
+        every frame after it. In the last segment (``last=True``) an invalid
+        tail with no valid frame after it is truncated; otherwise, or when a
+        valid frame follows the bad one, it is an error.
+
+        Raises:
+            SegmentCorruptError: middle corruption, or any corruption in a non-last segment.
+        """
+        start = self._load_index() if use_index else 0
+        if start == 0:
+            self.positions = array("Q")
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            buf = f.read()
+        pos, end = 0, len(buf)
+        expected = self.next_offset
+        positions = self.positions
+        unpack, crc32, mv = record.HEADER.unpack_from, zlib.crc32, memoryview(buf)
+        lo, hi, hb = record.MIN_FRAME_LENGTH, record.MAX_FRAME_LENGTH, record.HEADER_BYTES
+        while pos < end:
+            if pos + hb <= end:  # inlined record.frame_at + offset check (the hot loop of a restart)
+                length, crc, off, _, _, _, _, key_len = unpack(buf, pos)
+                stop = pos + 4 + length
+                if (lo <= length <= hi and stop <= end and off == expected and hb + key_len <= 4 + length
+                        and crc32(mv[pos + 8:stop]) == crc):
+                    positions.append(start + pos)
+                    pos = stop
+                    expected += 1
+                    continue
+            where = start + pos
+            if not last:
+                raise SegmentCorruptError(self.path, where, "invalid frame in a non-last segment")
+            follower = find_valid_frame(buf, pos, expected)
+            if follower is not None:
+                raise SegmentCorruptError(
+                    self.path, where, f"invalid frame for offset {expected} followed by a valid "
+                    f"frame at byte {start + follower}; refusing to drop later records")
+            dropped = end - pos
+            os.ftruncate(self.fd, where)
+            os.fsync(self.fd)
+            self.size = self.written = where
+            return dropped
+        self.size = self.written = start + end
+        return 0
+
+    def _load_index(self) -> int:
+        """Load a persisted index; return the verified byte count it covers (0: none usable)."""
+        try:
+            data = self.index_file.read_bytes()
+        except FileNotFoundError:
+            return 0
+        if len(data) < _INDEX_HEAD.size + 4 or zlib.crc32(data[:-4]) != struct.unpack(">I", data[-4:])[0]:
+            return 0
+        magic, base, valid, count = _INDEX_HEAD.unpack_from(data, 0)
+        body = data[_INDEX_HEAD.size:-4]
+        if magic != INDEX_MAGIC or base != self.base_offset or len(body) != 8 * count or valid > self.size:
+            return 0
+        positions = array("Q")
+        positions.frombytes(body)
+        if positions.itemsize != 8 or (count and positions[-1] >= valid):
+            return 0
+        self.positions = positions
+        return valid
+
+    def index_bytes(self) -> bytes:
+        """Serialized recovery point covering every record written to the file so far."""
+        count = bisect.bisect_left(self.positions, self.written)
+        head = _INDEX_HEAD.pack(INDEX_MAGIC, self.base_offset, self.written, count)
+        data = head + self.positions[:count].tobytes()
+        return data + struct.pack(">I", zlib.crc32(data))
+
+    def write_index(self, data: bytes | None = None, *, fsync: bool = True) -> None:
+        """Persist the recovery point atomically (``data`` from :meth:`index_bytes`)."""
+        atomic_write_bytes(self.index_file, data if data is not None else self.index_bytes(), fsync=fsync)
+
+    # -- append / read ------------------------------------------------------------------
+    def append(self, frames: list[bytes]) -> None:
+        """Write ``frames`` (consecutive offsets from ``next_offset``) with one write(),
+        or keep them in the write-back buffer when ``write_back`` is set.
+
+        Raises:
+            OSError: the write failed; the file is truncated back to its old size first.
+        """
+        data = b"".join(frames)
+        old = self.size
+        if self.write_back:
+            self._pending += data
+        else:
+            self._write(data)
+        pos = old
+        for fr in frames:
+            self.positions.append(pos)
+            pos += len(fr)
+        self.size = pos
+
+    def write_out(self) -> None:
+        """write() the write-back buffer (no fsync). Raises OSError (the buffer is kept)."""
+        if self._pending:
+            self._write(bytes(self._pending))
+            self._pending.clear()
+
+    def _write(self, data: bytes) -> None:
+        old = self.written
+        try:
+            written = os.write(self.fd, data)
+            if written != len(data):
+                raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+        except OSError:
+            os.ftruncate(self.fd, old)
+            raise
+        self.written = old + len(data)
+
+    def read_range(self, offset: int, max_records: int, upto: int) -> list[record.Record]:
+        """Records from ``offset`` up to ``upto`` (exclusive) and at most ``max_records``.
+
+        Raises:
+            record.CorruptRecordError: a frame fails its CRC (never served).
+        """
+        first = offset - self.base_offset
+        last = min(upto, self.next_offset, offset + max_records) - self.base_offset
+        if last <= first:
+            return []
+        start = self.positions[first]
+        stop = self.positions[last] if last < len(self.positions) else self.size
+        if stop <= self.written:
+            buf = os.pread(self.fd, stop - start, start)
+        else:  # part (or all) of the range is still in the write-back buffer
+            buf = os.pread(self.fd, max(self.written - start, 0), start) + \
+                bytes(self._pending[max(start - self.written, 0):stop - self.written])
+        out, pos = [], 0
+        for _ in range(last - first):
+            try:
+                rec, size = record.decode(buf, pos)
+            except record.CorruptRecordError:
+                raise record.CorruptRecordError(
+                    f"corrupt record in {self.path} at byte {start + pos}", self.path, start + pos) from None
+            out.append(rec)
+            pos += size
+        return out
+
+    def fsync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        """write() any write-back bytes (graceful stop), then close the file."""
+        if self.fd >= 0:
+            self.write_out()
+            os.close(self.fd)
+            self.fd = -1
+
+
+def find_valid_frame(buf: bytes, pos: int, expected: int) -> int | None:
+    """Position of a valid frame after ``pos`` carrying one of the next offsets, else None.
+
+    A torn tail holds no such frame; a bad frame in the middle of the log does.
+    Searches for the 8-byte offset field of ``expected``..``expected + 16``.
+    """
+    body_at = record.LENGTH_BYTES + record.CRC_BYTES
+    budget = _RESYNC_CANDIDATES
+    for off in range(expected, expected + _RESYNC_LOOKAHEAD + 1):
+        needle = struct.pack(">Q", off)
+        i = buf.find(needle, pos + 1 + body_at)
+        while i != -1 and budget > 0:
+            budget -= 1
+            cand = i - body_at
+            if record.frame_at(buf, cand):
+                return cand
+            i = buf.find(needle, i + 1)
+    return None

@@ -1,0 +1,77 @@
+"""The Broker gRPC servicer: a thin shell translating protobuf to :class:`Broker` calls.
+
+Every :class:`nodes.broker.errors.BrokerError` becomes the gRPC status named by
+its ``code`` with its message as details (see errors.py for the tree).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import grpc
+
+from nodes.broker.broker import Broker
+from nodes.broker.errors import BrokerError
+from nodes.pb import broker_pb2 as pb
+from nodes.pb import broker_pb2_grpc
+
+
+def _errors_to_status(method):
+    @functools.wraps(method)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        try:
+            return await method(self, request, context)
+        except BrokerError as e:
+            await context.abort(getattr(grpc.StatusCode, e.code), str(e))
+    return wrapper
+
+
+def _record_pb(r) -> pb.Record:
+    return pb.Record(offset=r.offset, key=r.key, value=r.value, timestamp_ms=r.timestamp_ms,
+                     producer_id=r.producer_id, producer_epoch=r.epoch, sequence=r.sequence)
+
+
+class BrokerServicer(broker_pb2_grpc.BrokerServicer):
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    @_errors_to_status
+    async def InitProducer(self, request, context):
+        pid, epoch, seqs = await self.broker.init_producer(request.producer_id)
+        return pb.InitProducerResponse(
+            producer_id=pid, producer_epoch=epoch,
+            next_sequences=[pb.PartitionOffset(partition=p, offset=s) for p, s in sorted(seqs.items())])
+
+    @_errors_to_status
+    async def Produce(self, request, context):
+        entries = [(r.key, r.value) for r in request.records]
+        base, dup, end = await self.broker.produce(request.topic, request.partition, request.producer_id,
+                                                   request.producer_epoch, request.base_sequence, entries)
+        return pb.ProduceResponse(base_offset=base, duplicate=dup, log_end_offset=end)
+
+    @_errors_to_status
+    async def Fetch(self, request, context):
+        got = await self.broker.fetch(request.topic, [(po.partition, po.offset) for po in request.partitions],
+                                      request.max_records, request.max_wait_ms)
+        return pb.FetchResponse(partitions=[
+            pb.PartitionRecords(partition=p, records=[_record_pb(r) for r in recs], high_watermark=hw)
+            for p, recs, hw in got])
+
+    @_errors_to_status
+    async def CommitOffset(self, request, context):
+        await self.broker.commit_offsets(request.group, request.topic,
+                                         [(po.partition, po.offset) for po in request.offsets])
+        return pb.CommitOffsetResponse()
+
+    @_errors_to_status
+    async def FetchCommittedOffset(self, request, context):
+        offs = self.broker.committed_offsets(request.group, request.topic)
+        return pb.FetchCommittedOffsetResponse(
+            offsets=[pb.PartitionOffset(partition=p, offset=o) for p, o in sorted(offs.items())])
+
+    @_errors_to_status
+    async def ListOffsets(self, request, context):
+        hws = self.broker.list_offsets(request.topic)
+        return pb.ListOffsetsResponse(
+            partition_count=len(hws),
+            high_watermarks=[pb.PartitionOffset(partition=p, offset=o) for p, o in sorted(hws.items())])
