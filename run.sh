@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Entry point: bootstraps .venv on first use, then runs a command.
-#   ./run.sh            run the default fault campaign (testbed campaign)
+#   ./run.sh [OPTIONS]  run the default fault campaign (testbed campaign [OPTIONS])
 #   ./run.sh up         launch a local cluster and stream a workload through it
 #   ./run.sh test       run the test suite (./run.sh test --all includes slow tests)
 #   ./run.sh gen        regenerate gRPC code from proto/
@@ -41,7 +41,10 @@ case "$cmd" in
         exec "$PY" proto/generate.py
         ;;
     *)
-        if [[ $# -eq 0 ]]; then set -- campaign; fi
+        # No command, or options only (./run.sh --events 5000): the default campaign.
+        if [[ $# -eq 0 ]] || [[ "$1" == -* && "$1" != "-h" && "$1" != "--help" ]]; then
+            set -- campaign "$@"
+        fi
         exec "$VENV/bin/testbed" "$@"
         ;;
 esac
