@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from pathlib import Path
 
@@ -47,6 +46,9 @@ def test_append_read_round_trip(tmp_path: Path) -> None:
     mid = plog.read(500, 7, 1000)
     assert [r.offset for r in mid] == list(range(500, 507))
     assert plog.read(995, 100, 998)[-1].offset == 997  # bounded by the high watermark
+    sized = plog.read(0, 1000, 1000, max_bytes=1000)  # bounded by bytes, at least one record
+    assert 0 < len(sized) < 1000 and sum(record.HEADER_BYTES + len(r.key) + len(r.value) for r in sized) <= 1000
+    assert len(plog.read(0, 1000, 1000, max_bytes=1)) == 1
     plog.close()
 
 
@@ -301,4 +303,24 @@ async def test_crash_restart_scans_only_after_the_recovery_point(tmp_path: Path,
     assert b2.topic.partitions[0].end_offset == 320 and b2.producers.next_sequence(pid, 0) == 320
     assert b2.producers.check(pid, epoch, 0, 300, 10).base_offset == 300
     assert b2.producers.check(pid, epoch, 0, 0, 10).base_offset == 0
+    b2.topic.close()
+
+
+@pytest.mark.slow
+async def test_million_record_log_restarts_fast_after_graceful_stop(tmp_path: Path) -> None:
+    import time
+    b = await _broker(tmp_path, partitions=4, checkpoint_interval_s=0)
+    pid, epoch, _ = await b.init_producer(-1)
+    for i in range(2500):  # 1,000,000 records, written directly through the partition logs
+        p, seq = i % 4, (i // 4) * 400
+        base = b.topic.partitions[p].append([(b"acct-%d" % j, b"x" * 60) for j in range(400)],
+                                            producer_id=pid, epoch=epoch, base_sequence=seq)
+        b.producers.on_append(pid, epoch, p, seq, base, 400)
+    await b.close()
+    t0 = time.monotonic()
+    b2 = Broker(tmp_path, 4, "exactly-once")
+    b2.recover()
+    elapsed = time.monotonic() - t0
+    assert sum(b2.topic.end_offsets().values()) == 1_000_000 and b2.producers.next_sequence(pid, 3) == 250_000
+    assert elapsed < 1.0, elapsed
     b2.topic.close()

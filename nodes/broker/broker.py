@@ -1,11 +1,8 @@
-"""The broker's logic, without gRPC: produce with group commit, long-poll fetch, producer ids.
+"""The broker's logic, without gRPC: produce with dedupe, long-poll fetch, producer ids, offsets.
 
-Group commit (as in Kafka's and PostgreSQL's log flushers): Produce calls write
-their records to the page cache on the event loop and mark the partition
-dirty; one flusher task fsyncs the dirty segments in a worker thread and then
-advances each partition's *durable end*. Appends that arrive while an fsync
-runs are covered by the next one, so there is one fsync per batch of appends,
-not per record. In at-least-once / exactly-once a Produce is answered only
+Produce calls write their records on the event loop and mark the log dirty;
+the group-commit flusher (group_commit.py) fsyncs once per batch of appends
+and advances each partition's *durable end*. In at-least-once / exactly-once a Produce is answered only
 once the durable end covers its records, and Fetch serves only up to it (the
 high watermark). In at-most-once (or with the ``--no-fsync`` ablation) the
 high watermark is the appended end and the answer does not wait.
@@ -27,7 +24,7 @@ from nodes.broker.log import TopicLog
 from nodes.broker.offsets import ConsumerOffsets
 from nodes.broker.partition_log import DEFAULT_SEGMENT_BYTES
 from nodes.broker.producer_state import ProducerStateTable
-from nodes.broker.record import MAX_RECORD_BYTES, CorruptRecordError, Record
+from nodes.broker.record import HEADER_BYTES, MAX_RECORD_BYTES, CorruptRecordError, Record
 from nodes.common.durable import atomic_write_json, read_json
 from nodes.common.modes import AT_MOST_ONCE, TOPIC
 
@@ -37,6 +34,8 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_RECORDS = 500
 MAX_FETCH_RECORDS = 10_000
 MAX_WAIT_MS = 5_000
+MAX_FETCH_BYTES = 32 * 1024 * 1024
+"""Bytes of records per Fetch response (stays under the 64 MiB gRPC message limit)."""
 INT32_MAX = 2**31 - 1
 
 log = logging.getLogger("broker")
@@ -229,7 +228,8 @@ class Broker:
         """Long-poll read: [(partition, records, high watermark)] per requested partition.
 
         Returns as soon as one partition has records at/after its offset, else
-        after ``max_wait_ms`` (capped at 5,000 ms) with none. An offset at or
+        after ``max_wait_ms`` (capped at 5,000 ms) with none. ``max_records`` per
+        partition (0: 500, capped at 10,000); at most 32 MiB of records in all. An offset at or
         beyond the high watermark yields no records (not an error).
 
         Raises:
@@ -245,11 +245,13 @@ class Broker:
         max_records = DEFAULT_MAX_RECORDS if max_records <= 0 else min(max_records, MAX_FETCH_RECORDS)
         wait_s = min(max(max_wait_ms, 0), MAX_WAIT_MS) / 1000
         await self.commit.wait_until(lambda: any(off < self.high_watermark(p) for p, off in positions), wait_s)
-        out = []
+        out, budget = [], MAX_FETCH_BYTES
         for p, off in positions:
             hw = self.high_watermark(p)
             try:
-                recs = self.topic.partitions[p].read(off, max_records, hw) if off < hw else []
+                recs = self.topic.partitions[p].read(off, max_records, hw, budget) \
+                    if off < hw and budget > 0 else []
+                budget -= sum(len(r.key) + len(r.value) + HEADER_BYTES for r in recs)
             except CorruptRecordError as e:
                 raise CorruptLog(str(e)) from None
             out.append((p, recs, hw))

@@ -120,11 +120,6 @@ class TopicLog:
     def end_offsets(self) -> dict[int, int]:
         return {p.partition: p.end_offset for p in self.partitions}
 
-    def checkpoint(self) -> None:
-        """Persist every partition's recovery point (index of the active segment)."""
-        for p in self.partitions:
-            p.checkpoint(fsync=self.fsync)
-
     def close(self) -> None:
         for p in self.partitions:
             p.close()

@@ -142,8 +142,10 @@ class PartitionLog:
         self.active.write_index(fsync=fsync)
 
     # -- read ---------------------------------------------------------------------------
-    def read(self, offset: int, max_records: int, upto: int) -> list[record.Record]:
-        """Records at offsets ``offset`` .. ``min(upto, offset + max_records)`` (exclusive).
+    def read(self, offset: int, max_records: int, upto: int,
+             max_bytes: int | None = None) -> list[record.Record]:
+        """Records at offsets ``offset`` .. ``min(upto, offset + max_records)`` (exclusive),
+        stopping once ``max_bytes`` of frames are read (at least one record).
 
         Raises:
             record.CorruptRecordError: a frame failed its CRC check.
@@ -152,11 +154,16 @@ class PartitionLog:
         upto = min(upto, self.end_offset)
         while offset < upto and len(out) < max_records:
             i = bisect.bisect_right(self._bases, offset) - 1
-            got = self.segments[i].read_range(offset, max_records - len(out), upto)
+            got = self.segments[i].read_range(offset, max_records - len(out), upto, max_bytes,
+                                              at_least_one=not out)
             if not got:
                 break
             out.extend(got)
             offset += len(got)
+            if max_bytes is not None:
+                max_bytes -= sum(record.HEADER_BYTES + len(r.key) + len(r.value) for r in got)
+                if max_bytes <= 0:
+                    break
         return out
 
     def producer_runs(self, start: int = 0) -> Iterator[tuple[int, int, int, int, int]]:

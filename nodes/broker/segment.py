@@ -187,8 +187,10 @@ class Segment:
             raise
         self.written = old + len(data)
 
-    def read_range(self, offset: int, max_records: int, upto: int) -> list[record.Record]:
-        """Records from ``offset`` up to ``upto`` (exclusive) and at most ``max_records``.
+    def read_range(self, offset: int, max_records: int, upto: int,
+                   max_bytes: int | None = None, at_least_one: bool = True) -> list[record.Record]:
+        """Records from ``offset`` up to ``upto`` (exclusive), at most ``max_records`` and
+        at most ``max_bytes`` of frames (but one record even if larger, if ``at_least_one``).
 
         Raises:
             record.CorruptRecordError: a frame fails its CRC (never served).
@@ -199,6 +201,13 @@ class Segment:
             return []
         start = self.positions[first]
         stop = self.positions[last] if last < len(self.positions) else self.size
+        if max_bytes is not None and stop - start > max_bytes:
+            last = bisect.bisect_right(self.positions, start + max_bytes, first + 1, last) - 1
+            if last == first:
+                if not at_least_one:
+                    return []
+                last = first + 1
+            stop = self.positions[last] if last < len(self.positions) else self.size
         if stop <= self.written:
             buf = os.pread(self.fd, stop - start, start)
         else:  # part (or all) of the range is still in the write-back buffer
