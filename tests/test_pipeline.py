@@ -30,6 +30,10 @@ async def test_no_fault_run_applies_every_order_once(tmp_path, mode, sink):
     report = check(load_run(tmp_path))
     assert report.events == 10_000 and report.acked == 10_000
     bad = {n: a.count for n, a in report.anomalies.items() if a.count}
+    if mode == "at-most-once":
+        # Fire-and-forget keeps many sends in flight, so two batches of one key can
+        # land out of order (Kafka with max.in.flight > 1 and no idempotence does too).
+        bad.pop("reordered", None)
     assert bad == {}, bad
     assert report.balance_ok
     assert report.verdict == ("held" if mode == "exactly-once" else "not-exercised")

@@ -35,6 +35,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from nodes.common.channels import SERVER_OPTIONS
+from nodes.common.failpoints import ENV_VAR as FAILPOINTS_ENV
+from nodes.common.failpoints import FAILPOINTS, REGISTRY as FAILPOINT_NAMES, Arming, FailpointSpecError
 from nodes.common.jsonlog import setup_logging
 from nodes.common.modes import MODES
 from nodes.pb import node_pb2, node_pb2_grpc
@@ -46,11 +48,15 @@ EXIT_USAGE = 2
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
+class DataDirError(Exception):
+    """The data dir cannot be created or written."""
+
+
 def check_data_dir(data_dir: Path) -> Path:
     """Create ``data_dir`` if needed and prove it is writable.
 
     Raises:
-        click.UsageError: not creatable or not writable (exit code 2, one line).
+        DataDirError: not creatable or not writable (run_node prints one line, exit code 2).
     """
     data_dir = Path(data_dir)
     try:
@@ -59,12 +65,26 @@ def check_data_dir(data_dir: Path) -> Path:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as e:
-        raise click.UsageError(f"data dir {data_dir} is not writable: {e.strerror or e}") from None
+        raise DataDirError(f"data dir {data_dir} is not writable: {e.strerror or e}") from None
     return data_dir
 
 
+def _arm_failpoints(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    """--failpoint callback: arm each spec (and those of $TESTBED_FAILPOINTS) at once."""
+    specs = [s for s in os.environ.get(FAILPOINTS_ENV, "").split(";") if s.strip()] + list(value)
+    try:
+        FAILPOINTS.arm_specs(specs)
+    except FailpointSpecError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 def common_options(f: Callable) -> Callable:
-    """The click options every node takes: --listen, --data-dir, --mode, --log-level."""
+    """The click options every node takes: --listen, --data-dir, --mode, --log-level,
+    --failpoint (armed by its callback; not passed to the node's function)."""
+    f = click.option("--failpoint", multiple=True, expose_value=False, callback=_arm_failpoints,
+                     metavar="NAME=ACTION[(MS)][@N][xCOUNT]",
+                     help="Arm a failpoint at start (repeatable; also $TESTBED_FAILPOINTS, "
+                          "';'-separated). See `testbed failpoints`.")(f)
     f = click.option("--log-level", default="INFO", show_default=True,
                      type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))(f)
     f = click.option("--mode", type=click.Choice(MODES), default="at-least-once", show_default=True,
@@ -100,6 +120,30 @@ class _StatusServicer(node_pb2_grpc.NodeControlServicer):
     async def Status(self, request, context):
         return node_pb2.StatusResponse(node=self._node, mode=self._mode,
                                        status_json=json.dumps(self._status(), default=str))
+
+    async def ArmFailpoint(self, request, context):
+        """NOT_FOUND: unknown failpoint name; INVALID_ARGUMENT: bad action or value."""
+        try:
+            a = FAILPOINTS.arm(Arming(request.name, request.action, delay_ms=request.delay_ms,
+                                      timeout_ms=request.timeout_ms, nth=request.nth or 1,
+                                      count=request.count))
+        except FailpointSpecError as e:
+            code = grpc.StatusCode.NOT_FOUND if request.name not in FAILPOINT_NAMES \
+                else grpc.StatusCode.INVALID_ARGUMENT
+            await context.abort(code, str(e))
+        return node_pb2.ArmFailpointResponse(spec=a.spec())
+
+    async def DisarmFailpoint(self, request, context):
+        if not request.name:
+            was = bool(FAILPOINTS.armed)
+            FAILPOINTS.disarm_all()
+        else:
+            was = FAILPOINTS.disarm(request.name) is not None
+        return node_pb2.DisarmFailpointResponse(was_armed=was)
+
+    async def ListFailpoints(self, request, context):
+        return node_pb2.ListFailpointsResponse(
+            failpoints=[node_pb2.FailpointInfo(**f) for f in FAILPOINTS.listing()])
 
 
 @dataclass
@@ -216,7 +260,11 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
 def run_node(make_spec: Callable[[logging.Logger], NodeSpec], *, name: str, listen: str,
              data_dir: Path, mode: str, log_level: str = "INFO") -> None:
     """Process entry point: set up the data dir and logging, serve, exit with the code."""
-    data_dir = check_data_dir(data_dir)
+    try:
+        data_dir = check_data_dir(data_dir)
+    except DataDirError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     log = setup_logging(name, data_dir, log_level)
     try:
         spec = make_spec(log)
