@@ -41,6 +41,20 @@ def progress_line(prog: dict) -> str:
     return f"producer {p} ({retries} retries) | broker {b} | processor {q}"
 
 
+def audit_line(cluster: Cluster) -> str:
+    """Audit the live cluster's files once (the broker log and the SQLite sink are
+    readable while the nodes run) and say it in one line."""
+    from harness.checker import InputError, check, load_run
+    try:
+        r = check(load_run(cluster.run_dir))
+    except (InputError, OSError, ValueError) as e:
+        return f"audit unavailable: {e}"
+    applied_once = r.events - r.count("lost") - r.count("duplicated")
+    return (f"audit: {r.events} orders, {applied_once} applied exactly once, {r.count('lost')} lost, "
+            f"{r.count('duplicated')} duplicated, balances {'exact' if r.balance_ok else 'off'}; "
+            f"verdict for {cluster.config.mode}: {r.verdict}")
+
+
 @click.command()
 @mode_option
 @sink_option
@@ -102,7 +116,8 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool) -> 
             if _drained(prog) and not drained_once:
                 drained_once = True
                 console.print(f"[bold green]drained:[/] {progress_line(prog)}")
-                console.print(f"audit it with: ./run.sh audit {run_dir}")
+                console.print(audit_line(cluster))
+                console.print(f"audit it again any time with: ./run.sh audit {run_dir}")
                 if exit_when_drained:
                     return 0
             await asyncio.sleep(0.25)
