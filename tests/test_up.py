@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -52,3 +53,48 @@ def test_up_stops_every_process_on_ctrl_c(tmp_path):
     assert proc.returncode == 130, "".join(lines) + rest
     assert "stopped every process" in rest
     assert not [p for p in pids if pid_alive(p)]
+
+
+@pytest.mark.timeout(180)
+async def test_lost_acks_on_a_running_cluster_make_the_producer_retry_and_heal_stops_it(tmp_path):
+    """Issue 3's scenario: on a running at-least-once cluster, `testbed fault add
+    drop-response` makes the producer retry (its history shows info then a retried
+    ok) and the broker log gain duplicates; `testbed fault heal` stops it."""
+    from harness.checker import check, load_run
+    from harness.cluster import Cluster, ClusterConfig
+    from harness.history import read_history
+
+    cluster = Cluster(ClusterConfig(mode="at-least-once", events=4000, rate=800, seed=2), tmp_path)
+
+    def fault(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "harness.cli", "fault", "--cluster",
+                               str(tmp_path / "cluster.json"), *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=30)
+
+    try:
+        await cluster.start()
+        r = fault("add", "drop-response", "--link", "producer-broker", "--probability", "0.3")
+        assert r.returncode == 0, r.stderr
+        # Wait (bounded) until the producer has made progress under the fault.
+        deadline = time.monotonic() + 60
+        while (await cluster.status("producer"))["retries"] < 3:
+            assert time.monotonic() < deadline, "the producer never retried"
+            await asyncio.sleep(0.05)  # poll a status condition, bounded by the deadline
+        r = fault("heal")
+        assert r.returncode == 0, r.stderr
+        healed_retries = (await cluster.status("producer"))["retries"]
+        await cluster.wait_drained(timeout_s=60)
+        after = (await cluster.status("producer"))["retries"]
+    finally:
+        await cluster.stop()
+    # At most the calls already in flight at the heal can still time out.
+    assert after - healed_retries <= 4
+    ops = read_history(tmp_path / "producer" / "history.jsonl")
+    infos = [op for op in ops if op["type"] == "info"]
+    assert infos and all("DEADLINE_EXCEEDED" in op["error"] for op in infos)
+    retried_ok = [op for op in ops if op["type"] == "ok" and op["value"]["attempt"] > 1]
+    assert len(retried_ok) >= len(infos) - 4
+    report = check(load_run(tmp_path))
+    assert report.count("lost") == 0
+    assert report.count("duplicated-in-log") > 0
+    assert report.anomalies["duplicated"].by_hop.get("producer->broker", 0) > 0
