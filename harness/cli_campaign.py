@@ -5,18 +5,18 @@ from __future__ import annotations
 import atexit
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from harness import schedule as schedule_mod
 from harness.checker import InputError, check, load_run
-from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, fail,
-                                non_negative, positive, run_async)
+from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console,
+                                fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
 from harness.cluster import ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
+from harness.progress import progress_display  # noqa: F401  (also used by other commands)
 from harness.runs import RunDirError, new_run_dir
 from harness.table import anomaly_lines, result_table
 
@@ -34,23 +34,6 @@ def parse_faults(ctx, param, value) -> tuple[str, ...] | None:
     return names
 
 
-@contextmanager
-def progress_display(quiet: bool):
-    """A live status line on a terminal (rich); plain lines otherwise; nothing with --quiet."""
-    if quiet:
-        yield lambda label, msg: None
-        return
-    if console.is_terminal:
-        with console.status("starting") as status:
-            def show(label: str, msg: str) -> None:
-                status.update(f"[bold]{label}[/]: {msg}")
-                if msg.startswith("verdict"):
-                    console.print(f"  {label}: {msg}")
-            yield show
-    else:
-        yield lambda label, msg: print(f"[{label}] {msg}", file=sys.stderr, flush=True)
-
-
 def exit_code(result: dict) -> int:
     return EXIT_BROKEN if any(m["verdict"] == "broken" for m in result["modes"]) else EXIT_HELD
 
@@ -65,8 +48,20 @@ def print_result(result: dict, run_dir: Path) -> None:
     console.print(f"result: {run_dir / 'result.json'}")
 
 
+def print_report(run_dir: Path) -> None:
+    """Write the run's report page (harness.report) and print its path; a failure
+    to write it is a warning, not a change of the command's exit code."""
+    try:
+        from harness.report import write_report
+        path = write_report(run_dir)
+    except Exception as e:  # the run's verdicts stand without the page
+        err_console.print(f"[yellow]warning:[/] report page not written: {type(e).__name__}: {e}")
+        return
+    console.print(f"report: {path}", soft_wrap=True)
+
+
 async def _run(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
-    with progress_display(quiet) as progress:
+    with progress_display(quiet, total=len(cfg.modes)) as progress:
         return await run_campaign(cfg, run_dir, progress)
 
 
@@ -135,6 +130,7 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
                          drain_timeout_s=drain_timeout)
     result = execute(cfg, run_dir, quiet)
     print_result(result, run_dir)
+    print_report(run_dir)
     sys.exit(exit_code(result))
 
 
@@ -207,6 +203,7 @@ def replay(run_dir: Path, out, quiet) -> None:
                          extra={"replay_of": str(run_dir)})
     new = execute(cfg, new_dir, quiet)
     print_result(new, new_dir)
+    print_report(new_dir)
     old_by = {(m["mode"], m.get("sink")): m for m in old["modes"]}
     mismatches = []
     for m in new["modes"]:
