@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from harness.cli_common import EXIT_USAGE
+from harness.cli_report import report
 from harness.cli_up import up
 
 
@@ -26,6 +27,10 @@ def cli() -> None:
 
 
 cli.add_command(up)
+cli.add_command(report)
+from harness.cli_scenario import failpoints, scenario, sweep  # noqa: E402  (issue 5)
+for _cmd in (failpoints, scenario, sweep):
+    cli.add_command(_cmd)
 
 try:  # the proxy's fault commands (issue 3)
     from harness.cli_fault import fault
@@ -34,7 +39,7 @@ except ImportError:  # pragma: no cover - only while the proxy is not there
     pass
 
 for _mod, _name in (("harness.cli_campaign", "campaign"), ("harness.cli_campaign", "audit"),
-                    ("harness.cli_campaign", "replay")):
+                    ("harness.cli_campaign", "replay"), ("harness.cli_bench", "bench")):
     try:
         cli.add_command(getattr(__import__(_mod, fromlist=[_name]), _name))
     except (ImportError, AttributeError):

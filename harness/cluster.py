@@ -136,15 +136,16 @@ class Cluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.started_at = time.time()
         try:
-            for name in ("sink", "broker"):
-                await self._start_node(name)
+            # Independent processes start concurrently (sink with broker, then the three
+            # proxies): each pays its interpreter start-up on its own, in parallel.
+            await _all(self._start_node("sink"), self._start_node("broker"))
             if self.config.proxies:
                 for link, (client, server) in LINKS.items():
-                    p = NodeProcess("proxy", self.run_dir / f"proxy-{link}",
-                                    ["--link", link, "--upstream", self.nodes[server].address,
-                                     "--seed", str(self.config.seed)], name=f"proxy:{link}")
-                    self.proxies[link] = p
-                    await p.start()
+                    self.proxies[link] = NodeProcess(
+                        "proxy", self.run_dir / f"proxy-{link}",
+                        ["--link", link, "--upstream", self.nodes[server].address,
+                         "--seed", str(self.config.seed)], name=f"proxy:{link}")
+                await _all(*(p.start() for p in self.proxies.values()))
             await self._start_node("processor")
             if start_producer:
                 await self._start_node("producer")
@@ -248,6 +249,14 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise DrainTimeout(f"pipeline not drained after {timeout_s:.0f} s: {_lag(last)}")
             await asyncio.sleep(poll_s)
+
+
+async def _all(*starts) -> None:
+    """Await every start; then raise the first error (none is left running unobserved)."""
+    results = await asyncio.gather(*starts, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
 
 
 def _drained(progress: dict) -> bool:

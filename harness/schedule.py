@@ -15,6 +15,9 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
     {"at": 0, "arm": true, "f": "link", "link": "producer-broker",
      "fault": {"kind": "drop-response", "method": "Produce", "count": 2, "after_calls": 48}}
 
+    {"at": 0, "arm": true, "f": "failpoint", "node": "processor", "action": "crash",
+     "name": "processor.after-checkpoint-before-commit", "nth": 3, "down_ms": 300}
+
 A step with ``"arm": true`` is applied before the producer starts and stays
 until the final heal; its trigger is the proxy's call count (``after_calls``),
 which is the most reproducible trigger a link has.

@@ -95,7 +95,9 @@ class ScheduleRunner:
         """The final step: heal every link, resume paused nodes, restart dead ones."""
         self.history.record("invoke", "heal", {})
         errors = []
-        for name in ("link", "pause", "kill"):
+        for name in ("failpoint", "link", "pause", "kill"):
+            if name not in self.nemeses:
+                continue
             try:
                 await self.nemeses[name].heal()
             except Exception as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-VERDICT_STYLE = {"held": "bold green", "broken": "bold red", "not-exercised": "yellow"}
+VERDICT_STYLE = {"held": "bold green", "broken": "bold red", "not-exercised": "yellow", "stalled": "bold magenta"}
 
 
 def _fmt(v, suffix: str = "") -> str:

@@ -12,6 +12,8 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
+from typing import Iterable
 
 from nodes.pb import events_pb2
 
@@ -49,22 +51,23 @@ class RunData:
     log_available: bool = True
 
 
-def workload_orders(config: dict, base: Path) -> list:
-    """The orders the producer was told to send, from the run's config.
+def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
+    """The orders the producer was told to send, from the run's config, as
+    ``(order_id, account, amount_cents)`` (no protobuf objects: cheaper for big runs).
 
     Raises:
         InputError: the workload file named in the config cannot be read.
     """
-    from nodes.producer.workload import WorkloadError, generate, load_jsonl
+    from nodes.producer.workload import WorkloadError, generate_rows, load_jsonl
     if config.get("workload_file"):
         path = Path(config["workload_file"])
         if not path.is_absolute():
             path = base / path
         try:
-            return load_jsonl(path)
+            return [(o.order_id, o.account, o.amount_cents) for o in load_jsonl(path)]
         except (OSError, WorkloadError) as e:
             raise InputError(f"workload file: {e}") from None
-    return generate(int(config["seed"]), int(config["events"]), int(config.get("accounts", 16)))
+    return generate_rows(int(config["seed"]), int(config["events"]), int(config.get("accounts", 16)))
 
 
 def read_history(path: Path) -> tuple[set[str], set[str]]:
@@ -82,15 +85,15 @@ def read_history(path: Path) -> tuple[set[str], set[str]]:
             t = op.get("type")
             orders = (op.get("value") or {}).get("orders") or []
             if t == "invoke":
-                invoked.update(orders)
+                invoked.update(map(intern, orders))
             elif t == "ok":
-                acked.update(orders)
+                acked.update(map(intern, orders))
     return invoked, acked
 
 
 def read_broker_log(broker_dir: Path) -> tuple[Counter, dict[str, tuple[int, int]]]:
     """Count every order id in every partition log of the broker (offline)."""
-    from nodes.broker.log import partition_count, read_partition
+    from nodes.broker.log import partition_count, read_values
     counts: Counter = Counter()
     first: dict[str, tuple[int, int]] = {}
     try:
@@ -98,13 +101,18 @@ def read_broker_log(broker_dir: Path) -> tuple[Counter, dict[str, tuple[int, int
     except (OSError, ValueError) as e:
         raise InputError(f"broker log in {broker_dir}: {e}") from None
     order = events_pb2.Order()
+    parse = order.ParseFromString
+    plain: dict[str, int] = {}   # a dict's get is faster than Counter.__missing__ on 1M new keys
+    get = plain.get
     for p in range(n):
-        for rec in read_partition(broker_dir, p):
-            order.ParseFromString(rec.value)
-            oid = order.order_id
-            counts[oid] += 1
-            if oid not in first:
-                first[oid] = (p, rec.offset)
+        for offset, value in read_values(broker_dir, p):
+            parse(value)
+            oid = intern(order.order_id)   # one str object per order id across every structure
+            c = get(oid, 0)
+            plain[oid] = c + 1
+            if not c:
+                first[oid] = (p, offset)
+    counts.update(plain)
     return counts, first
 
 
@@ -131,9 +139,8 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     if not manifest.exists():
         raise InputError(f"missing {manifest}: not a run directory")
     config = json.loads(manifest.read_text())["config"]
-    orders = workload_orders(config, d)
     data = RunData(mode=config["mode"],
-                   workload={o.order_id: (o.account, o.amount_cents) for o in orders})
+                   workload={oid: (a, amount) for oid, a, amount in workload_rows(config, d)})
     data.invoked, data.acked = read_history(d / "producer" / "history.jsonl")
     if not (d / "broker").is_dir():
         raise InputError(f"missing broker data dir {d / 'broker'}")
@@ -142,7 +149,9 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     if not db.exists():
         raise InputError(f"missing sink database {db}")
     from nodes.sink.db import read_snapshot
-    data.sink_counts, data.balances = read_snapshot(db)
+    sink_counts, data.balances = read_snapshot(db)
+    data.sink_counts = {intern(oid): n for oid, n in sink_counts.items()}
+    del sink_counts
     if config["mode"] == "exactly-once":
         # The processor's live state captured by the harness after the drain, else
         # the last checkpoint's: both must equal the ideal totals once drained.

@@ -7,6 +7,7 @@ schedule step's ``f``. Every operation is recorded in the nemesis history
 """
 
 from harness.nemesis.base import Nemesis, NemesisContext  # noqa: F401
+from harness.nemesis.failpoint import FailpointNemesis
 from harness.nemesis.link import LinkNemesis
 from harness.nemesis.process import KillNemesis, PauseNemesis
 
@@ -14,5 +15,6 @@ NEMESES: dict[str, type[Nemesis]] = {
     "kill": KillNemesis,
     "pause": PauseNemesis,
     "link": LinkNemesis,
+    "failpoint": FailpointNemesis,
 }
 """Schedule step ``f`` -> the nemesis that carries it out."""

@@ -26,6 +26,7 @@ from nodes.broker.partition_log import DEFAULT_SEGMENT_BYTES
 from nodes.broker.producer_state import ProducerStateTable
 from nodes.broker.record import HEADER_BYTES, MAX_RECORD_BYTES, CorruptRecordError, Record
 from nodes.common.durable import atomic_write_json, read_json
+from nodes.common.failpoints import FAILPOINTS, FailpointError
 from nodes.common.modes import AT_MOST_ONCE, TOPIC
 
 PRODUCERS_FILE = "producers.json"
@@ -39,6 +40,14 @@ MAX_FETCH_BYTES = 32 * 1024 * 1024
 INT32_MAX = 2**31 - 1
 
 log = logging.getLogger("broker")
+
+
+async def _failpoint(name: str, partition: int) -> None:
+    """A failpoint of the produce path; ``error`` becomes a StorageError (UNAVAILABLE)."""
+    try:
+        await FAILPOINTS.hit(name)
+    except FailpointError as e:
+        raise StorageError(f"partition {partition}: {e}") from None
 
 
 class Broker:
@@ -200,6 +209,11 @@ class Broker:
         if idempotent:
             dup = self.producers.check(producer_id, epoch, partition, base_sequence, len(entries),
                                        dedupe=self.dedupe)
+            if dup is None and FAILPOINTS.armed:  # sync: inside the critical section
+                try:
+                    FAILPOINTS.hit_sync("broker.after-dedupe-record-before-append")
+                except FailpointError as e:
+                    raise StorageError(f"append to partition {partition} failed: {e}") from None
         if dup is not None:
             self.duplicate_batches += 1
             base, duplicate, target = dup.base_offset, True, dup.last_offset + 1
@@ -219,8 +233,12 @@ class Broker:
             self.commit.mark_dirty()
             if not self.ack_after_fsync:
                 self.commit.wake()
+            if FAILPOINTS.armed:
+                await _failpoint("broker.after-append-before-fsync", partition)
         if self.ack_after_fsync:
             await self.commit.wait_until(lambda: self.durable[partition] >= target, None)
+            if FAILPOINTS.armed and not duplicate:
+                await _failpoint("broker.after-fsync-before-ack", partition)
         return base, duplicate, plog.end_offset
 
     async def fetch(self, topic: str, positions: list[tuple[int, int]], max_records: int,

@@ -8,6 +8,7 @@ log while the broker is stopped (or running: it reads only complete frames).
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -20,7 +21,7 @@ from nodes.common.modes import TOPIC
 
 META_FILE = "broker-meta.json"
 
-__all__ = ["Record", "CorruptRecordError", "partition_dir", "partition_count", "read_partition",
+__all__ = ["Record", "CorruptRecordError", "partition_dir", "partition_count", "read_partition", "read_values",
            "fix_partition_count", "TopicLog"]
 
 
@@ -71,23 +72,47 @@ def read_partition(data_dir: Path, partition: int) -> Iterator[Record]:
             is followed by more data in the last one (message names file and
             byte offset), or offsets that are not dense.
     """
+    for offset, ts, pid, epoch, seq, key, value in _frames(data_dir, partition):
+        yield Record(offset, ts, pid, epoch, seq, key, value)
+
+
+def read_values(data_dir: Path, partition: int) -> Iterator[tuple[int, bytes]]:
+    """``(offset, value)`` of every record of a partition: :func:`read_partition` without
+    building a Record per record (the checker's fast path over big logs). Same checks, same errors."""
+    for f in _frames(data_dir, partition):
+        yield f[0], f[6]
+
+
+def _frames(data_dir: Path, partition: int) -> Iterator[tuple[int, int, int, int, int, bytes, bytes]]:
+    """(offset, timestamp_ms, producer_id, epoch, sequence, key, value) per valid frame.
+
+    The frame check of :func:`record.frame_at` and the offset check, inlined into
+    one loop (the same checks, about 3x faster than a call per frame).
+    """
     files = sorted(partition_dir(data_dir, partition).glob("*.log"))
     expected = None
+    unpack, crc32 = record.HEADER.unpack_from, zlib.crc32
+    lo, hi, hb = record.MIN_FRAME_LENGTH, record.MAX_FRAME_LENGTH, record.HEADER_BYTES
     for i, path in enumerate(files):
         data = path.read_bytes()
-        pos = 0
+        mv = memoryview(data)
+        pos, end = 0, len(data)
         if expected is None:
             expected = int(path.stem)
-        while pos < len(data):
-            size = record.frame_at(data, pos)
-            if not size or record.offset_at(data, pos) != expected:
-                if i == len(files) - 1 and find_valid_frame(data, pos, expected) is None:
-                    return
-                raise CorruptRecordError(f"corrupt log segment {path} at byte {pos}", path, pos)
-            rec, _ = record.decode(data, pos, verify=False)
-            yield rec
-            pos += size
-            expected += 1
+        while pos < end:
+            if pos + hb <= end:
+                length, crc, off, ts, pid, epoch, seq, key_len = unpack(data, pos)
+                stop = pos + 4 + length
+                if (lo <= length <= hi and stop <= end and off == expected and hb + key_len <= 4 + length
+                        and crc32(mv[pos + 8:stop]) == crc):
+                    k0 = pos + hb
+                    yield off, ts, pid, epoch, seq, data[k0:k0 + key_len], data[k0 + key_len:stop]
+                    pos = stop
+                    expected += 1
+                    continue
+            if i == len(files) - 1 and find_valid_frame(data, pos, expected) is None:
+                return
+            raise CorruptRecordError(f"corrupt log segment {path} at byte {pos}", path, pos)
 
 
 class TopicLog:

@@ -14,6 +14,11 @@ Every node (``python -m nodes.<name>``) runs through :func:`run_node`:
    close the node (flush, fsync), exit 0. A main task that raises ends the
    process with exit code 1 after logging the error.
 
+Every node also serves NodeControl: ``Status`` and the failpoint RPCs
+``ArmFailpoint`` / ``DisarmFailpoint`` / ``ListFailpoints``
+(nodes/common/failpoints.py); ``--failpoint NAME=ACTION[@N][xCOUNT]``
+(repeatable) or ``$TESTBED_FAILPOINTS`` arms failpoints at start.
+
 The node logic itself lives in plain classes; this module and the servicers
 are the thin shell around them (aiohttp's web_runner lifecycle).
 """

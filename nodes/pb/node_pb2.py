@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13nodes/pb/node.proto\x12\ntestbed.v1\"\x0f\n\rStatusRequest\"A\n\x0eStatusResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x13\n\x0bstatus_json\x18\x03 \x01(\t2N\n\x0bNodeControl\x12?\n\x06Status\x12\x19.testbed.v1.StatusRequest\x1a\x1a.testbed.v1.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13nodes/pb/node.proto\x12\ntestbed.v1\"\x0f\n\rStatusRequest\"A\n\x0eStatusResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x13\n\x0bstatus_json\x18\x03 \x01(\t\"u\n\x13\x41rmFailpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65lay_ms\x18\x03 \x01(\r\x12\x12\n\ntimeout_ms\x18\x04 \x01(\r\x12\x0b\n\x03nth\x18\x05 \x01(\r\x12\r\n\x05\x63ount\x18\x06 \x01(\r\"$\n\x14\x41rmFailpointResponse\x12\x0c\n\x04spec\x18\x01 \x01(\t\"&\n\x16\x44isarmFailpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\",\n\x17\x44isarmFailpointResponse\x12\x11\n\twas_armed\x18\x01 \x01(\x08\"\x17\n\x15ListFailpointsRequest\"s\n\rFailpointInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\r\n\x05\x61rmed\x18\x03 \x01(\t\x12\x0c\n\x04hits\x18\x04 \x01(\x04\x12\r\n\x05\x66ired\x18\x05 \x01(\x04\x12\x13\n\x0btotal_fired\x18\x06 \x01(\x04\"G\n\x16ListFailpointsResponse\x12-\n\nfailpoints\x18\x01 \x03(\x0b\x32\x19.testbed.v1.FailpointInfo2\xd6\x02\n\x0bNodeControl\x12?\n\x06Status\x12\x19.testbed.v1.StatusRequest\x1a\x1a.testbed.v1.StatusResponse\x12Q\n\x0c\x41rmFailpoint\x12\x1f.testbed.v1.ArmFailpointRequest\x1a .testbed.v1.ArmFailpointResponse\x12Z\n\x0f\x44isarmFailpoint\x12\".testbed.v1.DisarmFailpointRequest\x1a#.testbed.v1.DisarmFailpointResponse\x12W\n\x0eListFailpoints\x12!.testbed.v1.ListFailpointsRequest\x1a\".testbed.v1.ListFailpointsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_end=50
   _globals['_STATUSRESPONSE']._serialized_start=52
   _globals['_STATUSRESPONSE']._serialized_end=117
-  _globals['_NODECONTROL']._serialized_start=119
-  _globals['_NODECONTROL']._serialized_end=197
+  _globals['_ARMFAILPOINTREQUEST']._serialized_start=119
+  _globals['_ARMFAILPOINTREQUEST']._serialized_end=236
+  _globals['_ARMFAILPOINTRESPONSE']._serialized_start=238
+  _globals['_ARMFAILPOINTRESPONSE']._serialized_end=274
+  _globals['_DISARMFAILPOINTREQUEST']._serialized_start=276
+  _globals['_DISARMFAILPOINTREQUEST']._serialized_end=314
+  _globals['_DISARMFAILPOINTRESPONSE']._serialized_start=316
+  _globals['_DISARMFAILPOINTRESPONSE']._serialized_end=360
+  _globals['_LISTFAILPOINTSREQUEST']._serialized_start=362
+  _globals['_LISTFAILPOINTSREQUEST']._serialized_end=385
+  _globals['_FAILPOINTINFO']._serialized_start=387
+  _globals['_FAILPOINTINFO']._serialized_end=502
+  _globals['_LISTFAILPOINTSRESPONSE']._serialized_start=504
+  _globals['_LISTFAILPOINTSRESPONSE']._serialized_end=575
+  _globals['_NODECONTROL']._serialized_start=578
+  _globals['_NODECONTROL']._serialized_end=920
 # @@protoc_insertion_point(module_scope)

@@ -39,12 +39,45 @@ class NodeControlStub:
                 request_serializer=nodes_dot_pb_dot_node__pb2.StatusRequest.SerializeToString,
                 response_deserializer=nodes_dot_pb_dot_node__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.ArmFailpoint = channel.unary_unary(
+                '/testbed.v1.NodeControl/ArmFailpoint',
+                request_serializer=nodes_dot_pb_dot_node__pb2.ArmFailpointRequest.SerializeToString,
+                response_deserializer=nodes_dot_pb_dot_node__pb2.ArmFailpointResponse.FromString,
+                _registered_method=True)
+        self.DisarmFailpoint = channel.unary_unary(
+                '/testbed.v1.NodeControl/DisarmFailpoint',
+                request_serializer=nodes_dot_pb_dot_node__pb2.DisarmFailpointRequest.SerializeToString,
+                response_deserializer=nodes_dot_pb_dot_node__pb2.DisarmFailpointResponse.FromString,
+                _registered_method=True)
+        self.ListFailpoints = channel.unary_unary(
+                '/testbed.v1.NodeControl/ListFailpoints',
+                request_serializer=nodes_dot_pb_dot_node__pb2.ListFailpointsRequest.SerializeToString,
+                response_deserializer=nodes_dot_pb_dot_node__pb2.ListFailpointsResponse.FromString,
+                _registered_method=True)
 
 
 class NodeControlServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Status(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArmFailpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisarmFailpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFailpoints(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +90,21 @@ def add_NodeControlServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=nodes_dot_pb_dot_node__pb2.StatusRequest.FromString,
                     response_serializer=nodes_dot_pb_dot_node__pb2.StatusResponse.SerializeToString,
+            ),
+            'ArmFailpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArmFailpoint,
+                    request_deserializer=nodes_dot_pb_dot_node__pb2.ArmFailpointRequest.FromString,
+                    response_serializer=nodes_dot_pb_dot_node__pb2.ArmFailpointResponse.SerializeToString,
+            ),
+            'DisarmFailpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisarmFailpoint,
+                    request_deserializer=nodes_dot_pb_dot_node__pb2.DisarmFailpointRequest.FromString,
+                    response_serializer=nodes_dot_pb_dot_node__pb2.DisarmFailpointResponse.SerializeToString,
+            ),
+            'ListFailpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFailpoints,
+                    request_deserializer=nodes_dot_pb_dot_node__pb2.ListFailpointsRequest.FromString,
+                    response_serializer=nodes_dot_pb_dot_node__pb2.ListFailpointsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +134,87 @@ class NodeControl:
             '/testbed.v1.NodeControl/Status',
             nodes_dot_pb_dot_node__pb2.StatusRequest.SerializeToString,
             nodes_dot_pb_dot_node__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArmFailpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.NodeControl/ArmFailpoint',
+            nodes_dot_pb_dot_node__pb2.ArmFailpointRequest.SerializeToString,
+            nodes_dot_pb_dot_node__pb2.ArmFailpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisarmFailpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.NodeControl/DisarmFailpoint',
+            nodes_dot_pb_dot_node__pb2.DisarmFailpointRequest.SerializeToString,
+            nodes_dot_pb_dot_node__pb2.DisarmFailpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFailpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.NodeControl/ListFailpoints',
+            nodes_dot_pb_dot_node__pb2.ListFailpointsRequest.SerializeToString,
+            nodes_dot_pb_dot_node__pb2.ListFailpointsResponse.FromString,
             options,
             channel_credentials,
             insecure,

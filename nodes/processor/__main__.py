@@ -77,7 +77,7 @@ def make_spec(log: logging.Logger, data_dir: Path, broker: str, sink: str,
               help="exactly-once: checkpoint at least this often (ms) when anything changed.")
 @click.option("--sink-inflight", type=int, default=4, show_default=True,
               help="idempotent strategy: concurrent Upsert RPCs.")
-@click.option("--sink-batch", type=int, default=100, show_default=True, help="Max orders per write RPC.")
+@click.option("--sink-batch", type=int, default=500, show_default=True, help="Max orders per write RPC.")
 @click.option("--sink-timeout-ms", type=int, default=1000, show_default=True, help="Deadline of a sink RPC.")
 @click.option("--rpc-timeout-ms", type=int, default=2000, show_default=True, help="Deadline of a broker RPC.")
 @click.option("--retry-backoff-ms", type=int, default=50, show_default=True,

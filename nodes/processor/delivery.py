@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from nodes.common.failpoints import FAILPOINTS
 from nodes.pb.events_pb2 import Order
 
 
@@ -49,10 +50,14 @@ class _Delivery:
             next_offsets[part] = rec.offset + 1
         if self.commit_first:
             await self._commit(next_offsets)
+            if FAILPOINTS.armed:
+                await FAILPOINTS.hit("processor.after-offset-commit-before-sink")
         orders = [o for o in (p.process(part, rec) for part, rec in fetched) if o is not None]
         for batch in chunks(orders, p.config.sink_batch):
             await p.sink.write("Apply", batch, retry=self.retry_writes)
         if not self.commit_first:
+            if FAILPOINTS.armed:
+                await FAILPOINTS.hit("processor.after-sink-ack-before-offset-commit")
             await self._commit(next_offsets)
         # Reported only now, also when committed first: once these positions show, every
         # write of the batch was attempted (the harness waits for them to audit).

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 
+from nodes.common.failpoints import FAILPOINTS
 from nodes.common.modes import SINK_TRANSACTIONAL
 from nodes.pb.events_pb2 import Order
 from nodes.processor.checkpoint import Checkpoint
@@ -70,6 +71,12 @@ async def abort_stale_prepared(p, keep: str | None) -> list[str]:
     if aborted:
         p.log.info("aborted stale prepared transactions", extra={"transactions": aborted})
     return aborted
+
+
+async def _hit(name: str) -> None:
+    """A failpoint of the checkpoint / two-phase-commit path (free when nothing is armed)."""
+    if FAILPOINTS.armed:
+        await FAILPOINTS.hit(name)
 
 
 class _Checkpointing:
@@ -169,11 +176,15 @@ class IdempotentCheckpointing(_Checkpointing):
             await self.pipeline.submit(batch)
 
     async def checkpoint(self) -> None:
+        if FAILPOINTS.armed:
+            await FAILPOINTS.hit("processor.before-checkpoint")
         await self.end_of_batch()
         if not self.p.config.no_drain_before_checkpoint:
             await self.pipeline.drain()
         ck = self.snapshot(None)
         self.p.store.save(ck)
+        if FAILPOINTS.armed and self.pipeline.in_flight:
+            await FAILPOINTS.hit("processor.after-checkpoint-writes-outstanding")
         await self.completed(ck)
 
     def close(self) -> None:
@@ -210,6 +221,8 @@ class TransactionalCheckpointing(_Checkpointing):
 
     async def checkpoint(self) -> None:
         p = self.p
+        if FAILPOINTS.armed:
+            await FAILPOINTS.hit("processor.before-checkpoint")
         orders, self.buffer = self.buffer, []
         txn = f"{p.config.group}-i{p.incarnation}-c{self.next_id}" if orders else None
         ck = self.snapshot(txn)
@@ -218,19 +231,25 @@ class TransactionalCheckpointing(_Checkpointing):
             p.store.save(ck)
         elif order == TWOPC_COMMIT_BEFORE_CHECKPOINT:
             await p.sink.precommit(txn, orders)
+            await _hit("processor.after-precommit-before-checkpoint")
             await p.sink.commit(txn)
+            await _hit("processor.after-sink-commit")
             p.store.save(ck)
         else:
             if order == TWOPC_CHECKPOINT_BEFORE_PRECOMMIT:
                 p.store.save(ck)
                 p.pending_transaction = txn
+                await _hit("processor.after-checkpoint-before-commit")
                 await p.sink.precommit(txn, orders)
             else:
                 await p.sink.precommit(txn, orders)
+                await _hit("processor.after-precommit-before-checkpoint")
                 p.store.save(ck)
                 p.pending_transaction = txn
+                await _hit("processor.after-checkpoint-before-commit")
             p.notify()
             await p.sink.commit(txn)
+            await _hit("processor.after-sink-commit")
         p.pending_transaction = None
         await self.completed(ck)
 

@@ -43,7 +43,7 @@ class ProcessorConfig:
     checkpoint_records: int = 1000
     checkpoint_ms: int = 500
     sink_inflight: int = 4
-    sink_batch: int = 100
+    sink_batch: int = 500
     sink_timeout_ms: int = 1000
     rpc_timeout_ms: int = 2000
     retry_backoff_ms: int = 50

@@ -24,7 +24,7 @@ from nodes.pb import broker_pb2_grpc
 from nodes.producer.history import HistoryWriter
 from nodes.producer.producer import Producer, ProducerConfig
 from nodes.producer.state import StateStore
-from nodes.producer.workload import generate, identity, load_jsonl
+from nodes.producer.workload import GeneratedWorkload, identity, load_jsonl
 
 
 def make_spec(log: logging.Logger, *, data_dir: Path, broker: str, config: ProducerConfig,
@@ -38,7 +38,7 @@ def make_spec(log: logging.Logger, *, data_dir: Path, broker: str, config: Produ
         orders = load_jsonl(workload)
         ident = identity(workload_file=workload)
     else:
-        orders = generate(seed, count, accounts)
+        orders = GeneratedWorkload(seed, count, accounts)   # made batch by batch: flat memory
         ident = identity(seed=seed, count=count, accounts=accounts)
     store = StateStore(data_dir)
     state = store.load(ident, len(orders))

@@ -6,6 +6,9 @@ The checker imports this module to know every event without trusting any node
 * :func:`generate` - ``order-00000000``, ``order-00000001``, ... with an account
   ``acct-00`` .. ``acct-15`` and an amount in cents drawn from
   ``random.Random(seed)``; prefix-stable: ``generate(s, n)[:k] == generate(s, k)``.
+  :func:`generate_rows` yields the same orders as plain tuples, lazily (the checker's
+  cheap path), and :class:`GeneratedWorkload` hands them out slice by slice (the
+  producer's: memory O(batch), not O(count)).
 * :func:`load_jsonl` - a file of ``{"order_id": str, "account": str,
   "amount_cents": int}`` lines (``--workload FILE.jsonl``).
 
@@ -19,6 +22,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
+from typing import Iterator
 
 from nodes.pb.events_pb2 import Order
 
@@ -46,26 +50,83 @@ def generate(seed: int, count: int, accounts: int = 16) -> list[Order]:
     Raises:
         ValueError: count < 0 or accounts < 1.
     """
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
-    if accounts < 1:
-        raise ValueError(f"accounts must be >= 1, got {accounts}")
-    rng = random.Random(seed)
-    names = [account_name(i, accounts) for i in range(accounts)]
-    rand = rng.random
-    span = MAX_AMOUNT_CENTS - MIN_AMOUNT_CENTS + 1
     orders = []
     append = orders.append
-    for i in range(count):
-        # Two draws per order, in this order: account, then amount.
-        a = names[int(rand() * accounts)]
-        amount = MIN_AMOUNT_CENTS + int(rand() * span)
+    for oid, a, amount in generate_rows(seed, count, accounts):
         o = Order()  # attribute stores are ~2x faster than keyword construction in upb
-        o.order_id = f"order-{i:08d}"
+        o.order_id = oid
         o.account = a
         o.amount_cents = amount
         append(o)
     return orders
+
+
+def generate_rows(seed: int, count: int, accounts: int = 16, start: int = 0) -> Iterator[tuple[str, str, int]]:
+    """The orders of :func:`generate` as ``(order_id, account, amount_cents)`` tuples, lazily,
+    from index ``start`` (the draws of the first ``start`` orders are made and dropped).
+
+    Raises:
+        ValueError: count < 0, accounts < 1 or start outside 0..count.
+    """
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    if accounts < 1:
+        raise ValueError(f"accounts must be >= 1, got {accounts}")
+    if not 0 <= start <= count:
+        raise ValueError(f"start must be in 0..{count}, got {start}")
+    rng = random.Random(seed)
+    names = [account_name(i, accounts) for i in range(accounts)]
+    rand = rng.random
+    for _ in range(2 * start):
+        rand()
+    span = MAX_AMOUNT_CENTS - MIN_AMOUNT_CENTS + 1
+    for i in range(start, count):
+        # Two draws per order, in this order: account, then amount.
+        a = names[int(rand() * accounts)]
+        yield f"order-{i:08d}", a, MIN_AMOUNT_CENTS + int(rand() * span)
+
+
+class GeneratedWorkload:
+    """The orders of :func:`generate` made on demand: ``len()`` and slices ``w[start:end]``
+    (a list of Orders), in O(batch) memory instead of O(count) (the producer's node memory
+    stays flat as the workload grows). Slices read forward from a cursor; a slice that
+    does not start at the cursor restarts the generator at its start (draws skipped).
+
+    Raises:
+        ValueError: as :func:`generate`; TypeError: an index that is not a slice.
+    """
+
+    def __init__(self, seed: int, count: int, accounts: int = 16) -> None:
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        if accounts < 1:
+            raise ValueError(f"accounts must be >= 1, got {accounts}")
+        self.seed, self.count, self.accounts = seed, count, accounts
+        self._cursor = 0
+        self._rows = generate_rows(seed, count, accounts)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: slice) -> list[Order]:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("GeneratedWorkload supports only contiguous slices")
+        start, stop, _ = index.indices(self.count)
+        if stop <= start:
+            return []
+        if start != self._cursor:
+            self._rows = generate_rows(self.seed, self.count, self.accounts, start)
+            self._cursor = start
+        out = []
+        for _ in range(stop - start):
+            oid, a, amount = next(self._rows)
+            o = Order()
+            o.order_id = oid
+            o.account = a
+            o.amount_cents = amount
+            out.append(o)
+        self._cursor = stop
+        return out
 
 
 def load_jsonl(path: Path | str) -> list[Order]:

@@ -1,0 +1,108 @@
+"""``python -m harness.bench.profile``: sample every node of one pipeline run with py-spy.
+
+Starts a cluster like :mod:`harness.bench.pipeline`, attaches ``py-spy record
+--format raw`` (collapsed stacks, 200 samples/s, ``--nonblocking``) to each node and
+proxy by pid, runs the workload to the drain, stops the cluster (each py-spy
+ends with its process and writes ``<out>/<node>.txt``), then prints each node's
+top functions by own samples ("self") and by samples with the function
+anywhere on the stack ("total"). py-spy is not a dependency of the testbed:
+``.venv/bin/pip install py-spy`` (it needs ptrace rights on the node processes,
+which a process of the same user has unless ``kernel.yama.ptrace_scope`` forbids it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from harness.bench.pipeline import _procs
+from harness.bench.runner import split_mode
+from harness.cluster import Cluster, ClusterConfig
+
+
+def top_functions(collapsed: Path, n: int = 12) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
+    """(total samples, top ``n`` by self samples, top ``n`` by total samples) of a py-spy raw file.
+
+    Idle samples (the asyncio loop waiting in select/epoll) are counted in the total.
+    """
+    own: Counter = Counter()
+    anywhere: Counter = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        c = int(count)
+        total += c
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                  if " (" in f else f for f in stack.split(";")]
+        own[frames[-1]] += c
+        for f in set(frames):
+            anywhere[f] += c
+    return total, own.most_common(n), anywhere.most_common(n)
+
+
+async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, events: int,
+                      batch_size: int, rate_hz: int = 200) -> dict[str, Path]:
+    pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    cluster = Cluster(ClusterConfig(mode=mode, sink_strategy=sink, events=events, batch_size=batch_size,
+                                    rate=0.0, proxies=proxies), out / "run")
+    spies: list[asyncio.subprocess.Process] = []
+    files: dict[str, Path] = {}
+
+    async def attach(name: str, pid: int) -> None:
+        f = out / f"{name.replace(':', '-')}.txt"
+        files[name] = f
+        spies.append(await asyncio.create_subprocess_exec(
+            pyspy, "record", "--pid", str(pid), "--rate", str(rate_hz), "--format", "raw", "--nonblocking",
+            "--output", str(f), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
+
+    try:
+        await cluster.start(start_producer=False)
+        for name, p in _procs(cluster).items():
+            await attach(name, p.pid)
+        producer = await cluster.start_producer()
+        await attach("producer", producer.pid)
+        await cluster.wait_drained(300, poll_s=0.05)
+    finally:
+        await cluster.stop()
+        for s in spies:
+            try:
+                await asyncio.wait_for(s.wait(), 30)
+            except asyncio.TimeoutError:
+                s.kill()
+                await s.wait()
+    return files
+
+
+@click.command()
+@click.option("--mode", default="at-least-once", show_default=True,
+              help="at-most-once, at-least-once, exactly-once/idempotent, exactly-once/transactional.")
+@click.option("--proxies", is_flag=True, help="Through the proxies.")
+@click.option("--events", type=int, default=20000, show_default=True)
+@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--top", type=int, default=12, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def cli(mode, proxies, events, batch_size, top, out) -> None:
+    """Profile one pipeline run with py-spy; print each node's hottest functions."""
+    out.mkdir(parents=True, exist_ok=True)
+    m, sink = split_mode(mode)
+    files = asyncio.run(profile_run(out, mode=m, sink=sink, proxies=proxies, events=events,
+                                    batch_size=batch_size))
+    for name, f in files.items():
+        if not f.exists():
+            print(f"== {name}: no profile written (py-spy failed to attach?)")
+            continue
+        total, own, anywhere = top_functions(f, top)
+        print(f"== {name}: {total} samples")
+        print("   self:  " + "\n          ".join(f"{c * 100 / total:5.1f}% {fn}" for fn, c in own))
+        print("   total: " + "\n          ".join(f"{c * 100 / total:5.1f}% {fn}" for fn, c in anywhere))
+
+
+if __name__ == "__main__":
+    cli()

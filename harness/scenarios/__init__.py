@@ -1,0 +1,149 @@
+"""The scenario catalog: named, seeded fault schedules with the verdict expected per mode.
+
+A scenario is a small JSON file in ``harness/scenarios/catalog/`` (one per
+scenario, shared/scenarios.md's eight plus a few more). Shape::
+
+    {"name": "s1-lost-ack-after-append",
+     "title": "Lost ACK after append (idempotent producer)",
+     "incident": "one line: the real incident it reduces",
+     "source": "shared/scenarios.md #1",
+     "config": {"events": 1000, "seed": 1, "batch_size": 10, "rate": 1000,
+                "extra_args": {"sink": ["--prepared-timeout-ms", "300"]},
+                "drain_timeout_s": 60},
+     "steps": [ ...fault schedule steps (harness/schedule.py; "f": kill|pause|link|failpoint)... ],
+     "expect": {"<mode label>": EXPECTATION, ...},
+     "ablations": {"<ablation name>": {"<mode label>": EXPECTATION, ...}}}
+
+Mode labels: ``at-most-once``, ``at-least-once``, ``exactly-once/idempotent``,
+``exactly-once/transactional``. ``expect`` is the run as written (every
+mechanism on); each ``ablations`` entry is the same schedule with that one
+switch off (harness/ablations.py), and the verdict it must produce: the proof
+that the checker catches the broken mechanism.
+
+EXPECTATION: ``{"verdict": "held" | "broken" | "not-exercised" | "stalled" | [one of...],
+"min": {anomaly: n}, "max": {anomaly: n}, "fired": {failpoint: n},
+"log": {node: "text the node's log must contain"}}``. ``stalled`` means
+the pipeline did not drain (a node failed loudly and does not advance).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+MODE_LABELS = ("at-most-once", "at-least-once", "exactly-once/idempotent", "exactly-once/transactional")
+VERDICTS = ("held", "broken", "not-exercised", "stalled")
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid or a name is unknown; the message says which."""
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    incident: str
+    source: str
+    config: dict
+    steps: list[dict]
+    expect: dict[str, dict]
+    ablations: dict[str, dict[str, dict]] = field(default_factory=dict)
+    path: Path | None = None
+
+    def expectations(self, ablation: str | None = None) -> dict[str, dict]:
+        """Mode label -> expectation, for the run as written or with ``ablation`` off.
+
+        Raises:
+            ScenarioError: the scenario has no expectation for that ablation.
+        """
+        if ablation is None:
+            return self.expect
+        if ablation not in self.ablations:
+            raise ScenarioError(f"scenario {self.name} has no expectation with {ablation!r} disabled "
+                                f"(it has: {', '.join(self.ablations) or 'none'})")
+        return self.ablations[ablation]
+
+    def schedule(self) -> dict:
+        """The fault schedule (harness/schedule.py shape) of this scenario."""
+        return {"seed": self.config.get("seed", 1), "events": self.config.get("events", 1000),
+                "scenario": self.name, "steps": self.steps}
+
+
+def _validate(obj: dict, path: Path) -> Scenario:
+    from harness.ablations import ABLATIONS
+    from harness.nemesis import NEMESES
+    from nodes.common.failpoints import REGISTRY
+
+    def bad(msg: str) -> ScenarioError:
+        return ScenarioError(f"{path.name}: {msg}")
+
+    for key in ("name", "title", "incident", "steps", "expect"):
+        if key not in obj:
+            raise bad(f"missing {key!r}")
+    for i, step in enumerate(obj["steps"]):
+        if "at" not in step or step.get("f") not in NEMESES:
+            raise bad(f"step {i} needs 'at' and 'f' in {sorted(NEMESES)}")
+        if step["f"] == "failpoint" and step.get("name") not in REGISTRY:
+            raise bad(f"step {i}: unknown failpoint {step.get('name')!r}")
+    for group, table in [("expect", obj["expect"])] + [(f"ablations.{a}", t) for a, t in
+                                                        obj.get("ablations", {}).items()]:
+        if group.startswith("ablations.") and group[10:] not in ABLATIONS:
+            raise bad(f"unknown ablation {group[10:]!r}")
+        for label, exp in table.items():
+            if label not in MODE_LABELS:
+                raise bad(f"{group}: unknown mode label {label!r}")
+            verdicts = exp.get("verdict")
+            for v in verdicts if isinstance(verdicts, list) else [verdicts]:
+                if v not in VERDICTS:
+                    raise bad(f"{group}.{label}: verdict {v!r} not in {VERDICTS}")
+    return Scenario(name=obj["name"], title=obj["title"], incident=obj["incident"],
+                    source=obj.get("source", ""), config=obj.get("config", {}), steps=obj["steps"],
+                    expect=obj["expect"], ablations=obj.get("ablations", {}), path=path)
+
+
+def load_file(path: Path) -> Scenario:
+    """Raises: ScenarioError: unreadable, not JSON, or invalid."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ScenarioError(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ScenarioError(f"{path}: not valid JSON ({e})") from None
+    return _validate(obj, Path(path))
+
+
+def catalog(directory: Path = CATALOG_DIR) -> dict[str, Scenario]:
+    """Every scenario of the catalog, by name, in file-name order."""
+    out: dict[str, Scenario] = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        sc = load_file(path)
+        if sc.name in out:
+            raise ScenarioError(f"{path.name}: duplicate scenario name {sc.name!r}")
+        out[sc.name] = sc
+    return out
+
+
+def get(name: str) -> Scenario:
+    """A scenario by name, or a file path.
+
+    Raises:
+        ScenarioError: unknown name (the message lists the catalog).
+    """
+    if name.endswith(".json") and Path(name).exists():
+        return load_file(Path(name))
+    cat = catalog()
+    if name not in cat:
+        raise ScenarioError(f"unknown scenario {name!r}; choose from: {', '.join(cat)}")
+    return cat[name]
+
+
+def ablation_coverage() -> dict[str, list[str]]:
+    """Ablation name -> scenarios that prove it is caught."""
+    cov: dict[str, list[str]] = {}
+    for sc in catalog().values():
+        for a in sc.ablations:
+            cov.setdefault(a, []).append(sc.name)
+    return cov

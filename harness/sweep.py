@@ -1,0 +1,141 @@
+"""The crash-point sweep: ``crash`` at every failpoint in turn, recover, audit.
+
+For one exactly-once sink strategy, a *calibration* run arms every failpoint
+the strategy reaches with the ``count`` action and learns how often each is
+hit in a fault-free run. Then, for each failpoint and for its 1st, a middle
+and its last hit, a fresh cluster runs the workload with that one crash
+armed before the workload (a logical trigger: "the Nth hit"); the failpoint
+nemesis restarts the crashed node, the pipeline drains and the checker
+audits. Every cell must be ``held`` (the idea of a crash-point sweep as in
+FoundationDB's and TiKV's failpoint tests).
+
+Checkpoints are made record-driven (``--checkpoint-records``, with a long
+``--checkpoint-ms``) so that the hit counts of the checkpoint and 2PC points
+are the same in every run of a seed.
+
+Layout: ``<run dir>/calibration/<mode-dir>/...`` and
+``<run dir>/<failpoint>@<nth>/<mode-dir>/...``, plus ``sweep.json``
+({mode, sink, events, hits: {failpoint: n}, cells: [{failpoint, which, nth,
+verdict, fired, dir, ...}]}).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from harness.campaign import CampaignConfig, ModeSpec, run_mode
+from harness.cluster import ClusterConfig, DrainTimeout
+from harness.history import read_history
+from harness.nemesis.failpoint import fired_in_logs
+from nodes.common.modes import EXACTLY_ONCE, SINK_IDEMPOTENT, SINK_TRANSACTIONAL
+
+BROKER_POINTS = ("broker.after-dedupe-record-before-append", "broker.after-append-before-fsync",
+                 "broker.after-fsync-before-ack")
+SWEEP_POINTS = {
+    SINK_IDEMPOTENT: ("processor.before-checkpoint", "sink.after-upsert-before-reply") + BROKER_POINTS,
+    SINK_TRANSACTIONAL: ("processor.before-checkpoint", "processor.after-precommit-before-checkpoint",
+                         "processor.after-checkpoint-before-commit", "processor.after-sink-commit",
+                         "sink.after-pre-commit", "sink.after-commit-before-reply") + BROKER_POINTS,
+}
+"""The failpoints an exactly-once run reaches, per sink strategy."""
+WHICH = ("first", "middle", "last")
+
+
+def node_of(failpoint: str) -> str:
+    return failpoint.split(".", 1)[0]
+
+
+def crash_step(failpoint: str, nth: int, down_ms: int = 300) -> dict:
+    return {"at": 0, "arm": True, "f": "failpoint", "node": node_of(failpoint), "name": failpoint,
+            "action": "crash", "nth": nth, "count": 1, "down_ms": down_ms}
+
+
+def hit_numbers(total: int) -> dict[str, int]:
+    """{"first": 1, "middle": total // 2, "last": total} (fewer when total is small)."""
+    if total <= 0:
+        return {}
+    out = {"first": 1, "middle": max(1, (total + 1) // 2), "last": total}
+    seen, uniq = set(), {}
+    for k, v in out.items():
+        if v not in seen:
+            seen.add(v)
+            uniq[k] = v
+    return uniq
+
+
+def base_config(sink: str, events: int, seed: int, checkpoint_records: int) -> ClusterConfig:
+    return ClusterConfig(mode=EXACTLY_ONCE, sink_strategy=sink, seed=seed, events=events, rate=1000.0,
+                         batch_size=100, extra_args={"processor": [
+                             "--checkpoint-records", str(checkpoint_records), "--checkpoint-ms", "5000"]})
+
+
+ProgressFn = Callable[[str, str], None]
+
+
+async def _run_one(base: ClusterConfig, steps: list[dict], run_dir: Path, drain_timeout_s: float,
+                   progress: ProgressFn) -> tuple[dict, Path]:
+    spec = ModeSpec(EXACTLY_ONCE, base.sink_strategy)
+    cfg = CampaignConfig(modes=[spec], base=base, schedule={"seed": base.seed, "events": base.events,
+                                                           "steps": steps},
+                         drain_timeout_s=drain_timeout_s)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mode_dir = run_dir / spec.dirname
+    try:
+        entry = await run_mode(spec, cfg, run_dir, progress)
+    except DrainTimeout as e:
+        entry = {"verdict": "stalled", "reasons": [str(e)], "lost": None, "duplicated": None}
+    return entry, mode_dir
+
+
+async def calibrate(points: tuple[str, ...], base: ClusterConfig, run_dir: Path,
+                    progress: ProgressFn = lambda *_: None) -> dict[str, int]:
+    """A fault-free run with every point armed as ``count``; return {failpoint: hits}."""
+    steps = [{"at": 0, "arm": True, "f": "failpoint", "node": node_of(p), "name": p, "action": "count"}
+             for p in points]
+    entry, mode_dir = await _run_one(base, steps, run_dir / "calibration", 60.0, progress)
+    hits: dict[str, int] = {p: 0 for p in points}
+    for op in read_history(mode_dir / "nemesis.jsonl"):
+        if op.get("f") == "failpoint-hits":
+            for per_node in op["value"].values():
+                hits.update({k: int(v) for k, v in per_node.items() if k in hits})
+    if entry["verdict"] != "held":
+        raise RuntimeError(f"calibration run not held ({entry['verdict']}: {entry.get('reasons')}); "
+                           f"see {mode_dir}")
+    return hits
+
+
+async def run_sweep(run_dir: Path, *, sink: str = SINK_IDEMPOTENT, events: int = 1500, seed: int = 1,
+                    checkpoint_records: int = 250, points: tuple[str, ...] | None = None,
+                    which: tuple[str, ...] = WHICH, drain_timeout_s: float = 60.0,
+                    progress: ProgressFn = lambda *_: None) -> dict:
+    """Calibrate, then crash at each (failpoint, hit) and audit; write and return sweep.json.
+
+    Raises:
+        harness.process.NodeStartError: a node did not start.
+        RuntimeError: the calibration run itself was not held.
+    """
+    points = tuple(points or SWEEP_POINTS[sink])
+    base = base_config(sink, events, seed, checkpoint_records)
+    hits = await calibrate(points, base, run_dir, progress)
+    result = {"mode": EXACTLY_ONCE, "sink": sink, "events": events, "seed": seed, "hits": hits,
+              "cells": [], "complete": False}
+    path = run_dir / "sweep.json"
+    for point in points:
+        for w, nth in hit_numbers(hits[point]).items():
+            if w not in which:
+                continue
+            progress(f"{point}@{nth}", f"crash at the {w} hit")
+            cell_dir = run_dir / f"{point}@{nth}"
+            entry, mode_dir = await _run_one(base, [crash_step(point, nth)], cell_dir, drain_timeout_s, progress)
+            fired = sum(1 for f in fired_in_logs(mode_dir) if f["failpoint"] == point)
+            result["cells"].append({"failpoint": point, "which": w, "nth": nth, "verdict": entry["verdict"],
+                                    "fired": fired, "lost": entry.get("lost"),
+                                    "duplicated": entry.get("duplicated"), "reasons": entry.get("reasons"),
+                                    "dir": str(mode_dir)})
+            path.write_text(json.dumps(result, indent=1) + "\n")
+    result["complete"] = True
+    result["all_held"] = all(c["verdict"] == "held" for c in result["cells"])
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
