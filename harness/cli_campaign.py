@@ -80,9 +80,9 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
         return 0
 
     code = run_async(main)
-    if code == 130:
-        console.print(f"interrupted; the partial run is readable in {run_dir}")
-        sys.exit(130)
+    if code in (130, 143):
+        console.print(f"{'interrupted' if code == 130 else 'terminated'}; the partial run is readable in {run_dir}")
+        sys.exit(code)
     return holder["result"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from typing import Awaitable, Callable
 
@@ -60,10 +61,25 @@ disable_option = click.option("--disable", multiple=True, callback=parse_disable
 
 
 def run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:
-    """Run the command's coroutine; Ctrl-C cancels it so its cleanup (stopping
-    every process it started) runs before the exit (code 130)."""
+    """Run the command's coroutine. Ctrl-C (SIGINT) and SIGTERM cancel it, so its
+    cleanup (stopping every process it started) runs before the exit: 130 for
+    SIGINT, 143 for SIGTERM."""
+    terminated = False
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_term() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_term)
+        return await coro_fn()
+
     try:
-        return asyncio.run(coro_fn())
-    except KeyboardInterrupt:
-        err_console.print("interrupted: every process was stopped")
-        return 130
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        err_console.print(("terminated" if terminated else "interrupted") + ": every process was stopped")
+        return 143 if terminated else 130

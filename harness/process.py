@@ -79,6 +79,7 @@ class NodeProcess:
         stderr = open(self.data_dir / "stderr.log", "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env["TESTBED_PARENT_PID"] = str(os.getpid())  # the node stops if this process dies
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.command(), stdout=asyncio.subprocess.PIPE, stderr=stderr,

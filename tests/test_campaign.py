@@ -102,7 +102,8 @@ def test_audit_of_a_run_missing_files_exits_2(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_ctrl_c_stops_every_process_and_leaves_a_readable_run(tmp_path):
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_stops_every_process_and_leaves_a_readable_run(tmp_path, sig, code):
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "campaign", "--mode", "at-least-once",
                              "--events", "200000", "--rate", "2000", "--quiet", "--out", str(tmp_path)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -122,9 +123,9 @@ def test_ctrl_c_stops_every_process_and_leaves_a_readable_run(tmp_path):
         assert proc.returncode is None, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.05)  # polling a file the campaign writes, bounded by the deadline
     assert manifest is not None, "the campaign never started its producer"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == code, out + err
     pids = [n["pid"] for n in manifest["nodes"].values()] + [l["pid"] for l in manifest["links"].values()]
     assert pids and not [p for p in pids if pid_alive(p)]
     result = latest_result(tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -53,6 +54,28 @@ def test_up_stops_every_process_on_ctrl_c(tmp_path):
     assert proc.returncode == 130, "".join(lines) + rest
     assert "stopped every process" in rest
     assert not [p for p in pids if pid_alive(p)]
+
+
+@pytest.mark.timeout(120)
+def test_nodes_stop_by_themselves_when_the_harness_is_killed(tmp_path):
+    """kill -9 of `testbed up` cannot clean up; its nodes notice and stop."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "up", "--events", "100000",
+                             "--rate", "200", "--out", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "Ctrl-C stops every process" in line:
+            break
+    manifest = json.loads((tmp_path / "latest" / "cluster.json").read_text())
+    pids = [n["pid"] for n in manifest["nodes"].values()] + [l["pid"] for l in manifest["links"].values()]
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while [p for p in pids if pid_alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)  # poll the orphans' pids, bounded by the deadline
+    left = [p for p in pids if pid_alive(p)]
+    for p in left:  # never leave them behind, even when the test fails
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"orphaned nodes still running: {left}"
 
 
 @pytest.mark.timeout(180)

@@ -203,6 +203,7 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    orphan_watch = asyncio.ensure_future(_watch_parent(stop, log))
 
     exit_code = EXIT_OK
     main_task: asyncio.Task | None = None
@@ -244,6 +245,7 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
         print(f"{spec.name}: fatal: {e}", file=sys.stderr)
         exit_code = EXIT_FAILURE
     finally:
+        orphan_watch.cancel()
         await health_servicer.enter_graceful_shutdown()
         if main_task is not None and not main_task.done():
             main_task.cancel()
@@ -260,6 +262,27 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
                 exit_code = exit_code or EXIT_FAILURE
         log.info("stopped", extra={"exit_code": exit_code})
     return exit_code
+
+
+PARENT_ENV = "TESTBED_PARENT_PID"
+"""Set by the harness to its pid: a node whose parent is gone stops by itself."""
+
+
+async def _watch_parent(stop: asyncio.Event, log: logging.Logger, every_s: float = 0.5) -> None:
+    """Stop gracefully when the harness that started this node has died (kill -9 of
+    the harness, a crashed CI runner): its nodes must not live on as orphans."""
+    try:
+        parent = int(os.environ.get(PARENT_ENV, "0"))
+    except ValueError:
+        return
+    if parent <= 0:
+        return
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning("the harness (pid %d) is gone; stopping", parent)
+            stop.set()
+            return
+        await asyncio.sleep(every_s)
 
 
 def run_node(make_spec: Callable[[logging.Logger], NodeSpec], *, name: str, listen: str,
