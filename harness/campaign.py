@@ -89,7 +89,7 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
         await runner.arm()
         t0 = time.time()
         await cluster.start_producer()
-        progress(spec.label, f"workload running, {len(runner.steps)} faults scheduled")
+        progress(spec.label, f"workload running, {len(runner.steps)} fault steps scheduled")
         await runner.run()
         if not await runner.wait_workload_done(cfg.drain_timeout_s):
             progress(spec.label, "producer not done; healing to let it finish")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import click
 
 from harness import schedule as schedule_mod
 from harness.checker import InputError, check, load_run
-from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console,
+from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
 from harness.cluster import ClusterConfig, DrainTimeout
@@ -19,6 +20,8 @@ from harness.process import NodeStartError
 from harness.progress import progress_display  # noqa: F401  (also used by other commands)
 from harness.runs import RunDirError, new_run_dir
 from harness.table import anomaly_lines, result_table
+from nodes.broker.errors import CorruptLog
+from nodes.broker.segment import SegmentCorruptError
 
 DEFAULT_EVENTS = 3000
 DEFAULT_RATE = 1000.0
@@ -27,7 +30,11 @@ DEFAULT_RATE = 1000.0
 def parse_faults(ctx, param, value) -> tuple[str, ...] | None:
     if value is None:
         return None
+    if value.strip() == "none":
+        return ()
     names = tuple(filter(None, (s.strip() for s in value.split(","))))
+    if not names:
+        raise click.BadParameter("empty fault list; name faults, or 'none' for a run without faults")
     for n in names:
         if n not in schedule_mod.FAULT_KINDS:
             raise click.BadParameter(f"unknown fault {n!r}; choose from: {', '.join(schedule_mod.FAULT_KINDS)}")
@@ -38,14 +45,20 @@ def exit_code(result: dict) -> int:
     return EXIT_BROKEN if any(m["verdict"] == "broken" for m in result["modes"]) else EXIT_HELD
 
 
-def print_result(result: dict, run_dir: Path) -> None:
-    console.print(result_table(result, title=f"seed {result['seed']} · {run_dir}"))
+def print_result(result: dict, run_dir: Path, *, result_file: Path | None = None) -> None:
+    seed = result.get("seed")
+    console.print(result_table(result, title=(f"seed {seed} · " if seed is not None else "") + str(run_dir)))
     lines = anomaly_lines(result)
     if lines:
         console.print("[bold]anomalies[/] (first order ids; hop where it happened):")
         for line in lines:
             console.print(f"  {line}", soft_wrap=True)
-    console.print(f"result: {run_dir / 'result.json'}")
+    for m in result.get("modes", []):
+        for note in m.get("notes", []):
+            label = f"{m['mode']}/{m['sink']}" if m.get("sink") else m["mode"]
+            console.print(f"[yellow]note[/] {label}: {note}", soft_wrap=True)
+    if result_file is not None:
+        console.print(f"result: {result_file}")
 
 
 def print_report(run_dir: Path) -> None:
@@ -91,11 +104,11 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
               default="all", show_default=True, help="Which guarantee modes to run.")
 @click.option("--sink", type=click.Choice(["both", "idempotent", "transactional"]), default="both",
               show_default=True, help="exactly-once sink strategies to run.")
-@click.option("--events", type=int, default=DEFAULT_EVENTS, show_default=True, callback=positive,
-              help="Orders in the workload.")
+@click.option("--events", type=int, default=None, callback=events_range,
+              help=f"Orders in the workload [default: {DEFAULT_EVENTS}, or the --schedule file's].")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the workload, schedule and proxies.")
 @click.option("--faults", callback=parse_faults, default=None, metavar="LIST",
-              help="Comma-separated faults to schedule (default: a mix of kills and link faults): "
+              help="Comma-separated faults to schedule, or 'none' (default: a mix of kills and link faults): "
                    + ", ".join(schedule_mod.FAULT_KINDS) + ".")
 @click.option("--schedule", "schedule_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Use this schedule.json instead of generating one.")
@@ -119,8 +132,15 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
             sched = schedule_mod.load(schedule_file)
         except schedule_mod.ScheduleError as e:
             fail(str(e))
+        planned = sched.get("events")
+        if events is None:
+            events = int(planned or DEFAULT_EVENTS)
+        elif planned and int(planned) != events:
+            fail(f"{schedule_file} was made for {planned} events, not {events}: drop --events or regenerate it")
     else:
-        sched = schedule_mod.generate(seed, events, faults or schedule_mod.DEFAULT_FAULTS)
+        events = events or DEFAULT_EVENTS
+        sched = schedule_mod.generate(seed, events, schedule_mod.DEFAULT_FAULTS if faults is None else faults,
+                                      batch_size=batch_size)
     try:
         run_dir = new_run_dir(out)
     except RunDirError as e:
@@ -129,20 +149,63 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)
     result = execute(cfg, run_dir, quiet)
-    print_result(result, run_dir)
+    print_result(result, run_dir, result_file=run_dir / "result.json")
     print_report(run_dir)
     sys.exit(exit_code(result))
 
 
 def _load_result(run_dir: Path) -> dict:
+    """result.json of a campaign run, checked for the shape audit and replay need."""
     path = run_dir / "result.json"
     if not path.exists():
         fail(f"{run_dir} has no result.json: not a campaign run directory")
     try:
-        return json.loads(path.read_text())
-    except ValueError as e:
+        result = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
         fail(f"{path} is not valid JSON: {e}")
-    raise AssertionError
+    modes = result.get("modes") if isinstance(result, dict) else None
+    if not isinstance(modes, list) or not all(isinstance(m, dict) and "mode" in m and "dir" in m
+                                                  for m in modes):
+        fail(f"{path} is malformed: expected {{\"modes\": [{{\"mode\", \"dir\", ...}}]}}")
+    return result
+
+
+AUDIT_ERRORS = (InputError, OSError, ValueError, KeyError, TypeError, sqlite3.DatabaseError,
+                SegmentCorruptError, CorruptLog)
+
+
+def audit_dir(d: Path) -> dict:
+    """Check one cluster directory; a row for the table, with notes on what the
+    audit could not see. Exits 2 (one line) on missing or unreadable inputs."""
+    try:
+        report = check(load_run(d))
+        config = json.loads((d / "cluster.json").read_text())["config"]
+    except AUDIT_ERRORS as e:
+        fail(f"cannot audit {d}: {e}" if isinstance(e, InputError) else
+             f"cannot audit {d}: {type(e).__name__}: {e}")
+    j = report.to_json()
+    j.update(sink=config.get("sink_strategy"),
+             anomalies={n: a for n, a in j["anomalies"].items() if a["count"]},
+             notes=completeness_notes(d, config))
+    return j
+
+
+def completeness_notes(d: Path, config: dict) -> list[str]:
+    """Say when a run was not finished, so its lost counts are read right."""
+    notes = []
+    state = d / "producer" / "producer-state.json"
+    try:
+        position = int(json.loads(state.read_text()).get("position", 0))
+    except (OSError, ValueError, AttributeError):
+        position = None
+    total = config.get("events")
+    if position is not None and total and not config.get("workload_file") and position < int(total):
+        notes.append(f"incomplete: the producer sent {position:,} of {int(total):,} orders; "
+                     "the unsent ones count as lost")
+    if not (d / "processor" / "final-status.json").exists():
+        notes.append("not drained: the run stopped before the pipeline drained, so orders in "
+                     "flight may count as lost")
+    return notes
 
 
 @click.command()
@@ -150,27 +213,24 @@ def _load_result(run_dir: Path) -> dict:
 def audit(run_dir: Path) -> None:
     """Re-check a stored run from its files alone (no node is started).
 
-    RUN_DIR is a campaign run (with result.json) or a cluster started by `up`.
+    RUN_DIR is a campaign run (with result.json), one of its mode directories, or
+    a cluster started by `up`. Exit 0: every promise held; 1: a promise was
+    broken; 2: missing or unreadable files.
     """
     if (run_dir / "cluster.json").exists():
-        dirs = [run_dir]
+        rows, seed = [audit_dir(run_dir)], None
     else:
         result = _load_result(run_dir)
-        dirs = [run_dir / m["dir"] for m in result["modes"]]
-        if not dirs:
+        if not result["modes"]:
             fail(f"{run_dir}/result.json lists no finished mode")
-    rows = []
-    for d in dirs:
-        try:
-            report = check(load_run(d))
-        except InputError as e:
-            fail(str(e))
-        j = report.to_json()
-        ck = json.loads((d / "cluster.json").read_text())["config"]
-        j.update(sink=ck.get("sink_strategy"),
-                 anomalies={n: a for n, a in j["anomalies"].items() if a["count"]})
-        rows.append(j)
-    result = {"seed": None, "modes": rows}
+        rows, seed = [audit_dir(run_dir / m["dir"]) for m in result["modes"]], result.get("seed")
+        done = {(m["mode"], m.get("sink")) for m in result["modes"]}
+        missing = [f"{m['mode']}/{m['sink']}" if m.get("sink") else m["mode"]
+                   for m in result.get("requested_modes", []) if (m["mode"], m.get("sink")) not in done]
+        if missing:
+            rows[-1].setdefault("notes", []).append(
+                "the campaign was interrupted before " + ", ".join(missing) + " ran")
+    result = {"seed": seed, "modes": rows}
     print_result(result, run_dir)
     sys.exit(exit_code(result))
 
@@ -202,7 +262,7 @@ def replay(run_dir: Path, out, quiet) -> None:
                          drain_timeout_s=float(c.get("drain_timeout_s", 60.0)),
                          extra={"replay_of": str(run_dir)})
     new = execute(cfg, new_dir, quiet)
-    print_result(new, new_dir)
+    print_result(new, new_dir, result_file=new_dir / "result.json")
     print_report(new_dir)
     old_by = {(m["mode"], m.get("sink")): m for m in old["modes"]}
     mismatches = []

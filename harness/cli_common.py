@@ -34,6 +34,17 @@ def positive(ctx, param, value):
     return value
 
 
+MAX_EVENTS = 5_000_000
+"""Upper bound of --events: the producer keeps its workload in memory (~300 bytes an order)."""
+
+
+def events_range(ctx, param, value):
+    if value is not None and not 0 < value <= MAX_EVENTS:
+        raise click.BadParameter(f"must be between 1 and {MAX_EVENTS:,} (the producer keeps the "
+                                 "workload in memory)")
+    return value
+
+
 def non_negative(ctx, param, value):
     if value is not None and value < 0:
         raise click.BadParameter("must be >= 0")

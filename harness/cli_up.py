@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import click
 import grpc
 from rich.table import Table
 
-from harness.cli_common import (EXIT_USAGE, console, disable_option, fail, mode_option, non_negative,
+from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, run_async, sink_option)
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
@@ -58,7 +59,7 @@ def audit_line(cluster: Cluster) -> str:
 @click.command()
 @mode_option
 @sink_option
-@click.option("--events", type=int, default=100_000, show_default=True, callback=positive,
+@click.option("--events", type=int, default=100_000, show_default=True, callback=events_range,
               help="Orders in the generated workload.")
 @click.option("--rate", type=float, default=500.0, show_default=True, callback=non_negative,
               help="Producer rate in events/s (0 = as fast as possible).")
@@ -72,8 +73,10 @@ def audit_line(cluster: Cluster) -> str:
               help="Runs directory (default ./runs).")
 @click.option("--exit-when-drained", is_flag=True,
               help="Stop the cluster once the workload has drained (for scripts).")
+@click.option("--no-restart", is_flag=True,
+              help="Leave a node that exits (e.g. after your kill -9) down instead of restarting it.")
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
-       exit_when_drained) -> None:
+       exit_when_drained, no_restart) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -82,6 +85,12 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     """
     if sink_strategy and mode != "exactly-once":
         fail("--sink applies to --mode exactly-once only")
+    if workload_file:
+        from nodes.producer.workload import WorkloadError, load_jsonl
+        try:
+            events = len(load_jsonl(Path(workload_file)))
+        except (OSError, WorkloadError) as e:
+            fail(str(e))
     try:
         run_dir = new_run_dir(out, label=f"up-{mode}")
     except RunDirError as e:
@@ -89,10 +98,26 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     config = ClusterConfig(mode=mode, sink_strategy=sink_strategy, seed=seed, events=events,
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable))
-    raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained)))
+    raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
+                                           default_out=out is None)))
 
 
-async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool) -> int:
+async def restart_exited(cluster: Cluster) -> None:
+    """Restart every node or proxy that exited on its own (a kill -9 from the user,
+    a crash); say so, with its exit code."""
+    for p in cluster.all_processes():
+        if p.proc is not None and not p.running:
+            console.print(f"[yellow]{p.name} exited with code {p.proc.returncode}; restarting it[/] "
+                          f"(pass --no-restart to leave it down)")
+            try:
+                await p.restart()
+            except NodeStartError as e:
+                console.print(f"[red]{p.name} did not restart:[/] {e}")
+            cluster.write_manifest()
+
+
+async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, restart: bool,
+              default_out: bool) -> int:
     cluster = Cluster(config, run_dir)
     atexit.register(cluster.kill_all_now)
     try:
@@ -101,9 +126,11 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool) -> 
         except NodeStartError as e:
             fail(f"cluster did not start: {e}")
         console.print(nodes_table(cluster))
+        where = "" if default_out else f" --cluster {run_dir / 'cluster.json'}"
         console.print("streaming; inject faults from another terminal, e.g.\n"
-                      "  ./run.sh fault add drop-response --link producer-broker --probability 0.3\n"
-                      "Ctrl-C stops every process.")
+                      f"  ./run.sh fault{where} add drop-response --link producer-broker --probability 0.3\n"
+                      f"  ./run.sh fault{where} heal\n"
+                      "Ctrl-C stops every process.", soft_wrap=True)
         drained_once = False
         last_print = 0.0
         while True:
@@ -113,9 +140,12 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool) -> 
                 console.print(progress_line(prog))
                 last_print = now
             from harness.cluster import _drained
+            if restart:
+                await restart_exited(cluster)
             if _drained(prog) and not drained_once:
                 drained_once = True
                 console.print(f"[bold green]drained:[/] {progress_line(prog)}")
+                (run_dir / "processor" / "final-status.json").write_text(json.dumps(prog["processor"]))
                 console.print(audit_line(cluster))
                 console.print(f"audit it again any time with: ./run.sh audit {run_dir}")
                 if exit_when_drained:

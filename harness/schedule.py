@@ -46,7 +46,7 @@ class ScheduleError(ValueError):
     """A schedule file or a --faults list is invalid; the message says which entry."""
 
 
-def step_for(kind: str, at: int, rng: random.Random) -> dict:
+def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZE) -> dict:
     """One schedule step of ``kind`` firing at producer position ``at``."""
     if kind.startswith("kill-"):
         return {"at": at, "f": "kill", "node": kind[5:], "down_ms": rng.choice((200, 300, 500))}
@@ -58,7 +58,7 @@ def step_for(kind: str, at: int, rng: random.Random) -> dict:
         # batch), so the same batches are hit in every run of the seed.
         return {"at": 0, "arm": True, "f": "link", "link": "producer-broker",
                 "fault": {"kind": kind, "method": "Produce", "probability": 1.0, "count": 2,
-                          "after_calls": max(1, at * PRODUCE_CALLS_PER_BATCH // BATCH_SIZE)}}
+                          "after_calls": max(1, at * PRODUCE_CALLS_PER_BATCH // batch_size)}}
     if kind == "sink-drop-response":
         return {"at": at, "f": "link", "link": "processor-sink", "for_ms": 1500,
                 "fault": {"kind": "drop-response", "probability": 1.0, "count": 2}}
@@ -68,10 +68,12 @@ def step_for(kind: str, at: int, rng: random.Random) -> dict:
     raise ScheduleError(f"unknown fault {kind!r}; choose from: {', '.join(FAULT_KINDS)}")
 
 
-def generate(seed: int, events: int, faults: tuple[str, ...] | list[str] = DEFAULT_FAULTS) -> dict:
+def generate(seed: int, events: int, faults: tuple[str, ...] | list[str] = DEFAULT_FAULTS,
+             batch_size: int = BATCH_SIZE) -> dict:
     """A schedule spreading ``faults`` over the first ~85% of the workload.
 
-    The positions and durations are a pure function of (seed, events, faults).
+    The positions and durations are a pure function of (seed, events, faults,
+    batch size); an empty ``faults`` gives a schedule with no step.
 
     Raises:
         ScheduleError: an unknown fault name.
@@ -85,8 +87,8 @@ def generate(seed: int, events: int, faults: tuple[str, ...] | list[str] = DEFAU
     for i, kind in enumerate(faults):
         lo = int(events * (0.06 + 0.78 * i / max(n, 1)))
         hi = int(events * (0.06 + 0.78 * (i + 0.6) / max(n, 1)))
-        steps.append(step_for(kind, rng.randint(lo, max(lo, hi)), rng))
-    return {"seed": seed, "events": events, "faults": list(faults), "steps": steps}
+        steps.append(step_for(kind, rng.randint(lo, max(lo, hi)), rng, batch_size))
+    return {"seed": seed, "events": events, "batch_size": batch_size, "faults": list(faults), "steps": steps}
 
 
 def save(schedule: dict, path: Path) -> None:
@@ -105,7 +107,31 @@ def load(path: Path) -> dict:
         raise ScheduleError(f"missing schedule file {path}") from None
     except ValueError as e:
         raise ScheduleError(f"{path}: not valid JSON ({e})") from None
-    for i, step in enumerate(schedule.get("steps", [])):
-        if "at" not in step or "f" not in step:
-            raise ScheduleError(f"{path}: step {i} needs 'at' and 'f'")
+    if not isinstance(schedule, dict) or not isinstance(schedule.get("steps", []), list):
+        raise ScheduleError(f"{path}: expected {{\"steps\": [...]}}")
+    validate_steps(schedule["steps"], str(path))
     return schedule
+
+
+NODES = ("producer", "broker", "processor", "sink")
+LINKS = ("producer-broker", "processor-broker", "processor-sink")
+
+
+def validate_steps(steps: list, where: str) -> None:
+    """Check every step names a known nemesis, node or link, and a position >= 0.
+
+    Raises:
+        ScheduleError: names the step and the field.
+    """
+    from harness.nemesis import NEMESES
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict) or "at" not in step or "f" not in step:
+            raise ScheduleError(f"{where}: step {i} needs 'at' and 'f'")
+        if not isinstance(step["at"], int) or step["at"] < 0:
+            raise ScheduleError(f"{where}: step {i}: 'at' must be an integer >= 0, got {step['at']!r}")
+        if step["f"] not in NEMESES:
+            raise ScheduleError(f"{where}: step {i}: unknown 'f' {step['f']!r}; choose from: {', '.join(NEMESES)}")
+        if "node" in step and step["node"] not in NODES:
+            raise ScheduleError(f"{where}: step {i}: unknown node {step['node']!r}; choose from: {', '.join(NODES)}")
+        if step["f"] == "link" and step.get("link") not in LINKS:
+            raise ScheduleError(f"{where}: step {i}: unknown link {step.get('link')!r}; choose from: {', '.join(LINKS)}")

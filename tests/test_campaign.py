@@ -79,7 +79,9 @@ def test_disabled_dedupe_is_caught_as_broken(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["campaign", "--mode", "twice"], "twice"),
-    (["campaign", "--events", "0"], "must be > 0"),
+    (["campaign", "--events", "0"], "must be between 1 and"),
+    (["campaign", "--events", "99999999999"], "must be between 1 and"),
+    (["campaign", "--faults", ","], "empty fault list"),
     (["campaign", "--faults", "meteor"], "unknown fault 'meteor'"),
     (["campaign", "--disable", "gravity"], "unknown ablation 'gravity'"),
     (["campaign", "--out", "/proc/forbidden"], "cannot create a run directory"),

@@ -121,3 +121,22 @@ async def test_lost_acks_on_a_running_cluster_make_the_producer_retry_and_heal_s
     assert report.count("lost") == 0
     assert report.count("duplicated-in-log") > 0
     assert report.anomalies["duplicated"].by_hop.get("producer->broker", 0) > 0
+
+
+@pytest.mark.timeout(120)
+def test_up_restarts_a_node_the_user_killed(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "up", "--events", "3000", "--rate", "1000",
+                             "--exit-when-drained", "--out", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C stops every process" in line:
+            break
+    manifest = json.loads((tmp_path / "latest" / "cluster.json").read_text())
+    os.kill(manifest["nodes"]["processor"]["pid"], signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=100)
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, out
+    assert "processor exited with code -9; restarting it" in out
+    assert "drained" in out and "0 lost" in out
