@@ -68,6 +68,15 @@ ProgressFn = Callable[[str, str], None]
 """progress(mode label, message)"""
 
 
+def unexpected_exits(mode_dir: Path) -> list[str]:
+    """Nodes the final heal found dead although no fault step had killed them."""
+    from harness.history import read_history
+    return [f"{op['value']['node']} exited on its own (code {op['value']['exit_code']}) and was "
+            f"restarted by the final heal; see {op['value']['node']}/stderr.log"
+            for op in read_history(mode_dir / "nemesis.jsonl")
+            if op.get("f") == "node-exited" and op.get("type") == "info"]
+
+
 async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
                    progress: ProgressFn = lambda *_: None) -> dict:
     """Run one mode end to end and return its result.json entry.
@@ -118,7 +127,8 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
              "latency_p50_ms": lat["p50"], "latency_p99_ms": lat["p99"], "latency_kind": lat["kind"],
              "faults_fired": fired["total"], "faults": fired["by_kind"],
              "elapsed_s": round(elapsed, 2),
-             "anomalies": {n: a.to_json() for n, a in report.anomalies.items() if a.count}}
+             "anomalies": {n: a.to_json() for n, a in report.anomalies.items() if a.count},
+             "notes": unexpected_exits(mode_dir)}
     progress(spec.label, f"verdict {report.verdict}")
     return entry
 

@@ -22,9 +22,17 @@ class KillNemesis(Nemesis):
         return {"killed_pid": pid, "exit_code": code, "new_pid": p.pid}
 
     async def heal(self) -> None:
-        for p in self.ctx.cluster.nodes.values():
-            if not p.running:
+        """Restart every node or proxy found dead. None should be (each kill step
+        restarts its node), so each is recorded as a ``node-exited`` info op: a
+        node that exited on its own is a finding, never silently papered over."""
+        cluster = self.ctx.cluster
+        for name, p in [*cluster.nodes.items(), *cluster.proxies.items()]:
+            if p.proc is not None and not p.running:
+                self.ctx.history.record("info", "node-exited", {"node": name, "exit_code": p.proc.returncode},
+                                        error="exited outside the schedule; restarted by the final heal",
+                                        stderr=p.stderr_tail(3))
                 await p.restart()
+                cluster.write_manifest()
 
 
 class PauseNemesis(Nemesis):
