@@ -92,15 +92,23 @@ def test_bench_tiny_run_writes_every_part(tmp_path):
 
 # ----- the fast paths the benchmark led to (same answers as the slow ones) ---------------------
 
+def test_generate_rows_equals_generate_also_from_a_start():
+    from nodes.producer.workload import generate, generate_rows
+    full = generate(5, 1000, 16)
+    assert list(generate_rows(5, 1000, 16)) == [(o.order_id, o.account, o.amount_cents) for o in full]
+    assert list(generate_rows(5, 1000, 16, start=997)) == [
+        (o.order_id, o.account, o.amount_cents) for o in full[997:]]
+    with pytest.raises(ValueError):
+        list(generate_rows(5, 10, 16, start=11))
+
+
 def test_generated_workload_slices_equal_generate_in_any_order():
-    from nodes.producer.workload import GeneratedWorkload, generate, generate_rows
+    from nodes.producer.workload import GeneratedWorkload, generate
     w, full = GeneratedWorkload(5, 1000, 16), generate(5, 1000, 16)
     assert len(w) == 1000
     assert w[0:100] == full[0:100] and w[100:450] == full[100:450]   # forward from the cursor
     assert w[900:2000] == full[900:1000] and w[10:20] == full[10:20]  # clipped; then a restart
     assert w[500:500] == []
-    assert list(generate_rows(5, 1000, 16, start=997)) == [
-        (o.order_id, o.account, o.amount_cents) for o in full[997:]]
     with pytest.raises(TypeError):
         w[3]
     with pytest.raises(ValueError):
