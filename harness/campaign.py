@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from harness import interrupt
 from harness.checker import check, load_run
 from harness.cluster import Cluster, ClusterConfig
 from harness.history import HistoryWriter
@@ -149,6 +150,7 @@ async def run_campaign(cfg: CampaignConfig, run_dir: Path, progress: ProgressFn 
     entries: list[dict] = []
     write_result(run_dir, cfg, entries, complete=False)
     for spec in cfg.modes:
+        interrupt.check()
         entries.append(await run_mode(spec, cfg, run_dir, progress))
         write_result(run_dir, cfg, entries, complete=False)
     return write_result(run_dir, cfg, entries, complete=True)

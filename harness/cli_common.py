@@ -10,6 +10,7 @@ from typing import Awaitable, Callable
 import click
 from rich.console import Console
 
+from harness import interrupt
 from harness.ablations import ABLATIONS
 from nodes.common.modes import MODES, SINK_STRATEGIES
 
@@ -81,12 +82,17 @@ def run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:
         task = asyncio.current_task()
         assert task is not None
 
-        def on_term() -> None:
+        def on_signal(term: bool) -> None:
             nonlocal terminated
-            terminated = True
+            terminated = terminated or term
+            if interrupt.requested():
+                return  # already stopping: let the cleanup finish
+            interrupt.request()
             task.cancel()
 
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_term)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, on_signal, True)
+        loop.add_signal_handler(signal.SIGINT, on_signal, False)
         return await coro_fn()
 
     try:

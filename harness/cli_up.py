@@ -14,6 +14,7 @@ from rich.table import Table
 
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, run_async, sink_option)
+from harness import interrupt
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
@@ -134,6 +135,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
         drained_once = False
         last_print = 0.0
         while True:
+            interrupt.check()
             prog = await cluster.drain_progress()
             now = time.monotonic()
             if now - last_print >= 2.0:

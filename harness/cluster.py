@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 
+from harness import interrupt
 from harness.ablations import flags_for
 from harness.process import NodeProcess
 from nodes.common.channels import insecure_channel
@@ -243,6 +244,7 @@ class Cluster:
         deadline = time.monotonic() + timeout_s
         last: dict = {}
         while True:
+            interrupt.check()
             last = await self.drain_progress()
             if _drained(last):
                 return last

@@ -7,6 +7,7 @@ import time
 
 import grpc
 
+from harness import interrupt
 from harness.cluster import Cluster
 from harness.history import HistoryWriter
 from harness.nemesis import NEMESES, Nemesis, NemesisContext
@@ -41,6 +42,7 @@ class ScheduleRunner:
     async def wait_position(self, at: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
+            interrupt.check()
             pos, done = await self._producer_position()
             if pos >= at or done or time.monotonic() > deadline:
                 return
@@ -85,6 +87,7 @@ class ScheduleRunner:
         False if it did not finish within ``timeout_s`` (a fault may be holding it)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            interrupt.check()
             _, done = await self._producer_position()
             if done:
                 return True
