@@ -133,3 +133,18 @@ def test_interrupt_stops_every_process_and_leaves_a_readable_run(tmp_path, sig, 
     result = latest_result(tmp_path)
     assert result["complete"] is False
     assert (tmp_path / "latest" / "schedule.json").exists()
+
+
+def test_replay_comparison_separates_verdicts_from_timed_counts():
+    from harness.cli_campaign import compare_runs, timed_steps
+    old = {"modes": [{"mode": "at-least-once", "sink": None, "verdict": "held", "balance_ok": False,
+                      "lost": 0, "lost_acknowledged": 0, "duplicated": 153}]}
+    same_verdict = {"modes": [dict(old["modes"][0], duplicated=140)]}
+    other_verdict = {"modes": [dict(old["modes"][0], verdict="broken", lost=3)]}
+    assert compare_runs(old, old) == ([], [])
+    assert compare_runs(old, same_verdict) == ([], ["at-least-once: duplicated 153 -> 140"])
+    v, c = compare_runs(old, other_verdict)
+    assert v == ["at-least-once: verdict held -> broken, lost 0 -> 3"] and c == []
+    sched = {"steps": [{"at": 0, "arm": True, "f": "link", "link": "producer-broker"},
+                       {"at": 500, "f": "kill", "node": "processor"}]}
+    assert timed_steps(sched) == ["kill processor at 500"]
