@@ -46,8 +46,8 @@ def sink_apply_times(db_path: Path) -> dict[str, float]:
         con.close()
 
 
-def ack_latencies_ms(history_path: Path) -> list[float]:
-    """Produce latency per acknowledged call: invoke to ok, in ms."""
+def ack_samples(history_path: Path) -> list[tuple[float, float]]:
+    """(unix seconds of the ok, produce latency in ms) per acknowledged call: invoke to ok."""
     pending: dict[tuple, float] = {}
     out = []
     for op in read_history(history_path):
@@ -56,8 +56,13 @@ def ack_latencies_ms(history_path: Path) -> list[float]:
         if op.get("type") == "invoke":
             pending[key] = op["time"]
         elif op.get("type") == "ok" and key in pending:
-            out.append((op["time"] - pending.pop(key)) * 1000)
+            out.append((op["time"], (op["time"] - pending.pop(key)) * 1000))
     return out
+
+
+def ack_latencies_ms(history_path: Path) -> list[float]:
+    """Produce latency per acknowledged call: invoke to ok, in ms."""
+    return [ms for _, ms in ack_samples(history_path)]
 
 
 def latency_ms(mode_dir: Path) -> dict:

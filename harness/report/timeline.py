@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.history import read_history
-from harness.metrics import first_invoke_times, percentile, sink_apply_times
+from harness.metrics import ack_samples, first_invoke_times, percentile, sink_apply_times
 from harness.report.faults import NODES, Interval, Mark, read_faults
 
 LINKS = ("producer-broker", "processor-broker", "processor-sink")
@@ -81,14 +81,7 @@ def _series(mode_dir: Path, t0: float, end: float) -> Series:
     kind = "end-to-end"
     if not applied and hist.exists():
         kind = "produce-ack"
-        pending: dict[tuple, float] = {}
-        for op in read_history(hist):
-            v = op.get("value") or {}
-            key = (op.get("incarnation"), v.get("batch"), v.get("partition"), v.get("attempt"))
-            if op.get("type") == "invoke":
-                pending[key] = op["time"]
-            elif op.get("type") == "ok" and key in pending:
-                done.append((op["time"] - t0, (op["time"] - pending.pop(key)) * 1000))
+        done.extend((t - t0, ms) for t, ms in ack_samples(hist))
         done.sort()
     done_t = [d[0] for d in done]
     applied_t = done_t if kind == "end-to-end" else []
