@@ -1,6 +1,8 @@
 """``testbed fault ...``: add, remove, list and heal link faults on a running cluster.
 
     testbed fault add drop-response --link producer-broker --probability 0.3
+    testbed fault add late --link processor-broker --method CommitOffset --hold-ms 800
+    testbed fault add drop-request --link producer-broker --method Produce --match partition=2
     testbed fault list
     testbed fault stats --link producer-broker
     testbed fault remove f1 --link producer-broker
@@ -29,7 +31,9 @@ from rich.table import Table
 
 from harness import proxy_client
 from nodes.proxy.faults import FAULTS
+from nodes.proxy.fault import InvalidFault
 from nodes.proxy.faults.delay import SIDES
+from nodes.proxy.match import parse_rules
 
 DEFAULT_CLUSTER = Path("runs") / "latest" / "cluster.json"
 NO_CLUSTER = "no running cluster: start one with ./run.sh up (or pass --cluster)"
@@ -94,18 +98,40 @@ def fault(ctx: click.Context, cluster: Path) -> None:
 @click.option("--probability", type=float, default=None, help="Chance per matching call [0, 1]; default 1.")
 @click.option("--count", type=int, default=0, show_default=True, help="Fire at most N times; 0 = unlimited.")
 @click.option("--after", type=int, default=0, show_default=True, help="Fire from the Nth matching call on.")
-@click.option("--delay-ms", type=int, default=0, show_default=True, help="delay: latency (ms).")
+@click.option("--delay-ms", type=int, default=0, show_default=True,
+              help="delay: latency (ms). duplicate: send the copy N ms after the caller got its answer "
+                   "(0 = at once, before the answer).")
 @click.option("--jitter-ms", type=int, default=0, show_default=True, help="delay: extra uniform 0..N ms.")
 @click.option("--side", type=click.Choice(SIDES), default=None, help="delay: before or after forwarding.")
 @click.option("--code", default="", help="error: gRPC status code name (default UNAVAILABLE).")
+@click.option("--hold-ms", type=int, default=0, show_default=True,
+              help="late: deliver the request upstream N ms after the caller's deadline (required); "
+                   "reorder: longest wait for the next call (0 = 1000).")
+@click.option("--match", "match", multiple=True, metavar="FIELD=VALUE",
+              help="Only calls whose request has FIELD=VALUE (repeatable, all must hold), e.g. "
+                   "partition=2 (also any element of a repeated field: Fetch partitions, "
+                   "CommitOffset offsets, Apply orders), transaction_id=..., account=acct-3.")
 @click.pass_context
 def add(ctx: click.Context, kind: str, link: str, method: str, probability: float | None,
-        count: int, after: int, delay_ms: int, jitter_ms: int, side: str | None, code: str) -> None:
-    """Add a fault of KIND on one link; print its id."""
+        count: int, after: int, delay_ms: int, jitter_ms: int, side: str | None, code: str,
+        hold_ms: int, match: tuple[str, ...]) -> None:
+    """Add a fault of KIND on one link; print its id.
+
+    \b
+    late      the caller gets DEADLINE_EXCEEDED at its deadline; the request reaches
+              upstream --hold-ms later (or at remove/heal), its answer discarded
+    reorder   hold a call until the next call of its method came back (<= --hold-ms)
+    duplicate forwarded twice; with --delay-ms the copy comes after the answer
+    """
+    try:
+        rules = parse_rules(match)
+    except InvalidFault as e:
+        raise FaultUsageError(str(e)) from None
     [(link, address)] = pick_links(ctx, link).items()
     fid = on_proxy(link, address, lambda: proxy_client.add_sync(
         address, kind, method=method, probability=probability, count=count, after=after,
-        delay_ms=delay_ms, jitter_ms=jitter_ms, side=side or "", code=code, link=link))
+        delay_ms=delay_ms, jitter_ms=jitter_ms, side=side or "", code=code, link=link,
+        hold_ms=hold_ms, match=rules))
     click.echo(f"{fid} {kind} on {link}")
 
 
@@ -128,11 +154,17 @@ def _console() -> Console:
 
 def _params(spec: dict[str, Any]) -> str:
     parts = []
-    if spec.get("delay_ms") or spec.get("jitter_ms"):
+    if spec.get("kind") == "duplicate" and spec.get("delay_ms"):
+        parts.append(f"copy +{spec['delay_ms']} ms")
+    elif spec.get("delay_ms") or spec.get("jitter_ms"):
         parts.append(f"{spec.get('delay_ms', 0)}+0..{spec.get('jitter_ms', 0)} ms "
                      f"{spec.get('side') or 'request'}")
     if spec.get("code"):
         parts.append(spec["code"])
+    if spec.get("hold_ms"):
+        parts.append(f"hold {spec['hold_ms']} ms")
+    if spec.get("match"):
+        parts.append(" ".join(f"{k}={v}" for k, v in sorted(spec["match"].items())))
     return " ".join(parts)
 
 
@@ -167,7 +199,8 @@ def heal(ctx: click.Context, link: str | None) -> None:
 @click.pass_context
 def stats(ctx: click.Context, link: str | None) -> None:
     """Calls forwarded / dropped / duplicated / delayed / errored per link and method."""
-    cols = ("calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors")
+    cols = ("calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors",
+            "held")
     table = Table("link", "method", *cols)
     for name, address in pick_links(ctx, link).items():
         st = on_proxy(name, address, lambda: proxy_client.stats_sync(address))

@@ -49,11 +49,17 @@ class ProxyControlClient:
 
     async def add(self, kind: str, *, method: str = "", probability: float | None = None,
                   count: int = 0, after: int = 0, delay_ms: int = 0, jitter_ms: int = 0,
-                  side: str = "", code: str = "", link: str = "") -> str:
-        """Add a fault; return its id ("f1"). See proxy.proto FaultSpec for the fields."""
+                  side: str = "", code: str = "", link: str = "", hold_ms: int = 0,
+                  match: dict[str, Any] | None = None) -> str:
+        """Add a fault; return its id ("f1"). See proxy.proto FaultSpec for the fields.
+
+        ``match``: {field: value} rules on the request (values sent as strings,
+        e.g. {"partition": 2}); an unknown field is INVALID_ARGUMENT naming the valid ones.
+        """
         spec = proxy_pb2.FaultSpec(kind=kind, method=method, count=count, after_calls=after,
                                    delay_ms=delay_ms, jitter_ms=jitter_ms, side=side, code=code,
-                                   link=link)
+                                   link=link, hold_ms=hold_ms,
+                                   match={str(k): _match_value(v) for k, v in (match or {}).items()})
         if probability is not None:
             spec.probability = probability
         resp = await self._stub.AddFault(spec, timeout=self.timeout_s)
@@ -72,7 +78,7 @@ class ProxyControlClient:
             d = MessageToDict(f, preserving_proto_field_name=True,
                               always_print_fields_with_no_presence=True)
             d["matched"], d["fired"] = f.matched, f.fired  # int64 would be a JSON string
-            for k in ("count", "after_calls", "delay_ms", "jitter_ms"):
+            for k in ("count", "after_calls", "delay_ms", "jitter_ms", "hold_ms"):
                 d["spec"][k] = getattr(f.spec, k)
             out.append(d)
         return out
@@ -98,6 +104,11 @@ class ProxyControlClient:
         stub = node_pb2_grpc.NodeControlStub(self._channel)
         resp = await stub.Status(node_pb2.StatusRequest(), timeout=self.timeout_s)
         return json.loads(resp.status_json)
+
+
+def _match_value(v: Any) -> str:
+    """A match value as the proxy expects it: JSON booleans as "true"/"false"."""
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
 
 def call_sync(address: str, op: str, *args: Any, timeout_s: float = DEFAULT_TIMEOUT_S,

@@ -10,9 +10,11 @@ from harness.proxy_client import ProxyControlClient
 
 class LinkNemesis(Nemesis):
     """``{"f": "link", "link": L, "for_ms": T, "fault": {kind, method, probability,
-    count, after_calls, ...}}``: arm the fault on the link's proxy for T ms, then
-    remove it and return how many times it fired. Without ``for_ms`` the fault
-    stays armed until the final heal (its count limit ends it)."""
+    count, after_calls, delay_ms, hold_ms, match: {FIELD: VALUE}, ...}}``: arm the
+    fault on the link's proxy for T ms, then remove it (which delivers what a
+    ``late`` or delayed ``duplicate`` fault still holds) and return how many
+    times it fired. Without ``for_ms`` the fault stays armed until the final
+    heal (its count limit ends it)."""
 
     async def invoke(self, step: dict) -> dict:
         cluster = self.ctx.cluster

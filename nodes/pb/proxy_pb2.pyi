@@ -7,7 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FaultSpec(_message.Message):
-    __slots__ = ("kind", "method", "probability", "count", "after_calls", "delay_ms", "jitter_ms", "side", "code", "link")
+    __slots__ = ("kind", "method", "probability", "count", "after_calls", "delay_ms", "jitter_ms", "side", "code", "link", "hold_ms", "match")
+    class MatchEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     KIND_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +25,8 @@ class FaultSpec(_message.Message):
     SIDE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
+    HOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
     kind: str
     method: str
     probability: float
@@ -28,7 +37,9 @@ class FaultSpec(_message.Message):
     side: str
     code: str
     link: str
-    def __init__(self, kind: _Optional[str] = ..., method: _Optional[str] = ..., probability: _Optional[float] = ..., count: _Optional[int] = ..., after_calls: _Optional[int] = ..., delay_ms: _Optional[int] = ..., jitter_ms: _Optional[int] = ..., side: _Optional[str] = ..., code: _Optional[str] = ..., link: _Optional[str] = ...) -> None: ...
+    hold_ms: int
+    match: _containers.ScalarMap[str, str]
+    def __init__(self, kind: _Optional[str] = ..., method: _Optional[str] = ..., probability: _Optional[float] = ..., count: _Optional[int] = ..., after_calls: _Optional[int] = ..., delay_ms: _Optional[int] = ..., jitter_ms: _Optional[int] = ..., side: _Optional[str] = ..., code: _Optional[str] = ..., link: _Optional[str] = ..., hold_ms: _Optional[int] = ..., match: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Fault(_message.Message):
     __slots__ = ("fault_id", "spec", "matched", "fired", "exhausted")
@@ -83,7 +94,7 @@ class HealResponse(_message.Message):
     def __init__(self, removed: _Optional[int] = ...) -> None: ...
 
 class MethodStats(_message.Message):
-    __slots__ = ("method", "calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors")
+    __slots__ = ("method", "calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors", "held")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     FORWARDED_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +103,7 @@ class MethodStats(_message.Message):
     DELAYED_FIELD_NUMBER: _ClassVar[int]
     ERRORED_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
     method: str
     calls: int
     forwarded: int
@@ -100,7 +112,8 @@ class MethodStats(_message.Message):
     delayed: int
     errored: int
     upstream_errors: int
-    def __init__(self, method: _Optional[str] = ..., calls: _Optional[int] = ..., forwarded: _Optional[int] = ..., dropped: _Optional[int] = ..., duplicated: _Optional[int] = ..., delayed: _Optional[int] = ..., errored: _Optional[int] = ..., upstream_errors: _Optional[int] = ...) -> None: ...
+    held: int
+    def __init__(self, method: _Optional[str] = ..., calls: _Optional[int] = ..., forwarded: _Optional[int] = ..., dropped: _Optional[int] = ..., duplicated: _Optional[int] = ..., delayed: _Optional[int] = ..., errored: _Optional[int] = ..., upstream_errors: _Optional[int] = ..., held: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ()

@@ -12,7 +12,7 @@ Only unary-unary calls are forwarded: every RPC the nodes use is unary
 
 Status JSON: {"link", "upstream", "seed", "calls", "faults_active",
 "faults_fired", "totals": {calls, forwarded, dropped, duplicated, delayed,
-errored, upstream_errors}, "methods": {full method: same counters}}.
+errored, upstream_errors, held}, "methods": {full method: same counters}}.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def make_spec(log: logging.Logger, *, data_dir: Path, link: str, upstream: str,
                 "totals": stats.totals(), "methods": stats.to_json()}
 
     async def close() -> None:
+        await table.close()
         await forwarder.close()
         history.close()
 

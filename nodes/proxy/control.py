@@ -1,7 +1,10 @@
 """The ProxyControl servicer: a thin gRPC shell over the link's FaultTable and stats.
 
 Status codes: AddFault answers INVALID_ARGUMENT with "<field>: <reason>" for a
-bad spec; RemoveFault answers NOT_FOUND for an unknown fault id.
+bad spec (an unknown ``match`` field lists the valid ones); RemoveFault answers
+NOT_FOUND for an unknown fault id. RemoveFault and Heal deliver what the
+removed faults still hold (late requests, delayed duplicate copies) and answer
+once those deliveries came back from upstream (at most RELEASE_WAIT_S).
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ def spec_from_pb(link: str, req: proxy_pb2.FaultSpec) -> Spec:
     return make_spec(link, kind=req.kind, method=req.method,
                      probability=req.probability if req.HasField("probability") else None,
                      count=req.count, after_calls=req.after_calls, delay_ms=req.delay_ms,
-                     jitter_ms=req.jitter_ms, side=req.side, code=req.code, spec_link=req.link)
+                     jitter_ms=req.jitter_ms, side=req.side, code=req.code, spec_link=req.link,
+                     hold_ms=req.hold_ms, match=dict(req.match))
 
 
 def fault_to_pb(af: ActiveFault) -> proxy_pb2.Fault:
     s = af.spec
     spec = proxy_pb2.FaultSpec(kind=s.kind, method=s.method, probability=s.probability,
                                count=s.count, after_calls=s.after_calls, delay_ms=s.delay_ms,
-                               jitter_ms=s.jitter_ms, side=s.side, code=s.code)
+                               jitter_ms=s.jitter_ms, side=s.side, code=s.code,
+                               hold_ms=s.hold_ms, match=dict(s.match))
     return proxy_pb2.Fault(fault_id=af.fault_id, spec=spec, matched=af.matched, fired=af.fired,
                            exhausted=af.exhausted)
 
@@ -44,10 +49,11 @@ class ProxyControlServicer(proxy_pb2_grpc.ProxyControlServicer):
 
     async def RemoveFault(self, request, context):
         try:
-            self.table.remove(request.fault_id)
+            removed = self.table.remove(request.fault_id)
         except KeyError:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"fault_id: no fault {request.fault_id!r} on {self.table.link}")
+        await self.table.release([removed])
         return proxy_pb2.RemoveFaultResponse()
 
     async def ListFaults(self, request, context):
@@ -55,7 +61,9 @@ class ProxyControlServicer(proxy_pb2_grpc.ProxyControlServicer):
             link=self.table.link, faults=[fault_to_pb(af) for af in self.table.faults.values()])
 
     async def Heal(self, request, context):
-        return proxy_pb2.HealResponse(removed=len(self.table.heal()))
+        removed = self.table.heal()
+        await self.table.release(removed)
+        return proxy_pb2.HealResponse(removed=len(removed))
 
     async def Stats(self, request, context):
         methods = [proxy_pb2.MethodStats(method=m, **{c: getattr(s, c) for c in COUNTERS})

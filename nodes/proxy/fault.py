@@ -17,7 +17,12 @@ CREATING_TOXICS.md):
 - random choices are made in :meth:`Fault.draw`, synchronously, when the call
   arrives, from the link's seeded generator, so a seed replays the same story;
 - the spec is read-only once validated; a bad field raises
-  :class:`InvalidFault` naming the field.
+  :class:`InvalidFault` naming the field;
+- a kind that holds a request past the handler (``late``, a delayed
+  ``duplicate``) runs it in a task of its own (:meth:`Fault.spawn`) and waits
+  with :meth:`Fault.hold`, which :meth:`Fault.release` (RemoveFault, Heal)
+  ends at once: held requests are then delivered, never silently dropped;
+  :meth:`Fault.close` (proxy stop) cancels them and records it.
 """
 
 from __future__ import annotations
@@ -26,12 +31,19 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Coroutine, NoReturn
 
 import grpc
 
 Forward = Callable[[], Awaitable[bytes]]
 """Send the call's request upstream; return the response bytes (raises AioRpcError)."""
+
+Deliver = Callable[[float], Awaitable[bytes]]
+"""Send the call's request upstream again with a fresh timeout (s), detached from the
+caller's deadline; return the response bytes (raises AioRpcError)."""
+
+RELEASE_WAIT_S = 3.0
+"""RemoveFault / Heal wait at most this long for the held requests they release to be delivered."""
 
 HANG_MARGIN_S = 1.0
 """A black-holed call gives up this long after the caller's deadline, in case
@@ -60,7 +72,8 @@ class Spec:
         probability: chance in [0, 1] that a matching, eligible call fires it.
         count: fire at most this many times; 0 = unlimited.
         after_calls: eligible from the Nth matching call on (1-based); 0 = first.
-        delay_ms, jitter_ms, side, code: kind-specific parameters.
+        delay_ms, jitter_ms, side, code, hold_ms: kind-specific parameters.
+        match: (FIELD, VALUE) rules on the decoded request (nodes/proxy/match.py); () = none.
     """
 
     kind: str
@@ -72,9 +85,15 @@ class Spec:
     jitter_ms: int = 0
     side: str = ""
     code: str = ""
+    hold_ms: int = 0
+    match: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in ("", 0) or k == "probability"}
+        out = {k: v for k, v in self.__dict__.items()
+               if v not in ("", 0, ()) or k == "probability"}
+        if self.match:
+            out["match"] = dict(self.match)
+        return out
 
 
 class Call:
@@ -85,13 +104,20 @@ class Call:
         method: full method name ("/testbed.v1.Broker/Produce").
         number: the call's number on this link (1-based, in arrival order).
         context: the server-side context of the caller's call.
+        deliver: send the request upstream detached from the caller (see ``Deliver``);
+            None when the call was built without it (a cut in-flight call).
+        budget_s: the caller's deadline budget when the call arrived (s), None if none.
+        arrived: monotonic time of arrival (s).
     """
 
-    __slots__ = ("link", "method", "number", "context")
+    __slots__ = ("link", "method", "number", "context", "deliver", "budget_s", "arrived")
 
     def __init__(self, link: str, method: str, number: int,
-                 context: grpc.aio.ServicerContext) -> None:
+                 context: grpc.aio.ServicerContext, deliver: Deliver | None = None) -> None:
         self.link, self.method, self.number, self.context = link, method, number, context
+        self.deliver = deliver
+        self.budget_s = context.time_remaining()
+        self.arrived = time.monotonic()
 
     def time_remaining(self) -> float | None:
         """Seconds until the caller's deadline; None when the caller set none."""
@@ -139,6 +165,69 @@ class Fault:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.validate(spec)
+        self.fault_id = ""
+        self._history: "FaultHistory | None" = None
+        self._changed: Callable[[], None] = lambda: None
+        self._released = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+
+    def bind(self, fault_id: str, history: "FaultHistory", changed: Callable[[], None]) -> None:
+        """Called by the fault table on add: the id, where to record, whom to tell
+        when :attr:`watching` changes."""
+        self.fault_id, self._history, self._changed = fault_id, history, changed
+
+    @property
+    def watching(self) -> bool:
+        """True while the fault must see every forwarded call of the link
+        (:meth:`on_forwarded`), even once its count is exhausted (reorder)."""
+        return False
+
+    def on_forwarded(self, method: str, number: int) -> None:
+        """Call ``number`` of ``method`` came back from upstream (only while :attr:`watching`)."""
+
+    def record(self, call: Call, action: str, **params: Any) -> None:
+        """Write a follow-up record of this fault on ``call`` to faults.jsonl."""
+        if self._history is not None:
+            self._history.fault(method=call.method, fault=self.kind, fault_id=self.fault_id,
+                                call=call.number, action=action, params=params)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in a task owned by this fault (it outlives the caller's handler)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def hold(self, seconds: float | None, event: asyncio.Event | None = None) -> str:
+        """Wait ``seconds`` (None = forever), ended early by :meth:`release` or ``event``.
+
+        Returns: "timeout", "released" or "event" (what ended the wait).
+        """
+        waiters = {asyncio.ensure_future(self._released.wait()): "released"}
+        if event is not None:
+            waiters[asyncio.ensure_future(event.wait())] = "event"
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=seconds,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        ends = {waiters[w] for w in done}
+        return "event" if "event" in ends else "released" if ends else "timeout"
+
+    async def release(self, wait_s: float = RELEASE_WAIT_S) -> None:
+        """End every hold now (RemoveFault, Heal); wait up to ``wait_s`` for the
+        spawned deliveries to reach upstream and be recorded."""
+        self._released.set()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=wait_s)
+
+    async def close(self) -> None:
+        """Proxy stop: cancel what is still held (each kind records the cancellation)."""
+        tasks = set(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
 
     @classmethod
     def validate(cls, spec: Spec) -> None:
@@ -159,6 +248,19 @@ class Fault:
             asyncio.CancelledError: the caller's deadline passed or it cancelled.
         """
         raise NotImplementedError
+
+
+def outcome(e: BaseException | None) -> str:
+    """"OK" or the status code name of an upstream error, for faults.jsonl."""
+    if e is None:
+        return "OK"
+    if isinstance(e, grpc.aio.AioRpcError):
+        return e.code().name
+    return type(e).__name__
+
+
+if TYPE_CHECKING:
+    from nodes.proxy.history import FaultHistory
 
 
 def now() -> float:

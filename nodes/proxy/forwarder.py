@@ -106,6 +106,25 @@ class Forwarder(grpc.GenericRpcHandler):
             st.upstream_errors += 1
             raise
 
+    async def _deliver(self, method: str, request: bytes, metadata: tuple, st: MethodStats,
+                       timeout_s: float) -> bytes:
+        """Send ``request`` upstream detached from the caller's deadline (late, delayed
+        duplicate). Raises: grpc.aio.AioRpcError with the upstream's status."""
+        st.forwarded += 1
+        try:
+            return await self._callable(method)(request, timeout=timeout_s, metadata=metadata)
+        except grpc.aio.AioRpcError:
+            st.upstream_errors += 1
+            raise
+
+    async def _send_watched(self, method: str, number: int, request: bytes,
+                            context: grpc.aio.ServicerContext, st: MethodStats) -> bytes:
+        """:meth:`_send`, then tell watching faults (reorder) the call came back."""
+        try:
+            return await self._send(method, request, context, st)
+        finally:
+            self.table.forwarded(method, number)
+
     async def _handle(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         self.calls += 1
         number = self.calls
@@ -132,11 +151,14 @@ class Forwarder(grpc.GenericRpcHandler):
 
     async def _with_faults(self, method: str, number: int, request: bytes,
                            context: grpc.aio.ServicerContext, st: MethodStats) -> bytes:
-        fired = self.table.select(method, number)
+        fired = self.table.select(method, number, request)
         if not fired:
-            return await self._send(method, request, context, st)
-        call = Call(self.link, method, number, context)
-        forward: Forward = functools.partial(self._send, method, request, context, st)
+            return await self._send_watched(method, number, request, context, st)
+        deliver = functools.partial(self._deliver, method, request,
+                                    forwardable_metadata(context.invocation_metadata()), st)
+        call = Call(self.link, method, number, context, deliver)
+        forward: Forward = functools.partial(self._send_watched, method, number, request,
+                                             context, st)
         for af, params in reversed(fired):
             setattr(st, af.fault.stat, getattr(st, af.fault.stat) + 1)
             forward = functools.partial(af.fault.apply, call, forward, params)

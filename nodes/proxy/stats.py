@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-COUNTERS = ("calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors")
+COUNTERS = ("calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors",
+            "held")
 
 
 class MethodStats:

@@ -5,7 +5,9 @@ collection with its ``toxicity``): for each active fault, in order of
 addition, a call that matches the fault's method counts as *matched*; from
 the ``after_calls``-th match on it is *eligible*; an eligible call fires the
 fault with ``probability`` (one draw from the link's generator when
-0 < p < 1, none otherwise), at most ``count`` times.
+0 < p < 1, none otherwise), at most ``count`` times. A fault with ``match``
+rules (nodes/proxy/match.py) also needs the decoded request to match before
+the call counts as matched; only such a fault decodes requests.
 
 Determinism: the generator is ``random.Random(seed ^ crc32(link))`` (no
 ``hash()``, which Python salts per process), consulted only here and in
@@ -16,15 +18,17 @@ drawn parameters in faults.jsonl).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import zlib
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from nodes.proxy.fault import Fault, InvalidFault, Spec
 from nodes.proxy.faults import FAULTS
 from nodes.proxy.history import FaultHistory
 from nodes.proxy.links import LINKS, resolve_method
+from nodes.proxy.match import Matcher
 
 
 def link_seed(seed: int, link: str) -> int:
@@ -34,13 +38,16 @@ def link_seed(seed: int, link: str) -> int:
 
 def make_spec(link: str, *, kind: str, method: str = "", probability: float | None = None,
               count: int = 0, after_calls: int = 0, delay_ms: int = 0, jitter_ms: int = 0,
-              side: str = "", code: str = "", spec_link: str = "") -> Spec:
+              side: str = "", code: str = "", spec_link: str = "", hold_ms: int = 0,
+              match: Mapping[str, str] | None = None) -> Spec:
     """Validate FaultSpec fields for a proxy on ``link``.
 
     Raises:
         InvalidFault: naming the field: kind (unknown), link (not this proxy's),
             method (not of the link's service), probability (outside [0, 1]),
-            count / after_calls / delay_ms / jitter_ms (negative), side, code.
+            count / after_calls / delay_ms / jitter_ms / hold_ms (negative), side,
+            code, match (a field no request of the method has: the message
+            lists the valid ones; a value of the wrong type).
     """
     if kind not in FAULTS:
         raise InvalidFault("kind", f"unknown fault kind {kind!r} (one of {', '.join(FAULTS)})")
@@ -51,24 +58,28 @@ def make_spec(link: str, *, kind: str, method: str = "", probability: float | No
     if math.isnan(p) or not 0.0 <= p <= 1.0:
         raise InvalidFault("probability", f"must be in [0, 1], got {probability}")
     for name, value in (("count", count), ("after_calls", after_calls),
-                        ("delay_ms", delay_ms), ("jitter_ms", jitter_ms)):
+                        ("delay_ms", delay_ms), ("jitter_ms", jitter_ms), ("hold_ms", hold_ms)):
         if value < 0:
             raise InvalidFault(name, f"must be >= 0, got {value}")
     spec = Spec(kind=kind, method=resolve_method(link, method), probability=p, count=count,
                 after_calls=after_calls, delay_ms=delay_ms, jitter_ms=jitter_ms, side=side,
-                code=code.upper())
+                code=code.upper(), hold_ms=hold_ms, match=tuple(sorted((match or {}).items())))
     FAULTS[kind].validate(spec)
+    if spec.match:
+        Matcher(link, spec.method, spec.match)  # raises InvalidFault("match")
     return spec
 
 
 class ActiveFault:
     """One added fault with its counters."""
 
-    __slots__ = ("fault_id", "spec", "fault", "matched", "fired", "added_after_call")
+    __slots__ = ("fault_id", "spec", "fault", "matched", "fired", "added_after_call", "matcher")
 
-    def __init__(self, fault_id: str, fault: Fault, added_after_call: int = 0) -> None:
+    def __init__(self, fault_id: str, fault: Fault, added_after_call: int = 0,
+                 matcher: Matcher | None = None) -> None:
         self.fault_id, self.fault, self.spec = fault_id, fault, fault.spec
         self.added_after_call = added_after_call
+        self.matcher = matcher
         self.matched = 0
         self.fired = 0
 
@@ -97,11 +108,13 @@ class FaultTable:
         self.history = history
         self.faults: dict[str, ActiveFault] = {}
         self.active: tuple[ActiveFault, ...] = ()
-        """Faults that can still fire, in order of addition; empty = the lean path."""
+        """Faults that can still fire or still watch calls, in order of addition;
+        empty = the lean path."""
         self._next_id = 1
 
     def _refresh(self) -> None:
-        self.active = tuple(f for f in self.faults.values() if not f.exhausted)
+        self.active = tuple(f for f in self.faults.values()
+                            if not f.exhausted or f.fault.watching)
 
     def add(self, spec: Spec, calls_so_far: int = 0) -> str:
         """Add a validated fault; return its id ("f1", "f2"...).
@@ -111,36 +124,65 @@ class FaultTable:
         """
         fault_id = f"f{self._next_id}"
         self._next_id += 1
-        self.faults[fault_id] = ActiveFault(fault_id, FAULTS[spec.kind](spec), calls_so_far)
+        fault = FAULTS[spec.kind](spec)
+        fault.bind(fault_id, self.history, self._refresh)
+        matcher = Matcher(self.link, spec.method, spec.match) if spec.match else None
+        self.faults[fault_id] = ActiveFault(fault_id, fault, calls_so_far, matcher)
         self._refresh()
         self.history.control("add", fault_id=fault_id, spec=spec.to_json())
         return fault_id
 
-    def remove(self, fault_id: str) -> None:
-        """Remove one fault. Raises: KeyError if the id is unknown."""
-        del self.faults[fault_id]
+    def remove(self, fault_id: str) -> ActiveFault:
+        """Remove one fault and return it (the caller then awaits :meth:`release`).
+
+        Raises: KeyError if the id is unknown.
+        """
+        af = self.faults.pop(fault_id)
         self._refresh()
         self.history.control("remove", fault_id=fault_id)
+        return af
 
-    def heal(self) -> list[str]:
-        """Remove every fault; return their ids."""
-        removed = list(self.faults)
+    def heal(self) -> list[ActiveFault]:
+        """Remove every fault; return them (the caller then awaits :meth:`release`)."""
+        removed = list(self.faults.values())
         self.faults.clear()
         self._refresh()
-        self.history.control("heal", removed=removed)
+        self.history.control("heal", removed=[af.fault_id for af in removed])
         return removed
 
-    def select(self, method: str, call: int) -> list[tuple[ActiveFault, dict[str, Any]]]:
+    @staticmethod
+    async def release(removed: Iterable[ActiveFault]) -> None:
+        """Deliver what removed faults still hold (``late``, delayed ``duplicate``) and
+        forward held ``reorder`` calls, now; waits (bounded) for the deliveries."""
+        await asyncio.gather(*(af.fault.release() for af in removed))
+
+    async def close(self) -> None:
+        """Proxy stop: cancel every held request (recorded by its fault)."""
+        await asyncio.gather(*(af.fault.close() for af in self.faults.values()))
+
+    def forwarded(self, method: str, number: int) -> None:
+        """Call ``number`` of ``method`` came back from upstream: tell watching faults."""
+        for af in self.active:
+            if af.fault.watching:
+                af.fault.on_forwarded(method, number)
+
+    def select(self, method: str, call: int,
+               request: bytes = b"") -> list[tuple[ActiveFault, dict[str, Any]]]:
         """Decide which faults fire on call number ``call`` of ``method``; record them.
 
         Must be called synchronously when the call arrives (the generator's
-        order is the calls' arrival order). Returns (fault, drawn params) pairs
+        order is the calls' arrival order). ``request`` (raw bytes) is decoded
+        only for a fault with match rules. Returns (fault, drawn params) pairs
         in order of addition.
         """
         fired: list[tuple[ActiveFault, dict[str, Any]]] = []
         for af in self.active:
             spec = af.spec
             if spec.method and spec.method != method:
+                continue
+            if af.exhausted:
+                continue
+            if af.matcher is not None and not af.matcher.matches(method, request):
                 continue
             af.matched += 1
             if af.matched < spec.after_calls or af.exhausted:

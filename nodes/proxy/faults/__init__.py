@@ -12,7 +12,9 @@ from nodes.proxy.faults.drop_request import DropRequest
 from nodes.proxy.faults.drop_response import DropResponse
 from nodes.proxy.faults.duplicate import Duplicate
 from nodes.proxy.faults.error import Error
+from nodes.proxy.faults.late import Late
 from nodes.proxy.faults.partition import Partition
+from nodes.proxy.faults.reorder import Reorder
 
 FAULTS: dict[str, type[Fault]] = {
     "drop-request": DropRequest,
@@ -21,4 +23,6 @@ FAULTS: dict[str, type[Fault]] = {
     "duplicate": Duplicate,
     "error": Error,
     "partition": Partition,
+    "late": Late,
+    "reorder": Reorder,
 }
