@@ -38,7 +38,7 @@ _FLOATS = {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}
 
 
 def _is_repeated(f: FieldDescriptor) -> bool:
-    return f.label == FieldDescriptor.LABEL_REPEATED
+    return f.is_repeated
 
 
 def request_descriptor(method: str) -> Descriptor:
