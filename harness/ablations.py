@@ -23,6 +23,8 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
              "a retried batch appended twice (duplicated) despite the idempotent producer"),
     Ablation("broker-fsync", "broker", ("--no-fsync",),
              "an ACKed record lost when the broker crashes before the flush (lost-acknowledged)"),
+    Ablation("offset-commit-monotonic", "broker", ("--no-monotonic-commits",),
+             "a late offset commit sets the committed offset back: a restarted consumer re-reads (duplicated)"),
     Ablation("producer-retry", "producer", ("--no-retry",),
              "a batch whose ACK never came is given up (lost)"),
     Ablation("commit-after-sink", "processor", ("--commit-before-sink",),

@@ -33,10 +33,15 @@ from nodes.pb import broker_pb2_grpc
               help="ABLATION: acknowledge Produce at once and never fsync; records reach the file by a "
                    "delayed write() (--writeback-ms), like unflushed page cache, so a kill -9 loses "
                    "acknowledged records (scenario 2). Fetch still serves up to the appended end.")
+@click.option("--no-monotonic-commits", is_flag=True,
+              help="ABLATION: an offset commit below the committed offset overwrites it (the last "
+                   "commit wins), so a late or reordered CommitOffset sets a group back and a "
+                   "restarted consumer re-reads what it processed (incident 9).")
 @click.option("--writeback-ms", type=click.IntRange(0, 600_000), default=1000, show_default=True,
               help="With --no-fsync: delay before buffered records are written to the segment file.")
 def main(listen: str, data_dir: Path, mode: str, log_level: str, partitions: int, segment_bytes: int,
-         checkpoint_interval_ms: int, no_dedupe: bool, no_fsync: bool, writeback_ms: int) -> None:
+         checkpoint_interval_ms: int, no_dedupe: bool, no_fsync: bool, no_monotonic_commits: bool,
+         writeback_ms: int) -> None:
     """Broker: a partitioned, CRC-framed, append-only log with an idempotent producer.
 
     Serves testbed.v1.Broker (InitProducer, Produce, Fetch, CommitOffset,
@@ -53,7 +58,7 @@ def main(listen: str, data_dir: Path, mode: str, log_level: str, partitions: int
             nonlocal broker
             broker = Broker(data_dir, partitions, mode, segment_bytes=segment_bytes, dedupe=not no_dedupe,
                             fsync=not no_fsync, checkpoint_interval_s=checkpoint_interval_ms / 1000,
-                            writeback_ms=writeback_ms)
+                            writeback_ms=writeback_ms, monotonic_commits=not no_monotonic_commits)
             servicer.broker = broker
             await asyncio.to_thread(broker.recover)
             broker.start()

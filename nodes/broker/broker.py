@@ -61,11 +61,14 @@ class Broker:
             file by a delayed write() (``writeback_ms``), so a kill -9 loses ACKed records.
         checkpoint_interval_s: how often the recovery point (indexes + producer
             snapshot) is persisted while running (seconds), so a crash restart scans little.
+        monotonic_commits: False = ablation --no-monotonic-commits: an offset commit
+            below the committed offset overwrites it (offsets.py).
     """
 
     def __init__(self, data_dir: Path, partitions: int, mode: str, *,
                  segment_bytes: int = DEFAULT_SEGMENT_BYTES, dedupe: bool = True, fsync: bool = True,
-                 checkpoint_interval_s: float = 10.0, writeback_ms: int = 1000) -> None:
+                 checkpoint_interval_s: float = 10.0, writeback_ms: int = 1000,
+                 monotonic_commits: bool = True) -> None:
         self.data_dir = Path(data_dir)
         self.mode = mode
         self.dedupe = dedupe
@@ -74,7 +77,7 @@ class Broker:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.topic = TopicLog(self.data_dir, partitions, segment_bytes=segment_bytes, fsync=fsync)
         self.producers = ProducerStateTable()
-        self.offsets = ConsumerOffsets(self.data_dir, fsync=fsync)
+        self.offsets = ConsumerOffsets(self.data_dir, fsync=fsync, monotonic=monotonic_commits)
         self.commit = GroupCommit(self.topic, fsync=fsync, checkpoint_interval_s=checkpoint_interval_s,
                                   snapshot=self.producers_snapshot, snapshot_path=self.data_dir / SNAPSHOT_FILE,
                                   writeback_s=writeback_ms / 1000)
@@ -275,8 +278,15 @@ class Broker:
             out.append((p, recs, hw))
         return out
 
-    async def commit_offsets(self, group: str, topic: str, offsets: list[tuple[int, int]]) -> None:
+    async def commit_offsets(self, group: str, topic: str,
+                             offsets: list[tuple[int, int]]) -> dict[int, int]:
         """Persist committed offsets (fsync) before returning.
+
+        Committed offsets never move backwards (offsets.py): a partition whose
+        requested offset is below its committed one keeps the committed one.
+
+        Returns:
+            {partition: committed offset kept} for those partitions ({} = all committed).
 
         Raises:
             InvalidRequest: empty group, unknown topic/partition, negative offset.
@@ -289,9 +299,14 @@ class Broker:
             if off < 0:
                 raise InvalidRequest(f"negative offset {off} for partition {p}")
         try:
-            await self.offsets.commit(group, topic, dict(offsets))
+            kept = await self.offsets.commit(group, topic, dict(offsets))
         except OSError as e:
             raise StorageError(f"cannot persist committed offsets: {e}") from None
+        if kept:
+            log.info("offset commit below the committed offset: kept the committed one",
+                     extra={"group": group, "requested": {p: o for p, o in offsets if p in kept},
+                            "kept": kept})
+        return kept
 
     def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
         if topic != TOPIC:
@@ -310,4 +325,5 @@ class Broker:
                 "appended_records": self.appended_records, "duplicate_batches": self.duplicate_batches,
                 "fsyncs": self.commit.fsyncs, "producers": len(self.producers),
                 "recovered_bytes_dropped": self.recovered_bytes_dropped,
-                "dedupe": self.dedupe, "fsync": self.fsync, "failed": str(self.commit.failed) if self.commit.failed else None}
+                "dedupe": self.dedupe, "fsync": self.fsync,
+                "monotonic_commits": self.offsets.monotonic, "offset_commits_kept": self.offsets.kept, "failed": str(self.commit.failed) if self.commit.failed else None}

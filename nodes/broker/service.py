@@ -59,9 +59,10 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
 
     @_errors_to_status
     async def CommitOffset(self, request, context):
-        await self.broker.commit_offsets(request.group, request.topic,
-                                         [(po.partition, po.offset) for po in request.offsets])
-        return pb.CommitOffsetResponse()
+        kept = await self.broker.commit_offsets(request.group, request.topic,
+                                                [(po.partition, po.offset) for po in request.offsets])
+        return pb.CommitOffsetResponse(
+            kept=[pb.PartitionOffset(partition=p, offset=o) for p, o in sorted(kept.items())])
 
     @_errors_to_status
     async def FetchCommittedOffset(self, request, context):

@@ -40,6 +40,7 @@ class Consumer:
         self.positions: dict[int, int] = {}
         self.high_watermarks: dict[int, int] = {}
         self.fetch_errors = 0
+        self.commits_kept = 0
         self._fetch_failures = 0
 
     async def partition_count(self) -> int:
@@ -103,19 +104,29 @@ class Consumer:
     async def commit(self, offsets: dict[int, int], *, retry: bool = True) -> bool:
         """CommitOffset(``offsets``); with ``retry`` until it succeeds, else one attempt.
 
-        Returns True if the broker acknowledged the commit.
+        Returns True if the broker acknowledged the commit. The broker never
+        moves a committed offset backwards: partitions it kept at a higher
+        committed offset (``CommitOffsetResponse.kept``: a newer commit of this
+        group got there first) are logged and counted in ``commits_kept``; the
+        call still counts as acknowledged (those records are covered by the
+        newer commit).
         """
         req = broker_pb2.CommitOffsetRequest(
             group=self.group, topic=self.topic,
             offsets=[broker_pb2.PartitionOffset(partition=p, offset=o) for p, o in sorted(offsets.items())])
         call = lambda: self.stub.CommitOffset(req, timeout=self.timeout_s)  # noqa: E731
         if retry:
-            await retry_rpc(call, what="CommitOffset", base_ms=self.backoff_ms, log=self.log)
-            return True
-        try:
-            await call()
-            return True
-        except grpc.aio.AioRpcError as e:
-            self.log.info("CommitOffset failed (not retried)",
-                          extra={"code": e.code().name, "details": e.details()})
-            return False
+            resp = await retry_rpc(call, what="CommitOffset", base_ms=self.backoff_ms, log=self.log)
+        else:
+            try:
+                resp = await call()
+            except grpc.aio.AioRpcError as e:
+                self.log.info("CommitOffset failed (not retried)",
+                              extra={"code": e.code().name, "details": e.details()})
+                return False
+        if resp.kept:
+            self.commits_kept += len(resp.kept)
+            self.log.warning("CommitOffset below the committed offset: the broker kept the newer one",
+                             extra={"requested": offsets,
+                                    "kept": {po.partition: po.offset for po in resp.kept}})
+        return True
