@@ -17,7 +17,8 @@ JSON fields:
 - ``checkpoints``: completed this incarnation; ``last_checkpoint_id``: id or null;
   ``pending_transaction``: pre-committed, not yet committed txn id or null
 - ``sink_writes``, ``sink_retries``, ``sink_errors``, ``sink_dropped``, ``sink_in_flight``,
-  ``fetch_errors``, ``incarnation``, ``phase`` (recovered/starting/running/failed/stopped)
+  ``fetch_errors``, ``commits_kept`` (partitions of offset commits the broker answered
+  as below its committed offset, kept), ``incarnation``, ``phase`` (recovered/starting/running/failed/stopped)
 
 Exit codes: 0 after SIGTERM, 1 when processing fails (a corrupt checkpoint, a
 pending transaction the sink no longer knows), 2 for a bad flag.

@@ -237,6 +237,7 @@ class Processor:
             "sink_dropped": self.sink.dropped,
             "sink_in_flight": getattr(getattr(strat, "pipeline", None), "in_flight", 0),
             "fetch_errors": self.consumer.fetch_errors,
+            "commits_kept": self.consumer.commits_kept,
             "incarnation": self.incarnation,
             "time": time.time(),
         }
