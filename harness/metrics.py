@@ -102,8 +102,8 @@ def faults_fired(mode_dir: Path) -> dict:
     link = 0
     for log in sorted(mode_dir.glob("proxy-*/faults.jsonl")):
         for ev in read_history(log):
-            if ev.get("type") == "control":
-                continue
+            if ev.get("type") == "control" or ev.get("follow_up"):
+                continue  # follow-ups say what became of a held call; not a firing
             kind = ev.get("fault")
             if kind:
                 link += 1

@@ -279,3 +279,23 @@ def test_requests_are_decoded_only_for_a_match_fault_on_the_method(tmp_path, mon
     [(af, _)] = table.select("/testbed.v1.Broker/CommitOffset", 2, hit.SerializeToString())
     assert af.fault_id == "f2" and len(decoded) == 1
     assert table.select("/testbed.v1.Broker/CommitOffset", 3, b"\xff\xff") == []  # undecodable
+
+
+def test_match_rules_on_sink_requests():
+    from nodes.proxy.fault import InvalidFault
+    from nodes.proxy.match import Matcher
+
+    link = "processor-sink"
+    txn = Matcher(link, "/testbed.v1.Sink/Commit", [("transaction_id", "proc-i1-c3")])
+    req = sink_pb2.TransactionRequest(transaction_id="proc-i1-c3").SerializeToString()
+    assert txn.matches("/testbed.v1.Sink/Commit", req)
+    assert not txn.matches("/testbed.v1.Sink/Commit", sink_pb2.TransactionRequest(
+        transaction_id="proc-i1-c4").SerializeToString())
+    # "" = every method: only the methods whose request has the field can match.
+    acct = Matcher(link, "", [("account", "acct-3")])
+    write = sink_pb2.WriteRequest(orders=[order(1), order(3)]).SerializeToString()  # acct-1, acct-3
+    assert acct.matches("/testbed.v1.Sink/Apply", write) and acct.matches("/testbed.v1.Sink/Upsert", write)
+    assert not acct.matches("/testbed.v1.Sink/Commit", req)
+    assert not acct.matches("/testbed.v1.Sink/Apply", sink_pb2.WriteRequest(orders=[order(1)]).SerializeToString())
+    with pytest.raises(InvalidFault, match="valid fields: account, amount_cents, order_id"):
+        Matcher(link, "/testbed.v1.Sink/Apply", [("acount", "x")])

@@ -42,6 +42,7 @@ async def test_late_commit_is_kept_out_by_the_broker(tmp_path):
     mode_dir = tmp_path / entry["dir"]
     assert_late_commit_fired(mode_dir)
     assert "offset commit below the committed offset" in (mode_dir / "broker" / "broker.log").read_text()
+    assert entry["faults"].get("late@processor-broker") == 1  # the delivery is not a second firing
     assert entry["verdict"] == "not-exercised" and entry["duplicated"] == 0
     assert entry["as_expected"], entry["mismatches"]
 

@@ -186,10 +186,12 @@ class Fault:
         """Call ``number`` of ``method`` came back from upstream (only while :attr:`watching`)."""
 
     def record(self, call: Call, action: str, **params: Any) -> None:
-        """Write a follow-up record of this fault on ``call`` to faults.jsonl."""
+        """Write a follow-up record of this fault on ``call`` to faults.jsonl: what
+        became of a call it fired on (``"follow_up": true``; not a firing)."""
         if self._history is not None:
             self._history.fault(method=call.method, fault=self.kind, fault_id=self.fault_id,
-                                call=call.number, action=action, params=params)
+                                call=call.number, action=action,
+                                params={**params, "follow_up": True})
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in a task owned by this fault (it outlives the caller's handler)."""

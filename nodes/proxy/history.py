@@ -9,6 +9,12 @@ line being written):
     {"time": ..., "type": "control", "link": ..., "event": "add", "fault_id": "f1",
      "spec": {...}}            # also "remove" and "heal" (with "removed": [ids])
 
+Kinds that hold a call (late, reorder, a delayed duplicate) add a follow-up
+record when the held request finally goes upstream ("late-delivered" with
+its ``outcome``, "reordered", "duplicate-delivered"...), marked
+``"follow_up": true``: not a firing (the firing is the record written when
+the call arrived).
+
 ``call`` is the call's number on the link (1-based, arrival order): with the
 same seed and call sequence two runs write the same fault lines, apart from
 ``time``. The auditor reads this file to show which faults fired.
