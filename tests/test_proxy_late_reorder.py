@@ -299,3 +299,38 @@ def test_match_rules_on_sink_requests():
     assert not acct.matches("/testbed.v1.Sink/Apply", sink_pb2.WriteRequest(orders=[order(1)]).SerializeToString())
     with pytest.raises(InvalidFault, match="valid fields: account, amount_cents, order_id"):
         Matcher(link, "/testbed.v1.Sink/Apply", [("acount", "x")])
+
+
+async def test_schedule_step_passes_hold_and_match_through(spawn, upstream):
+    """A schedule step ``{"f": "link", "fault": {"kind": "late", "hold_ms", "match"}}``
+    reaches the proxy through LinkNemesis; removing it at ``for_ms`` delivers the held call."""
+    from types import SimpleNamespace
+
+    from harness.nemesis.link import LinkNemesis
+
+    proxy = await proxy_for(spawn, upstream)
+    px = SimpleNamespace(address=proxy.address, running=True)
+    nemesis = LinkNemesis(SimpleNamespace(cluster=SimpleNamespace(proxies={"processor-sink": px})))
+    step = {"at": 0, "f": "link", "link": "processor-sink", "for_ms": 3000,
+            "fault": {"kind": "late", "method": "Apply", "hold_ms": 60_000, "after_calls": 1,
+                      "match": {"account": order(2).account}}}
+    armed = asyncio.ensure_future(nemesis.invoke(step))
+    await wait_control(proxy, "add")
+    codes = [(await code_of(apply(proxy.address, i, timeout_s=0.5)))[0] for i in (1, 2)]
+    assert codes == [grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED]
+    assert upstream.order_ids() == [order(1).order_id]
+    result = await armed
+    assert (result["matched"], result["fired"]) == (1, 1)
+    assert upstream.order_ids() == [order(1).order_id, order(2).order_id]  # delivered on removal
+    [rec] = records(proxy, "late-delivered")
+    assert rec["call"] == 2 and rec["released_by"] == "release"
+
+
+async def wait_control(proxy, event: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if any(r["type"] == "control" and r["event"] == event
+               for r in read_history(Path(proxy.data_dir) / "faults.jsonl")):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no control {event!r} in faults.jsonl")
