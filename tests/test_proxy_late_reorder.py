@@ -334,3 +334,14 @@ async def wait_control(proxy, event: str) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"no control {event!r} in faults.jsonl")
+
+
+async def test_proxy_stop_cancels_a_held_late_request_and_records_it(spawn, upstream):
+    proxy = await proxy_for(spawn, upstream)
+    async with ProxyControlClient(proxy.address) as px:
+        await px.add("late", method="Apply", hold_ms=60_000)
+    assert (await code_of(apply(proxy.address, 1, timeout_s=0.3)))[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert await proxy.stop() == 0
+    assert upstream.seen == []
+    [rec] = records(proxy, "late-cancelled")
+    assert rec["call"] == 1 and rec["follow_up"] is True
