@@ -180,13 +180,17 @@ def sweep(mode: str, sink: str, events: int, seed: int, points: tuple[str, ...],
                     row.append("[dim]not reached[/]" if total == 0 else "[dim]-[/]")
                     continue
                 style = "green" if c["verdict"] == "held" else "red"
-                note = "" if c["fired"] else " [dim](did not fire)[/]"
-                row.append(f"[{style}]{c['verdict']}[/] @{c['nth']}{note}")
+                row.append(f"[{style}]{c['verdict']}[/] @{c['nth']}")
                 ok = ok and c["verdict"] == "held"
             t.add_row(point, str(total), *row)
         console.print(t)
+        if r.get("unreachable"):
+            ok = False
+            console.print(f"[bold red]unreachable[/] ({r['sink']}): the calibration run never reached "
+                          + ", ".join(r["unreachable"]), soft_wrap=True)
     console.print(f"result: {run_dir}/<sink>/sweep.json")
-    console.print("[bold green]every crash point held[/]" if ok else "[bold red]a crash point broke the promise[/]")
+    console.print("[bold green]every crash point held[/]" if ok else
+                  "[bold red]a crash point broke the promise, did not fire, or was not reached[/]")
     sys.exit(EXIT_HELD if ok else EXIT_BROKEN)
 
 
