@@ -37,6 +37,7 @@ class ScheduleRunner:
         self.fired: list[dict] = []
         self.tasks: list[asyncio.Task] = []
         self._armed: set[int] = set()
+        self._seen, self._done = -1, False
 
     async def _producer_position(self) -> tuple[int, bool]:
         if "producer" not in self.cluster.nodes:
@@ -49,10 +50,15 @@ class ScheduleRunner:
             return -1, False
 
     async def wait_position(self, at: int, timeout_s: float) -> None:
+        """Return once the producer has reached ``at`` (remembered: a position already
+        seen needs no new look, e.g. while a step holds the producer paused) or is done."""
         deadline = time.monotonic() + timeout_s
         while True:
             interrupt.check()
+            if self._seen >= at or self._done:
+                return
             pos, done = await self._producer_position()
+            self._seen, self._done = max(self._seen, pos), self._done or done
             if pos >= at or done or time.monotonic() > deadline:
                 return
             await asyncio.sleep(self.poll_s)
