@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from harness.campaign import CampaignConfig, ModeSpec, ProgressFn, run_mode, write_result
+from harness.campaign import CampaignConfig, ModeSpec, ProgressFn, run_mode, unexpected_exits, write_result
 from harness.cluster import ClusterConfig, DrainTimeout
 from harness.nemesis.failpoint import fired_in_logs
 from harness.nemesis.fired import steps_fired
@@ -120,7 +120,7 @@ async def run_scenario(sc: Scenario, run_dir: Path, *, modes: list[str] | None =
             entry = {"mode": spec.mode, "sink": spec.sink, "dir": spec.dirname, "verdict": "stalled",
                      "reasons": [str(e)], "anomalies": {}, "lost": None, "duplicated": None,
                      "lost_acknowledged": None, "balance_ok": None, "events": cfg.base.events,
-                     "acked": None}
+                     "acked": None, "notes": unexpected_exits(mode_dir)}
             progress(label, "verdict stalled (did not drain)")
         entry["failpoints_fired"] = dict(Counter(f["failpoint"] for f in fired_in_logs(mode_dir)))
         entry["expected"] = expectations[label]
