@@ -205,3 +205,29 @@ def test_a_paused_node_is_resumed_and_stopped_when_the_harness_dies(tmp_path):
             harness.wait(10)
         if node is not None and pid_alive(node):
             os.kill(node, signal.SIGKILL)
+
+
+@pytest.mark.timeout(120)
+async def test_graceful_and_killed_stops_of_the_processor_lose_nothing_at_least_once(tmp_path):
+    from harness import scenarios
+    from harness.scenarios.runner import run_scenario
+    result = await run_scenario(scenarios.get("s15-graceful-stop-loses-buffer"), tmp_path, modes=["at-least-once"])
+    (entry,) = result["modes"]
+    stops = [op["value"] for op in read_history(tmp_path / "at-least-once" / "nemesis.jsonl")
+             if op["f"] == "stop" and op["type"] == "ok"]
+    assert [(s["graceful"], s["killed"], s["exit_code"]) for s in stops] == [(True, False, 0),
+                                                                           (False, True, -signal.SIGKILL)]
+    assert entry["faults"].get("stop-processor") == 2
+    assert entry["lost"] == 0 and entry["as_expected"], entry["mismatches"]
+
+
+@pytest.mark.timeout(120)
+async def test_a_broker_restart_during_a_producer_pause_keeps_exactly_once(tmp_path):
+    from harness import scenarios
+    from harness.scenarios.runner import run_scenario
+    result = await run_scenario(scenarios.get("s16-idle-producer-broker-restart"), tmp_path,
+                                modes=["exactly-once/idempotent"])
+    (entry,) = result["modes"]
+    ops = [(op["type"], op["f"]) for op in read_history(tmp_path / "exactly-once-idempotent" / "nemesis.jsonl")]
+    assert ops[:4] == [("invoke", "pause"), ("invoke", "stop"), ("ok", "stop"), ("ok", "pause")], ops
+    assert entry["verdict"] == "held" and entry["as_expected"], entry["mismatches"]
