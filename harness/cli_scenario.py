@@ -113,7 +113,10 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         label = f"{e['mode']}/{e['sink']}" if e.get("sink") else e["mode"]
         fired = ", ".join(f"{k} x{v}" for k, v in e["failpoints_fired"].items()) or "none"
         if e["as_expected"]:
-            console.print(f"  [green]as expected[/] {label}: {e['verdict']} (failpoints fired: {fired})")
+            steps = e.get("steps_fired", [])
+            hit = sum(1 for r in steps if r["fired"])
+            console.print(f"  [green]as expected[/] {label}: {e['verdict']} (steps fired: {hit}/{len(steps)}; "
+                          f"failpoints fired: {fired})")
         else:
             console.print(f"  [red]NOT as expected[/] {label}: " + "; ".join(e["mismatches"]))
     sys.exit(EXIT_HELD if result["as_expected"] else EXIT_BROKEN)
