@@ -82,6 +82,14 @@ def unexpected_exits(mode_dir: Path) -> list[str]:
             if op.get("f") == "node-exited" and op.get("type") == "info"]
 
 
+def held_by_a_fault(mode_dir: Path) -> list[str]:
+    """The drain that could not finish while the faults were armed (the heal let it go on)."""
+    from harness.history import read_history
+    return [op["error"].replace("; healing", "; drained only after the final heal")
+            for op in read_history(mode_dir / "nemesis.jsonl")
+            if op.get("f") == "drain" and op.get("type") == "info" and op.get("error")]
+
+
 async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
                    progress: ProgressFn = lambda *_: None) -> dict:
     """Run one mode end to end and return its result.json entry.
@@ -143,7 +151,7 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
              "faults_fired": fired["total"], "faults": fired["by_kind"],
              "elapsed_s": round(elapsed, 2),
              "anomalies": {n: a.to_json() for n, a in report.anomalies.items() if a.count},
-             "notes": unexpected_exits(mode_dir)}
+             "notes": unexpected_exits(mode_dir) + held_by_a_fault(mode_dir)}
     progress(spec.label, f"verdict {report.verdict}")
     return entry
 

@@ -91,3 +91,21 @@ async def test_a_fault_lives_until_drained_and_must_fire_is_enforced(tmp_path):
     assert "processor.before-checkpoint" in entry["mismatches"][0] and "must fire but did not" in entry["mismatches"][0]
     fired = {r["step"]: r["fired"] for r in entry["steps_fired"]}
     assert fired[1] == 1 and fired[2] == 0 and fired[0] >= 4
+
+
+@pytest.mark.timeout(120)
+async def test_a_fault_that_holds_the_pipeline_is_reported_then_healed(tmp_path):
+    path = tmp_path / "held.json"
+    path.write_text(json.dumps({
+        "name": "held", "title": "a partition that only the heal ends", "incident": "test",
+        "config": {"events": 300, "seed": 4, "batch_size": 100, "rate": 1000, "stuck_s": 2},
+        "steps": [{"at": 0, "arm": True, "f": "link", "link": "processor-sink",
+                   "fault": {"kind": "partition"}, "must_fire": True}],
+        "expect": {"at-least-once": {"verdict": ["held", "not-exercised"], "max": {"lost": 0}}}}))
+    result = await run_scenario(scenarios.load_file(path), tmp_path / "run", modes=["at-least-once"])
+    (entry,) = result["modes"]
+    ops = read_history(tmp_path / "run" / "at-least-once" / "nemesis.jsonl")
+    (drain,) = [op for op in ops if op["f"] == "drain"]
+    assert drain["type"] == "info" and "processor behind the broker" in drain["error"]
+    assert any("drained only after the final heal" in n for n in entry["notes"]), entry["notes"]
+    assert entry["as_expected"], entry["mismatches"]  # the partition fired, then the heal let it drain
