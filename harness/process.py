@@ -194,10 +194,11 @@ class NodeProcess:
             except ProcessLookupError:
                 pass
 
-    def kill(self, cause: str | None = None) -> None:
+    def kill(self, cause: str = "killed by the harness") -> None:
         """kill -9: no cleanup, no flush, exactly what a crash leaves. ``cause`` (why
-        the harness kills it) is kept in :attr:`exit_cause`."""
-        if self.running and cause:
+        the harness kills it) is kept in :attr:`exit_cause`: an exit the harness caused
+        is never reported as the node's own."""
+        if self.running:
             self.exit_cause = cause
         self.signal(signal.SIGKILL)
         self._end_guard()
