@@ -1,5 +1,6 @@
 """A fault campaign: for each mode, a fresh cluster, the workload under the
-fault schedule, a final heal, a bounded drain, then the checker.
+fault schedule, a bounded drain with the faults still armed, the final heal,
+a bounded drain, then the checker.
 
 Layout of ``runs/<id>/`` (documented in the README, "Files of a run"):
 ``schedule.json``, ``result.json``, and one directory per mode
@@ -18,7 +19,7 @@ from typing import Callable
 
 from harness import interrupt
 from harness.checker import check, load_run
-from harness.cluster import Cluster, ClusterConfig
+from harness.cluster import Cluster, ClusterConfig, lag
 from harness.history import HistoryWriter
 from harness.metrics import faults_fired, latency_ms
 from harness.scheduler import ScheduleRunner
@@ -62,6 +63,9 @@ class CampaignConfig:
     base: ClusterConfig
     schedule: dict
     drain_timeout_s: float = 60.0
+    stuck_s: float = 10.0
+    """Before the final heal: give up waiting for the drain with faults armed once
+    nothing moved for this long (longer than a checkpoint interval)."""
     extra: dict = field(default_factory=dict)
 
 
@@ -72,10 +76,18 @@ ProgressFn = Callable[[str, str], None]
 def unexpected_exits(mode_dir: Path) -> list[str]:
     """Nodes the final heal found dead although no fault step had killed them."""
     from harness.history import read_history
-    return [f"{op['value']['node']} exited on its own (code {op['value']['exit_code']}) and was "
-            f"restarted by the final heal; see {op['value']['node']}/stderr.log"
+    return [f"{op['value']['node']} (pid {op['value'].get('pid')}) exited on its own (code "
+            f"{op['value']['exit_code']}); no fault step caused it; see {op['value']['node']}/stderr.log"
             for op in read_history(mode_dir / "nemesis.jsonl")
             if op.get("f") == "node-exited" and op.get("type") == "info"]
+
+
+def held_by_a_fault(mode_dir: Path) -> list[str]:
+    """The drain that could not finish while the faults were armed (the heal let it go on)."""
+    from harness.history import read_history
+    return [op["error"].replace("; healing", "; drained only after the final heal")
+            for op in read_history(mode_dir / "nemesis.jsonl")
+            if op.get("f") == "drain" and op.get("type") == "info" and op.get("error")]
 
 
 async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
@@ -90,30 +102,40 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
     mode_dir = run_dir / spec.dirname
     config = replace(cfg.base, mode=spec.mode, sink_strategy=spec.sink)
     cluster = Cluster(config, mode_dir)
-    history = None
+    mode_dir.mkdir(parents=True, exist_ok=True)
+    history = HistoryWriter(mode_dir / "nemesis.jsonl", "nemesis")
+    runner = ScheduleRunner(cluster, cfg.schedule, history)
     try:
         progress(spec.label, "starting cluster")
-        await cluster.start(start_producer=False)
-        history = HistoryWriter(mode_dir / "nemesis.jsonl", "nemesis")
-        runner = ScheduleRunner(cluster, cfg.schedule, history)
+        # Link faults are armed as soon as the proxies run, before the processor's first call.
+        await cluster.start(start_producer=False, links_up=runner.arm)
         await runner.arm()
         t0 = time.time()
         await cluster.start_producer()
+        await runner.arm(final=True)
         progress(spec.label, f"workload running, {len(runner.steps)} fault steps scheduled")
         await runner.run()
-        if not await runner.wait_workload_done(cfg.drain_timeout_s):
-            progress(spec.label, "producer not done; healing to let it finish")
+        # Faults stay armed until the pipeline has drained (a fault aimed at a late
+        # processor or sink step must get its chance); the heal comes after.
+        progress(spec.label, "draining (faults still armed)")
+        drained, last = await cluster.wait_drained_or_stuck(cfg.drain_timeout_s, cfg.stuck_s)
+        if not drained:
+            why = f"pipeline not drained with the faults armed (no progress for {cfg.stuck_s:.0f} s " \
+                  f"or {cfg.drain_timeout_s:.0f} s passed): {lag(last)}; healing"
+            history.record("info", "drain", {"armed": True}, error=why)
+            progress(spec.label, why)
         progress(spec.label, "healing every fault")
         await runner.heal()
-        progress(spec.label, "draining")
-        await cluster.wait_drained(cfg.drain_timeout_s)
+        if not drained:
+            progress(spec.label, "draining")
+            await cluster.wait_drained(cfg.drain_timeout_s)
         elapsed = time.time() - t0
         final = await cluster.status("processor")
         (mode_dir / "processor" / "final-status.json").write_text(json.dumps(final, indent=1))
     finally:
+        await runner.cancel_steps()
         await cluster.stop()
-        if history is not None:
-            history.close()
+        history.close()
     progress(spec.label, "auditing")
     report = check(load_run(mode_dir))
     (mode_dir / "check.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
@@ -129,7 +151,7 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
              "faults_fired": fired["total"], "faults": fired["by_kind"],
              "elapsed_s": round(elapsed, 2),
              "anomalies": {n: a.to_json() for n, a in report.anomalies.items() if a.count},
-             "notes": unexpected_exits(mode_dir)}
+             "notes": unexpected_exits(mode_dir) + held_by_a_fault(mode_dir)}
     progress(spec.label, f"verdict {report.verdict}")
     return entry
 

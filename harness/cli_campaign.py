@@ -117,7 +117,8 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
               help="Producer rate in events/s (0 = as fast as possible).")
 @click.option("--batch-size", type=int, default=100, show_default=True, callback=positive)
 @click.option("--drain-timeout", type=float, default=60.0, show_default=True, callback=positive,
-              help="Seconds to wait for the pipeline to drain after the final heal.")
+              help="Seconds to wait for the pipeline to drain with the faults armed (the final heal "
+                   "comes after the drain, or after 10 s without progress), then again after the heal.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs); the run goes to OUT/<id>/, OUT/latest points to it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")

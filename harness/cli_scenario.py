@@ -113,7 +113,10 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         label = f"{e['mode']}/{e['sink']}" if e.get("sink") else e["mode"]
         fired = ", ".join(f"{k} x{v}" for k, v in e["failpoints_fired"].items()) or "none"
         if e["as_expected"]:
-            console.print(f"  [green]as expected[/] {label}: {e['verdict']} (failpoints fired: {fired})")
+            steps = e.get("steps_fired", [])
+            hit = sum(1 for r in steps if r["fired"])
+            console.print(f"  [green]as expected[/] {label}: {e['verdict']} (steps fired: {hit}/{len(steps)}; "
+                          f"failpoints fired: {fired})")
         else:
             console.print(f"  [red]NOT as expected[/] {label}: " + "; ".join(e["mismatches"]))
     sys.exit(EXIT_HELD if result["as_expected"] else EXIT_BROKEN)
@@ -180,13 +183,17 @@ def sweep(mode: str, sink: str, events: int, seed: int, points: tuple[str, ...],
                     row.append("[dim]not reached[/]" if total == 0 else "[dim]-[/]")
                     continue
                 style = "green" if c["verdict"] == "held" else "red"
-                note = "" if c["fired"] else " [dim](did not fire)[/]"
-                row.append(f"[{style}]{c['verdict']}[/] @{c['nth']}{note}")
+                row.append(f"[{style}]{c['verdict']}[/] @{c['nth']}")
                 ok = ok and c["verdict"] == "held"
             t.add_row(point, str(total), *row)
         console.print(t)
+        if r.get("unreachable"):
+            ok = False
+            console.print(f"[bold red]unreachable[/] ({r['sink']}): the calibration run never reached "
+                          + ", ".join(r["unreachable"]), soft_wrap=True)
     console.print(f"result: {run_dir}/<sink>/sweep.json")
-    console.print("[bold green]every crash point held[/]" if ok else "[bold red]a crash point broke the promise[/]")
+    console.print("[bold green]every crash point held[/]" if ok else
+                  "[bold red]a crash point broke the promise, did not fire, or was not reached[/]")
     sys.exit(EXIT_HELD if ok else EXIT_BROKEN)
 
 

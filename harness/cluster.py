@@ -16,6 +16,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import grpc
 
@@ -127,8 +128,13 @@ class Cluster:
             return self.proxies[link].address  # type: ignore[return-value]
         return self.nodes[server].address  # type: ignore[return-value]
 
-    async def start(self, *, start_producer: bool = True) -> None:
+    async def start(self, *, start_producer: bool = True,
+                    links_up: Callable[[], Awaitable[object]] | None = None) -> None:
         """Start sink, broker, the proxies, processor and (unless told not to) producer.
+
+        ``links_up`` is awaited once the proxies run and before any node that calls
+        through them (processor, producer) starts: link faults armed there count
+        every call of those nodes, from their first.
 
         Raises:
             harness.process.NodeStartError: a node failed to reach SERVING; the
@@ -147,6 +153,9 @@ class Cluster:
                         ["--link", link, "--upstream", self.nodes[server].address,
                          "--seed", str(self.config.seed)], name=f"proxy:{link}")
                 await _all(*(p.start() for p in self.proxies.values()))
+            self.write_manifest()
+            if links_up is not None:
+                await links_up()
             await self._start_node("processor")
             if start_producer:
                 await self._start_node("producer")
@@ -179,7 +188,7 @@ class Cluster:
         procs += list(self.proxies.values())
         procs += [self.nodes[n] for n in ("broker", "sink") if n in self.nodes]
         for p in procs:
-            await p.stop(timeout_s=10)
+            await p.stop(timeout_s=10, cause="cluster stop")
 
     def kill_all_now(self) -> None:
         """kill -9 everything at once (last resort, e.g. from an atexit hook)."""
@@ -234,6 +243,26 @@ class Cluster:
             out["high_watermarks"] = {"error": e.code().name}
         return out
 
+    async def wait_drained_or_stuck(self, timeout_s: float, stuck_s: float, poll_s: float = 0.1) -> tuple[bool, dict]:
+        """Wait until drained (True) or until nothing moved for ``stuck_s`` seconds or
+        ``timeout_s`` passed (False): the bounded wait with faults still armed, before
+        the final heal. Returns (drained, last progress)."""
+        deadline = time.monotonic() + timeout_s
+        last: dict = {}
+        mark, moved_at = None, time.monotonic()
+        while True:
+            interrupt.check()
+            last = await self.drain_progress()
+            if _drained(last):
+                return True, last
+            now = time.monotonic()
+            m = _progress_mark(last)
+            if m != mark:
+                mark, moved_at = m, now
+            if now > deadline or now - moved_at > stuck_s:
+                return False, last
+            await asyncio.sleep(poll_s)
+
     async def wait_drained(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> dict:
         """Wait until the producer is done and the processor's durable positions reach
         the broker's high watermarks on every partition; return the last progress.
@@ -267,6 +296,21 @@ def _drained(progress: dict) -> bool:
         return False
     durable = {int(k): v for k, v in proc.get("durable_positions", {}).items()}
     return all(durable.get(p, 0) >= off for p, off in hw.items())
+
+
+def _progress_mark(progress: dict) -> tuple:
+    """What changes while the pipeline moves: producer position, high watermarks,
+    the processor's positions (an error counts as a state, not as movement)."""
+    prod, proc, hw = progress.get("producer", {}), progress.get("processor", {}), progress.get("high_watermarks", {})
+    return (prod.get("position"), prod.get("done"), json.dumps(hw, sort_keys=True, default=str),
+            json.dumps(proc.get("durable_positions"), sort_keys=True, default=str),
+            json.dumps(proc.get("positions"), sort_keys=True, default=str), proc.get("records"),
+            proc.get("checkpoints"))
+
+
+def lag(progress: dict) -> str:
+    """What keeps the pipeline from being drained, in one line."""
+    return _lag(progress)
 
 
 def _lag(progress: dict) -> str:

@@ -87,15 +87,22 @@ def latency_ms(mode_dir: Path) -> dict:
             "p99": round(p99, 2) if p99 is not None else None, "samples": len(values)}
 
 
-def faults_fired(mode_dir: Path) -> dict:
-    """Faults that actually hit, from the nemesis history and the proxies' fault logs.
+PROCESS_STEPS = ("kill", "pause", "stop")
+"""Nemesis step kinds that act on a node's process (counted as ``process`` faults)."""
 
-    Returns {"total": n, "process": n, "link": n, "by_kind": {kind: n}}.
+
+def faults_fired(mode_dir: Path) -> dict:
+    """Faults that actually hit, from the nemesis history (process steps; a step that
+    found its node already dead did not hit), the proxies' fault logs (link faults)
+    and the nodes' logs (failpoint firings, harness.nemesis.failpoint.fired_in_logs).
+
+    Returns {"total": n, "process": n, "link": n, "failpoint": n, "by_kind": {kind: n}}.
     """
+    from harness.nemesis.failpoint import fired_in_logs
     by_kind: dict[str, int] = {}
     process = 0
     for op in read_history(mode_dir / "nemesis.jsonl"):
-        if op.get("type") == "ok" and op.get("f") in ("kill", "pause"):
+        if op.get("type") == "ok" and op.get("f") in PROCESS_STEPS and not op["value"].get("already_dead"):
             process += 1
             k = f"{op['f']}-{op['value'].get('node')}"
             by_kind[k] = by_kind.get(k, 0) + 1
@@ -109,4 +116,10 @@ def faults_fired(mode_dir: Path) -> dict:
                 link += 1
                 k = f"{kind}@{ev.get('link')}"
                 by_kind[k] = by_kind.get(k, 0) + 1
-    return {"total": process + link, "process": process, "link": link, "by_kind": by_kind}
+    failpoint = 0
+    for ev in fired_in_logs(mode_dir):
+        failpoint += 1
+        k = f"{ev.get('action')}@{ev.get('failpoint')}"
+        by_kind[k] = by_kind.get(k, 0) + 1
+    return {"total": process + link + failpoint, "process": process, "link": link,
+            "failpoint": failpoint, "by_kind": by_kind}

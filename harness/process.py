@@ -9,9 +9,11 @@ gRPC health service's Watch stream), never from a sleep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -51,6 +53,13 @@ class NodeProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.paused = False
         self._drain: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self._guard: subprocess.Popen | None = None
+        self.incarnation = 0
+        """How many times this node was started (1 after the first start)."""
+        self.exit_cause: str | None = None
+        """Why the harness ended the current incarnation ("kill step", "stop step",
+        "cluster stop"...), set before it signals; None = any exit is the node's own."""
 
     @property
     def pid(self) -> int | None:
@@ -65,14 +74,36 @@ class NodeProcess:
         return [sys.executable, "-m", f"nodes.{self.module}", "--listen", listen,
                 "--data-dir", str(self.data_dir), *self.args]
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self):
+        """Own this node's lifecycle for the ``async with`` block: one owner per node
+        restart, whichever nemesis asks (a kill step and a crash failpoint's watcher
+        never start the node twice at once). Inside, use :meth:`start_owned`."""
+        async with self._lock:
+            yield self
+
     async def start(self, timeout_s: float = 30.0) -> str:
         """Start the process and wait until it reports SERVING; return its address.
 
         Raises:
             NodeStartError: the process exited, or did not report SERVING within
-                ``timeout_s`` (it is killed in that case). The message quotes the
-                tail of its stderr.
+                ``timeout_s`` (it is killed in that case), or it is already running.
+                The message quotes the tail of its stderr.
         """
+        async with self._lock:
+            return await self.start_owned(timeout_s)
+
+    async def start_if_down(self, timeout_s: float = 30.0) -> bool:
+        """Start the node unless it is running (someone else restarted it); True if
+        this call started it."""
+        async with self._lock:
+            if self.running:
+                return False
+            await self.start_owned(timeout_s)
+            return True
+
+    async def start_owned(self, timeout_s: float = 30.0) -> str:
+        """:meth:`start` for a caller inside :meth:`exclusive` (the lock is held)."""
         if self.running:
             raise NodeStartError(f"{self.name} is already running (pid {self.pid})")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +118,10 @@ class NodeProcess:
                 start_new_session=True)
         finally:
             stderr.close()
+        self._end_guard()
         self.paused = False
+        self.exit_cause = None
+        self.incarnation += 1
         try:
             line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
             if not line:
@@ -99,7 +133,7 @@ class NodeProcess:
             self._drain = asyncio.ensure_future(self._drain_stdout())
             await asyncio.wait_for(self._wait_serving(), timeout_s)
         except (asyncio.TimeoutError, NodeStartError, ValueError, KeyError) as e:
-            self.kill()
+            self.kill("start failed")
             await self.wait(5)
             if isinstance(e, NodeStartError):
                 raise
@@ -160,20 +194,46 @@ class NodeProcess:
             except ProcessLookupError:
                 pass
 
-    def kill(self) -> None:
-        """kill -9: no cleanup, no flush, exactly what a crash leaves."""
+    def kill(self, cause: str = "killed by the harness") -> None:
+        """kill -9: no cleanup, no flush, exactly what a crash leaves. ``cause`` (why
+        the harness kills it) is kept in :attr:`exit_cause`: an exit the harness caused
+        is never reported as the node's own."""
+        if self.running:
+            self.exit_cause = cause
         self.signal(signal.SIGKILL)
+        self._end_guard()
         self.paused = False
 
     def pause(self) -> None:
-        """SIGSTOP: the process freezes; its sockets stay open, calls to it hang."""
+        """SIGSTOP: the process freezes; its sockets stay open, calls to it hang.
+
+        A pause guard (harness/pause_guard.py) is started first, so that the node
+        is resumed and stopped if the harness dies while holding it stopped."""
+        if not self.running:
+            return
+        if self._guard is None:
+            self._guard = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("pause_guard.py")), str(os.getpid()),
+                 str(self.proc.pid)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self.signal(signal.SIGSTOP)
         self.paused = True
 
     def resume(self) -> None:
-        """SIGCONT after :meth:`pause`."""
+        """SIGCONT after :meth:`pause` (and end the pause guard)."""
         self.signal(signal.SIGCONT)
+        self._end_guard()
         self.paused = False
+
+    @property
+    def guard_pid(self) -> int | None:
+        """The pid of the pause guard while the node is paused."""
+        return self._guard.pid if self._guard else None
+
+    def _end_guard(self) -> None:
+        g, self._guard = self._guard, None
+        if g is not None:
+            g.kill()
+            g.wait()
 
     async def wait(self, timeout_s: float | None = None) -> int | None:
         """Wait for the process to exit; return its exit code (None on timeout)."""
@@ -187,25 +247,28 @@ class NodeProcess:
             await asyncio.wait({self._drain}, timeout=1)
         return code
 
-    async def stop(self, timeout_s: float = 10.0) -> int | None:
+    async def stop(self, timeout_s: float = 10.0, cause: str = "stopped by the harness") -> int | None:
         """SIGTERM (graceful stop), then SIGKILL if it has not exited after ``timeout_s``."""
         if not self.running:
             return self.proc.returncode if self.proc else None
+        self.exit_cause = cause
         if self.paused:
             self.resume()
         self.signal(signal.SIGTERM)
         code = await self.wait(timeout_s)
         if code is None:
-            self.kill()
+            self.kill(cause)
             code = await self.wait(5)
         return code
 
     async def restart(self, timeout_s: float = 30.0) -> str:
-        """Start again on the same address, after a kill or a stop."""
-        if self.running:
-            await self.stop()
-        return await self.start(timeout_s)
+        """Start again on the same address, after a kill or a stop (stopping it first
+        if it runs); holds the node's lifecycle lock (see :meth:`exclusive`)."""
+        async with self._lock:
+            if self.running:
+                await self.stop()
+            return await self.start_owned(timeout_s)
 
     def kill_now(self) -> None:
         """Synchronous kill -9 (for atexit and signal handlers)."""
-        self.kill()
+        self.kill("harness exit")

@@ -9,6 +9,9 @@ stays down, how long a link fault stays armed) are in ms.
 Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
 
     {"at": 400, "f": "kill", "node": "processor", "down_ms": 300}
+    {"at": 500, "f": "stop", "node": "processor", "down_ms": 300}            # SIGTERM: graceful
+    {"at": 500, "f": "stop", "node": "sink", "kill_after_ms": 20, "down_ms": 300}  # kill -9 mid-shutdown
+    {"at": 700, "after_ms": 500, "f": "kill", "node": "broker"}   # 500 ms after position 700
     {"at": 900, "f": "pause", "node": "broker", "for_ms": 400}
     {"at": 1200, "f": "link", "link": "processor-sink", "for_ms": 800,
      "fault": {"kind": "drop-response", "probability": 0.5, "count": 3}}
@@ -18,9 +21,15 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
     {"at": 0, "arm": true, "f": "failpoint", "node": "processor", "action": "crash",
      "name": "processor.after-checkpoint-before-commit", "nth": 3, "down_ms": 300}
 
-A step with ``"arm": true`` is applied before the producer starts and stays
-until the final heal; its trigger is the proxy's call count (``after_calls``),
-which is the most reproducible trigger a link has.
+A step with ``"arm": true`` is applied before the producer starts (a link
+fault before the processor starts too) and stays until the final heal, which
+comes once the pipeline has drained; its trigger is the proxy's call count
+(``after_calls``), which is the most reproducible trigger a link has.
+
+Steps run concurrently: each fires at its position (plus ``after_ms``) as its
+own task, so a step that lasts (a pause, a downtime) overlaps the next ones.
+A step may carry ``"must_fire": true``: a scenario whose such step did not
+fire is not as expected (harness/scenarios/runner.py).
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ PRODUCE_CALLS_PER_BATCH = 4
 """Produce calls per batch: one per partition (4 partitions, 16 accounts)."""
 
 FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "pause-processor",
-               "pause-broker", "drop-request", "drop-response", "sink-drop-response", "delay")
+               "pause-broker", "drop-request", "drop-response", "sink-drop-response", "delay",
+               "stop-broker", "stop-processor", "stop-sink", "stop-producer")
 """Names accepted by ``--faults``; each expands to one step (see :func:`step_for`)."""
 
 DEFAULT_FAULTS = ("drop-response", "kill-processor", "drop-request", "kill-broker",
@@ -50,6 +60,8 @@ def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZ
     """One schedule step of ``kind`` firing at producer position ``at``."""
     if kind.startswith("kill-"):
         return {"at": at, "f": "kill", "node": kind[5:], "down_ms": rng.choice((200, 300, 500))}
+    if kind.startswith("stop-"):  # SIGTERM, graceful; a schedule file can add "kill_after_ms"
+        return {"at": at, "f": "stop", "node": kind[5:], "down_ms": rng.choice((200, 300, 500))}
     if kind.startswith("pause-"):
         return {"at": at, "f": "pause", "node": kind[6:], "for_ms": rng.choice((300, 500, 800))}
     if kind in ("drop-request", "drop-response"):
@@ -133,5 +145,10 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: unknown 'f' {step['f']!r}; choose from: {', '.join(NEMESES)}")
         if "node" in step and step["node"] not in NODES:
             raise ScheduleError(f"{where}: step {i}: unknown node {step['node']!r}; choose from: {', '.join(NODES)}")
+        for key in ("after_ms", "kill_after_ms", "down_ms", "for_ms"):
+            if key in step and (not isinstance(step[key], int) or isinstance(step[key], bool) or step[key] < 0):
+                raise ScheduleError(f"{where}: step {i}: {key!r} must be an integer >= 0 (ms), got {step[key]!r}")
+        if "must_fire" in step and not isinstance(step["must_fire"], bool):
+            raise ScheduleError(f"{where}: step {i}: 'must_fire' must be true or false")
         if step["f"] == "link" and step.get("link") not in LINKS:
             raise ScheduleError(f"{where}: step {i}: unknown link {step.get('link')!r}; choose from: {', '.join(LINKS)}")

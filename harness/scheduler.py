@@ -14,12 +14,16 @@ from harness.nemesis import NEMESES, Nemesis, NemesisContext
 
 
 class ScheduleRunner:
-    """Runs the steps of a schedule against a cluster, in order of ``at``.
+    """Runs the steps of a schedule against a cluster.
 
     A step fires once the producer's source position reaches ``at`` (or the
-    producer is done). Each step is recorded in the nemesis history as
-    ``invoke`` then ``ok`` (with what happened) or ``info`` (it raised: the
-    outcome of the fault is unknown).
+    producer is done), plus ``after_ms`` ms if the step has it. Each step runs
+    as its own task, so steps overlap in time (a broker restart during a
+    producer pause: ``{"at": 400, "f": "pause", "node": "producer", "for_ms":
+    3000}`` and ``{"at": 400, "after_ms": 500, "f": "stop", "node": "broker"}``).
+    Each step is recorded in the nemesis history as ``invoke`` then ``ok``
+    (with what happened) or ``info`` (it raised, or was cancelled by the heal:
+    the outcome of the fault is unknown).
     """
 
     def __init__(self, cluster: Cluster, schedule: dict, history: HistoryWriter,
@@ -28,11 +32,17 @@ class ScheduleRunner:
         self.steps = sorted(schedule.get("steps", []), key=lambda s: s["at"])
         self.history = history
         self.poll_s = poll_s
-        ctx = NemesisContext(cluster, history)
-        self.nemeses: dict[str, Nemesis] = {f: cls(ctx) for f, cls in NEMESES.items()}
+        self.ctx = NemesisContext(cluster, history)
+        self.nemeses: dict[str, Nemesis] = {f: cls(self.ctx) for f, cls in NEMESES.items()}
         self.fired: list[dict] = []
+        self.tasks: list[asyncio.Task] = []
+        self._armed: set[int] = set()
+        self._seen, self._done = -1, False
 
     async def _producer_position(self) -> tuple[int, bool]:
+        if "producer" not in self.cluster.nodes:
+            return 0, True  # no workload to wait for: every step is due
+
         try:
             s = await self.cluster.status("producer", timeout_s=1.0)
             return int(s.get("position", 0)), bool(s.get("done"))
@@ -40,27 +50,69 @@ class ScheduleRunner:
             return -1, False
 
     async def wait_position(self, at: int, timeout_s: float) -> None:
+        """Return once the producer has reached ``at`` (remembered: a position already
+        seen needs no new look, e.g. while a step holds the producer paused) or is done."""
         deadline = time.monotonic() + timeout_s
         while True:
             interrupt.check()
+            if self._seen >= at or self._done:
+                return
             pos, done = await self._producer_position()
+            self._seen, self._done = max(self._seen, pos), self._done or done
             if pos >= at or done or time.monotonic() > deadline:
                 return
             await asyncio.sleep(self.poll_s)
 
-    async def arm(self) -> list[dict]:
-        """Apply the ``"arm": true`` steps (call-count triggered link faults) before
-        the workload starts."""
-        return [await self._fire(i, step) for i, step in enumerate(self.steps) if step.get("arm")]
+    def _ready(self, step: dict) -> bool:
+        """Whether what ``step`` acts on is up: its node running, its link's proxy started."""
+        node = step.get("node")
+        if node is not None and not (node in self.cluster.nodes and self.cluster.nodes[node].running):
+            return False
+        link = step.get("link")
+        if link is not None and self.cluster.config.proxies and link not in self.cluster.proxies:
+            return False
+        return True
+
+    async def arm(self, *, final: bool = False) -> list[dict]:
+        """Apply the ``"arm": true`` steps (call-count triggered faults) whose node or
+        link is up and that are not armed yet; the cluster calls this as soon as the
+        proxies run (before any node that calls through them starts) and again after
+        each later start. With ``final`` every remaining arm step is applied."""
+        out = []
+        for i, step in enumerate(self.steps):
+            if step.get("arm") and i not in self._armed and (final or self._ready(step)):
+                self._armed.add(i)
+                out.append(await self._fire(i, step))
+        return out
 
     async def run(self, step_timeout_s: float = 60.0) -> list[dict]:
-        """Fire every other step at its position; return the ``ok``/``info`` records."""
-        for i, step in enumerate(self.steps):
-            if step.get("arm"):
-                continue
-            await self.wait_position(step["at"], step_timeout_s)
-            await self._fire(i, step)
+        """Fire every other step at its position, each as its own task; return the
+        ``ok``/``info`` records once every step has finished."""
+        try:
+            for i, step in enumerate(self.steps):
+                if step.get("arm"):
+                    continue
+                await self.wait_position(step["at"], step_timeout_s)
+                self.tasks.append(asyncio.ensure_future(self._fire_later(i, step)))
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+        finally:
+            await self.cancel_steps()
         return self.fired
+
+    async def _fire_later(self, i: int, step: dict) -> dict:
+        if step.get("after_ms"):
+            await asyncio.sleep(step["after_ms"] / 1000)
+        return await self._fire(i, step)
+
+    async def cancel_steps(self) -> None:
+        """Cancel the steps still running and wait until each has finished (each
+        records ``info`` "cancelled"; what it left behind is for :meth:`heal`)."""
+        pending = [t for t in self.tasks if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _fire(self, i: int, step: dict) -> dict:
         """Carry out one step, recording invoke then ok (or info if it raised)."""
@@ -75,7 +127,7 @@ class ScheduleRunner:
                 result = await nemesis.invoke(step)
                 op = self.history.record("ok", step["f"], dict(value, **result))
             except asyncio.CancelledError:
-                self.history.record("info", step["f"], value, error="cancelled")
+                self.fired.append(self.history.record("info", step["f"], value, error="cancelled"))
                 raise
             except Exception as e:  # a fault that failed to apply is recorded, not fatal
                 op = self.history.record("info", step["f"], value, error=f"{type(e).__name__}: {e}")
@@ -95,10 +147,15 @@ class ScheduleRunner:
         return False
 
     async def heal(self) -> None:
-        """The final step: heal every link, resume paused nodes, restart dead ones."""
+        """The final step: finish (cancel) steps still running, then heal every nemesis:
+        disarm failpoints, heal every link, resume paused nodes, restart dead ones,
+        and whatever a nemesis added to NEMESES undoes in its own ``heal``."""
+        await self.cancel_steps()
         self.history.record("invoke", "heal", {})
         errors = []
-        for name in ("failpoint", "link", "pause", "kill"):
+        first = ("failpoint", "link", "pause")
+        order = [*first, *(n for n in self.nemeses if n not in (*first, "kill")), "kill"]
+        for name in order:  # "kill" last: it restarts whatever is still down
             if name not in self.nemeses:
                 continue
             try:

@@ -7,7 +7,11 @@ and its last hit, a fresh cluster runs the workload with that one crash
 armed before the workload (a logical trigger: "the Nth hit"); the failpoint
 nemesis restarts the crashed node, the pipeline drains and the checker
 audits. Every cell must be ``held`` (the idea of a crash-point sweep as in
-FoundationDB's and TiKV's failpoint tests).
+FoundationDB's and TiKV's failpoint tests). A cell whose crash never fired
+(no "failpoint fired" line for it in the nodes' logs) is ``did-not-fire``,
+never ``held``; a failpoint listed for the strategy that the calibration run
+never reached is named in ``unreachable`` and fails the sweep; a calibration
+whose hit counts could not be listed is an error.
 
 Checkpoints are made record-driven (``--checkpoint-records``, with a long
 ``--checkpoint-ms``) so that the hit counts of the checkpoint and 2PC points
@@ -15,8 +19,8 @@ are the same in every run of a seed.
 
 Layout: ``<run dir>/calibration/<mode-dir>/...`` and
 ``<run dir>/<failpoint>@<nth>/<mode-dir>/...``, plus ``sweep.json``
-({mode, sink, events, hits: {failpoint: n}, cells: [{failpoint, which, nth,
-verdict, fired, dir, ...}]}).
+({mode, sink, events, hits: {failpoint: n}, unreachable: [failpoint],
+cells: [{failpoint, which, nth, verdict, fired, dir, ...}], all_held, ok}).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ SWEEP_POINTS = {
 }
 """The failpoints an exactly-once run reaches, per sink strategy."""
 WHICH = ("first", "middle", "last")
+DID_NOT_FIRE = "did-not-fire"
+"""The verdict of a cell whose crash never fired: it proves nothing, so it is never ``held``."""
 
 
 def node_of(failpoint: str) -> str:
@@ -97,6 +103,9 @@ async def calibrate(points: tuple[str, ...], base: ClusterConfig, run_dir: Path,
     entry, mode_dir = await _run_one(base, steps, run_dir / "calibration", 60.0, progress)
     hits: dict[str, int] = {p: 0 for p in points}
     for op in read_history(mode_dir / "nemesis.jsonl"):
+        if op.get("f") == "failpoint-hits" and op.get("type") != "ok":
+            raise RuntimeError(f"calibration: could not list the failpoint hits ({op.get('error')}); "
+                               f"see {mode_dir}")
         if op.get("f") == "failpoint-hits":
             for per_node in op["value"].values():
                 hits.update({k: int(v) for k, v in per_node.items() if k in hits})
@@ -119,8 +128,9 @@ async def run_sweep(run_dir: Path, *, sink: str = SINK_IDEMPOTENT, events: int =
     points = tuple(points or SWEEP_POINTS[sink])
     base = base_config(sink, events, seed, checkpoint_records)
     hits = await calibrate(points, base, run_dir, progress)
+    unreachable = [p for p in points if hits.get(p, 0) == 0]
     result = {"mode": EXACTLY_ONCE, "sink": sink, "events": events, "seed": seed, "hits": hits,
-              "cells": [], "complete": False}
+              "unreachable": unreachable, "cells": [], "complete": False}
     path = run_dir / "sweep.json"
     for point in points:
         for w, nth in hit_numbers(hits[point]).items():
@@ -130,12 +140,15 @@ async def run_sweep(run_dir: Path, *, sink: str = SINK_IDEMPOTENT, events: int =
             cell_dir = run_dir / f"{point}@{nth}"
             entry, mode_dir = await _run_one(base, [crash_step(point, nth)], cell_dir, drain_timeout_s, progress)
             fired = sum(1 for f in fired_in_logs(mode_dir) if f["failpoint"] == point)
-            result["cells"].append({"failpoint": point, "which": w, "nth": nth, "verdict": entry["verdict"],
+            verdict = entry["verdict"] if fired else DID_NOT_FIRE
+            result["cells"].append({"failpoint": point, "which": w, "nth": nth, "verdict": verdict,
+                                    "audit_verdict": entry["verdict"],
                                     "fired": fired, "lost": entry.get("lost"),
                                     "duplicated": entry.get("duplicated"), "reasons": entry.get("reasons"),
                                     "dir": str(mode_dir)})
             path.write_text(json.dumps(result, indent=1) + "\n")
     result["complete"] = True
     result["all_held"] = all(c["verdict"] == "held" for c in result["cells"])
+    result["ok"] = result["all_held"] and not unreachable
     path.write_text(json.dumps(result, indent=1) + "\n")
     return result

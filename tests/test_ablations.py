@@ -4,8 +4,10 @@ switch alone turns ``held`` into ``broken`` with the anomaly the mechanism preve
 Each test runs the scenario once, in one mode, with the ablation on (~1,000
 events, real processes). It fails if the ablation stops breaking anything (the
 flag silently became a no-op, or the mechanism it removes is no longer the only
-defence) or if the checker misses the anomaly. The same schedule with every
-mechanism on is held: tests/test_scenarios.py runs those controls.
+defence) or if the checker misses the anomaly. The other half, the same
+schedule in the same mode with every mechanism on, keeps the promise: the
+default suite runs it for every ablation (below, or in tests/test_scenarios.py's
+PER_MODE), one run per (scenario, mode) however many ablations share it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from harness import scenarios
 from harness.ablations import ABLATIONS
 from harness.scenarios.runner import run_scenario
+from tests.test_scenarios import PER_MODE
 
 
 def _case(ablation: str) -> tuple[str, str]:
@@ -37,3 +40,22 @@ async def test_ablation_turns_held_into_broken(tmp_path, ablation):
         assert entry["anomalies"].get(anomaly, {}).get("count", 0) >= n, (anomaly, entry["anomalies"])
     assert entry["as_expected"], entry["mismatches"]
     assert result["disabled"] == [ablation]
+
+
+HELD = sorted({_case(a) for a in ABLATIONS} - set(PER_MODE))
+"""The held halves not already run by tests/test_scenarios.py (one run per pair)."""
+
+
+def test_every_ablation_has_its_held_half_in_the_default_suite():
+    assert {_case(a) for a in ABLATIONS} <= set(HELD) | set(PER_MODE)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name,label", HELD, ids=[f"{n[:3]}-{l}" for n, l in HELD])
+async def test_the_same_schedule_with_every_mechanism_on_keeps_the_promise(tmp_path, name, label):
+    sc = scenarios.get(name)
+    result = await run_scenario(sc, tmp_path, modes=[label])
+    (entry,) = result["modes"]
+    assert entry["faults_fired"] >= 1, entry["faults"]  # the fault landed ...
+    assert entry["as_expected"], entry["mismatches"]  # ... and the promise held
+    assert entry["verdict"] in ("held", "not-exercised") and entry["lost"] == 0

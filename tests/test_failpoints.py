@@ -145,3 +145,28 @@ def test_bad_failpoint_flag_exits_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nodes.sink", "--data-dir", str(tmp_path),
                         "--failpoint", "sink.nope=crash"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "unknown failpoint" in r.stderr, r.stderr
+
+
+async def test_a_paused_caller_is_released_when_its_arming_ends():
+    """Incidents-2: a pause whose count ran out held its caller forever, because the
+    final heal only disarms what is still listed as armed."""
+    fp = Failpoints()
+    fp.arm(parse_spec("sink.after-pre-commit=pause@1x1"))
+    paused = asyncio.ensure_future(fp.hit("sink.after-pre-commit"))
+    await asyncio.wait({paused}, timeout=0.2)
+    assert not paused.done()
+    await fp.hit("sink.after-pre-commit")  # count used up: later hits pass
+    (row,) = [r for r in fp.listing() if r["name"] == "sink.after-pre-commit"]
+    assert row["armed"] and row["fired"] == 1  # still listed while it holds a caller
+    fp.disarm_all()  # what the heal's DisarmFailpoint("") does
+    await asyncio.wait_for(paused, 2)
+    assert not fp.armed
+    # Released by name too, and a released caller's spent arming is gone.
+    fp.arm(parse_spec("sink.after-pre-commit=pause@2x1"))
+    await fp.hit("sink.after-pre-commit")
+    paused = asyncio.ensure_future(fp.hit("sink.after-pre-commit"))
+    await asyncio.wait({paused}, timeout=0.2)
+    assert not paused.done()
+    fp.disarm("sink.after-pre-commit")
+    await asyncio.wait_for(paused, 2)
+    assert not fp.armed

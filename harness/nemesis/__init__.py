@@ -10,10 +10,12 @@ from harness.nemesis.base import Nemesis, NemesisContext  # noqa: F401
 from harness.nemesis.failpoint import FailpointNemesis
 from harness.nemesis.link import LinkNemesis
 from harness.nemesis.process import KillNemesis, PauseNemesis
+from harness.nemesis.stop import StopNemesis
 
 NEMESES: dict[str, type[Nemesis]] = {
     "kill": KillNemesis,
     "pause": PauseNemesis,
+    "stop": StopNemesis,
     "link": LinkNemesis,
     "failpoint": FailpointNemesis,
 }

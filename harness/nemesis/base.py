@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.cluster import Cluster
 from harness.history import HistoryWriter
@@ -12,6 +12,8 @@ from harness.history import HistoryWriter
 class NemesisContext:
     cluster: Cluster
     history: HistoryWriter
+    reported_exits: set = field(default_factory=set)
+    """(node name, pid) of exits already recorded as ``node-exited`` (reported once)."""
 
 
 class Nemesis:
@@ -20,6 +22,10 @@ class Nemesis:
     ``invoke`` performs the step (including its duration: a node's downtime, a
     link fault's armed time) and returns a dict for the history's ``ok`` line.
     ``heal`` undoes whatever this nemesis may have left behind (final step).
+
+    Steps run concurrently (harness.scheduler fires each as its own task), so an
+    ``invoke`` may take as long as its fault lasts and must be cancellable:
+    undo what it did in ``finally`` or leave it to ``heal``.
     """
 
     def __init__(self, ctx: NemesisContext) -> None:
@@ -29,4 +35,4 @@ class Nemesis:
         raise NotImplementedError
 
     async def heal(self) -> None:
-        raise NotImplementedError
+        """Undo what this nemesis left behind (default: nothing to undo)."""

@@ -12,14 +12,16 @@ and actions)::
 For ``crash`` the nemesis watches the node's process: when it exits, the
 crash is recorded in the history (``failpoint-crash``), the node stays down
 ``down_ms`` ms and is restarted on the same address (the failpoint is gone
-after the restart: it lived in the dead process). ``heal`` disarms every
-failpoint in every running node and finishes pending restarts.
+after the restart: it lived in the dead process); any other exit is reported
+as ``node-exited``, never restarted as if it were the crash. ``heal`` disarms
+every failpoint in every running node and finishes pending restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 
 from harness.nemesis.base import Nemesis
@@ -81,8 +83,35 @@ def fired_in_logs(mode_dir: Path) -> list[dict]:
     return sorted(out, key=lambda e: e["ts"] or 0)
 
 
+def crash_logged(p: NodeProcess, pid: int | None) -> str | None:
+    """The failpoint whose ``crash`` action killed process ``pid`` of node ``p``,
+    from its JSON log ("failpoint crash" with that pid, logged and fsynced before
+    the SIGKILL); None if that process did not die at a failpoint."""
+    log = p.data_dir / f"{p.module}.log"
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    needle = f'"pid": {pid}'
+    for line in reversed(text.splitlines()):
+        if '"failpoint crash"' in line and needle in line:
+            try:
+                return json.loads(line).get("failpoint")
+            except ValueError:
+                return None
+    return None
+
+
 class FailpointNemesis(Nemesis):
-    """Carries out ``"f": "failpoint"`` steps (see the module doc)."""
+    """Carries out ``"f": "failpoint"`` steps (see the module doc).
+
+    The crash watcher restarts a node only when its exit was the armed crash:
+    SIGKILL (exit -9) and a "failpoint crash" log line for that very pid. Any
+    other exit (an exit 1 during recovery, a crash elsewhere) is recorded as a
+    ``node-exited`` info op and left down for the final heal: an exit no fault
+    step caused is always reported, never absorbed as if it were the crash. An
+    exit the harness caused (a kill or stop step) belongs to that step.
+    """
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
@@ -98,20 +127,28 @@ class FailpointNemesis(Nemesis):
         if step.get("action", "crash") == "crash":
             # One watcher per node process, however many crash failpoints are armed in it.
             if not any(w is p and not t.done() for w, t in self.watchers):
-                task = asyncio.ensure_future(self._restart_after_crash(p, p.pid, step))
+                task = asyncio.ensure_future(self._restart_after_crash(p, step))
                 self.watchers.append((p, task))
         return {"armed": spec, "pid": p.pid}
 
-    async def _restart_after_crash(self, p: NodeProcess, pid: int | None, step: dict) -> None:
-        code = await p.wait()
-        if p.pid != pid:
-            return  # someone else restarted it meanwhile
+    async def _restart_after_crash(self, p: NodeProcess, step: dict) -> None:
+        proc, pid = p.proc, p.pid
+        code = await proc.wait()
+        if p.proc is not proc or p.exit_cause is not None:
+            return  # the harness ended it (a kill or stop step): that step owns the restart
+        point = crash_logged(p, pid) if code == -signal.SIGKILL else None
+        if point is None:
+            self.ctx.reported_exits.add((p.name, pid))
+            self.ctx.history.record("info", "node-exited", {"node": p.name, "pid": pid, "exit_code": code},
+                                    error="exited while a crash failpoint was armed, but not at it; "
+                                          "left down for the final heal", stderr=p.stderr_tail(3))
+            return
         self.down.add(p.name)
-        self.ctx.history.record("ok", "failpoint-crash", {"node": p.name, "pid": pid, "exit_code": code})
+        self.ctx.history.record("ok", "failpoint-crash", {"node": p.name, "pid": pid, "exit_code": code,
+                                                          "failpoint": point})
         try:
             await asyncio.sleep(int(step.get("down_ms", 300)) / 1000)
-            if not p.running:
-                await p.restart()
+            await p.start_if_down()
             self.ctx.history.record("ok", "failpoint-restart", {"node": p.name, "new_pid": p.pid})
         except Exception as e:  # recorded; the final heal tries again
             self.ctx.history.record("info", "failpoint-restart", {"node": p.name},
@@ -120,22 +157,30 @@ class FailpointNemesis(Nemesis):
             self.down.discard(p.name)
 
     async def heal(self) -> None:
-        """Finish restarts already under way, stop watching, disarm everything still armed."""
+        """Finish restarts already under way, stop watching, disarm everything still
+        armed (releasing any caller a ``pause`` holds). Records ``failpoint-hits``
+        (what was still armed and how often it was reached), or an ``info``
+        ``failpoint-hits`` naming the nodes that could not be listed."""
         for p, task in self.watchers:
-            if p.name in self.down or not p.running:
+            if p.name in self.down:
                 await asyncio.wait({task}, timeout=60)
             if not task.done():
                 task.cancel()
         self.watchers.clear()
         hits: dict[str, dict[str, int]] = {}
+        errors: dict[str, str] = {}
         for p in self.ctx.cluster.nodes.values():
-            if p.running and not p.paused:
-                try:
-                    armed = [f for f in await list_failpoints(p.address) if f["armed"]]
-                    if armed:
-                        hits[p.name] = {f["name"]: f["hits"] for f in armed}
-                        await disarm_failpoint(p.address)
-                except Exception:  # a node that is restarting: its failpoints died with it
-                    pass
+            if not p.running or p.paused:
+                continue
+            try:
+                armed = [f for f in await list_failpoints(p.address) if f["armed"]]
+                if armed:
+                    hits[p.name] = {f["name"]: f["hits"] for f in armed}
+                await disarm_failpoint(p.address)
+            except Exception as e:
+                errors[p.name] = f"{type(e).__name__}: {e}"
         if hits:  # what was still armed at the heal, and how often it was reached (sweep calibration)
             self.ctx.history.record("ok", "failpoint-hits", hits)
+        if errors:
+            self.ctx.history.record("info", "failpoint-hits", {"nodes": sorted(errors)},
+                                    error="; ".join(f"{n}: {e}" for n, e in errors.items()))

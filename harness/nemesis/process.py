@@ -1,10 +1,24 @@
-"""Process faults: kill -9 then restart; SIGSTOP then SIGCONT."""
+"""Process faults: kill -9 then restart; SIGSTOP then SIGCONT.
+
+Every step that ends a node holds the node's lifecycle lock
+(:meth:`harness.process.NodeProcess.exclusive`) from the signal to the
+restart, so two nemeses never start one node twice at once; a step aimed at a
+node that is already down is recorded with ``"already_dead": true`` and does
+nothing (whoever brought it down owns its restart).
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from harness.nemesis.base import Nemesis
+from harness.process import NodeProcess
+
+
+def already_dead(p: NodeProcess) -> dict:
+    """The ``ok`` value of a step that found its node down."""
+    return {"already_dead": True, "pid": p.pid, "exit_code": p.proc.returncode if p.proc else None,
+            "exit_cause": p.exit_cause}
 
 
 class KillNemesis(Nemesis):
@@ -14,39 +28,54 @@ class KillNemesis(Nemesis):
 
     async def invoke(self, step: dict) -> dict:
         p = self.ctx.cluster.nodes[step["node"]]
-        pid = p.pid
-        p.kill()
-        code = await p.wait(10)
-        await asyncio.sleep(step.get("down_ms", 300) / 1000)
-        await p.restart()
+        async with p.exclusive():
+            if not p.running:
+                return already_dead(p)
+            pid = p.pid
+            p.kill("kill step")
+            code = await p.wait(10)
+            await asyncio.sleep(step.get("down_ms", 300) / 1000)
+            await p.start_owned()
         return {"killed_pid": pid, "exit_code": code, "new_pid": p.pid}
 
     async def heal(self) -> None:
-        """Restart every node or proxy found dead. None should be (each kill step
-        restarts its node), so each is recorded as a ``node-exited`` info op: a
-        node that exited on its own is a finding, never silently papered over."""
+        """Restart every node or proxy found dead. A node the harness brought down
+        (a step cancelled during its downtime) is restarted with an ``ok`` restart op;
+        one that exited on its own is a finding, never silently papered over: a
+        ``node-exited`` info op (unless a watcher already reported that exit)."""
         cluster = self.ctx.cluster
         for name, p in [*cluster.nodes.items(), *cluster.proxies.items()]:
-            if p.proc is not None and not p.running:
-                self.ctx.history.record("info", "node-exited", {"node": name, "exit_code": p.proc.returncode},
+            if p.proc is None or p.running:
+                continue
+            if p.exit_cause is not None:
+                self.ctx.history.record("ok", "restart", {"node": name, "pid": p.pid, "after": p.exit_cause})
+            elif (name, p.pid) not in self.ctx.reported_exits:
+                self.ctx.reported_exits.add((name, p.pid))
+                self.ctx.history.record("info", "node-exited", {"node": name, "pid": p.pid,
+                                                                "exit_code": p.proc.returncode},
                                         error="exited outside the schedule; restarted by the final heal",
                                         stderr=p.stderr_tail(3))
-                await p.restart()
-                cluster.write_manifest()
+            await p.start_if_down()
+            cluster.write_manifest()
 
 
 class PauseNemesis(Nemesis):
     """``{"f": "pause", "node": N, "for_ms": T}``: SIGSTOP the node for T ms, then
-    SIGCONT. Its sockets stay open: callers hang until their deadlines."""
+    SIGCONT. Its sockets stay open: callers hang until their deadlines. A pause
+    guard process resumes and stops the node if the harness dies meanwhile."""
 
     async def invoke(self, step: dict) -> dict:
         p = self.ctx.cluster.nodes[step["node"]]
+        if not p.running:
+            return already_dead(p)
+        pid = p.pid
         p.pause()
         try:
             await asyncio.sleep(step.get("for_ms", 500) / 1000)
         finally:
-            p.resume()
-        return {"pid": p.pid}
+            if p.pid == pid:
+                p.resume()
+        return {"pid": pid}
 
     async def heal(self) -> None:
         for p in self.ctx.cluster.nodes.values():

@@ -52,6 +52,9 @@ def describe(f: str, v: dict) -> str:
         return f"kill -9 {v.get('node')} (down {v.get('down_ms', '?')} ms)"
     if f == "pause":
         return f"pause {v.get('node')} ({v.get('for_ms', '?')} ms)"
+    if f == "stop":
+        cut = f", SIGKILL after {v['kill_after_ms']} ms" if v.get("kill_after_ms") is not None else ""
+        return f"SIGTERM {v.get('node')}{cut} (down {v.get('down_ms', '?')} ms)"
     if f == "link":
         fault = v.get("fault") or {}
         extra = f" after {fault['after_calls']} calls" if "after_calls" in fault else ""

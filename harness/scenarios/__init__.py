@@ -10,7 +10,8 @@ scenario, shared/scenarios.md's eight plus a few more). Shape::
      "config": {"events": 1000, "seed": 1, "batch_size": 10, "rate": 1000,
                 "extra_args": {"sink": ["--prepared-timeout-ms", "300"]},
                 "drain_timeout_s": 60},
-     "steps": [ ...fault schedule steps (harness/schedule.py; "f": kill|pause|link|failpoint)... ],
+     "steps": [ ...fault schedule steps (harness/schedule.py; "f": kill|pause|stop|link|failpoint),
+                each may say "must_fire": true (the run is NOT as expected if it did not fire)... ],
      "expect": {"<mode label>": EXPECTATION, ...},
      "ablations": {"<ablation name>": {"<mode label>": EXPECTATION, ...}}}
 
@@ -88,6 +89,8 @@ def _validate(obj: dict, path: Path) -> Scenario:
             raise bad(f"step {i} needs 'at' and 'f' in {sorted(NEMESES)}")
         if step["f"] == "failpoint" and step.get("name") not in REGISTRY:
             raise bad(f"step {i}: unknown failpoint {step.get('name')!r}")
+        if not isinstance(step.get("must_fire", False), bool):
+            raise bad(f"step {i}: 'must_fire' must be true or false")
     for group, table in [("expect", obj["expect"])] + [(f"ablations.{a}", t) for a, t in
                                                         obj.get("ablations", {}).items()]:
         if group.startswith("ablations.") and group[10:] not in ABLATIONS:

@@ -3,7 +3,10 @@
 The result is a campaign ``result.json`` (same layout, ``testbed audit`` and
 ``testbed replay`` work on it) with, per mode entry, ``expected`` (the
 expectation), ``as_expected`` (bool), ``mismatches`` (what differed) and
-``failpoints_fired`` ({name: firings}, from the nodes' JSON logs).
+``failpoints_fired`` ({name: firings}, from the nodes' JSON logs) and
+``steps_fired`` (per schedule step: how often it fired, and the evidence). A
+step with ``"must_fire": true`` that did not fire makes the mode NOT as
+expected, whatever its verdict: a fault that never fired proves nothing.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from harness.campaign import CampaignConfig, ModeSpec, ProgressFn, run_mode, write_result
+from harness.campaign import CampaignConfig, ModeSpec, ProgressFn, run_mode, unexpected_exits, write_result
 from harness.cluster import ClusterConfig, DrainTimeout
 from harness.nemesis.failpoint import fired_in_logs
+from harness.nemesis.fired import steps_fired
 from harness.scenarios import Scenario, ScenarioError
 
 
@@ -31,6 +35,7 @@ def campaign_config(sc: Scenario, labels: list[str], ablation: str | None) -> Ca
                          extra_args={k: list(v) for k, v in c.get("extra_args", {}).items()})
     return CampaignConfig(modes=[mode_spec(label) for label in labels], base=base, schedule=sc.schedule(),
                           drain_timeout_s=float(c.get("drain_timeout_s", 60.0)),
+                          stuck_s=float(c.get("stuck_s", 10.0)),
                           extra={"scenario": sc.name, "ablation": ablation})
 
 
@@ -53,6 +58,17 @@ def select_labels(sc: Scenario, ablation: str | None, modes: list[str] | None) -
 def _count(entry: dict, anomaly: str) -> int:
     a = entry.get("anomalies", {}).get(anomaly)
     return int(a.get("count", 0)) if isinstance(a, dict) else 0
+
+
+def must_fire_misses(sc: Scenario, mode_dir: Path) -> list[str]:
+    """One line per ``"must_fire": true`` step that did not fire (harness.nemesis.fired)."""
+    out = []
+    for row in steps_fired(mode_dir, sc.steps):
+        step = sc.steps[row["step"]]
+        if step.get("must_fire") and not row["fired"]:
+            what = step.get("name") or step.get("link") or step.get("node") or ""
+            out.append(f"step {row['step']} ({step['f']} {what}) must fire but did not: {row['evidence']}")
+    return out
 
 
 def evaluate(entry: dict, exp: dict, mode_dir: Path) -> list[str]:
@@ -104,11 +120,12 @@ async def run_scenario(sc: Scenario, run_dir: Path, *, modes: list[str] | None =
             entry = {"mode": spec.mode, "sink": spec.sink, "dir": spec.dirname, "verdict": "stalled",
                      "reasons": [str(e)], "anomalies": {}, "lost": None, "duplicated": None,
                      "lost_acknowledged": None, "balance_ok": None, "events": cfg.base.events,
-                     "acked": None}
+                     "acked": None, "notes": unexpected_exits(mode_dir)}
             progress(label, "verdict stalled (did not drain)")
         entry["failpoints_fired"] = dict(Counter(f["failpoint"] for f in fired_in_logs(mode_dir)))
         entry["expected"] = expectations[label]
-        entry["mismatches"] = evaluate(entry, expectations[label], mode_dir)
+        entry["steps_fired"] = steps_fired(mode_dir, sc.steps)
+        entry["mismatches"] = must_fire_misses(sc, mode_dir) + evaluate(entry, expectations[label], mode_dir)
         entry["as_expected"] = not entry["mismatches"]
         entries.append(entry)
         write_result(run_dir, cfg, entries, complete=False)

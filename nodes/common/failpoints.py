@@ -16,6 +16,9 @@ Actions (:data:`ACTIONS`):
   while the node keeps answering.
 - ``delay``: sleep ``delay_ms`` ms, then continue.
 - ``pause``: block until the failpoint is disarmed, or ``timeout_ms`` passed (0 = no limit).
+  A pause arming whose ``count`` is used up stays listed (spent: later hits pass)
+  while it holds a caller, so that ``DisarmFailpoint`` (by name or all, as the
+  harness's final heal does) always releases it; its arming ends there.
 - ``count``: only count hits (used by the sweep to learn how often a point is reached).
 
 Each arming has ``nth`` (fire first on the Nth hit after arming, 1 = the next
@@ -131,6 +134,7 @@ class Arming:
     count: int = 1
     hits: int = 0
     fired: int = 0
+    spent: bool = False
     armed_at: float = field(default_factory=time.time)
 
     def validate(self) -> "Arming":
@@ -208,8 +212,11 @@ class Failpoints:
         return a
 
     def disarm_all(self) -> None:
+        """Disarm every failpoint and release every caller a ``pause`` still holds."""
         for name in list(self.armed):
             self.disarm(name)
+        for name in list(self._released):
+            self._release(name)
 
     def _release(self, name: str) -> None:
         ev = self._released.pop(name, None)
@@ -236,12 +243,15 @@ class Failpoints:
         if a is None:
             return None
         a.hits += 1
-        if a.action == "count" or a.hits < a.nth:
+        if a.action == "count" or a.hits < a.nth or a.spent:
             return None
         a.fired += 1
         self.total_fired[name] = self.total_fired.get(name, 0) + 1
         if a.count and a.fired >= a.count:
-            self.armed.pop(name, None)
+            if a.action == "pause":
+                a.spent = True  # stays listed until it releases its callers (disarm, heal, timeout)
+            else:
+                self.armed.pop(name, None)
         log.warning("failpoint fired", extra={"failpoint": name, "action": a.action, "hit": a.hits,
                                               "fired": a.fired})
         return a
@@ -285,6 +295,8 @@ class Failpoints:
                 await asyncio.wait_for(ev.wait(), a.timeout_ms / 1000 if a.timeout_ms else None)
             except asyncio.TimeoutError:
                 self._release(name)
+            if a.spent and self.armed.get(name) is a:
+                self.armed.pop(name, None)  # released: this arming has ended
 
 
 def crash(name: str) -> None:
