@@ -131,13 +131,13 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--failpoint", "points", multiple=True, type=click.Choice(list(REGISTRY)),
               help="Sweep only these failpoints (repeatable; default: all the sink strategy reaches).")
-@click.option("--hits", type=click.Choice(["all", "first", "middle", "last"]), default="all", show_default=True,
-              help="Which hits to crash at: the 1st, a middle one, the last (all = the three).")
+@click.option("--hits", type=click.Choice(["all", "first", "middle", "late"]), default="all", show_default=True,
+              help="Which hits to crash at: the 1st, a middle one, one three quarters in (all = the three).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--quiet", "-q", is_flag=True)
 def sweep(mode: str, sink: str, events: int, seed: int, points: tuple[str, ...], hits: str,
           out: Path | None, quiet: bool) -> None:
-    """Crash at every failpoint in turn (1st, middle and last hit), recover, audit;
+    """Crash at every failpoint in turn (1st, middle and a late hit), recover, audit;
     print a failpoint x hit table of verdicts. Exit 0 if every cell is held."""
     from harness.cli_campaign import progress_display
     from harness.sweep import SWEEP_POINTS, WHICH, run_sweep
