@@ -98,7 +98,7 @@ class ScheduleRunner:
         """The final step: heal every link, resume paused nodes, restart dead ones."""
         self.history.record("invoke", "heal", {})
         errors = []
-        for name in ("failpoint", "link", "pause", "kill"):
+        for name in ("failpoint", "link", "pause", "fsync-error", "disk-full", "kill"):
             if name not in self.nemeses:
                 continue
             try:

@@ -10,11 +10,15 @@ from harness.nemesis.base import Nemesis, NemesisContext  # noqa: F401
 from harness.nemesis.failpoint import FailpointNemesis
 from harness.nemesis.link import LinkNemesis
 from harness.nemesis.process import KillNemesis, PauseNemesis
+from harness.nemesis.storage import DiskFullNemesis, FsyncErrorNemesis, PowerLossNemesis
 
 NEMESES: dict[str, type[Nemesis]] = {
     "kill": KillNemesis,
     "pause": PauseNemesis,
     "link": LinkNemesis,
     "failpoint": FailpointNemesis,
+    "power-loss": PowerLossNemesis,
+    "fsync-error": FsyncErrorNemesis,
+    "disk-full": DiskFullNemesis,
 }
 """Schedule step ``f`` -> the nemesis that carries it out."""
