@@ -90,7 +90,7 @@ def latency_ms(mode_dir: Path) -> dict:
 def faults_fired(mode_dir: Path) -> dict:
     """Faults that actually hit, from the nemesis history and the proxies' fault logs.
 
-    Returns {"total": n, "process": n, "link": n, "by_kind": {kind: n}}.
+    Returns {"total": n, "process": n, "link": n, "storage": n, "by_kind": {kind: n}}.
     """
     by_kind: dict[str, int] = {}
     process = 0
@@ -109,4 +109,18 @@ def faults_fired(mode_dir: Path) -> dict:
                 link += 1
                 k = f"{kind}@{ev.get('link')}"
                 by_kind[k] = by_kind.get(k, 0) + 1
-    return {"total": process + link, "process": process, "link": link, "by_kind": by_kind}
+    storage = 0
+    for op in read_history(mode_dir / "nemesis.jsonl"):
+        if op.get("type") == "ok" and op.get("f") == "power-loss":
+            storage += 1
+            k = "power-loss-" + "+".join(op["value"].get("nodes", {}))
+            by_kind[k] = by_kind.get(k, 0) + 1
+    for log in sorted(mode_dir.glob("*.lazyfs/faults.jsonl")):  # fsync errors, ENOSPC (lazy storage)
+        node = log.parent.name.removesuffix(".lazyfs")
+        for ev in read_history(log):
+            if ev.get("fault") in ("fsync-error", "disk-full"):
+                storage += 1
+                k = f"{ev['fault']}@{node}"
+                by_kind[k] = by_kind.get(k, 0) + 1
+    return {"total": process + link + storage, "process": process, "link": link, "storage": storage,
+            "by_kind": by_kind}

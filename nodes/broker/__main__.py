@@ -32,7 +32,8 @@ from nodes.pb import broker_pb2_grpc
 @click.option("--no-fsync", is_flag=True,
               help="ABLATION: acknowledge Produce at once and never fsync; records reach the file by a "
                    "delayed write() (--writeback-ms), like unflushed page cache, so a kill -9 loses "
-                   "acknowledged records (scenario 2). Fetch still serves up to the appended end.")
+                   "acknowledged records (scenario 2). Fetch still serves up to the appended end. Committed "
+                   "offsets and producer epochs stay fsynced (the ablation is about the log).")
 @click.option("--writeback-ms", type=click.IntRange(0, 600_000), default=1000, show_default=True,
               help="With --no-fsync: delay before buffered records are written to the segment file.")
 def main(listen: str, data_dir: Path, mode: str, log_level: str, partitions: int, segment_bytes: int,
