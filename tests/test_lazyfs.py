@@ -125,8 +125,11 @@ async def test_sqlite_wal_commit_survives_power_loss_only_when_fsynced(lazy, syn
     for i in range(20):
         con.execute("INSERT INTO t VALUES (?)", (i,))
     assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 20
-    del con  # the process "dies" with the connection open: no checkpoint at close
-    await lazy.power_loss()
+    await lazy.power_loss()  # the process "dies" with the connection open: no checkpoint at close
+    try:
+        con.close()
+    except sqlite3.Error:
+        pass
     con = sqlite3.connect(db)
     assert con.execute("SELECT count(*) FROM t").fetchone()[0] == (20 if survives else 0)
     con.close()
