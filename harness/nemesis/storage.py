@@ -16,7 +16,8 @@ cluster to run with lazy storage, else it is recorded as ``info`` (not applied).
   had not been fsynced yet.
 - ``fsync-error``: the next fsync of a file of the node (matching ``path``, a
   glob relative to the data dir; any file if absent) fails with EIO once and
-  that file's unsynced data is dropped (fsyncgate). ``heal`` disarms it.
+  that file's unsynced data is dropped (fsyncgate). The step waits for it to
+  fire and for the node to fail-stop, and restarts it. ``heal`` disarms it.
 - ``disk-full``: after ``after_bytes`` more bytes of data writes, the node's
   writes fail with ENOSPC; lifted after ``for_ms`` if given, else by ``heal``.
 
@@ -81,18 +82,43 @@ class PowerLossNemesis(Nemesis):
 
 
 class FsyncErrorNemesis(Nemesis):
-    """``{"f": "fsync-error", "node": N, "path": GLOB}``."""
+    """``{"f": "fsync-error", "node": N, "path": GLOB, "wait_ms": 10000, "down_ms": 300}``.
+
+    Arms the fault, then waits up to ``wait_ms`` for it to fire and up to 10 s for
+    the node to fail-stop (the reaction the testbed expects after fsyncgate); a
+    node that exited is restarted after ``down_ms``. The ``ok`` record says
+    ``fired``, the node's ``exit_code`` (None: it kept running) and ``new_pid``.
+    """
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.armed: set[str] = set()
 
     async def invoke(self, step: dict) -> dict:
-        mount = _mount(self, step["node"])
+        node = step["node"]
+        mount = _mount(self, node)
         path = step.get("path")
+        before = (await mount.control("stats"))["faults_fired"].get("fsync-error", 0)
         answer = await mount.control(f"fsync-error {path}" if path else "fsync-error")
-        self.armed.add(step["node"])
-        return {"armed": answer["armed"]}
+        self.armed.add(node)
+        out: dict = {"armed": answer["armed"], "fired": False}
+        deadline = asyncio.get_running_loop().time() + step.get("wait_ms", 10_000) / 1000
+        while asyncio.get_running_loop().time() < deadline:
+            if (await mount.control("stats"))["faults_fired"].get("fsync-error", 0) > before:
+                out["fired"] = True
+                self.armed.discard(node)
+                break
+            await asyncio.sleep(0.02)
+        if not out["fired"]:
+            return out
+        p = self.ctx.cluster.nodes[node]
+        out["exit_code"] = await p.wait(10)
+        if out["exit_code"] is not None:
+            await asyncio.sleep(step.get("down_ms", 300) / 1000)
+            await p.restart()
+            self.ctx.cluster.write_manifest()
+            out["new_pid"] = p.pid
+        return out
 
     async def heal(self) -> None:
         for node in sorted(self.armed):

@@ -18,8 +18,10 @@ INTERNAL (an SQLite error; logged), UNAVAILABLE (an armed ``error`` failpoint
 ``sink.after-*``: the write IS applied, only the reply is replaced: a lost ACK;
 or an I/O error, below).
 
-An I/O error or a full disk (SQLITE_IOERR, SQLITE_FULL: a failed write or fsync)
-fails the call with UNAVAILABLE and stops the node (exit 1): after a failed fsync
+A full disk (SQLITE_FULL; SQLite rolls the transaction back) fails the call with
+UNAVAILABLE, a transient error the processor retries. An I/O error (SQLITE_IOERR:
+a failed write or fsync) fails the call with UNAVAILABLE and stops the node
+(exit 1): after a failed fsync
 the file's state is unknown (PostgreSQL's "fsyncgate"), so the sink never
 acknowledges anything more from this process; a restart re-reads what is really
 on disk (SQLite replays its WAL).
@@ -54,11 +56,17 @@ SQLITE_IOERR, SQLITE_FULL = 10, 13
 
 
 def is_io_error(e: sqlite3.Error) -> bool:
-    """True for SQLITE_IOERR (any extended code, e.g. IOERR_FSYNC) and SQLITE_FULL."""
+    """True for SQLITE_IOERR (any extended code, e.g. SQLITE_IOERR_FSYNC)."""
     code = getattr(e, "sqlite_errorcode", None)
     if code is not None:
-        return code & 0xFF in (SQLITE_IOERR, SQLITE_FULL)
-    return "disk I/O error" in str(e) or "database or disk is full" in str(e)
+        return code & 0xFF == SQLITE_IOERR
+    return "disk I/O error" in str(e)
+
+
+def is_disk_full(e: sqlite3.Error) -> bool:
+    """True for SQLITE_FULL."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return code & 0xFF == SQLITE_FULL if code is not None else "disk is full" in str(e)
 
 
 class SinkRunner:
@@ -160,6 +168,9 @@ class SinkServicer(sink_pb2_grpc.SinkServicer):
             if is_io_error(e):
                 self._r.fail(e)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"sink storage failed: {e}")
+            if is_disk_full(e):
+                self._r.log.error("%s failed: disk full", name)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"sink disk full: {e}")
             self._r.log.error("%s failed: %r", name, e, exc_info=True)
             await context.abort(grpc.StatusCode.INTERNAL, f"sink database error: {e}")
         raise AssertionError("unreachable")  # context.abort raises
