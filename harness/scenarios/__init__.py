@@ -9,8 +9,9 @@ scenario, shared/scenarios.md's eight plus a few more). Shape::
      "source": "shared/scenarios.md #1",
      "config": {"events": 1000, "seed": 1, "batch_size": 10, "rate": 1000,
                 "extra_args": {"sink": ["--prepared-timeout-ms", "300"]},
-                "drain_timeout_s": 60},
-     "steps": [ ...fault schedule steps (harness/schedule.py; "f": kill|pause|link|failpoint)... ],
+                "drain_timeout_s": 60, "storage": "direct" | "lazy"},
+     "steps": [ ...fault schedule steps (harness/schedule.py; "f": kill|pause|link|failpoint|
+                power-loss|fsync-error|disk-full: the last three need "storage": "lazy")... ],
      "expect": {"<mode label>": EXPECTATION, ...},
      "ablations": {"<ablation name>": {"<mode label>": EXPECTATION, ...}}}
 
