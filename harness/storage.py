@@ -27,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.process import NodeStartError
 from nodes.storage.control import ControlError, send
 from nodes.storage.lazyfs import fuse_missing
 
@@ -36,8 +37,9 @@ STORAGE_KINDS = ("direct", "lazy")
 __all__ = ["LazyMount", "StorageError", "fuse_missing", "STORAGE_KINDS", "write_through_for", "ControlError"]
 
 
-class StorageError(RuntimeError):
-    """A lazy filesystem did not mount (the message quotes its stderr)."""
+class StorageError(NodeStartError):
+    """A lazy filesystem did not mount (the message quotes its stderr); a NodeStartError,
+    so the commands report it like a node that did not start (one line, exit 2)."""
 
 
 def write_through_for(node: str) -> list[str]:
