@@ -113,3 +113,41 @@ def test_storage_faults_need_lazy_storage_and_valid_fields(tmp_path):
     path = tmp_path / "s.json"
     path.write_text(json.dumps(sched))
     assert schedule_mod.load(path)["steps"][0]["f"] == "power-loss"
+
+
+@needs_fuse
+@pytest.mark.timeout(120)
+def test_ctrl_c_unmounts_every_lazy_mount(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.conftest import pid_alive
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "campaign", "--mode", "at-least-once",
+                             "--faults", "none", "--events", "200000", "--rate", "2000", "--quiet",
+                             "--storage", "lazy", "--out", str(tmp_path)],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # polling the manifest the campaign writes, bounded
+        m = tmp_path / "latest" / "at-least-once" / "cluster.json"
+        try:
+            data = json.loads(m.read_text())
+        except (OSError, ValueError):
+            data = {}
+        if "producer" in data.get("nodes", {}):
+            manifest = data
+            break
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    assert manifest is not None, "the campaign never started its producer"
+    storage = [n["storage"] for n in manifest["nodes"].values()]
+    assert len(storage) == 4 and all(is_mounted(Path(s["mount"])) for s in storage)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert not [s for s in storage if pid_alive(s["pid"]) or is_mounted(Path(s["mount"]))]
+    assert _no_mounts_left(tmp_path)
