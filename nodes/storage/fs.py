@@ -20,6 +20,11 @@ What is lazy and what is not (the honest, simplest model):
   backing file, and do not count against ``disk-full``. In Jepsen the history
   lives outside the system under test; here it shares the data dir.
 
+After an injected fsync error the file's overlay is dropped, but pages the
+kernel cached for this mount may still show the dropped bytes to a reader until
+the next mount, as Linux's page cache does after a failed write-back
+(fsyncgate); the backing file, and every later mount, hold only what was synced.
+
 Overlays are keyed by the backing file's inode, so a rename keeps a file's
 unsynced data with it; the backing fd a handle holds keeps the inode alive.
 A clean unmount (``destroy``) writes every overlay back, as an OS does at a
