@@ -43,6 +43,7 @@ import mfusepy as fuse
 
 from nodes.storage.faults import FaultState
 from nodes.storage.overlay import FileOverlay
+from nodes.storage.passthrough import PassThroughOps
 
 log = logging.getLogger("lazyfs")
 
@@ -58,7 +59,7 @@ class Handle:
     write_through: bool
 
 
-class LazyOps(fuse.Operations):
+class LazyOps(PassThroughOps):
     """mfusepy operations over ``backing`` (a directory path).
 
     Args:
@@ -70,7 +71,7 @@ class LazyOps(fuse.Operations):
     use_ns = True
 
     def __init__(self, backing: str, faults: FaultState, write_through: frozenset[str] = frozenset()) -> None:
-        self.root = os.path.realpath(backing)
+        super().__init__(backing)
         self.faults = faults
         self.write_through = write_through
         self._mutex = threading.RLock()
@@ -82,9 +83,6 @@ class LazyOps(fuse.Operations):
         self.fsynced_bytes = 0
 
     # ----- helpers ------------------------------------------------------------------------
-
-    def _full(self, path: str) -> str:
-        return os.path.join(self.root, path.lstrip("/"))
 
     def _overlay(self, h: Handle) -> FileOverlay:
         ov = self.overlays.get(h.key)
@@ -228,18 +226,7 @@ class LazyOps(fuse.Operations):
                 attrs["st_blocks"] = (ov.size + 511) // 512
             return attrs
 
-    # ----- metadata: applied to the backing dir at once ------------------------------------
-
-    def readdir(self, path: str, fh: int) -> list[str]:
-        return [".", "..", *os.listdir(self._full(path))]
-
-    def mkdir(self, path: str, mode: int) -> int:
-        os.mkdir(self._full(path), mode)
-        return 0
-
-    def rmdir(self, path: str) -> int:
-        os.rmdir(self._full(path))
-        return 0
+    # ----- metadata that touches an overlay (the rest: nodes.storage.passthrough) ----------
 
     def unlink(self, path: str) -> int:
         with self._mutex:
@@ -264,45 +251,6 @@ class LazyOps(fuse.Operations):
             if st is not None and (st.st_dev, st.st_ino) != (src.st_dev, src.st_ino):
                 self._forget_if_gone((st.st_dev, st.st_ino), st.st_nlink - 1)
             return 0
-
-    def link(self, target: str, source: str) -> int:
-        os.link(self._full(source), self._full(target))
-        return 0
-
-    def symlink(self, target: str, source: str) -> int:
-        os.symlink(source, self._full(target))
-        return 0
-
-    def readlink(self, path: str) -> str:
-        return os.readlink(self._full(path))
-
-    def chmod(self, path: str, mode: int) -> int:
-        os.chmod(self._full(path), mode)
-        return 0
-
-    def chown(self, path: str, uid: int, gid: int) -> int:
-        os.chown(self._full(path), uid, gid)
-        return 0
-
-    def utimens(self, path: str, times=None) -> int:
-        if times is None:
-            os.utime(self._full(path))
-        else:
-            os.utime(self._full(path), ns=(int(times[0]), int(times[1])))
-        return 0
-
-    def access(self, path: str, amode: int) -> int:
-        if not os.access(self._full(path), amode):
-            raise fuse.FuseOSError(errno.EACCES)
-        return 0
-
-    def statfs(self, path: str) -> dict:
-        sv = os.statvfs(self._full(path))
-        return {k: getattr(sv, k) for k in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail",
-                                            "f_files", "f_ffree", "f_favail", "f_flag", "f_namemax")}
-
-    def fsyncdir(self, path: str, datasync: int, fh: int) -> int:
-        return 0  # metadata is applied to the backing dir at once
 
     def destroy(self, path: str) -> None:
         """Clean unmount: write every overlay back and fsync it (a clean shutdown)."""
