@@ -151,3 +151,21 @@ def test_ctrl_c_unmounts_every_lazy_mount(tmp_path):
     assert proc.returncode == 130, out + err
     assert not [s for s in storage if pid_alive(s["pid"]) or is_mounted(Path(s["mount"]))]
     assert _no_mounts_left(tmp_path)
+
+
+@needs_fuse
+@pytest.mark.timeout(120)
+async def test_disk_full_stops_the_processor_at_its_checkpoint_and_it_recovers(tmp_path):
+    """exactly-once: a checkpoint that cannot be written stops the processor (exit 1);
+    it is restarted when the disk has room and recovers from its last checkpoint."""
+    base = ClusterConfig(mode="exactly-once", seed=3, events=1500, rate=1000, batch_size=20, storage="lazy")
+    steps = [{"at": 400, "f": "disk-full", "node": "processor", "after_bytes": 0, "for_ms": 1200}]
+    cfg = CampaignConfig(modes=[ModeSpec("exactly-once", "idempotent")], base=base,
+                         schedule={"seed": 3, "events": 1500, "steps": steps}, drain_timeout_s=60)
+    entry = await run_mode(cfg.modes[0], cfg, tmp_path)
+    mode_dir = tmp_path / "exactly-once-idempotent"
+    fired = [f for f in read_faults(mode_dir / "processor.lazyfs") if f["fault"] == "disk-full"]
+    assert fired and fired[0]["path"] == "/checkpoint.json.tmp"
+    (step,) = _ok(mode_dir, "disk-full")
+    assert step["enospc"] >= 1 and step["exit_code"] == 1 and step["new_pid"]
+    assert entry["verdict"] == "held" and not entry["notes"], entry

@@ -20,6 +20,8 @@ cluster to run with lazy storage, else it is recorded as ``info`` (not applied).
   fire and for the node to fail-stop, and restarts it. ``heal`` disarms it.
 - ``disk-full``: after ``after_bytes`` more bytes of data writes, the node's
   writes fail with ENOSPC; lifted after ``for_ms`` if given, else by ``heal``.
+  A node that exited meanwhile (it could not write a checkpoint) is restarted
+  then, its exit code recorded.
 
 Firings are in ``<node>.lazyfs/faults.jsonl``.
 """
@@ -146,11 +148,26 @@ class DiskFullNemesis(Nemesis):
         stats = await mount.control("stats")
         await mount.control("disk-full off")
         self.armed.discard(node)
-        return {"armed": False, "enospc": stats["faults_fired"].get("disk-full", 0)}
+        return {"armed": False, "enospc": stats["faults_fired"].get("disk-full", 0),
+                **await self._restart_if_exited(node)}
+
+    async def _restart_if_exited(self, node: str) -> dict:
+        """A node that stopped on ENOSPC (e.g. a checkpoint it could not write) is
+        restarted once the disk has room again; its exit is this step's doing."""
+        p = self.ctx.cluster.nodes[node]
+        if p.proc is None or p.running:
+            return {}
+        code = p.proc.returncode
+        await p.restart()
+        self.ctx.cluster.write_manifest()
+        return {"exit_code": code, "new_pid": p.pid}
 
     async def heal(self) -> None:
         for node in sorted(self.armed):
             mount = self.ctx.cluster.mounts[node]
             if mount.running:
                 await mount.control("disk-full off")
+            restarted = await self._restart_if_exited(node)
+            if restarted:
+                self.ctx.history.record("info", "disk-full-restart", {"node": node, **restarted})
         self.armed.clear()
