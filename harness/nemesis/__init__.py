@@ -1,4 +1,5 @@
-"""The nemesis: process faults and link faults, driven by the fault schedule.
+"""The nemesis: process faults, link faults and (with --storage lazy) storage faults,
+driven by the fault schedule.
 
 One module per fault family, each a small class with ``invoke(step)`` and
 ``heal()`` (Jepsen's nemesis protocol), composed in :data:`NEMESES` by the
