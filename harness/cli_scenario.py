@@ -14,7 +14,7 @@ from rich.table import Table
 
 from harness import scenarios as scenarios_mod
 from harness.ablations import ABLATIONS
-from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, run_async
+from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, resolve_storage, run_async, storage_option
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
 from nodes.common.failpoints import ACTIONS, REGISTRY
@@ -75,7 +75,9 @@ def _verdicts(exp: dict) -> str:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs).")
 @click.option("--quiet", "-q", is_flag=True)
-def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool) -> None:
+@storage_option
+def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool,
+                 storage: str | None) -> None:
     """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations."""
     from harness.cli_campaign import print_result, progress_display
     from harness.scenarios.runner import run_scenario
@@ -87,6 +89,7 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         select_labels(sc, ablation, list(modes) or None)
     except scenarios_mod.ScenarioError as e:
         fail(str(e))
+    storage = resolve_storage(storage, sc.schedule(), default=sc.config.get("storage", "direct"))
     try:
         run_dir = new_run_dir(out, label=sc.name + (f"-no-{ablation}" if ablation else ""))
     except RunDirError as e:
@@ -99,7 +102,7 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         with progress_display(quiet) as progress:
             try:
                 holder["result"] = await run_scenario(sc, run_dir, modes=list(modes) or None,
-                                                      ablation=ablation, progress=progress)
+                                                      ablation=ablation, progress=progress, storage=storage)
             except NodeStartError as e:
                 fail(f"a node did not start: {e} (run data in {run_dir})")
         return 0
