@@ -42,7 +42,8 @@ async def test_s14_power_loss_keeps_fsynced_acks_and_loses_unsynced_ones(tmp_pat
     assert all(n["new_pid"] != n["killed_pid"] for n in loss["nodes"].values())
     broker_dropped = loss["nodes"]["broker"]["dropped_bytes"]
     if ablation is None:
-        assert broker_dropped == 0  # every acknowledged record had been fsynced
+        # Records appended but not yet fsynced by the group commit may be dropped (they
+        # were never acknowledged); what matters is that no acknowledged one was.
         assert entry["lost_acknowledged"] == 0 and entry["as_expected"], entry["mismatches"]
     else:
         assert broker_dropped > 0 and any(p.startswith("/orders-") for p in loss["nodes"]["broker"]["paths"])
