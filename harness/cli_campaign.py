@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from harness import schedule as schedule_mod
-from harness.checker import InputError, check, load_run
+from harness.checker import InputError, check, load_run, validate
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
@@ -155,19 +155,15 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
 
 
 def _load_result(run_dir: Path) -> dict:
-    """result.json of a campaign run, checked for the shape audit and replay need."""
+    """result.json of a campaign run, checked for the shape audit and replay need
+    (harness.checker.validate.result_file); exits 2 with one line if it is not."""
     path = run_dir / "result.json"
     if not path.exists():
         fail(f"{run_dir} has no result.json: not a campaign run directory")
     try:
-        result = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        fail(f"{path} is not valid JSON: {e}")
-    modes = result.get("modes") if isinstance(result, dict) else None
-    if not isinstance(modes, list) or not all(isinstance(m, dict) and "mode" in m and "dir" in m
-                                                  for m in modes):
-        fail(f"{path} is malformed: expected {{\"modes\": [{{\"mode\", \"dir\", ...}}]}}")
-    return result
+        return validate.result_file(path)
+    except InputError as e:
+        fail(str(e))
 
 
 AUDIT_ERRORS = (InputError, OSError, ValueError, KeyError, TypeError, sqlite3.DatabaseError,
@@ -176,12 +172,16 @@ AUDIT_ERRORS = (InputError, OSError, ValueError, KeyError, TypeError, sqlite3.Da
 
 def audit_dir(d: Path) -> dict:
     """Check one cluster directory; a row for the table, with notes on what the
-    audit could not see. Exits 2 (one line) on missing or unreadable inputs."""
+    audit could not see. Exits 2 (one line) on missing or unreadable inputs
+    (every input goes through harness.checker.validate; the broad catch is a last
+    guard so that no input can end in a traceback)."""
+    if not d.is_dir():
+        fail(f"cannot audit {d}: not a directory")
     try:
         report = check(load_run(d))
-        config = json.loads((d / "cluster.json").read_text())["config"]
+        config = validate.cluster_config(d / "cluster.json")
     except AUDIT_ERRORS as e:
-        fail(f"cannot audit {d}: {e}" if isinstance(e, InputError) else
+        fail(f"cannot audit: {e}" if isinstance(e, InputError) else
              f"cannot audit {d}: {type(e).__name__}: {e}")
     j = report.to_json()
     j.update(sink=config.get("sink_strategy"),
@@ -284,8 +284,8 @@ def replay(run_dir: Path, out, strict, quiet) -> None:
     """
     old = _load_result(run_dir)
     try:
-        sched = schedule_mod.load(run_dir / "schedule.json")
-    except schedule_mod.ScheduleError as e:
+        sched = validate.schedule_file(run_dir / "schedule.json")
+    except InputError as e:
         fail(str(e))
     c = old.get("config") or {}
     fields = {k: v for k, v in c.items() if k in ClusterConfig.__dataclass_fields__}
