@@ -26,6 +26,7 @@ bootstrap() {
 }
 
 bootstrap
+CALLER_CWD="$PWD"
 cd "$ROOT"
 cmd="${1:-campaign}"
 case "$cmd" in
@@ -45,6 +46,7 @@ case "$cmd" in
         if [[ $# -eq 0 ]] || [[ "$1" == -* && "$1" != "-h" && "$1" != "--help" ]]; then
             set -- campaign "$@"
         fi
-        exec "$VENV/bin/testbed" "$@"
+        # Relative paths in ARGS are the caller's: testbed goes back there (harness/cli.py).
+        TESTBED_CWD="$CALLER_CWD" exec "$VENV/bin/testbed" "$@"
         ;;
 esac

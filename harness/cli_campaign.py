@@ -129,8 +129,8 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
     """
     if schedule_file:
         try:
-            sched = schedule_mod.load(schedule_file)
-        except schedule_mod.ScheduleError as e:
+            sched = validate.schedule_file(schedule_file)
+        except InputError as e:
             fail(str(e))
         planned = sched.get("events")
         if events is None:

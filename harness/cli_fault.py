@@ -8,8 +8,11 @@
     testbed fault remove f1 --link producer-broker
     testbed fault heal
 
-The proxies are found in the cluster manifest (``--cluster``, default
-``runs/latest/cluster.json``, written by harness.cluster):
+The proxies are found in the cluster manifest: ``--cluster PATH``, or by default
+the running ``up`` of this checkout, named in the pid-checked ``runs/up.json``
+(harness.upfile; a stale file whose ``up`` died is ignored with a one-line note;
+never ``runs/latest``). Every command prints the cluster it acts on to stderr.
+The manifest (written by harness.cluster):
 ``{"links": {"producer-broker": {"proxy": "127.0.0.1:P", "upstream": ..., "pid": ...,
 "data_dir": ...}, ...}, ...}``.
 
@@ -29,13 +32,12 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from harness import proxy_client
+from harness import proxy_client, upfile
 from nodes.proxy.faults import FAULTS
 from nodes.proxy.fault import InvalidFault
 from nodes.proxy.faults.delay import SIDES
 from nodes.proxy.match import parse_rules
 
-DEFAULT_CLUSTER = Path("runs") / "latest" / "cluster.json"
 NO_CLUSTER = "no running cluster: start one with ./run.sh up (or pass --cluster)"
 
 
@@ -45,15 +47,43 @@ class FaultUsageError(click.ClickException):
     exit_code = 2
 
 
-def load_links(cluster: Path) -> dict[str, dict[str, Any]]:
-    """The ``links`` of a cluster manifest. Raises: FaultUsageError (exit 2) if unreadable."""
+def resolve_cluster(cluster: Path | None) -> Path:
+    """The manifest to act on: ``--cluster``, else the running ``up``'s (runs/up.json);
+    says which on stderr. Raises: FaultUsageError (exit 2): no running ``up``."""
+    if cluster is not None:
+        click.echo(f"cluster: {cluster}", err=True)
+        return cluster
+    try:
+        path, pid = upfile.running_cluster()
+    except upfile.NoRunningUp as e:
+        if e.stale:
+            click.echo(e.stale, err=True)
+        raise FaultUsageError(str(e)) from None
+    click.echo(f"cluster: {path} (the running up, pid {pid})", err=True)
+    return path
+
+
+def load_links(cluster: Path | None) -> dict[str, dict[str, Any]]:
+    """The ``links`` of a cluster manifest (see :func:`resolve_cluster`).
+    Raises: FaultUsageError (exit 2) if missing, unreadable or of the wrong shape."""
+    cluster = resolve_cluster(cluster)
     try:
         manifest = json.loads(Path(cluster).read_text())
     except FileNotFoundError:
-        raise FaultUsageError(NO_CLUSTER) from None
+        raise FaultUsageError(f"{cluster}: missing ({NO_CLUSTER})") from None
     except (OSError, ValueError) as e:
-        raise FaultUsageError(f"cannot read cluster manifest {cluster}: {e}") from None
-    links = manifest.get("links") or {}
+        raise FaultUsageError(f"cannot read cluster manifest {cluster}: {getattr(e, 'strerror', None) or e}") \
+            from None
+    links = manifest.get("links") if isinstance(manifest, dict) else None
+    if links is not None and (not isinstance(links, dict) or not all(
+            isinstance(i, dict) and isinstance(i.get("proxy"), str) for i in links.values())):
+        raise FaultUsageError(f"{cluster}: 'links' should map each link to {{\"proxy\": \"host:port\", ...}}")
+    links = links or {}
+    gone = [f"{name} (pid {i['pid']})" for name, i in sorted(links.items())
+            if isinstance(i.get("pid"), int) and upfile.start_ticks(i["pid"]) is None]
+    if gone:
+        raise FaultUsageError(f"the cluster in {cluster} is not running: proxy {', '.join(gone)} gone "
+                              "(a finished run? start one with ./run.sh up)")
     if not links:
         raise FaultUsageError(f"the cluster in {cluster} has no proxies (started without them?)")
     return links
@@ -83,8 +113,9 @@ def on_proxy(link: str, address: str, fn: Callable[[], Any]) -> Any:
 
 
 @click.group()
-@click.option("--cluster", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CLUSTER,
-              show_default=True, help="Cluster manifest of the running cluster.")
+@click.option("--cluster", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Cluster manifest (cluster.json) to act on [default: the running `up` of this "
+                   "checkout, named in runs/up.json].")
 @click.pass_context
 def fault(ctx: click.Context, cluster: Path) -> None:
     """Inject link faults through the proxies of a running cluster."""

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, run_async, sink_option)
-from harness import interrupt
+from harness import interrupt, upfile
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
@@ -82,7 +82,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
     While it runs, inject faults from another terminal with ``./run.sh fault ...``
-    (the cluster's addresses are in runs/latest/cluster.json).
+    (the cluster's addresses are in its cluster.json; runs/up.json names it while
+    this command runs, and `fault` finds it there).
     """
     if sink_strategy and mode != "exactly-once":
         fail("--sink applies to --mode exactly-once only")
@@ -121,11 +122,14 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
               default_out: bool) -> int:
     cluster = Cluster(config, run_dir)
     atexit.register(cluster.kill_all_now)
+    runs_base = run_dir.parent
+    atexit.register(upfile.remove, runs_base)
     try:
         try:
             await cluster.start()
         except NodeStartError as e:
             fail(f"cluster did not start: {e}")
+        upfile.write(runs_base, run_dir / "cluster.json")
         console.print(nodes_table(cluster))
         where = "" if default_out else f" --cluster {run_dir / 'cluster.json'}"
         console.print("streaming; inject faults from another terminal, e.g.\n"
@@ -154,5 +158,6 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
                     return 0
             await asyncio.sleep(0.25)
     finally:
+        upfile.remove(runs_base)
         await cluster.stop()
         console.print(f"stopped every process; run data in {run_dir}")
