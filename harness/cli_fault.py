@@ -63,7 +63,7 @@ def resolve_cluster(cluster: Path | None) -> Path:
     return path
 
 
-def load_links(cluster: Path | None) -> dict[str, dict[str, Any]]:
+def load_links(cluster: Path | None, into: dict | None = None) -> dict[str, dict[str, Any]]:
     """The ``links`` of a cluster manifest (see :func:`resolve_cluster`).
     Raises: FaultUsageError (exit 2) if missing, unreadable or of the wrong shape."""
     cluster = resolve_cluster(cluster)
@@ -79,6 +79,9 @@ def load_links(cluster: Path | None) -> dict[str, dict[str, Any]]:
             isinstance(i, dict) and isinstance(i.get("proxy"), str) for i in links.values())):
         raise FaultUsageError(f"{cluster}: 'links' should map each link to {{\"proxy\": \"host:port\", ...}}")
     links = links or {}
+    if into is not None:  # the cluster's control token (nodes/common/control_auth.py)
+        token = manifest.get("control_token")
+        into["token"] = token if isinstance(token, str) and token else None
     gone = [f"{name} (pid {i['pid']})" for name, i in sorted(links.items())
             if isinstance(i.get("pid"), int) and upfile.start_ticks(i["pid"]) is None]
     if gone:
@@ -91,7 +94,7 @@ def load_links(cluster: Path | None) -> dict[str, dict[str, Any]]:
 
 def pick_links(ctx: click.Context, link: str | None) -> dict[str, str]:
     """link -> proxy address, for one link (``--link``) or for all. Raises: FaultUsageError."""
-    links = load_links(ctx.obj["cluster"])
+    links = load_links(ctx.obj["cluster"], ctx.obj)
     if link is None:
         return {name: info["proxy"] for name, info in sorted(links.items())}
     if link not in links:
@@ -106,6 +109,9 @@ def on_proxy(link: str, address: str, fn: Callable[[], Any]) -> Any:
     except grpc.aio.AioRpcError as e:
         if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
             raise FaultUsageError(f"{link}: {e.details()}") from None
+        if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise FaultUsageError(f"{link}: the proxy at {address} refused the control token "
+                                  "(cluster.json's control_token differs from the one it was started with)") from None
         if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             raise click.ClickException(f"{link}: proxy at {address} not reachable "
                                        f"({e.code().name}); is the cluster still running?") from None
@@ -162,7 +168,7 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
     fid = on_proxy(link, address, lambda: proxy_client.add_sync(
         address, kind, method=method, probability=probability, count=count, after=after,
         delay_ms=delay_ms, jitter_ms=jitter_ms, side=side or "", code=code, link=link,
-        hold_ms=hold_ms, match=rules))
+        hold_ms=hold_ms, match=rules, token=ctx.obj.get("token")))
     click.echo(f"{fid} {kind} on {link}")
 
 
@@ -173,7 +179,7 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
 def remove(ctx: click.Context, fault_id: str, link: str) -> None:
     """Remove fault FAULT_ID from one link."""
     [(link, address)] = pick_links(ctx, link).items()
-    on_proxy(link, address, lambda: proxy_client.remove_sync(address, fault_id))
+    on_proxy(link, address, lambda: proxy_client.remove_sync(address, fault_id, token=ctx.obj.get('token')))
     click.echo(f"removed {fault_id} from {link}")
 
 
@@ -206,7 +212,7 @@ def list_(ctx: click.Context, link: str | None) -> None:
     """List the faults on every link (or one)."""
     table = Table("link", "id", "kind", "method", "p", "count", "after", "params", "matched", "fired")
     for name, address in pick_links(ctx, link).items():
-        for f in on_proxy(name, address, lambda: proxy_client.list_sync(address)):
+        for f in on_proxy(name, address, lambda: proxy_client.list_sync(address, token=ctx.obj.get('token'))):
             s = f["spec"]
             table.add_row(name, f["fault_id"], s["kind"], (s.get("method") or "*").rsplit("/", 1)[-1],
                           f"{s.get('probability', 1):g}", str(s.get("count", 0)),
@@ -221,7 +227,7 @@ def list_(ctx: click.Context, link: str | None) -> None:
 def heal(ctx: click.Context, link: str | None) -> None:
     """Remove every fault (on every link, or one)."""
     for name, address in pick_links(ctx, link).items():
-        n = on_proxy(name, address, lambda: proxy_client.heal_sync(address))
+        n = on_proxy(name, address, lambda: proxy_client.heal_sync(address, token=ctx.obj.get('token')))
         click.echo(f"healed {name}: {n} fault(s) removed")
 
 
@@ -234,7 +240,7 @@ def stats(ctx: click.Context, link: str | None) -> None:
             "held")
     table = Table("link", "method", *cols)
     for name, address in pick_links(ctx, link).items():
-        st = on_proxy(name, address, lambda: proxy_client.stats_sync(address))
+        st = on_proxy(name, address, lambda: proxy_client.stats_sync(address, token=ctx.obj.get('token')))
         for method, counters in sorted(st["methods"].items()):
             table.add_row(name, method.rsplit("/", 1)[-1], *(str(counters[c]) for c in cols))
     _console().print(table)

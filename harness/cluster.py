@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ import grpc
 from harness import interrupt
 from harness.ablations import flags_for
 from harness.process import NodeProcess
+from nodes.common import control_auth
 from nodes.common.channels import insecure_channel
 from nodes.common.modes import EXACTLY_ONCE, SINK_IDEMPOTENT, TOPIC
 from nodes.pb import broker_pb2, broker_pb2_grpc, node_pb2, node_pb2_grpc
@@ -97,6 +100,9 @@ class Cluster:
         self.nodes: dict[str, NodeProcess] = {}
         self.proxies: dict[str, NodeProcess] = {}
         self.started_at: float | None = None
+        self.control_token = os.environ.get(control_auth.TOKEN_ENV) or secrets.token_hex(16)
+        """Required on every node's and proxy's control calls (nodes/common/control_auth.py);
+        the user's $TESTBED_CONTROL_TOKEN, else a fresh one per cluster."""
 
     # ----- start / stop -------------------------------------------------------------------
 
@@ -146,6 +152,7 @@ class Cluster:
                         "proxy", self.run_dir / f"proxy-{link}",
                         ["--link", link, "--upstream", self.nodes[server].address,
                          "--seed", str(self.config.seed)], name=f"proxy:{link}")
+                    self.proxies[link].env[control_auth.TOKEN_ENV] = self.control_token
                 await _all(*(p.start() for p in self.proxies.values()))
             await self._start_node("processor")
             if start_producer:
@@ -158,6 +165,8 @@ class Cluster:
 
     async def _start_node(self, name: str) -> NodeProcess:
         p = NodeProcess(name, self.run_dir / name, self._node_args(name), name=name)
+        p.env[control_auth.TOKEN_ENV] = self.control_token
+        control_auth.set_token(self.control_token)
         self.nodes[name] = p
         await p.start()
         self.write_manifest()
@@ -197,7 +206,8 @@ class Cluster:
             links[link] = {"proxy": p.address, "upstream": self.nodes[server].address if server in self.nodes else None,
                            "pid": p.pid, "data_dir": str(p.data_dir)}
         manifest = {"run_dir": str(self.run_dir), "config": asdict(self.config),
-                    "nodes": {n: info(p) for n, p in self.nodes.items()}, "links": links}
+                    "nodes": {n: info(p) for n, p in self.nodes.items()}, "links": links,
+                    "control_token": self.control_token}
         (self.run_dir / "cluster.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     # ----- inspection ---------------------------------------------------------------------
@@ -209,7 +219,7 @@ class Cluster:
             grpc.aio.AioRpcError: the node is down or did not answer in time.
         """
         p = self.nodes.get(name) or self.proxies[name]
-        async with insecure_channel(p.address) as ch:
+        async with control_auth.control_channel(p.address, self.control_token) as ch:
             resp = await node_pb2_grpc.NodeControlStub(ch).Status(node_pb2.StatusRequest(), timeout=timeout_s)
         return json.loads(resp.status_json)
 

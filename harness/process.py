@@ -51,6 +51,8 @@ class NodeProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.paused = False
         self._drain: asyncio.Task | None = None
+        self.env: dict[str, str] = {}
+        """Extra environment of the process (the cluster's control token)."""
 
     @property
     def pid(self) -> int | None:
@@ -80,6 +82,7 @@ class NodeProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["TESTBED_PARENT_PID"] = str(os.getpid())  # the node stops if this process dies
+        env.update(self.env)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.command(), stdout=asyncio.subprocess.PIPE, stderr=stderr,

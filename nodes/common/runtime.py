@@ -39,6 +39,7 @@ import click
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from nodes.common import control_auth
 from nodes.common.channels import SERVER_OPTIONS
 from nodes.common.failpoints import ENV_VAR as FAILPOINTS_ENV
 from nodes.common.failpoints import FAILPOINTS, REGISTRY as FAILPOINT_NAMES, Arming, FailpointSpecError
@@ -83,6 +84,16 @@ def _arm_failpoints(ctx: click.Context, param: click.Parameter, value: tuple[str
         raise click.BadParameter(str(e)) from None
 
 
+_CONTROL_TOKEN: dict[str, str | None] = {"token": None}
+
+
+def _set_control_token(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """--control-token callback (also $TESTBED_CONTROL_TOKEN): kept for serve()."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty")
+    _CONTROL_TOKEN["token"] = value
+
+
 def common_options(f: Callable) -> Callable:
     """The click options every node takes: --listen, --data-dir, --mode, --log-level,
     --failpoint (armed by its callback; not passed to the node's function)."""
@@ -90,6 +101,10 @@ def common_options(f: Callable) -> Callable:
                      metavar="NAME=ACTION[(MS)][@N][xCOUNT]",
                      help="Arm a failpoint at start (repeatable; also $TESTBED_FAILPOINTS, "
                           "';'-separated). See `testbed failpoints`.")(f)
+    f = click.option("--control-token", envvar=control_auth.TOKEN_ENV, expose_value=False,
+                     callback=_set_control_token, metavar="TOKEN",
+                     help="Require this token (gRPC metadata x-testbed-token) on NodeControl and "
+                          "ProxyControl calls; else UNAUTHENTICATED. Also $TESTBED_CONTROL_TOKEN.")(f)
     f = click.option("--log-level", default="INFO", show_default=True,
                      type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))(f)
     f = click.option("--mode", type=click.Choice(MODES), default="at-least-once", show_default=True,
@@ -178,7 +193,8 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
                 log: logging.Logger, grace_s: float = 2.0) -> int:
     """Run a node until SIGTERM/SIGINT or until its main task fails; return the exit code."""
     gate = _ReadyGate()
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[gate])
+    token_check = control_auth.ControlTokenCheck(_CONTROL_TOKEN["token"])
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[token_check, gate])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     node_pb2_grpc.add_NodeControlServicer_to_server(_StatusServicer(spec.name, mode, spec.status), server)
@@ -192,6 +208,10 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
         print(f"{spec.name}: error: cannot bind {listen}: {e}", file=sys.stderr)
         return EXIT_USAGE
     await server.start()
+    warning = control_auth.bind_warning(spec.name, listen, _CONTROL_TOKEN["token"])
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+        log.warning("not loopback", extra={"listen": listen})
     host = listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     sys.stdout.write(json.dumps({"event": "listening", "node": spec.name, "address": address,
