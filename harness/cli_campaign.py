@@ -19,6 +19,7 @@ from harness.cluster import ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.progress import progress_display  # noqa: F401  (also used by other commands)
 from harness.runs import RunDirError, new_run_dir
+from harness.storage_watch import StorageFailure
 from harness.table import anomaly_lines, result_table
 from nodes.broker.errors import CorruptLog
 from nodes.broker.segment import SegmentCorruptError
@@ -90,6 +91,10 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
             fail(f"a node did not start: {e} (run data in {run_dir})")
         except DrainTimeout as e:
             fail(f"{e} (run data in {run_dir})")
+        except StorageFailure as e:
+            fail(f"{e} (partial run in {run_dir}, result.json complete: false)")
+        except OSError as e:  # the harness's own writes (the runs dir's disk is full too)
+            fail(f"harness: {e.strerror or e} on {e.filename or run_dir} (partial run in {run_dir})")
         return 0
 
     code = run_async(main)

@@ -19,6 +19,7 @@ from typing import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness import storage_watch
 from nodes.common.channels import insecure_channel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +54,8 @@ class NodeProcess:
         self._drain: asyncio.Task | None = None
         self.env: dict[str, str] = {}
         """Extra environment of the process (the cluster's control token)."""
+        self.storage_error: dict | None = None
+        """The node's ``{"event": "storage-error", "node", "errno", "file"}`` line, if it printed one."""
 
     @property
     def pid(self) -> int | None:
@@ -91,6 +94,7 @@ class NodeProcess:
         finally:
             stderr.close()
         self.paused = False
+        storage_watch.PROCESSES.add(self)  # a storage-error exit stops the campaign
         try:
             line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
             if not line:
@@ -111,9 +115,15 @@ class NodeProcess:
         return self.address
 
     async def _drain_stdout(self) -> None:
+        """Read the node's stdout to its end, keeping the storage-error line a node prints
+        there (a pipe: readable when its disk is full) in ``storage_error``."""
         assert self.proc is not None
-        while await self.proc.stdout.read(65536):
-            pass
+        while line := await self.proc.stdout.readline():
+            if b'"storage-error"' in line:
+                try:
+                    self.storage_error = json.loads(line)
+                except ValueError:
+                    pass
 
     async def _wait_serving(self) -> None:
         """Follow the health service's Watch stream until it says SERVING, racing

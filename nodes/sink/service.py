@@ -30,6 +30,8 @@ from typing import Any, Callable, TypeVar
 
 import grpc
 
+from nodes.common import storage_fault
+
 from nodes.common.failpoints import FAILPOINTS, FailpointError
 from nodes.pb import sink_pb2, sink_pb2_grpc
 from nodes.sink.db import DB_FILE, SinkDB
@@ -119,6 +121,7 @@ class SinkServicer(sink_pb2_grpc.SinkServicer):
             self._r.log.info("%s refused: %s", name, e, extra={"code": e.code.name})
             await context.abort(e.code, str(e))
         except sqlite3.Error as e:
+            storage_fault.failed(e)  # SQLITE_FULL / SQLITE_IOERR: fail-stop, exit 3
             self._r.log.error("%s failed: %r", name, e, exc_info=True)
             await context.abort(grpc.StatusCode.INTERNAL, f"sink database error: {e}")
         raise AssertionError("unreachable")  # context.abort raises
