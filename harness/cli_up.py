@@ -18,6 +18,8 @@ from harness import interrupt, upfile
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
+from harness.storage_watch import failure_line
+from nodes.common.storage_fault import EXIT_STORAGE
 
 
 def nodes_table(cluster: Cluster) -> Table:
@@ -108,6 +110,8 @@ async def restart_exited(cluster: Cluster) -> None:
     """Restart every node or proxy that exited on its own (a kill -9 from the user,
     a crash); say so, with its exit code."""
     for p in cluster.all_processes():
+        if p.proc is not None and not p.running and p.proc.returncode == EXIT_STORAGE:
+            fail(failure_line(p) + f" (not restarted; run data in {cluster.run_dir})")
         if p.proc is not None and not p.running:
             console.print(f"[yellow]{p.name} exited with code {p.proc.returncode}; restarting it[/] "
                           f"(pass --no-restart to leave it down)")
