@@ -32,22 +32,24 @@ LINE_MARK = ": storage error: "
 
 
 def find(exc: BaseException | None) -> BaseException | None:
-    """The storage error in ``exc`` or its causes (``__cause__`` / ``__context__``), or None."""
-    seen = 0
-    while exc is not None and seen < 16:
-        if isinstance(exc, BaseExceptionGroup):  # a TaskGroup's errors (the producer's sends)
-            for sub in exc.exceptions:
-                found = find(sub)
-                if found is not None:
-                    return found
-        if isinstance(exc, OSError) and exc.errno in FATAL_ERRNOS:
-            return exc
-        if isinstance(exc, sqlite3.Error):
-            code = getattr(exc, "sqlite_errorcode", None)
+    """The storage error in ``exc``, its causes (``__cause__`` / ``__context__``) or, for an
+    exception group (a TaskGroup's errors), its members; None if there is none.
+    Each exception is looked at once (chains can form cycles)."""
+    todo, seen = [exc], set()
+    while todo and len(seen) < 256:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in FATAL_ERRNOS:
+            return e
+        if isinstance(e, sqlite3.Error):
+            code = getattr(e, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in (SQLITE_IOERR, SQLITE_FULL):
-                return exc
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
+                return e
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+        todo.extend((e.__cause__, e.__context__))
     return None
 
 
