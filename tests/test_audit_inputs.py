@@ -280,3 +280,35 @@ def test_cli_reading_damaged_run_files_is_one_line_exit_2(run, cmd, damage, need
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert "Traceback" not in r.stderr and "held" not in r.stdout
+
+
+REPORT_INPUTS: list[tuple[str, Callable[[Path], None], str]] = [
+    ("report-nemesis-not-object", write(f"{MODE}/nemesis.jsonl", "[1]\n"), "nemesis.jsonl: line 1 is not a JSON object"),
+    ("report-nemesis-time-string", write(f"{MODE}/nemesis.jsonl", '{"type": "ok", "f": "kill", "time": "x"}\n'),
+     "expected a nemesis operation"),
+    ("report-check-not-object", write(f"{MODE}/check.json", "[1]"), "check.json: expected a JSON object"),
+    ("report-check-anomalies-int", write(f"{MODE}/check.json", '{"anomalies": 3}'), "'anomalies' should be an object"),
+    ("report-proxy-event-shape", write(f"{MODE}/proxy-processor-sink/faults.jsonl", '{"x": 1}\n'),
+     "expected a proxy event"),
+    ("report-result-verdict-int", edit_json(R, lambda o: o["modes"][0].__setitem__("verdict", 3)),
+     "modes[0].verdict should be a string"),
+    ("report-result-seed-string", edit_json(R, lambda o: o.__setitem__("seed", "x")), "'seed' should be an integer"),
+    ("report-history-value-int", history_lines(lambda ops: [dict(ops[0], value=3)] + ops[1:]),
+     "'value' should be an object"),
+]
+
+
+@pytest.mark.parametrize("damage,needle", [(d, n) for _, d, n in REPORT_INPUTS], ids=[i for i, _, _ in REPORT_INPUTS])
+def test_report_of_damaged_files_is_one_line(run, damage, needle):
+    from harness.report import ReportError, build_report
+    damage(run)
+    with pytest.raises(ReportError) as e:
+        build_report(run)
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_report_cli_of_a_damaged_run_is_exit_2_one_line(run):
+    write(f"{MODE}/check.json", "[1]")(run)
+    r = run_cli("report", str(run))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "check.json: expected a JSON object" in r.stderr and "Traceback" not in r.stderr
