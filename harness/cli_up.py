@@ -106,12 +106,18 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
                                            default_out=out is None)))
 
 
+def stop_on_storage_error(cluster: Cluster) -> None:
+    """A node that stopped on a full disk or an I/O error (exit 3) ends `up` with its
+    line, exit 2: restarting it would only fail again (nodes/common/storage_fault.py)."""
+    for p in cluster.all_processes():
+        if p.proc is not None and p.proc.returncode == EXIT_STORAGE:
+            fail(failure_line(p) + f" (not restarted; run data in {cluster.run_dir})")
+
+
 async def restart_exited(cluster: Cluster) -> None:
     """Restart every node or proxy that exited on its own (a kill -9 from the user,
     a crash); say so, with its exit code."""
     for p in cluster.all_processes():
-        if p.proc is not None and not p.running and p.proc.returncode == EXIT_STORAGE:
-            fail(failure_line(p) + f" (not restarted; run data in {cluster.run_dir})")
         if p.proc is not None and not p.running:
             console.print(f"[yellow]{p.name} exited with code {p.proc.returncode}; restarting it[/] "
                           f"(pass --no-restart to leave it down)")
@@ -150,6 +156,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
                 console.print(progress_line(prog))
                 last_print = now
             from harness.cluster import _drained
+            stop_on_storage_error(cluster)
             if restart:
                 await restart_exited(cluster)
             if _drained(prog) and not drained_once:
