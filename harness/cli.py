@@ -73,6 +73,9 @@ def main() -> None:
     except click.exceptions.Abort:
         raise SystemExit(130)
     except click.ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError" and getattr(e, "ctx", None) is not None:
+            click.echo(e.ctx.get_help())  # a bare group (`testbed`, `testbed fault`): its help
+            raise SystemExit(0)
         where = f"{e.ctx.command_path}: " if getattr(e, "ctx", None) is not None else ""
         msg = " ".join(f"{where}{e.format_message()}".split())
         err_console.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
