@@ -92,8 +92,6 @@ def _validate(obj: dict, path: Path) -> Scenario:
     for group, table in [("expect", obj["expect"])] + list(obj.get("ablations", {}).items()):
         if not isinstance(table, dict) or not all(isinstance(e, dict) for e in table.values()):
             raise bad(f"{group}: expected {{mode label: {{\"verdict\": ...}}}}")
-    if not obj["expect"]:
-        raise bad("'expect' names no mode: nothing to run")
     from harness.schedule import ScheduleError, validate_steps
     try:
         validate_steps(obj["steps"], path.name)
@@ -117,6 +115,8 @@ def _validate(obj: dict, path: Path) -> Scenario:
             for v in verdicts if isinstance(verdicts, list) else [verdicts]:
                 if v not in VERDICTS:
                     raise bad(f"{group}.{label}: verdict {v!r} not in {VERDICTS}")
+    if not obj["expect"]:
+        raise bad("'expect' names no mode: nothing to run")
     return Scenario(name=obj["name"], title=obj["title"], incident=obj["incident"],
                     source=obj.get("source", ""), config=obj.get("config", {}), steps=obj["steps"],
                     expect=obj["expect"], ablations=obj.get("ablations", {}), path=path)
