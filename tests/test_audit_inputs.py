@@ -312,3 +312,43 @@ def test_report_cli_of_a_damaged_run_is_exit_2_one_line(run):
     r = run_cli("report", str(run))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "check.json: expected a JSON object" in r.stderr and "Traceback" not in r.stderr
+
+
+def drop_partition(p: int) -> Callable[[Path], None]:
+    return remove(f"{MODE}/broker/orders-{p}")
+
+
+def truncate_log_tail(d: Path) -> None:
+    """Cut partition 0's segment at a frame boundary in its middle: a log that lost its tail
+    (the processor's positions and the committed offsets now point past its end)."""
+    from nodes.broker.log import read_values
+    seg = sorted((d / MODE / "broker" / "orders-0").glob("*.log"))[0]
+    n = sum(1 for _ in read_values(d / MODE / "broker", 0))
+    data = seg.read_bytes()
+    # frames are length-prefixed (4 bytes big-endian length, then the frame)
+    pos, kept = 0, 0
+    while kept < n // 2:
+        pos += 4 + int.from_bytes(data[pos:pos + 4], "big")
+        kept += 1
+    seg.write_bytes(data[:pos])
+
+
+LOG_DAMAGE: list[tuple[str, Callable[[Path], None], str]] = [
+    ("broker-partition-dir-missing", drop_partition(2), "partition 2 of 4 has no segment"),
+    ("broker-log-tail-lost", truncate_log_tail, "beyond the end of the broker log"),
+    ("consumer-offsets-garbage", write(f"{MODE}/broker/consumer-offsets.json", "{\"processor\": 5}"),
+     "should map a topic to its offsets"),
+    ("consumer-offsets-beyond-end", edit_json(f"{MODE}/broker/consumer-offsets.json",
+                                              lambda o: o["processor"]["orders"].__setitem__("0", 10**6)),
+     "beyond the end of the broker log"),
+    ("final-status-positions-beyond-end", edit_json(F, lambda o: o["durable_positions"].__setitem__("1", 10**6)),
+     "durable_positions[1] is 1000000, beyond the end"),
+]
+
+
+@pytest.mark.parametrize("damage,needle", [(d, n) for _, d, n in LOG_DAMAGE], ids=[i for i, _, _ in LOG_DAMAGE])
+def test_incomplete_broker_log_is_an_input_error(run, damage, needle):
+    damage(run)
+    with pytest.raises(InputError) as e:
+        load_run(run / MODE)
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)

@@ -91,13 +91,16 @@ def read_history(path: Path) -> tuple[set[str], set[str]]:
     return invoked, acked
 
 
-def read_broker_log(broker_dir: Path) -> tuple[Counter, dict[str, tuple[int, int]]]:
-    """Count every order id in every partition log of the broker (offline)."""
+def read_broker_log(broker_dir: Path, ends: dict[int, int] | None = None
+                    ) -> tuple[Counter, dict[str, tuple[int, int]]]:
+    """Count every order id in every partition log of the broker (offline); ``ends``
+    (if given) receives each partition's end offset (validated by validate.broker_partitions)."""
     from nodes.broker.log import read_values
     from nodes.broker.record import CorruptRecordError
     counts: Counter = Counter()
     first: dict[str, tuple[int, int]] = {}
     n = validate.broker_meta(broker_dir)
+    validate.broker_partitions(broker_dir, n)
     order = events_pb2.Order()
     parse = order.ParseFromString
     plain: dict[str, int] = {}   # a dict's get is faster than Counter.__missing__ on 1M new keys
@@ -110,6 +113,8 @@ def read_broker_log(broker_dir: Path) -> tuple[Counter, dict[str, tuple[int, int
                 except Exception:  # protobuf's DecodeError
                     raise InputError(f"{broker_dir}: partition {p} offset {offset}: "
                                      "record is not an Order (damaged log)") from None
+                if ends is not None:
+                    ends[p] = offset + 1
                 oid = intern(order.order_id)   # one str object per order id across every structure
                 c = get(oid, 0)
                 plain[oid] = c + 1
@@ -146,7 +151,14 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
                    workload={oid: (a, amount) for oid, a, amount in workload_rows(config, d)})
     history = d / "producer" / "history.jsonl"
     data.invoked, data.acked = read_history(history)
-    data.log_counts, data.log_positions = read_broker_log(d / "broker")
+    ends: dict[int, int] = {}
+    offsets_file = d / "broker" / "consumer-offsets.json"
+    # Read the committed offsets BEFORE the log: on a live cluster the log only grows,
+    # so offsets read first can never point past the log read after.
+    offsets = validate.read_json(offsets_file) if offsets_file.exists() else None
+    data.log_counts, data.log_positions = read_broker_log(d / "broker", ends)
+    if offsets is not None:
+        validate.consumer_offsets(offsets_file, ends, offsets)
     if not data.invoked and data.log_counts:
         raise InputError(f"{history}: no operation, but the broker log holds "
                          f"{sum(data.log_counts.values()):,} records: history lost or truncated")
@@ -164,6 +176,11 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
         final = d / "processor" / "final-status.json"
         data.operator_state = (read_checkpoint_state(final) if final.exists()
                                else read_checkpoint_state(d / "processor" / "checkpoint.json"))
+    final = d / "processor" / "final-status.json"
+    if final.exists():  # what the processor consumed must be in the log
+        status = validate.read_json(final)
+        if isinstance(status, dict) and "durable_positions" in status:
+            validate.offsets_within_log(final, status["durable_positions"], ends, "durable_positions")
     nemesis = d / "nemesis.jsonl"
     if nemesis.exists():
         validate.nemesis_ops(nemesis)

@@ -224,6 +224,50 @@ def broker_meta(broker_dir: Path) -> int:
     return meta["partitions"]
 
 
+def broker_partitions(broker_dir: Path, partitions: int) -> None:
+    """Every partition has its directory and a first segment at offset 0 (the broker
+    creates both at its first start and never deletes a segment). Raises: InputError."""
+    for p in range(partitions):
+        d = Path(broker_dir) / f"orders-{p}"
+        segs = sorted(d.glob("*.log")) if d.is_dir() else []
+        if not segs:
+            raise InputError(f"{d}: missing (partition {p} of {partitions} has no segment): the broker log is incomplete")
+        if not segs[0].stem.isdigit() or int(segs[0].stem) != 0:
+            raise InputError(f"{segs[0]}: the first segment of partition {p} should start at offset 0: "
+                             "a segment was removed")
+
+
+def offsets_within_log(path: Path, offsets: dict, ends: dict[int, int], what: str) -> None:
+    """Each ``partition -> offset`` of ``path`` is at most the broker log's end of that
+    partition (the processor cannot have consumed records the log does not hold).
+    Raises: InputError (the log was truncated, or the file is not this run's)."""
+    if not isinstance(offsets, dict):
+        raise InputError(f"{path}: {what} should be an object of partition -> offset")
+    for part, off in offsets.items():
+        try:
+            p = int(part)
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: {what}: {part!r:.20} is not a partition number") from None
+        if not _is(off, int) or off < 0:
+            raise InputError(f"{path}: {what}[{part}] should be an offset >= 0, got {off!r:.40}")
+        if off > ends.get(p, 0):
+            raise InputError(f"{path}: {what}[{p}] is {off}, beyond the end of the broker log "
+                             f"({ends.get(p, 0)}): the log was truncated, or this file is not this run's")
+
+
+def consumer_offsets(path: Path, ends: dict[int, int], obj: Any = None) -> None:
+    """``broker/consumer-offsets.json`` (``obj``: its content, read before the log):
+    {group: {topic: {partition: offset}}} within the log. Raises: InputError."""
+    obj = read_json(path) if obj is None else obj
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: expected a JSON object of group -> offsets")
+    for group, topics in obj.items():
+        if not isinstance(topics, dict):
+            raise InputError(f"{path}: group {group!r:.40} should map a topic to its offsets")
+        for topic, offsets in topics.items():
+            offsets_within_log(path, offsets, ends, f"committed offset of {group}/{topic}")
+
+
 def sink_snapshot(db: Path) -> tuple[dict[str, int], dict[str, int]]:
     """({order id: applied count}, {account: balance cents}) from the sink database.
     Raises: InputError (missing, empty, not SQLite, no tables, non-integer values)."""
