@@ -352,3 +352,12 @@ def test_incomplete_broker_log_is_an_input_error(run, damage, needle):
     with pytest.raises(InputError) as e:
         load_run(run / MODE)
     assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("key,value", [("events", "x"), ("rate", -1), ("batch_size", 0), ("partitions", 1.5),
+                                       ("drain_timeout_s", 0), ("disabled", "dedupe")])
+def test_replay_refuses_a_result_config_of_the_wrong_shape(run, key, value):
+    edit_json(R, lambda o: o["config"].__setitem__(key, value))(run)
+    with pytest.raises(InputError) as e:
+        result_file(run / R)
+    assert f"config.{key} should be" in str(e.value), str(e.value)

@@ -14,6 +14,13 @@ MODE_ROW_FIELDS: dict[str, type | tuple[type, ...]] = {
     "throughput_eps": (int, float, type(None)), "latency_p50_ms": (int, float, type(None)),
     "latency_p99_ms": (int, float, type(None))}
 """Types of the optional fields of a result.json mode row (the table and the report read them)."""
+CONFIG_FIELDS: dict[str, tuple[tuple[type, ...], float | None]] = {
+    "seed": ((int,), 0), "events": ((int,), 1), "accounts": ((int,), 1), "batch_size": ((int,), 1),
+    "partitions": ((int,), 1), "rate": ((int, float), 0), "drain_timeout_s": ((int, float), 0.001),
+    "ack_timeout_ms": ((int,), 1), "sink_timeout_ms": ((int,), 1), "proxies": ((bool,), None),
+    "mode": ((str,), None), "sink_strategy": ((str, type(None)), None), "workload_file": ((str, type(None)), None),
+    "disabled": ((list,), None), "extra_args": ((dict,), None)}
+"""result.json's ``config``: (types, minimum) of each field ``replay`` starts a cluster with."""
 RESULT_FIELDS: dict[str, type | tuple[type, ...]] = {
     "seed": (int, type(None)), "complete": bool, "disabled": list, "requested_modes": list}
 
@@ -40,6 +47,11 @@ def result_file(path: Path) -> dict:
             raise InputError(f"{path}: {key!r} should be a list of {{\"mode\", \"sink\"}}")
     if not isinstance(result.get("config", {}), dict):
         raise InputError(f"{path}: 'config' should be an object")
+    for key, (types, low) in CONFIG_FIELDS.items():
+        v = result.get("config", {}).get(key)
+        if key in result.get("config", {}) and (not _is(v, types) or (low is not None and v < low)):
+            bound = f" >= {low:g}" if low is not None else ""
+            raise InputError(f"{path}: config.{key} should be {_names(types)}{bound}, got {v!r:.60}")
     return result
 
 
