@@ -23,6 +23,7 @@ from harness.cluster import Cluster, ClusterConfig, lag
 from harness.history import HistoryWriter
 from harness.metrics import faults_fired, latency_ms
 from harness.scheduler import ScheduleRunner
+from harness.storage_watch import storage_guard
 from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SINK_IDEMPOTENT, SINK_TRANSACTIONAL
 
 ALL_MODES = (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
@@ -168,11 +169,17 @@ def write_result(run_dir: Path, cfg: CampaignConfig, entries: list[dict], *, com
 
 
 async def run_campaign(cfg: CampaignConfig, run_dir: Path, progress: ProgressFn = lambda *_: None) -> dict:
-    """Run every mode in turn; return the result (also written to result.json)."""
+    """Run every mode in turn; return the result (also written to result.json).
+
+    Raises:
+        harness.storage_watch.StorageFailure: a node stopped on a full disk or an I/O
+            error (result.json stays ``"complete": false`` with the modes done so far).
+    """
     entries: list[dict] = []
     write_result(run_dir, cfg, entries, complete=False)
     for spec in cfg.modes:
         interrupt.check()
-        entries.append(await run_mode(spec, cfg, run_dir, progress))
+        async with storage_guard():  # a node's ENOSPC / EIO ends the campaign (StorageFailure)
+            entries.append(await run_mode(spec, cfg, run_dir, progress))
         write_result(run_dir, cfg, entries, complete=False)
     return write_result(run_dir, cfg, entries, complete=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from harness import schedule as schedule_mod
-from harness.checker import InputError, check, load_run
+from harness.checker import InputError, check, load_run, validate
 from harness.cli_common import resolve_storage, storage_option
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
@@ -20,6 +20,7 @@ from harness.cluster import ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.progress import progress_display  # noqa: F401  (also used by other commands)
 from harness.runs import RunDirError, new_run_dir
+from harness.storage_watch import StorageFailure
 from harness.table import anomaly_lines, result_table
 from nodes.broker.errors import CorruptLog
 from nodes.broker.segment import SegmentCorruptError
@@ -91,6 +92,10 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
             fail(f"a node did not start: {e} (run data in {run_dir})")
         except DrainTimeout as e:
             fail(f"{e} (run data in {run_dir})")
+        except StorageFailure as e:
+            fail(f"{e} (partial run in {run_dir}, result.json complete: false)")
+        except OSError as e:  # the harness's own writes (the runs dir's disk is full too)
+            fail(f"harness: {e.strerror or e} on {e.filename or run_dir} (partial run in {run_dir})")
         return 0
 
     code = run_async(main)
@@ -132,8 +137,8 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
     """
     if schedule_file:
         try:
-            sched = schedule_mod.load(schedule_file)
-        except schedule_mod.ScheduleError as e:
+            sched = validate.schedule_file(schedule_file)
+        except InputError as e:
             fail(str(e))
         planned = sched.get("events")
         if events is None:
@@ -160,19 +165,15 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
 
 
 def _load_result(run_dir: Path) -> dict:
-    """result.json of a campaign run, checked for the shape audit and replay need."""
+    """result.json of a campaign run, checked for the shape audit and replay need
+    (harness.checker.validate.result_file); exits 2 with one line if it is not."""
     path = run_dir / "result.json"
     if not path.exists():
         fail(f"{run_dir} has no result.json: not a campaign run directory")
     try:
-        result = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        fail(f"{path} is not valid JSON: {e}")
-    modes = result.get("modes") if isinstance(result, dict) else None
-    if not isinstance(modes, list) or not all(isinstance(m, dict) and "mode" in m and "dir" in m
-                                                  for m in modes):
-        fail(f"{path} is malformed: expected {{\"modes\": [{{\"mode\", \"dir\", ...}}]}}")
-    return result
+        return validate.result_file(path)
+    except InputError as e:
+        fail(str(e))
 
 
 AUDIT_ERRORS = (InputError, OSError, ValueError, KeyError, TypeError, sqlite3.DatabaseError,
@@ -181,12 +182,16 @@ AUDIT_ERRORS = (InputError, OSError, ValueError, KeyError, TypeError, sqlite3.Da
 
 def audit_dir(d: Path) -> dict:
     """Check one cluster directory; a row for the table, with notes on what the
-    audit could not see. Exits 2 (one line) on missing or unreadable inputs."""
+    audit could not see. Exits 2 (one line) on missing or unreadable inputs
+    (every input goes through harness.checker.validate; the broad catch is a last
+    guard so that no input can end in a traceback)."""
+    if not d.is_dir():
+        fail(f"cannot audit {d}: not a directory")
     try:
         report = check(load_run(d))
-        config = json.loads((d / "cluster.json").read_text())["config"]
+        config = validate.cluster_config(d / "cluster.json")
     except AUDIT_ERRORS as e:
-        fail(f"cannot audit {d}: {e}" if isinstance(e, InputError) else
+        fail(f"cannot audit: {e}" if isinstance(e, InputError) else
              f"cannot audit {d}: {type(e).__name__}: {e}")
     j = report.to_json()
     j.update(sink=config.get("sink_strategy"),
@@ -289,8 +294,8 @@ def replay(run_dir: Path, out, strict, quiet) -> None:
     """
     old = _load_result(run_dir)
     try:
-        sched = schedule_mod.load(run_dir / "schedule.json")
-    except schedule_mod.ScheduleError as e:
+        sched = validate.schedule_file(run_dir / "schedule.json")
+    except InputError as e:
         fail(str(e))
     c = old.get("config") or {}
     fields = {k: v for k, v in c.items() if k in ClusterConfig.__dataclass_fields__}

@@ -17,6 +17,7 @@ from harness.ablations import ABLATIONS
 from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, resolve_storage, run_async, storage_option
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
+from harness.storage_watch import StorageFailure, storage_guard
 from nodes.common.failpoints import ACTIONS, REGISTRY
 
 
@@ -101,10 +102,14 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
     async def main() -> int:
         with progress_display(quiet) as progress:
             try:
-                holder["result"] = await run_scenario(sc, run_dir, modes=list(modes) or None,
-                                                      ablation=ablation, progress=progress, storage=storage)
+                async with storage_guard():  # a node's ENOSPC / EIO ends the run (one line, exit 2)
+                    holder["result"] = await run_scenario(sc, run_dir, modes=list(modes) or None,
+                                                          ablation=ablation, progress=progress,
+                                                          storage=storage)
             except NodeStartError as e:
                 fail(f"a node did not start: {e} (run data in {run_dir})")
+            except StorageFailure as e:
+                fail(f"{e} (partial run in {run_dir})")
         return 0
 
     if run_async(main) == 130:

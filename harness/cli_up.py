@@ -14,10 +14,12 @@ from rich.table import Table
 
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, resolve_storage, run_async, sink_option, storage_option)
-from harness import interrupt
+from harness import interrupt, upfile
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
+from harness.storage_watch import failure_line
+from nodes.common.storage_fault import EXIT_STORAGE
 
 
 def nodes_table(cluster: Cluster) -> Table:
@@ -83,7 +85,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
     While it runs, inject faults from another terminal with ``./run.sh fault ...``
-    (the cluster's addresses are in runs/latest/cluster.json).
+    (the cluster's addresses are in its cluster.json; runs/up.json names it while
+    this command runs, and `fault` finds it there).
     """
     if sink_strategy and mode != "exactly-once":
         fail("--sink applies to --mode exactly-once only")
@@ -106,6 +109,14 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
                                            default_out=out is None)))
 
 
+def stop_on_storage_error(cluster: Cluster) -> None:
+    """A node that stopped on a full disk or an I/O error (exit 3) ends `up` with its
+    line, exit 2: restarting it would only fail again (nodes/common/storage_fault.py)."""
+    for p in cluster.all_processes():
+        if p.proc is not None and p.proc.returncode == EXIT_STORAGE:
+            fail(failure_line(p) + f" (not restarted; run data in {cluster.run_dir})")
+
+
 async def restart_exited(cluster: Cluster) -> None:
     """Restart every node or proxy that exited on its own (a kill -9 from the user,
     a crash); say so, with its exit code."""
@@ -124,11 +135,14 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
               default_out: bool) -> int:
     cluster = Cluster(config, run_dir)
     atexit.register(cluster.kill_all_now)
+    runs_base = run_dir.parent
+    atexit.register(upfile.remove, runs_base)
     try:
         try:
             await cluster.start()
         except NodeStartError as e:
             fail(f"cluster did not start: {e}")
+        upfile.write(runs_base, run_dir / "cluster.json")
         console.print(nodes_table(cluster))
         where = "" if default_out else f" --cluster {run_dir / 'cluster.json'}"
         console.print("streaming; inject faults from another terminal, e.g.\n"
@@ -145,6 +159,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
                 console.print(progress_line(prog))
                 last_print = now
             from harness.cluster import _drained
+            stop_on_storage_error(cluster)
             if restart:
                 await restart_exited(cluster)
             if _drained(prog) and not drained_once:
@@ -157,5 +172,6 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
                     return 0
             await asyncio.sleep(0.25)
     finally:
+        upfile.remove(runs_base)
         await cluster.stop()
         console.print(f"stopped every process; run data in {run_dir}")

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from nodes.common import storage_fault
 from nodes.broker.errors import CorruptLog, InvalidRequest, RequestTooLarge, StorageError
 from nodes.broker.group_commit import GroupCommit
 from nodes.broker.log import TopicLog
@@ -150,7 +151,7 @@ class Broker:
     async def wait_fatal(self) -> None:
         """Returns only by raising the storage error that makes this broker stop (exit 1)."""
         await self.commit.fatal.wait()
-        raise RuntimeError(f"storage failure, broker stops: {self.commit.failed}")
+        raise RuntimeError(f"storage failure, broker stops: {self.commit.failed}") from self.commit.failed
 
     # -- high watermark and waiting ---------------------------------------------------
     def high_watermark(self, partition: int) -> int:
@@ -233,6 +234,7 @@ class Broker:
                                    epoch=epoch if idempotent else -1,
                                    base_sequence=base_sequence if idempotent else -1)
             except OSError as e:
+                storage_fault.failed(e)  # ENOSPC / EIO: fail-stop, exit 3 (nodes/common/storage_fault.py)
                 raise StorageError(f"append to partition {partition} failed: {e}") from None
             if idempotent:
                 self.producers.on_append(producer_id, epoch, partition, base_sequence, base, len(entries))
@@ -306,6 +308,7 @@ class Broker:
         try:
             kept = await self.offsets.commit(group, topic, dict(offsets))
         except OSError as e:
+            storage_fault.failed(e)
             raise StorageError(f"cannot persist committed offsets: {e}") from None
         if kept:
             log.info("offset commit below the committed offset: kept the committed one",

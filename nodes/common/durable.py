@@ -34,11 +34,16 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+    except OSError as e:  # write/fsync errors name no file: name it (storage error line)
+        if e.filename is None:
+            e.filename = str(tmp)
+        raise
     os.replace(tmp, path)
     if fsync:
         fsync_dir(path.parent)

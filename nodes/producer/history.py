@@ -25,6 +25,8 @@ from typing import Any
 
 import grpc
 
+from nodes.common.storage_fault import with_file
+
 HISTORY_FILE = "history.jsonl"
 
 DEFINITE_CODES = frozenset({
@@ -84,8 +86,11 @@ class HistoryWriter:
         op = {"index": self.next_index, "time": time.time(), "process": self.process,
               "incarnation": self.incarnation, "type": type_, "f": f, "value": value}
         op.update(extra)
-        self._f.write(json.dumps(op, separators=(",", ":")) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(json.dumps(op, separators=(",", ":")) + "\n")
+            self._f.flush()
+        except OSError as e:  # ENOSPC / EIO: name the file for the storage error line
+            raise with_file(e, self.path)
         self.next_index += 1
         return op
 
