@@ -149,7 +149,7 @@ class Broker:
         self.topic.close()
 
     async def wait_fatal(self) -> None:
-        """Returns only by raising the storage error that makes this broker stop (exit 1)."""
+        """Returns only by raising the storage error that makes this broker stop (exit 3, nodes/common/storage_fault.py)."""
         await self.commit.fatal.wait()
         raise RuntimeError(f"storage failure, broker stops: {self.commit.failed}") from self.commit.failed
 
