@@ -118,6 +118,74 @@ class _ReadyGate(grpc.aio.ServerInterceptor):
         return self._refuse_handler
 
 
+class _Malformed:
+    """What the guarded deserializer hands over instead of raising on malformed bytes."""
+
+    __slots__ = ("error", "size")
+
+    def __init__(self, error: Exception, size: int) -> None:
+        self.error, self.size = error, size
+
+
+class WireGuard(grpc.aio.ServerInterceptor):
+    """Bad wire input answers INVALID_ARGUMENT; an unexpected exception is never UNKNOWN.
+
+    grpc.aio deserializes a request before any servicer code runs, and answers a
+    deserializer exception with UNKNOWN. This interceptor wraps every unary
+    handler with a request deserializer (every node's services, NodeControl, the
+    proxy's ProxyControl; not the proxy's raw-bytes forwarder, which passes bytes
+    upstream untouched): malformed protobuf bytes reach the behaviour as a
+    marker that is answered INVALID_ARGUMENT ("malformed request"). An exception a
+    servicer did not turn into a status (a bug) is logged with its traceback and
+    answered INTERNAL, never UNKNOWN; the node keeps serving. Wrapped handlers
+    are cached per registered method (names from the wire that match no handler
+    are not cached: the cache stays bounded).
+    """
+
+    def __init__(self, log: logging.Logger | None = None) -> None:
+        self.log = log or logging.getLogger("runtime")
+        self._cache: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        wrapped = self._wrap(method, handler)
+        self._cache[method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        deserialize, behaviour, log = handler.request_deserializer, handler.unary_unary, self.log
+
+        def guarded_deserialize(data: bytes) -> Any:
+            try:
+                return deserialize(data)
+            except Exception as e:  # google.protobuf.message.DecodeError and friends
+                return _Malformed(e, len(data) if data is not None else 0)
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"malformed request for {method}: {request.size} bytes that do not "
+                                    f"decode ({type(request.error).__name__})")
+            try:
+                return await behaviour(request, context)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as e:
+                log.error("unexpected error in %s: %r", method, e, exc_info=True)
+                await context.abort(grpc.StatusCode.INTERNAL, f"{method}: internal error "
+                                    f"({type(e).__name__}); see the node's log")
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded, request_deserializer=guarded_deserialize,
+            response_serializer=handler.response_serializer)
+
+
 class _StatusServicer(node_pb2_grpc.NodeControlServicer):
     def __init__(self, node: str, mode: str, status: Callable[[], dict]) -> None:
         self._node, self._mode, self._status = node, mode, status
@@ -178,7 +246,7 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
                 log: logging.Logger, grace_s: float = 2.0) -> int:
     """Run a node until SIGTERM/SIGINT or until its main task fails; return the exit code."""
     gate = _ReadyGate()
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[gate])
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[gate, WireGuard(log)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     node_pb2_grpc.add_NodeControlServicer_to_server(_StatusServicer(spec.name, mode, spec.status), server)
