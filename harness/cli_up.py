@@ -12,6 +12,7 @@ import click
 import grpc
 from rich.table import Table
 
+from nodes.common.cli_types import FiniteFloat
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, run_async, sink_option)
 from harness import interrupt
@@ -62,7 +63,7 @@ def audit_line(cluster: Cluster) -> str:
 @sink_option
 @click.option("--events", type=int, default=100_000, show_default=True, callback=events_range,
               help="Orders in the generated workload.")
-@click.option("--rate", type=float, default=500.0, show_default=True, callback=non_negative,
+@click.option("--rate", type=FiniteFloat(), default=500.0, show_default=True, callback=non_negative,
               help="Producer rate in events/s (0 = as fast as possible).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Workload and proxy RNG seed.")
 @click.option("--batch-size", type=int, default=100, show_default=True, callback=positive)
