@@ -49,6 +49,8 @@ class RunData:
     balances: dict[str, int] = field(default_factory=dict)
     operator_state: dict[str, int] | None = None
     log_available: bool = True
+    dead_letters: list[dict] = field(default_factory=list)
+    """Rows of the sink's dead_letters table (harness/checker/dead_lettered.py)."""
 
 
 def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
@@ -106,7 +108,10 @@ def read_broker_log(broker_dir: Path) -> tuple[Counter, dict[str, tuple[int, int
     get = plain.get
     for p in range(n):
         for offset, value in read_values(broker_dir, p):
-            parse(value)
+            try:
+                parse(value)
+            except Exception:  # a poison record (undecodable value): not an order
+                continue
             oid = intern(order.order_id)   # one str object per order id across every structure
             c = get(oid, 0)
             plain[oid] = c + 1
@@ -151,6 +156,8 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     from nodes.sink.db import read_snapshot
     sink_counts, data.balances = read_snapshot(db)
     data.sink_counts = {intern(oid): n for oid, n in sink_counts.items()}
+    from nodes.sink.schema import read_dead_letters
+    data.dead_letters = read_dead_letters(db)
     del sink_counts
     if config["mode"] == "exactly-once":
         # The processor's live state captured by the harness after the drain, else
