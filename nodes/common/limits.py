@@ -70,3 +70,5 @@ def int64_add(a: int, b: int) -> int | None:
     """``a + b`` if it fits in int64, else None (the caller refuses: INVALID_ARGUMENT)."""
     s = a + b
     return s if INT64_MIN <= s <= INT64_MAX else None
+MAX_PROXY_FAULTS = 1_000
+"""Faults one proxy holds at once (AddFault beyond it: RESOURCE_EXHAUSTED; heal or remove first)."""
