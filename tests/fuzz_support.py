@@ -35,7 +35,7 @@ _WORDS = ["", "orders", "processor", "a", "order-1", "Produce", "/testbed.v1.Sin
           "UNAVAILABLE", "\x00", "é" * 10]
 
 
-def _scalar(f) -> st.SearchStrategy:
+def _scalar(f, small: bool = False) -> st.SearchStrategy:
     if f.type in _INT_RANGES:
         lo, hi = _INT_RANGES[f.type]
         return st.one_of(st.sampled_from([0, 1, -1 if lo < 0 else 2, lo, hi, lo + 1, hi - 1]),
@@ -46,6 +46,8 @@ def _scalar(f) -> st.SearchStrategy:
     if f.type == FD.TYPE_BOOL:
         return st.booleans()
     if f.type == FD.TYPE_STRING:
+        if small:   # elements of huge lists: a 20,000-entry list of 1 MiB strings is 20 GB
+            return st.one_of(st.sampled_from(_WORDS), st.text(max_size=8))
         return st.one_of(st.sampled_from(_WORDS), st.text(max_size=24),
                          st.sampled_from([300, 1 << 20]).map(lambda n: "x" * n))
     if f.type == FD.TYPE_BYTES:
@@ -60,27 +62,28 @@ def _repeated(f) -> bool:
     return rep if rep is not None else f.label == FD.LABEL_REPEATED
 
 
-def _field(f, depth: int) -> st.SearchStrategy:
+def _field(f, depth: int, small: bool = False) -> st.SearchStrategy:
     if f.type == FD.TYPE_MESSAGE:
         if f.message_type.GetOptions().map_entry:
             k, v = f.message_type.fields_by_name["key"], f.message_type.fields_by_name["value"]
-            return st.dictionaries(_scalar(k), _scalar(v), max_size=3)
-        one = request_strategy(f.message_type, depth + 1)
+            return st.dictionaries(_scalar(k, small), _scalar(v, small), max_size=3)
+        one = request_strategy(f.message_type, depth + 1, small)
+        tiny = request_strategy(f.message_type, depth + 1, True)
     else:
-        one = _scalar(f)
+        one, tiny = _scalar(f, small), _scalar(f, True)
     if not _repeated(f):
         return one
-    huge = st.tuples(one, st.sampled_from([1025, 20_000])).map(lambda t: [t[0]] * t[1])
+    huge = st.tuples(tiny, st.sampled_from([1025, 20_000])).map(lambda t: [t[0]] * t[1])
     return st.one_of(st.lists(one, max_size=4), huge) if depth == 0 else st.lists(one, max_size=3)
 
 
-def request_strategy(desc, depth: int = 0) -> st.SearchStrategy:
+def request_strategy(desc, depth: int = 0, small: bool = False) -> st.SearchStrategy:
     """Messages of type ``desc`` (a protobuf Descriptor), each field set or left unset."""
     from google.protobuf import message_factory
     cls = message_factory.GetMessageClass(desc)
     if depth > 2:
         return st.just(cls())
-    fields = {f.name: st.one_of(st.none(), _field(f, depth)) for f in desc.fields}
+    fields = {f.name: st.one_of(st.none(), _field(f, depth, small)) for f in desc.fields}
 
     def build(values: dict):
         msg = cls()
