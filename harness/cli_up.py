@@ -40,6 +40,8 @@ def progress_line(prog: dict) -> str:
         q = "down"
     else:
         q = f"{sum(proc.get('durable_positions', {}).values())} processed"
+        if proc.get("dead_lettered"):
+            q += f", {proc['dead_lettered']} dead-lettered"
     retries = prod.get("retries", 0) if "error" not in prod else 0
     return f"producer {p} ({retries} retries) | broker {b} | processor {q}"
 
@@ -54,7 +56,9 @@ def audit_line(cluster: Cluster) -> str:
         return f"audit unavailable: {e}"
     applied_once = r.events - r.count("lost") - r.count("duplicated")
     return (f"audit: {r.events} orders, {applied_once} applied exactly once, {r.count('lost')} lost, "
-            f"{r.count('duplicated')} duplicated, balances {'exact' if r.balance_ok else 'off'}; "
+            f"{r.count('duplicated')} duplicated, "
+            + (f"{r.count('dead-lettered')} dead-lettered, " if r.count("dead-lettered") else "")
+            + f"balances {'exact' if r.balance_ok else 'off'}; "
             f"verdict for {cluster.config.mode}: {r.verdict}")
 
 
