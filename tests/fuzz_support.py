@@ -31,8 +31,11 @@ _INT_RANGES = {
     FD.TYPE_UINT32: (0, 2**32 - 1), FD.TYPE_FIXED32: (0, 2**32 - 1),
     FD.TYPE_UINT64: (0, 2**64 - 1), FD.TYPE_FIXED64: (0, 2**64 - 1),
 }
-_WORDS = ["", "orders", "processor", "a", "order-1", "Produce", "/testbed.v1.Sink/Apply", "delay",
-          "UNAVAILABLE", "\x00", "é" * 10]
+_WORDS = ["", "orders", "processor", "a", "order-1", "Produce", "/testbed.v1.Sink/Apply", "Apply",
+          "UNAVAILABLE", "INTERNAL", "\x00", "é" * 10, "processor-sink", "request", "response",
+          "processor.before-checkpoint", "partition", "order_id",
+          # every proxy fault kind, so the other fields of a FaultSpec get validated too
+          "drop-request", "drop-response", "delay", "duplicate", "error", "partition", "late", "reorder"]
 
 
 def _scalar(f, small: bool = False) -> st.SearchStrategy:

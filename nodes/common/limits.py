@@ -72,3 +72,7 @@ def int64_add(a: int, b: int) -> int | None:
     return s if INT64_MIN <= s <= INT64_MAX else None
 MAX_PROXY_FAULTS = 1_000
 """Faults one proxy holds at once (AddFault beyond it: RESOURCE_EXHAUSTED; heal or remove first)."""
+MAX_FAULT_MS = 3_600_000
+"""Proxy FaultSpec delay_ms, jitter_ms, hold_ms: at most one hour (INVALID_ARGUMENT)."""
+MAX_FAULT_MATCH_RULES = 16
+"""Proxy FaultSpec.match: at most 16 rules, each key and value at most 256 bytes (INVALID_ARGUMENT)."""
