@@ -25,6 +25,13 @@ sink is the durable store every mode already audits; a processor-local file
 would be lost with its data dir). A dead-letter call is retried on transient
 errors like every write; a permanent error stops the processor (exit 1).
 
+Transactional sink: PreCommit is checked with the same rule before it is sent
+(ids), and in exactly-once the operator state equals the sink's balances, so the
+state check catches an overflow first; should the sink still refuse a Commit
+with INVALID_ARGUMENT (someone else wrote to its balances), the transaction
+cannot be split after the fact: the processor stops with that error (exit 1)
+rather than skip or retry it.
+
 Status JSON: ``dead_lettered`` (records the sink stored or already held as dead
 letters, this incarnation), ``dead_letter_pending``.
 """
