@@ -62,10 +62,11 @@ async def produce_raw(address: str, partition: int, values: list[bytes]) -> int:
     return r.base_offset
 
 
-CASES = [("at-least-once", None), ("exactly-once", "transactional")]
+CASES = [("at-most-once", None), ("at-least-once", None), ("exactly-once", "idempotent"),
+         ("exactly-once", "transactional")]
 
 
-@pytest.mark.parametrize("mode,sink", CASES, ids=["at-least-once", "exactly-once-transactional"])
+@pytest.mark.parametrize("mode,sink", CASES, ids=[f"{m}-{s}" if s else m for m, s in CASES])
 async def test_empty_and_garbage_values_are_dead_lettered_and_the_pipeline_drains(tmp_path, mode, sink):
     offsets: dict[str, int] = {}
 

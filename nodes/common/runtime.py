@@ -304,6 +304,7 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
                 exc = main_task.exception()
                 if exc is not None:
                     log.error("main task failed: %r", exc, exc_info=exc)
+                    print(f"{spec.name}: fatal: {exc}", file=sys.stderr)  # one line for the harness
                     exit_code = EXIT_FAILURE
                     break
                 log.info("main task finished")
