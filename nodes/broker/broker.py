@@ -27,7 +27,8 @@ from nodes.broker.producer_state import ProducerStateTable
 from nodes.broker.record import HEADER_BYTES, MAX_RECORD_BYTES, CorruptRecordError, Record
 from nodes.common.durable import atomic_write_json, read_json
 from nodes.common.failpoints import FAILPOINTS, FailpointError
-from nodes.common.limits import MAX_FETCH_PARTITIONS, MAX_GROUP_BYTES, MAX_FETCH_RECORDS, MAX_WAIT_MS, short, too_long
+from nodes.broker.limits import check_group, check_partition_list
+from nodes.common.limits import MAX_GROUP_BYTES, MAX_FETCH_RECORDS, MAX_WAIT_MS, short, too_long
 from nodes.common.modes import AT_MOST_ONCE, TOPIC
 
 PRODUCERS_FILE = "producers.json"
@@ -40,32 +41,6 @@ MAX_FETCH_BYTES = 32 * 1024 * 1024
 INT32_MAX = 2**31 - 1
 
 log = logging.getLogger("broker")
-
-
-def check_group(group: str) -> None:
-    """Raises InvalidRequest: an empty group or one longer than MAX_GROUP_BYTES."""
-    if not group:
-        raise InvalidRequest("consumer group must not be empty")
-    if too_long(group, MAX_GROUP_BYTES):
-        raise InvalidRequest(f"consumer group longer than {MAX_GROUP_BYTES} bytes: {short(group)}")
-
-
-def check_partition_list(what: str, partitions: list[int]) -> None:
-    """Raises RequestTooLarge (more than MAX_FETCH_PARTITIONS) or InvalidRequest (one listed twice)."""
-    if len(partitions) > MAX_FETCH_PARTITIONS:
-        raise RequestTooLarge(f"{what} lists {len(partitions)} partitions; at most {MAX_FETCH_PARTITIONS}")
-    if len(set(partitions)) != len(partitions):
-        seen: set[int] = set()
-        dup = next(p for p in partitions if p in seen or seen.add(p))
-        raise InvalidRequest(f"{what} lists partition {dup} more than once")
-
-
-async def _failpoint(name: str, partition: int) -> None:
-    """A failpoint of the produce path; ``error`` becomes a StorageError (UNAVAILABLE)."""
-    try:
-        await FAILPOINTS.hit(name)
-    except FailpointError as e:
-        raise StorageError(f"partition {partition}: {e}") from None
 
 
 class Broker:
