@@ -107,8 +107,14 @@ def test_random_and_malformed_requests_get_a_clean_status(cluster, node_name, me
     run_property(cluster, node_name, method, input_type, QUICK)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("node_name,method,input_type", RPCS, ids=IDS)
+def test_many_random_requests_get_a_clean_status(cluster, node_name, method, input_type):
+    run_property(cluster, node_name, method, input_type, MANY)
+
+
 def test_the_live_processor_survived_the_fuzz(cluster):
-    """Runs after the fuzz (file order): whatever the fuzz produced to the broker (poison
+    """Runs after the fuzz tests (last in the file): whatever the fuzz produced to the broker (poison
     included), the processor runs on and drains to the broker's high watermarks."""
     stub = cluster["processor"].channel.unary_unary(
         "/testbed.v1.NodeControl/Status", request_serializer=node_pb2.StatusRequest.SerializeToString,
@@ -128,9 +134,3 @@ def test_the_live_processor_survived_the_fuzz(cluster):
         time.sleep(0.1)
     print(f"wire fuzz: {len(SENT)} distinct requests over {len({m for _, m, _ in SENT})} methods; "
           f"processor: {st_['records']} records, {st_['dead_lettered']} dead-lettered")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("node_name,method,input_type", RPCS, ids=IDS)
-def test_many_random_requests_get_a_clean_status(cluster, node_name, method, input_type):
-    run_property(cluster, node_name, method, input_type, MANY)
