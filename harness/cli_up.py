@@ -152,7 +152,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
             if _drained(prog) and not drained_once:
                 drained_once = True
                 console.print(f"[bold green]drained:[/] {progress_line(prog)}")
-                (run_dir / "processor" / "final-status.json").write_text(json.dumps(prog["processor"]))
+                (run_dir / "processor" / "final-status.json").write_text(json.dumps(prog["processor"], allow_nan=False))
                 console.print(audit_line(cluster))
                 console.print(f"audit it again any time with: ./run.sh audit {run_dir}")
                 if exit_when_drained:
