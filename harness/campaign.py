@@ -132,14 +132,14 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
             await cluster.wait_drained(cfg.drain_timeout_s)
         elapsed = time.time() - t0
         final = await cluster.status("processor")
-        (mode_dir / "processor" / "final-status.json").write_text(json.dumps(final, indent=1))
+        (mode_dir / "processor" / "final-status.json").write_text(json.dumps(final, indent=1, allow_nan=False))
     finally:
         await runner.cancel_steps()
         await cluster.stop()
         history.close()
     progress(spec.label, "auditing")
     report = check(load_run(mode_dir))
-    (mode_dir / "check.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    (mode_dir / "check.json").write_text(json.dumps(report.to_json(), indent=1, allow_nan=False) + "\n")
     lat = latency_ms(mode_dir)
     fired = faults_fired(mode_dir)
     entry = {"mode": spec.mode, "sink": spec.sink, "dir": spec.dirname,
@@ -164,7 +164,7 @@ def write_result(run_dir: Path, cfg: CampaignConfig, entries: list[dict], *, com
               "requested_modes": [asdict(m) for m in cfg.modes],
               "disabled": list(cfg.base.disabled), "modes": entries}
     result.update(cfg.extra)
-    (run_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    (run_dir / "result.json").write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     return result
 
 

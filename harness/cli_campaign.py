@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from nodes.common.cli_types import FiniteFloat
 from harness import schedule as schedule_mod
 from harness.checker import InputError, check, load_run, validate
 from harness.cli_common import resolve_storage, storage_option
@@ -119,10 +120,10 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @click.option("--schedule", "schedule_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Use this schedule.json instead of generating one.")
 @disable_option
-@click.option("--rate", type=float, default=DEFAULT_RATE, show_default=True, callback=non_negative,
+@click.option("--rate", type=FiniteFloat(), default=DEFAULT_RATE, show_default=True, callback=non_negative,
               help="Producer rate in events/s (0 = as fast as possible).")
 @click.option("--batch-size", type=int, default=100, show_default=True, callback=positive)
-@click.option("--drain-timeout", type=float, default=60.0, show_default=True, callback=positive,
+@click.option("--drain-timeout", type=FiniteFloat(), default=60.0, show_default=True, callback=positive,
               help="Seconds to wait for the pipeline to drain with the faults armed (the final heal "
                    "comes after the drain, or after 10 s without progress), then again after the heal.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -32,6 +32,7 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
+from nodes.common.cli_types import FiniteFloat
 from harness import proxy_client, upfile
 from nodes.proxy.faults import FAULTS
 from nodes.proxy.fault import InvalidFault
@@ -132,7 +133,7 @@ def fault(ctx: click.Context, cluster: Path) -> None:
 @click.argument("kind", type=click.Choice(list(FAULTS)))
 @click.option("--link", required=True, help="producer-broker, processor-broker or processor-sink.")
 @click.option("--method", default="", help='RPC method, short ("Produce") or full; default all.')
-@click.option("--probability", type=float, default=None, help="Chance per matching call [0, 1]; default 1.")
+@click.option("--probability", type=FiniteFloat(), default=None, help="Chance per matching call [0, 1]; default 1.")
 @click.option("--count", type=int, default=0, show_default=True, help="Fire at most N times; 0 = unlimited.")
 @click.option("--after", type=int, default=0, show_default=True, help="Fire from the Nth matching call on.")
 @click.option("--delay-ms", type=int, default=0, show_default=True,

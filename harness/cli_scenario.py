@@ -244,7 +244,7 @@ def scenario_fidelity(names: tuple[str, ...], runs: int, ablations: bool, out: P
     if run_async(main) == 130:
         sys.exit(130)
     r = holder["r"]
-    (run_dir / "fidelity.json").write_text(json.dumps(r, indent=1) + "\n")
+    (run_dir / "fidelity.json").write_text(json.dumps(r, indent=1, allow_nan=False) + "\n")
     t = Table(title=f"replay fidelity: {runs} runs per scenario, same seed")
     for col in ("scenario", "mode", "identical", "outcomes (verdict, anomaly counts)"):
         t.add_column(col, overflow="fold")

@@ -12,6 +12,7 @@ import click
 import grpc
 from rich.table import Table
 
+from nodes.common.cli_types import FiniteFloat
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, resolve_storage, run_async, sink_option, storage_option)
 from harness import interrupt, upfile
@@ -41,6 +42,8 @@ def progress_line(prog: dict) -> str:
         q = "down"
     else:
         q = f"{sum(proc.get('durable_positions', {}).values())} processed"
+        if proc.get("dead_lettered"):
+            q += f", {proc['dead_lettered']} dead-lettered"
     retries = prod.get("retries", 0) if "error" not in prod else 0
     return f"producer {p} ({retries} retries) | broker {b} | processor {q}"
 
@@ -55,7 +58,9 @@ def audit_line(cluster: Cluster) -> str:
         return f"audit unavailable: {e}"
     applied_once = r.events - r.count("lost") - r.count("duplicated")
     return (f"audit: {r.events} orders, {applied_once} applied exactly once, {r.count('lost')} lost, "
-            f"{r.count('duplicated')} duplicated, balances {'exact' if r.balance_ok else 'off'}; "
+            f"{r.count('duplicated')} duplicated, "
+            + (f"{r.count('dead-lettered')} dead-lettered, " if r.count("dead-lettered") else "")
+            + f"balances {'exact' if r.balance_ok else 'off'}; "
             f"verdict for {cluster.config.mode}: {r.verdict}")
 
 
@@ -64,7 +69,7 @@ def audit_line(cluster: Cluster) -> str:
 @sink_option
 @click.option("--events", type=int, default=100_000, show_default=True, callback=events_range,
               help="Orders in the generated workload.")
-@click.option("--rate", type=float, default=500.0, show_default=True, callback=non_negative,
+@click.option("--rate", type=FiniteFloat(), default=500.0, show_default=True, callback=non_negative,
               help="Producer rate in events/s (0 = as fast as possible).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Workload and proxy RNG seed.")
 @click.option("--batch-size", type=int, default=100, show_default=True, callback=positive)
@@ -165,7 +170,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
             if _drained(prog) and not drained_once:
                 drained_once = True
                 console.print(f"[bold green]drained:[/] {progress_line(prog)}")
-                (run_dir / "processor" / "final-status.json").write_text(json.dumps(prog["processor"]))
+                (run_dir / "processor" / "final-status.json").write_text(json.dumps(prog["processor"], allow_nan=False))
                 console.print(audit_line(cluster))
                 console.print(f"audit it again any time with: ./run.sh audit {run_dir}")
                 if exit_when_drained:

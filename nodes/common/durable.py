@@ -51,7 +51,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
 
 def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True) -> None:
     """``atomic_write_bytes`` of ``obj`` as compact JSON."""
-    atomic_write_bytes(path, json.dumps(obj, separators=(",", ":"), sort_keys=True).encode(), fsync=fsync)
+    atomic_write_bytes(path, json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False).encode(), fsync=fsync)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -19,6 +19,10 @@ Every node (``python -m nodes.<name>``) runs through :func:`run_node`:
    "errno", "file"}`` to stdout and ``NODE: storage error: ... on FILE`` to
    stderr, exit code 3.
 
+Every server gets :class:`nodes.common.wireguard.WireGuard`: malformed protobuf
+bytes answer INVALID_ARGUMENT and an unmapped servicer exception INTERNAL (logged),
+never UNKNOWN.
+
 Every node also serves NodeControl: ``Status`` and the failpoint RPCs
 ``ArmFailpoint`` / ``DisarmFailpoint`` / ``ListFailpoints``
 (nodes/common/failpoints.py); ``--failpoint NAME=ACTION[@N][xCOUNT]``
@@ -50,6 +54,7 @@ from nodes.common.failpoints import ENV_VAR as FAILPOINTS_ENV
 from nodes.common.failpoints import FAILPOINTS, REGISTRY as FAILPOINT_NAMES, Arming, FailpointSpecError
 from nodes.common.jsonlog import setup_logging
 from nodes.common.modes import MODES
+from nodes.common.wireguard import WireGuard
 from nodes.pb import node_pb2, node_pb2_grpc
 
 EXIT_OK = 0
@@ -199,7 +204,7 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
     """Run a node until SIGTERM/SIGINT or until its main task fails; return the exit code."""
     gate = _ReadyGate()
     token_check = control_auth.ControlTokenCheck(_CONTROL_TOKEN["token"])
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[token_check, gate])
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[token_check, gate, WireGuard(log)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     node_pb2_grpc.add_NodeControlServicer_to_server(_StatusServicer(spec.name, mode, spec.status), server)
@@ -263,6 +268,7 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
                 if exc is not None:
                     storage_fault.failed(exc)
                     log.error("main task failed: %r", exc, exc_info=exc)
+                    print(f"{spec.name}: fatal: {exc}", file=sys.stderr)  # one line for the harness
                     exit_code = EXIT_FAILURE
                     break
                 log.info("main task finished")

@@ -24,6 +24,7 @@ import random
 from pathlib import Path
 from typing import Iterator
 
+from nodes.common.limits import short
 from nodes.pb.events_pb2 import Order
 
 MIN_AMOUNT_CENTS = 100
@@ -188,7 +189,7 @@ def load_jsonl(path: Path | str) -> list[Order]:
             raise WorkloadError(f"{path}:{n}: field 'amount_cents' is out of the int64 range")
         oid = obj["order_id"]
         if oid in seen:
-            raise WorkloadError(f"{path}:{n}: field 'order_id' duplicates line {seen[oid]} ({oid!r})")
+            raise WorkloadError(f"{path}:{n}: field 'order_id' duplicates line {seen[oid]} ({short(oid)})")
         seen[oid] = n
         orders.append(Order(order_id=oid, account=obj["account"], amount_cents=obj["amount_cents"]))
     if not orders:

@@ -10,8 +10,9 @@ counters SinkDB replaces atomically after each commit, without touching SQLite.
 A call whose client gives up (deadline, cancel) while its job is on the worker
 still completes and commits: the client must treat that outcome as unknown.
 
-Status codes: INVALID_ARGUMENT (empty order_id, account or transaction id,
-negative snapshot limit), RESOURCE_EXHAUSTED (more than 100,000 orders),
+Status codes: INVALID_ARGUMENT (empty or too long order_id, account or
+transaction id, a balance that would leave the int64 range, negative snapshot
+limit), RESOURCE_EXHAUSTED (more than 100,000 orders or 10,000 dead letters),
 NOT_FOUND (Commit of an unknown id), FAILED_PRECONDITION (Commit of an aborted
 id, Abort of a committed id), ALREADY_EXISTS (PreCommit of a committed id),
 INTERNAL (an SQLite error; logged), UNAVAILABLE (an armed ``error`` failpoint
@@ -100,7 +101,7 @@ class SinkRunner:
                    "committed_transactions": c.committed_transactions,
                    "aborted_transactions": c.aborted_transactions,
                    "aborted_by_timeout": c.aborted_by_timeout,
-                   "reapplied_commits": c.reapplied_commits}
+                   "reapplied_commits": c.reapplied_commits, "dead_letters": c.dead_letters}
         out.update(calls=dict(self.calls), txn_dedupe=self.txn_dedupe,
                    prepared_timeout_ms=self.prepared_timeout_ms)
         return out
@@ -164,6 +165,12 @@ class SinkServicer(sink_pb2_grpc.SinkServicer):
     async def ListPrepared(self, request, context):
         ids = await self._call("ListPrepared", context, lambda db: db.list_prepared())
         return sink_pb2.ListPreparedResponse(transaction_ids=ids)
+
+    async def DeadLetter(self, request, context):
+        entries = [(e.order_id, e.partition, e.offset, e.reason, e.value_bytes, e.account, e.amount_cents)
+                   for e in request.entries]
+        added, existing = await self._call("DeadLetter", context, lambda db: db.dead_letter(entries))
+        return sink_pb2.DeadLetterResponse(added=added, existing=existing)
 
     async def Snapshot(self, request, context):
         orders, balances, done = await self._call(
