@@ -9,7 +9,9 @@ scenario, shared/scenarios.md's eight plus a few more). Shape::
      "source": "shared/scenarios.md #1",
      "config": {"events": 1000, "seed": 1, "batch_size": 10, "rate": 1000,
                 "extra_args": {"sink": ["--prepared-timeout-ms", "300"]},
-                "drain_timeout_s": 60, "storage": "direct" | "lazy"},
+                "drain_timeout_s": 60, "storage": "direct" | "lazy",
+                "disabled": [ablation names switched off for the run as written: a shrunk
+                             scenario (testbed shrink) of a run with --disable]},
      "steps": [ ...fault schedule steps (harness/schedule.py; "f": kill|pause|stop|link|failpoint|
                 power-loss|fsync-error|disk-full: the last three need "storage": "lazy"); each may
                 say "must_fire": true (the run is NOT as expected if it did not fire)... ],

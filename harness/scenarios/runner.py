@@ -33,7 +33,7 @@ def campaign_config(sc: Scenario, labels: list[str], ablation: str | None,
     base = ClusterConfig(seed=int(c.get("seed", 1)), events=int(c.get("events", 1000)),
                          storage=storage or c.get("storage", "direct"),
                          rate=float(c.get("rate", 1000.0)), batch_size=int(c.get("batch_size", 100)),
-                         disabled=[ablation] if ablation else [],
+                         disabled=[ablation] if ablation else list(c.get("disabled", [])),
                          extra_args={k: list(v) for k, v in c.get("extra_args", {}).items()})
     return CampaignConfig(modes=[mode_spec(label) for label in labels], base=base, schedule=sc.schedule(),
                           drain_timeout_s=float(c.get("drain_timeout_s", 60.0)),

@@ -1,0 +1,244 @@
+"""Shrink a broken run to a minimal fault schedule (``testbed shrink``).
+
+Hypothesis shrinks a failing example and Zeller's delta debugging (ddmin)
+minimises a failure-inducing input; here the input is a fault schedule. From a
+run whose verdict is broken, the search replays candidates - each a fresh
+campaign in its own directory under ``RUN_DIR/shrink/`` - and keeps a candidate
+when it still breaks the same promise with the same anomaly family:
+
+1. fewer modes: only the broken ones, then one broken mode alone;
+2. fewer steps: ddmin over the schedule's steps (the empty schedule first);
+3. smaller steps: a failpoint's Nth hit down to 1, a link fault's count down to
+   1, its ``after_calls`` and a step's position ``at`` halved;
+4. fewer events: halved while the last step still fires before the end;
+5. a last pass removing each remaining step alone: when every removal makes the
+   promise hold, the schedule is **1-minimal**.
+
+"Still broken" is strict: a candidate counts only if its run is broken in
+every mode it ran, each with an anomaly of the family the original mode had
+(an anomaly name in common). Replays of timed steps can be flaky, so a candidate
+that does not reproduce is run once more before it is rejected; a candidate
+accepted once is kept. The search stops at the budget (then the best schedule so
+far is written, marked not 1-minimal) or when the schedule is 1-minimal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from harness.shrink_run import run_candidate, write_candidate
+
+
+class BudgetSpent(Exception):
+    """The shrink budget ran out before the search finished."""
+
+
+def label_of(entry: dict) -> str:
+    return f"{entry['mode']}/{entry['sink']}" if entry.get("sink") else entry["mode"]
+
+
+@dataclass
+class Target:
+    """What the original run broke: mode label -> the anomaly names it showed."""
+
+    families: dict[str, set[str]]
+
+    @classmethod
+    def of(cls, result: dict) -> "Target":
+        return cls({label_of(m): set(m.get("anomalies") or {}) for m in result["modes"]
+                    if m.get("verdict") == "broken"})
+
+    def reproduced(self, result: dict | None, labels: list[str]) -> bool:
+        """True if ``result`` is broken in every one of ``labels`` with an anomaly
+        of the family that mode had in the original run."""
+        if not result:
+            return False
+        by = {label_of(m): m for m in result.get("modes", [])}
+        for label in labels:
+            m = by.get(label)
+            if m is None or m.get("verdict") != "broken":
+                return False
+            want = self.families.get(label, set())
+            if want and not (want & set(m.get("anomalies") or {})):
+                return False
+        return True
+
+
+@dataclass
+class Candidate:
+    labels: list[str]
+    events: int
+    steps: list[dict]
+
+    def key(self) -> str:
+        return json.dumps([self.labels, self.events, self.steps], sort_keys=True)
+
+
+@dataclass
+class Shrinker:
+    """The search state. ``progress(label, msg)`` as harness.progress; ``jobs``
+    candidates run at once."""
+
+    run_dir: Path
+    base: dict
+    schedule: dict
+    target: Target
+    drain_timeout_s: float = 60.0
+    jobs: int = 1
+    deadline: float = float("inf")
+    progress: Callable[[str, str], None] = lambda *_: None
+    tried: dict[str, bool] = field(default_factory=dict)
+    runs: int = 0
+    last_result: dict | None = None
+    results: dict[str, dict] = field(default_factory=dict)
+
+    def _schedule(self, c: Candidate) -> dict:
+        s = {k: v for k, v in self.schedule.items() if k not in ("steps", "faults")}
+        s.update(events=c.events, steps=c.steps, shrunk_from=str(self.run_dir))
+        return s
+
+    async def _run_once(self, c: Candidate) -> bool:
+        if time.monotonic() > self.deadline:
+            raise BudgetSpent()
+        self.runs += 1
+        d = self.run_dir / "shrink" / f"c{self.runs:03d}"
+        write_candidate(d, self.base, c.labels, self._schedule(c), self.drain_timeout_s)
+        result = await run_candidate(d)
+        ok = self.target.reproduced(result, c.labels)
+        if ok:
+            self.results[c.key()] = result
+        return ok
+
+    async def test(self, c: Candidate, why: str) -> bool:
+        """Does candidate ``c`` still break the promise? (cached; retried once)."""
+        k = c.key()
+        if k in self.tried:
+            return self.tried[k]
+        self.progress("shrink", f"{why}: {len(c.steps)} step(s), {c.events} events, "
+                                f"{len(c.labels)} mode(s) (run {self.runs + 1})")
+        ok = await self._run_once(c) or await self._run_once(c)
+        self.tried[k] = ok
+        self.progress("shrink", f"{why}: {'still broken' if ok else 'holds'}")
+        return ok
+
+    async def first(self, cands: list[tuple[Candidate, str]]) -> Candidate | None:
+        """The first candidate, in order, that still breaks; ``jobs`` at a time."""
+        for i in range(0, len(cands), self.jobs):
+            chunk = cands[i:i + self.jobs]
+            oks = await asyncio.gather(*(self.test(c, why) for c, why in chunk))
+            for (c, _), ok in zip(chunk, oks):
+                if ok:
+                    return c
+        return None
+
+    async def ddmin(self, c: Candidate) -> Candidate:
+        """Zeller's ddmin over ``c.steps`` (the empty schedule tried first)."""
+        if c.steps:
+            empty = Candidate(c.labels, c.events, [])
+            if await self.test(empty, "no fault step at all"):
+                return empty
+        steps, n = list(c.steps), 2
+        while len(steps) >= 2:
+            size = -(-len(steps) // n)
+            parts = [steps[i:i + size] for i in range(0, len(steps), size)]
+            subsets = [(Candidate(c.labels, c.events, p), f"keep {len(p)} of {len(steps)} steps")
+                       for p in parts]
+            comps = [(Candidate(c.labels, c.events, [s for j, q in enumerate(parts) if j != i for s in q]),
+                      f"drop {len(parts[i])} of {len(steps)} steps") for i in range(len(parts))]
+            hit = await self.first(subsets)
+            if hit is not None:
+                steps, n = hit.steps, 2
+                continue
+            hit = await self.first(comps if len(parts) > 2 else [])
+            if hit is not None:
+                steps, n = hit.steps, max(n - 1, 2)
+                continue
+            if n >= len(steps):
+                break
+            n = min(len(steps), 2 * n)
+        return Candidate(c.labels, c.events, steps)
+
+    async def simplify_steps(self, c: Candidate) -> Candidate:
+        """Lower each step's Nth hit, count, call trigger and position while it still breaks."""
+        for i in range(len(c.steps)):
+            changed = True
+            while changed:
+                changed = False
+                for variant, why in _smaller(c.steps[i]):
+                    steps = c.steps[:i] + [variant] + c.steps[i + 1:]
+                    cand = Candidate(c.labels, c.events, steps)
+                    if await self.test(cand, f"step {i}: {why}"):
+                        c, changed = cand, True
+                        break
+        return c
+
+    async def fewer_events(self, c: Candidate) -> Candidate:
+        batch = int(self.base.get("batch_size", 100))
+        floor = max([int(s.get("at", 0)) for s in c.steps] + [0]) + 2 * batch
+        while c.events // 2 >= max(floor, 2 * batch):
+            cand = Candidate(c.labels, c.events // 2, c.steps)
+            if not await self.test(cand, f"{cand.events} events"):
+                break
+            c = cand
+        return c
+
+    async def one_minimal(self, c: Candidate) -> bool:
+        """True if removing any one step makes the promise hold."""
+        for i in range(len(c.steps)):
+            cand = Candidate(c.labels, c.events, c.steps[:i] + c.steps[i + 1:])
+            if await self.test(cand, f"without step {i}"):
+                return False
+        return True
+
+    async def run(self, start: Candidate) -> tuple[Candidate, bool, bool]:
+        """(best candidate, reproduced at all, 1-minimal)."""
+        best = start
+        try:
+            if not await self.test(start, "the original schedule, broken modes only"):
+                return start, False, False
+            if len(start.labels) > 1:
+                hit = await self.first([(Candidate([label], start.events, start.steps), f"only {label}")
+                                        for label in start.labels])
+                best = hit or best
+            while True:
+                best = await self.ddmin(best)
+                best = await self.simplify_steps(best)
+                best = await self.fewer_events(best)
+                if await self.one_minimal(best):
+                    return best, True, True
+                best = await self.ddmin(best)  # a removal broke it again: go round once more
+        except BudgetSpent:
+            return best, True, False
+
+
+def _smaller(step: dict) -> list[tuple[dict, str]]:
+    """Variants of ``step`` with a smaller Nth hit, count, call trigger or position."""
+    out = []
+
+    def variant(path: tuple[str, ...], value: int, why: str) -> None:
+        s = copy.deepcopy(step)
+        d = s
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+        out.append((s, why))
+
+    if isinstance(step.get("nth"), int) and step["nth"] > 1:
+        variant(("nth",), 1, "Nth hit 1")
+        variant(("nth",), step["nth"] // 2, f"Nth hit {step['nth'] // 2}")
+    fault = step.get("fault") if isinstance(step.get("fault"), dict) else {}
+    if isinstance(fault.get("count"), int) and fault["count"] > 1:
+        variant(("fault", "count"), 1, "count 1")
+    if isinstance(fault.get("after_calls"), int) and fault["after_calls"] > 1:
+        variant(("fault", "after_calls"), fault["after_calls"] // 2, f"after {fault['after_calls'] // 2} calls")
+    if isinstance(step.get("count"), int) and step["count"] > 1:
+        variant(("count",), 1, "count 1")
+    if not step.get("arm") and isinstance(step.get("at"), int) and step["at"] > 1:
+        variant(("at",), step["at"] // 2, f"at position {step['at'] // 2}")
+    return out
