@@ -76,6 +76,10 @@ class Candidate:
     events: int
     steps: list[dict]
 
+    def size(self) -> tuple:
+        """Smaller is simpler: fewer steps, fewer modes, fewer events, smaller numbers."""
+        return (len(self.steps), len(self.labels), self.events, len(json.dumps(self.steps)))
+
     def key(self) -> str:
         return json.dumps([self.labels, self.events, self.steps], sort_keys=True)
 
@@ -97,6 +101,8 @@ class Shrinker:
     runs: int = 0
     last_result: dict | None = None
     results: dict[str, dict] = field(default_factory=dict)
+    best: Candidate | None = None
+    """The simplest candidate that still broke so far (kept when the budget runs out)."""
 
     def _schedule(self, c: Candidate) -> dict:
         s = {k: v for k, v in self.schedule.items() if k not in ("steps", "faults")}
@@ -104,8 +110,6 @@ class Shrinker:
         return s
 
     async def _run_once(self, c: Candidate) -> bool:
-        if time.monotonic() > self.deadline:
-            raise BudgetSpent()
         self.runs += 1
         d = self.run_dir / "shrink" / f"c{self.runs:03d}"
         write_candidate(d, self.base, c.labels, self._schedule(c), self.drain_timeout_s)
@@ -120,10 +124,14 @@ class Shrinker:
         k = c.key()
         if k in self.tried:
             return self.tried[k]
+        if time.monotonic() > self.deadline:
+            raise BudgetSpent()
         self.progress("shrink", f"{why}: {len(c.steps)} step(s), {c.events} events, "
                                 f"{len(c.labels)} mode(s) (run {self.runs + 1})")
         ok = await self._run_once(c) or await self._run_once(c)
         self.tried[k] = ok
+        if ok and (self.best is None or c.size() < self.best.size()):
+            self.best = c
         self.progress("shrink", f"{why}: {'still broken' if ok else 'holds'}")
         return ok
 
@@ -198,10 +206,11 @@ class Shrinker:
 
     async def run(self, start: Candidate) -> tuple[Candidate, bool, bool]:
         """(best candidate, reproduced at all, 1-minimal)."""
-        best = start
+        best, reproduced = start, False
         try:
             if not await self.test(start, "the original schedule, broken modes only"):
                 return start, False, False
+            reproduced = True
             if len(start.labels) > 1:
                 hit = await self.first([(Candidate([label], start.events, start.steps), f"only {label}")
                                         for label in start.labels])
@@ -214,7 +223,7 @@ class Shrinker:
                     return best, True, True
                 best = await self.ddmin(best)  # a removal broke it again: go round once more
         except BudgetSpent:
-            return best, True, False
+            return self.best or best, reproduced, False
 
 
 def _smaller(step: dict) -> list[tuple[dict, str]]:
