@@ -16,7 +16,7 @@ import click
 from rich.table import Table
 
 from harness.checker import InputError, validate
-from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, run_async
+from harness.cli_common import ABLATION_HELP, EXIT_BROKEN, EXIT_HELD, console, fail, parse_disabled, run_async
 from harness.progress import progress_display
 from harness.shrink import Candidate, Shrinker, Target, label_of
 
@@ -150,4 +150,96 @@ def print_shrunk(sc: dict, minimal: bool, runs: int, elapsed_s: float, original_
         t.add_row("-", "no fault step: the run breaks without any fault")
     console.print(t)
     console.print(("[bold green]1-minimal[/]: removing any one step makes the promise hold" if minimal else
-                   "[yellow]not proven 1-minimal[/]: the budget ran out") + f" ({runs} replays, {elapsed_s:.0f} s)")
+                   "[yellow]not proven 1-minimal[/]: the budget ran out") + f" ({runs} replays"
+                  + (f", {elapsed_s:.0f} s)" if elapsed_s else ")"))
+
+
+MODE_LABELS = ("at-most-once", "at-least-once", "exactly-once/idempotent", "exactly-once/transactional")
+
+
+@click.command()
+@click.option(
+    "--budget", default="10m", show_default=True, callback=parse_budget,
+    help="Stop searching after this long (s, m or h); a trial under way finishes.")
+@click.option("--disable", multiple=True, callback=parse_disabled, metavar="ABLATION", help=ABLATION_HELP)
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["all", "exactly-once", *MODE_LABELS]),
+              help="Modes each trial runs (repeatable; 'exactly-once' = both sinks) [default: all].")
+@click.option("--seed-start", type=click.IntRange(min=0), default=1, show_default=True,
+              help="First seed; trial k uses seed-start + k.")
+@click.option("--events", type=click.IntRange(min=100, max=100_000), default=600, show_default=True,
+              help="Orders per trial.")
+@jobs_option
+@click.option("--shrink-budget", default="5m", show_default=True, callback=parse_budget,
+              help="Budget of the shrink that follows a find.")
+@click.option("--no-shrink", is_flag=True, help="Stop at the find (time-to-detect only).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Runs directory (default ./runs); the search goes to OUT/<id>-explore/.")
+@click.option("--quiet", "-q", is_flag=True)
+def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_shrink, out, quiet) -> None:
+    """Random seeds and fault mixes until a promise breaks, then shrink the find
+    (harness/explore.py, harness/shrink.py). Prints the time-to-detect and the
+    minimal scenario; writes RUN_DIR/explore.json.
+
+    Exit 1: a promise broke (found); 0: none broke within the budget; 2: usage.
+    """
+    from dataclasses import asdict
+
+    from harness.cli_campaign import DEFAULT_RATE
+    from harness.cluster import ClusterConfig
+    from harness.explore import Explorer
+    from harness.runs import RunDirError, new_run_dir
+
+    labels: list[str] = []
+    for m in modes or ("all",):
+        picked = MODE_LABELS if m == "all" else [l for l in MODE_LABELS if l == m or l.split("/")[0] == m]
+        labels += [l for l in picked if l not in labels]
+    try:
+        run_dir = new_run_dir(out, label="explore").absolute()
+    except RunDirError as e:
+        fail(str(e))
+    base = asdict(ClusterConfig(events=events, rate=DEFAULT_RATE, disabled=list(disable)))
+    ex = Explorer(run_dir=run_dir, base=base, labels=labels, seed_start=seed_start, events=events,
+                  jobs=jobs, budget_s=budget)
+    holder: dict = {}
+
+    async def main() -> int:
+        with progress_display(quiet, unit="trials") as progress:
+            ex.progress = progress
+            found = holder["found"] = await ex.run()
+            if found and not no_shrink:
+                holder["shrink"] = await shrink_run(found.dir, found.result, json.loads(
+                    (found.dir / "schedule.json").read_text()), budget_s=shrink_budget, jobs=jobs, progress=progress)
+        return 0
+
+    if run_async(main) in (130, 143):
+        sys.exit(130)
+    found = holder["found"]
+    summary = {"disabled": list(disable), "modes": labels, "seed_start": seed_start, "events": events,
+               "budget_s": budget, "trials": [{"seed": t.seed, "faults": t.faults, "broken": t.broken,
+                                               "elapsed_s": round(t.elapsed_s, 1)} for t in ex.trials],
+               "found": None}
+    if found is None:
+        (run_dir / "explore.json").write_text(json.dumps(summary, indent=1) + "\n")
+        console.print(f"[yellow]no promise broke[/] in {len(ex.trials)} trials ({budget:.0f} s budget); "
+                      f"see {run_dir / 'explore.json'}")
+        sys.exit(EXIT_HELD)
+    summary["found"] = {"seed": found.seed, "faults": found.faults, "broken": found.broken, "dir": str(found.dir),
+                        "time_to_detect_s": round(found.elapsed_s, 1), "trials": len(ex.trials)}
+    console.print(f"[bold red]promise broken[/]: {', '.join(found.broken)} at seed {found.seed} "
+                  f"(faults {', '.join(found.faults)}), trial {len(ex.trials)}; "
+                  f"time-to-detect {found.elapsed_s:.1f} s", soft_wrap=True)
+    console.print(f"run: {found.dir}")
+    if "shrink" in holder:
+        sh, best, reproduced, minimal = holder["shrink"]
+        if reproduced:
+            sc = scenario_for(sh, best, minimal)
+            path = run_dir / "shrunk-scenario.json"
+            path.write_text(json.dumps(sc, indent=1) + "\n")
+            (found.dir / "shrunk-scenario.json").write_text(path.read_text())
+            print_shrunk(sc, minimal, sh.runs, 0.0, len(sh.schedule.get("steps", [])))
+            console.print(f"scenario: {path}\nreplay it: ./run.sh scenario run {path}", soft_wrap=True)
+            summary["found"]["shrunk_steps"] = len(best.steps)
+        else:
+            console.print("[yellow]the find did not reproduce when shrinking[/] (a timing-dependent failure)")
+    (run_dir / "explore.json").write_text(json.dumps(summary, indent=1) + "\n")
+    sys.exit(EXIT_BROKEN)

@@ -1,0 +1,93 @@
+"""Search for a broken promise from random seeds and fault mixes (``testbed explore``).
+
+Each trial is a small campaign: seed ``s`` (from ``--seed-start`` up) picks a
+fault mix of 1-4 kinds from harness.schedule.FAULT_KINDS (storage faults only
+with ``--storage lazy``) and the schedule is harness.schedule.generate(s,
+events, mix). A trial runs in ``RUN_DIR/explore/seed-<s>/`` (a campaign run
+directory: result.json, schedule.json, one directory per mode), as its own
+process (harness.shrink_run). The search stops at the first broken verdict,
+or at the budget. Time-to-detect is the wall time from the start of the search
+to the end of the trial that broke: the testbed's detection power from random
+seeds, as opposed to a targeted scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from harness import schedule as schedule_mod
+from harness.shrink_run import run_candidate, write_candidate
+
+EXPLORE_EVENTS = 600
+"""Orders per trial: few, for speed (each fault still lands inside the workload)."""
+
+
+def fault_mix(seed: int, storage: str = "direct") -> list[str]:
+    """1-4 fault kinds drawn from ``seed`` (repeats allowed, as in the default campaign)."""
+    kinds = [k for k in schedule_mod.FAULT_KINDS if storage == "lazy" or not k.startswith("power-loss")]
+    rng = random.Random(seed * 104729 + 7)
+    return rng.choices(kinds, k=rng.randint(1, 4))
+
+
+@dataclass
+class Trial:
+    seed: int
+    faults: list[str]
+    dir: Path
+    result: dict | None = None
+    broken: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class Explorer:
+    run_dir: Path
+    base: dict
+    labels: list[str]
+    seed_start: int = 1
+    events: int = EXPLORE_EVENTS
+    jobs: int = 1
+    budget_s: float = 600.0
+    progress: Callable[[str, str], None] = lambda *_: None
+    trials: list[Trial] = field(default_factory=list)
+
+    def _trial(self, seed: int) -> Trial:
+        faults = fault_mix(seed, self.base.get("storage", "direct"))
+        sched = schedule_mod.generate(seed, self.events, faults, batch_size=int(self.base.get("batch_size", 100)))
+        d = self.run_dir / "explore" / f"seed-{seed}"
+        write_candidate(d, self.base | {"seed": seed}, self.labels, sched, 60.0)
+        return Trial(seed, faults, d)
+
+    async def _run(self, t: Trial, t0: float) -> Trial:
+        self.progress(f"seed {t.seed}", f"{', '.join(t.faults)} ({len(self.labels)} mode(s))")
+        t.result = await run_candidate(t.dir)
+        t.elapsed_s = time.monotonic() - t0
+        t.broken = [m["mode"] + (f"/{m['sink']}" if m.get("sink") else "")
+                    for m in (t.result or {}).get("modes", []) if m.get("verdict") == "broken"]
+        verdicts = ", ".join(m["verdict"] for m in (t.result or {}).get("modes", [])) or "failed to run"
+        self.progress(f"seed {t.seed}", f"verdict {'broken' if t.broken else verdicts}")
+        return t
+
+    async def run(self) -> Trial | None:
+        """The first trial (in seed order) that broke a promise, or None at the budget."""
+        t0 = time.monotonic()
+        seed = self.seed_start
+        while time.monotonic() - t0 < self.budget_s:
+            batch = [self._trial(seed + i) for i in range(self.jobs)]
+            seed += self.jobs
+            remaining = max(1.0, self.budget_s - (time.monotonic() - t0))
+            try:
+                done = await asyncio.wait_for(asyncio.gather(*(self._run(t, t0) for t in batch)),
+                                              remaining + 60)
+            except asyncio.TimeoutError:
+                break
+            self.trials.extend(done)
+            for t in done:
+                if t.broken:
+                    return t
+        return None
