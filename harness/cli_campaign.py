@@ -117,6 +117,9 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @click.option("--faults", callback=parse_faults, default=None, metavar="LIST",
               help="Comma-separated faults to schedule, or 'none' (default: a mix of kills and link faults): "
                    + ", ".join(schedule_mod.FAULT_KINDS) + ".")
+@click.option("--timed-kills", is_flag=True,
+              help="Fire the kills at producer positions (the old timed trigger) instead of at a "
+                   "failpoint's Nth hit.")
 @click.option("--schedule", "schedule_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Use this schedule.json instead of generating one.")
 @disable_option
@@ -130,7 +133,7 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
               help="Runs directory (default ./runs); the run goes to OUT/<id>/, OUT/latest points to it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @storage_option
-def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, batch_size, drain_timeout,
+def campaign(mode, sink, events, seed, faults, timed_kills, schedule_file, disable, rate, batch_size, drain_timeout,
              out, quiet, storage) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
@@ -149,7 +152,7 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
     else:
         events = events or DEFAULT_EVENTS
         sched = schedule_mod.generate(seed, events, schedule_mod.DEFAULT_FAULTS if faults is None else faults,
-                                      batch_size=batch_size)
+                                      batch_size=batch_size, logical=not timed_kills)
     storage = resolve_storage(storage, sched)
     try:
         run_dir = new_run_dir(out)
@@ -253,9 +256,11 @@ COUNT_FIELDS = ("lost", "lost_acknowledged", "duplicated")
 def timed_steps(schedule: dict) -> list[str]:
     """Steps fired at a producer position rather than at a logical point (a proxy
     call count, a failpoint's Nth hit): what they hit depends on timing, so the
-    anomaly counts they cause can differ between two runs of the same seed."""
+    anomaly counts they cause can differ between two runs of the same seed. A
+    ``"trigger": "failpoint"`` kill is logical (harness.nemesis.logical), except in
+    a mode without a failpoint for it (then its history op says ``"timed": true``)."""
     return [f"{s['f']} {s.get('node') or s.get('link')} at {s['at']}"
-            for s in schedule.get("steps", []) if not s.get("arm")]
+            for s in schedule.get("steps", []) if s.get("timed") or not (s.get("arm") or s.get("trigger"))]
 
 
 def compare_runs(old: dict, new: dict) -> tuple[list[str], list[str]]:
@@ -317,6 +322,9 @@ def replay(run_dir: Path, out, strict, quiet) -> None:
     print_report(new_dir)
     verdicts, counts = compare_runs(old, new)
     timed = timed_steps(sched)
+    if timed:
+        console.print(f"[yellow]timed steps[/] (fired at a producer position; what they hit depends on "
+                      f"timing): {'; '.join(timed)}", soft_wrap=True)
     n = len(new["modes"])
     if verdicts or (counts and (strict or not timed)):
         console.print(f"[bold red]replay differs[/] from {run_dir}:")

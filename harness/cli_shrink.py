@@ -172,10 +172,14 @@ MODE_LABELS = ("at-most-once", "at-least-once", "exactly-once/idempotent", "exac
 @click.option("--shrink-budget", default="5m", show_default=True, callback=parse_budget,
               help="Budget of the shrink that follows a find.")
 @click.option("--no-shrink", is_flag=True, help="Stop at the find (time-to-detect only).")
+@click.option("--storage", type=click.Choice(["direct", "lazy"]), default="direct", show_default=True,
+              help="lazy: data dirs on the FUSE file system that drops unsynced writes, and power-loss "
+                   "faults join the mixes (needs fuse3).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs); the search goes to OUT/<id>-explore/.")
 @click.option("--quiet", "-q", is_flag=True)
-def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_shrink, out, quiet) -> None:
+def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_shrink, storage, out,
+            quiet) -> None:
     """Random seeds and fault mixes until a promise breaks, then shrink the find
     (harness/explore.py, harness/shrink.py). Prints the time-to-detect and the
     minimal scenario; writes RUN_DIR/explore.json.
@@ -185,6 +189,7 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
     from dataclasses import asdict
 
     from harness.cli_campaign import DEFAULT_RATE
+    from harness.cli_common import resolve_storage
     from harness.cluster import ClusterConfig
     from harness.explore import Explorer
     from harness.runs import RunDirError, new_run_dir
@@ -197,7 +202,8 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
         run_dir = new_run_dir(out, label="explore").absolute()
     except RunDirError as e:
         fail(str(e))
-    base = asdict(ClusterConfig(events=events, rate=DEFAULT_RATE, disabled=list(disable)))
+    storage = resolve_storage(storage, {"steps": []})  # lazy: exits 2 (one line) without fuse3
+    base = asdict(ClusterConfig(events=events, rate=DEFAULT_RATE, disabled=list(disable), storage=storage))
     ex = Explorer(run_dir=run_dir, base=base, labels=labels, seed_start=seed_start, events=events,
                   jobs=jobs, budget_s=budget)
     holder: dict = {}

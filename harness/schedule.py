@@ -8,7 +8,9 @@ stays down, how long a link fault stays armed) are in ms.
 
 Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
 
-    {"at": 400, "f": "kill", "node": "processor", "down_ms": 300}
+    {"at": 400, "f": "kill", "node": "processor", "down_ms": 300, "timed": true}
+    {"at": 400, "f": "kill", "node": "processor", "down_ms": 300, "trigger": "failpoint"}
+        # crash at the failpoint hit ~position 400 reaches (harness.nemesis.logical)
     {"at": 500, "f": "stop", "node": "processor", "down_ms": 300}            # SIGTERM: graceful
     {"at": 500, "f": "stop", "node": "sink", "kill_after_ms": 20, "down_ms": 300}  # kill -9 mid-shutdown
     {"at": 700, "after_ms": 500, "f": "kill", "node": "broker"}   # 500 ms after position 700
@@ -60,8 +62,23 @@ class ScheduleError(ValueError):
     """A schedule file or a --faults list is invalid; the message says which entry."""
 
 
-def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZE) -> dict:
-    """One schedule step of ``kind`` firing at producer position ``at``."""
+LOGICAL_KILLS = ("kill-broker", "kill-processor", "kill-sink")
+"""Kills that ``generate`` triggers at a failpoint's Nth hit (harness.nemesis.logical)."""
+
+
+def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZE, logical: bool = True) -> dict:
+    """One schedule step of ``kind`` firing at producer position ``at``: a kill of the
+    broker, processor or sink at a failpoint's Nth hit (``"trigger": "failpoint"``) when
+    ``logical``, every other step at the position, marked ``"timed": true``."""
+    step = _step_for(kind, at, rng, batch_size)
+    if logical and kind in LOGICAL_KILLS:
+        step["trigger"] = "failpoint"
+    elif not step.get("arm"):
+        step["timed"] = True
+    return step
+
+
+def _step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZE) -> dict:
     if kind.startswith("kill-"):
         return {"at": at, "f": "kill", "node": kind[5:], "down_ms": rng.choice((200, 300, 500))}
     if kind.startswith("stop-"):  # SIGTERM, graceful; a schedule file can add "kill_after_ms"
@@ -89,11 +106,13 @@ def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZ
 
 
 def generate(seed: int, events: int, faults: tuple[str, ...] | list[str] = DEFAULT_FAULTS,
-             batch_size: int = BATCH_SIZE) -> dict:
+             batch_size: int = BATCH_SIZE, logical: bool = True) -> dict:
     """A schedule spreading ``faults`` over the first ~85% of the workload.
 
     The positions and durations are a pure function of (seed, events, faults,
-    batch size); an empty ``faults`` gives a schedule with no step.
+    batch size); an empty ``faults`` gives a schedule with no step. With
+    ``logical`` the kills of the broker, processor and sink fire at a failpoint's
+    Nth hit (harness.nemesis.logical); the other steps are timed.
 
     Raises:
         ScheduleError: an unknown fault name.
@@ -107,7 +126,7 @@ def generate(seed: int, events: int, faults: tuple[str, ...] | list[str] = DEFAU
     for i, kind in enumerate(faults):
         lo = int(events * (0.06 + 0.78 * i / max(n, 1)))
         hi = int(events * (0.06 + 0.78 * (i + 0.6) / max(n, 1)))
-        steps.append(step_for(kind, rng.randint(lo, max(lo, hi)), rng, batch_size))
+        steps.append(step_for(kind, rng.randint(lo, max(lo, hi)), rng, batch_size, logical))
     return {"seed": seed, "events": events, "batch_size": batch_size, "faults": list(faults), "steps": steps}
 
 

@@ -29,7 +29,8 @@ class ScheduleRunner:
     def __init__(self, cluster: Cluster, schedule: dict, history: HistoryWriter,
                  poll_s: float = 0.02) -> None:
         self.cluster = cluster
-        self.steps = sorted(schedule.get("steps", []), key=lambda s: s["at"])
+        from harness.nemesis.logical import expand
+        self.steps = expand(sorted(schedule.get("steps", []), key=lambda s: s["at"]), cluster.config)
         self.history = history
         self.poll_s = poll_s
         self.ctx = NemesisContext(cluster, history)

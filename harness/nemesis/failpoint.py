@@ -117,16 +117,25 @@ class FailpointNemesis(Nemesis):
         super().__init__(ctx)
         self.watchers: list[tuple[NodeProcess, asyncio.Task]] = []
         self.down: set[str] = set()
+        self.chained: dict[str, list[dict]] = {}
+        """node -> logical kill steps waiting for the node's current crash arming to fire
+        (harness.nemesis.logical: a node has one arming per failpoint name)."""
+        self.crash_armed: set[str] = set()
 
     async def invoke(self, step: dict) -> dict:
+        if step.get("chain") and step["node"] in self.crash_armed:
+            self.chained.setdefault(step["node"], []).append(step)
+            return {"chained": True, "armed_after": "the node's previous crash and restart"}
         p = self.ctx.cluster.nodes[step["node"]]
         spec = await arm_failpoint(p.address, step["name"], step.get("action", "crash"),
                                    nth=int(step.get("nth", 1)), count=int(step.get("count", 1)),
                                    delay_ms=int(step.get("delay_ms", 0)),
                                    timeout_ms=int(step.get("timeout_ms", 0)))
         if step.get("action", "crash") == "crash":
+            self.crash_armed.add(p.name)
             # One watcher per node process, however many crash failpoints are armed in it.
-            if not any(w is p and not t.done() for w, t in self.watchers):
+            me = asyncio.current_task()  # a re-arm runs in the watcher that just restarted p
+            if not any(w is p and not t.done() and t is not me for w, t in self.watchers):
                 task = asyncio.ensure_future(self._restart_after_crash(p, step))
                 self.watchers.append((p, task))
         return {"armed": spec, "pid": p.pid}
@@ -144,12 +153,18 @@ class FailpointNemesis(Nemesis):
                                           "left down for the final heal", stderr=p.stderr_tail(3))
             return
         self.down.add(p.name)
+        self.crash_armed.discard(p.name)
         self.ctx.history.record("ok", "failpoint-crash", {"node": p.name, "pid": pid, "exit_code": code,
                                                           "failpoint": point})
         try:
             await asyncio.sleep(int(step.get("down_ms", 300)) / 1000)
             await p.start_if_down()
             self.ctx.history.record("ok", "failpoint-restart", {"node": p.name, "new_pid": p.pid})
+            queue = self.chained.get(p.name)
+            if queue:  # the next logical kill of this node, counted from the restart
+                nxt = queue.pop(0)
+                value = {k: v for k, v in nxt.items() if k != "f"}
+                self.ctx.history.record("ok", "failpoint-rearm", value | await self.invoke(dict(nxt, chain=False)))
         except Exception as e:  # recorded; the final heal tries again
             self.ctx.history.record("info", "failpoint-restart", {"node": p.name},
                                     error=f"{type(e).__name__}: {e}")

@@ -50,6 +50,9 @@ def steps_fired(mode_dir: Path, steps: list[dict]) -> list[dict]:
         if step["f"] == "failpoint":
             n = sum(1 for f in firings if f["failpoint"] == step.get("name") and f["node"] == step.get("node"))
             evidence = f"{n} 'failpoint fired' lines in {step.get('node')}'s log"
+        elif step.get("trigger") == "failpoint" and v.get("logical"):  # harness.nemesis.logical
+            n = min(1, sum(1 for f in firings if f["failpoint"] == v.get("name") and f["node"] == v.get("node")))
+            evidence = f"a kill at failpoint {v.get('name')} (nth {v.get('nth')}): {n} firing(s) counted"
         elif op is None:
             n, evidence = 0, "no ok op in nemesis.jsonl (not run, failed or cancelled)"
         elif v.get("already_dead") or v.get("skipped"):

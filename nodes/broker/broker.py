@@ -28,7 +28,7 @@ from nodes.broker.producer_state import ProducerStateTable
 from nodes.broker.record import HEADER_BYTES, MAX_RECORD_BYTES, CorruptRecordError, Record
 from nodes.common.durable import atomic_write_json, read_json
 from nodes.common.failpoints import FAILPOINTS, FailpointError
-from nodes.broker.limits import check_group, check_partition_list
+from nodes.broker.limits import _failpoint, check_group, check_partition_list  # noqa: F401 (the produce-path failpoints)
 from nodes.common.limits import MAX_GROUP_BYTES, MAX_FETCH_RECORDS, MAX_WAIT_MS, short, too_long
 from nodes.common.modes import AT_MOST_ONCE, TOPIC
 

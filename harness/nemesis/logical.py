@@ -1,0 +1,80 @@
+"""Logical triggers for kill steps: a failpoint's Nth hit instead of a producer position.
+
+A step ``{"at": 400, "f": "kill", "node": "processor", "down_ms": 300,
+"trigger": "failpoint"}`` (what harness.schedule.generate writes for the
+default campaign's kills) is turned, when the cluster starts, into a crash at
+the Nth hit of a failpoint of that node (FoundationDB's and TiKV's fail-rs
+way: the fault lands on a protocol step, not on whatever a timer finds in
+flight). The failpoint depends on the mode, since each mode runs a different
+protocol (:data:`POINTS`); ``N`` is the number of hits that ``at`` records take
+(:data:`RECORDS_PER_HIT`, an estimate: only the hit is exact, not the position
+it corresponds to). Pauses stay timed (SIGSTOP at a position): a node has one
+arming per failpoint name, and the kills of the node already use its point.
+
+Several kills of one node are chained: the second is armed in the restarted
+process once the first crash has happened, with ``N`` counted from there
+(harness.nemesis.failpoint). Where no failpoint of the node is on the path of
+the mode (exactly-once with ``--disable checkpointing``: no checkpoint step),
+the step stays timed: it fires at its producer position and says ``"timed": true``.
+"""
+
+from __future__ import annotations
+
+from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SINK_TRANSACTIONAL
+
+
+def point_for(node: str, config) -> str | None:
+    """The failpoint a logical kill or pause of ``node`` hits in ``config``'s mode (None: none)."""
+    disabled = set(config.disabled or ())
+    if node == "broker":
+        return "broker.after-append-before-fsync"  # every mode appends
+    if node == "processor":
+        if config.mode == AT_MOST_ONCE or (config.mode == AT_LEAST_ONCE and "commit-after-sink" in disabled):
+            return "processor.after-offset-commit-before-sink"
+        if config.mode == AT_LEAST_ONCE:
+            return "processor.after-sink-ack-before-offset-commit"
+        if config.mode == EXACTLY_ONCE and "checkpointing" not in disabled:
+            return "processor.before-checkpoint"
+        return None
+    if node == "sink":
+        if config.mode != EXACTLY_ONCE:
+            return "sink.after-apply-before-reply"
+        return "sink.after-commit-before-reply" if config.sink_strategy == SINK_TRANSACTIONAL \
+            and "checkpointing" not in disabled else "sink.after-upsert-before-reply"
+    return None  # the producer: its failpoints come with issue 14
+
+
+def records_per_hit(point: str, batch_size: int) -> int:
+    """Records the producer emits per hit of ``point`` (an estimate, to turn a position into N)."""
+    if point.startswith("broker."):
+        return max(1, batch_size // 4)  # one Produce per partition of each batch
+    if point in ("processor.before-checkpoint", "sink.after-commit-before-reply"):
+        return 500  # a checkpoint every 500 ms at 1000 events/s
+    return max(1, batch_size)  # one fetch / sink write per producer batch when caught up
+
+
+RECORDS_PER_HIT = records_per_hit
+
+
+def expand(steps: list[dict], config) -> list[dict]:
+    """``steps`` (in the runner's order) with each ``"trigger": "failpoint"`` kill
+    step replaced by its armed failpoint step (same index), or marked
+    ``"timed": true`` where the mode has no failpoint for it."""
+    out, last_at = [], {}
+    for step in steps:
+        if step.get("trigger") != "failpoint" or step["f"] != "kill":
+            out.append(step)
+            continue
+        node = step.get("node")
+        point = point_for(node, config)
+        if point is None:
+            out.append({k: v for k, v in step.items() if k != "trigger"} | {"timed": True})
+            continue
+        per = records_per_hit(point, int(config.batch_size))
+        prev = last_at.get(node)
+        nth = max(1, step["at"] // per - (0 if prev is None else prev // per))
+        out.append({"at": step["at"], "arm": True, "f": "failpoint", "node": node, "name": point, "nth": nth,
+                    "action": "crash", "down_ms": int(step.get("down_ms", 300)), "logical": "kill",
+                    "chain": prev is not None})
+        last_at[node] = step["at"]
+    return out
