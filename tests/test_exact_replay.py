@@ -1,0 +1,106 @@
+"""Exact replay with logical triggers (harness/nemesis/logical.py), and explore.
+
+One replay test per kind of logical trigger: a kill at a failpoint's Nth hit
+(the broker's, whose hits are a pure function of the workload) and a link
+fault at a proxy's Nth matching call. Each asserts the fault fired where
+intended, then that the replay's anomaly counts are identical.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from harness import schedule as schedule_mod
+from harness.nemesis.logical import expand, point_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def history(mode_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (mode_dir / "nemesis.jsonl").read_text().splitlines() if line]
+
+
+def cfg(mode: str, sink: str | None = None, disabled=()) -> SimpleNamespace:
+    return SimpleNamespace(mode=mode, sink_strategy=sink, disabled=list(disabled), batch_size=100)
+
+
+def test_generate_marks_logical_kills_and_timed_steps():
+    s = schedule_mod.generate(1, 3000)
+    kills = [st for st in s["steps"] if st["f"] == "kill" and st["node"] != "producer"]
+    assert kills and all(st.get("trigger") == "failpoint" for st in kills)
+    others = [st for st in s["steps"] if not st.get("arm") and st not in kills]
+    assert others and all(st.get("timed") for st in others)  # kill-producer, pause, sink link fault
+    old = schedule_mod.generate(1, 3000, logical=False)
+    assert not any(st.get("trigger") for st in old["steps"])
+
+
+def test_points_follow_the_mode_and_the_ablation():
+    assert point_for("processor", cfg("at-least-once")) == "processor.after-sink-ack-before-offset-commit"
+    assert point_for("processor", cfg("at-least-once", disabled=["commit-after-sink"])) == \
+        "processor.after-offset-commit-before-sink"
+    assert point_for("processor", cfg("exactly-once", "idempotent")) == "processor.before-checkpoint"
+    assert point_for("processor", cfg("exactly-once", "idempotent", ["checkpointing"])) is None
+    assert point_for("sink", cfg("exactly-once", "transactional")) == "sink.after-commit-before-reply"
+    steps = [{"at": 200, "f": "kill", "node": "processor", "trigger": "failpoint"},
+             {"at": 500, "f": "kill", "node": "processor", "trigger": "failpoint"},
+             {"at": 300, "f": "kill", "node": "producer", "timed": True}]
+    out = expand(steps, cfg("at-least-once"))
+    assert out[0]["f"] == "failpoint" and out[0]["nth"] == 2 and not out[0]["chain"]
+    assert out[1]["nth"] == 3 and out[1]["chain"]  # counted from the restart after the first crash
+    assert out[2] == steps[2]
+    timed = expand(steps[:1], cfg("exactly-once", "idempotent", ["checkpointing"]))
+    assert timed[0]["f"] == "kill" and timed[0]["timed"]
+
+
+def _replay_identical(tmp_path: Path, faults: str, evidence) -> None:
+    r = cli("campaign", "--mode", "at-least-once", "--events", "400", "--seed", "2", "--faults", faults,
+            "--quiet", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = (tmp_path / "latest").resolve()
+    evidence(run_dir / "at-least-once")
+    first = json.loads((run_dir / "result.json").read_text())["modes"][0]
+    assert first["duplicated"] > 0  # the fault caused something to compare
+    r = cli("replay", str(run_dir), "--strict", "--quiet")
+    assert r.returncode == 0 and "same verdicts and anomaly counts" in r.stdout, r.stdout + r.stderr
+    again = json.loads((tmp_path / "latest" / "result.json").read_text())["modes"][0]
+    assert {k: again[k] for k in ("lost", "duplicated", "lost_acknowledged")} == \
+        {k: first[k] for k in ("lost", "duplicated", "lost_acknowledged")}
+    assert again["anomalies"].keys() == first["anomalies"].keys()
+    assert all(again["anomalies"][k]["count"] == a["count"] for k, a in first["anomalies"].items())
+
+
+def test_replay_of_a_failpoint_nth_hit_kill_gives_identical_counts(tmp_path):
+    def crashed_at_the_broker_failpoint(mode_dir: Path) -> None:
+        crashes = [op for op in history(mode_dir) if op["f"] == "failpoint-crash"]
+        assert [c["value"]["failpoint"] for c in crashes] == ["broker.after-append-before-fsync"]
+    _replay_identical(tmp_path, "kill-broker", crashed_at_the_broker_failpoint)
+
+
+def test_replay_of_a_link_call_count_fault_gives_identical_counts(tmp_path):
+    def dropped_two_responses(mode_dir: Path) -> None:
+        log = mode_dir / "proxy-producer-broker" / "faults.jsonl"
+        fired = [json.loads(line) for line in log.read_text().splitlines()
+                 if '"drop-response"' in line and '"control"' not in line]
+        assert len([f for f in fired if not f.get("follow_up")]) == 2
+    _replay_identical(tmp_path, "drop-response", dropped_two_responses)
+
+
+def test_explore_finds_broker_dedupe_off_and_reports_time_to_detect(tmp_path):
+    r = cli("explore", "--disable", "broker-dedupe", "--mode", "exactly-once/idempotent", "--seed-start", "3",
+            "--budget", "60s", "--no-shrink", "--events", "400", "--out", str(tmp_path))
+    assert r.returncode == 1, r.stdout + r.stderr  # found a broken promise
+    summary = json.loads(next(tmp_path.glob("*-explore/explore.json")).read_text())
+    found = summary["found"]
+    assert found and found["broken"] == ["exactly-once/idempotent"] and found["time_to_detect_s"] > 0
+    result = json.loads((Path(found["dir"]) / "result.json").read_text())
+    assert "duplicated-in-log" in result["modes"][0]["anomalies"]
+    assert "time-to-detect" in r.stdout
