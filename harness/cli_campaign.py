@@ -120,6 +120,10 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @click.option("--timed-kills", is_flag=True,
               help="Fire the kills at producer positions (the old timed trigger) instead of at a "
                    "failpoint's Nth hit.")
+@click.option("--fetch-group", type=click.IntRange(0, 10_000), default=25, show_default=True,
+              help="Processor steps of this many records of one partition (at-most/at-least-once), so "
+                   "that record counts, not timing, decide what a crash at the Nth step costs; 0 = one "
+                   "Fetch per step.")
 @click.option("--schedule", "schedule_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Use this schedule.json instead of generating one.")
 @disable_option
@@ -133,7 +137,7 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
               help="Runs directory (default ./runs); the run goes to OUT/<id>/, OUT/latest points to it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @storage_option
-def campaign(mode, sink, events, seed, faults, timed_kills, schedule_file, disable, rate, batch_size, drain_timeout,
+def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, schedule_file, disable, rate, batch_size, drain_timeout,
              out, quiet, storage) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
@@ -159,7 +163,7 @@ def campaign(mode, sink, events, seed, faults, timed_kills, schedule_file, disab
     except RunDirError as e:
         fail(str(e))
     base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
-                         storage=storage)
+                         storage=storage, fetch_group=fetch_group)
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)
     result = execute(cfg, run_dir, quiet)

@@ -203,7 +203,8 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
     except RunDirError as e:
         fail(str(e))
     storage = resolve_storage(storage, {"steps": []})  # lazy: exits 2 (one line) without fuse3
-    base = asdict(ClusterConfig(events=events, rate=DEFAULT_RATE, disabled=list(disable), storage=storage))
+    base = asdict(ClusterConfig(events=events, rate=DEFAULT_RATE, disabled=list(disable), storage=storage,
+                                fetch_group=25))  # as the campaign: record-count processor steps
     ex = Explorer(run_dir=run_dir, base=base, labels=labels, seed_start=seed_start, events=events,
                   jobs=jobs, budget_s=budget)
     holder: dict = {}

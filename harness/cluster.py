@@ -80,6 +80,9 @@ class ClusterConfig:
     ack_timeout_ms: int = 1000
     sink_timeout_ms: int = 1000
     storage: str = "direct"
+    fetch_group: int = 0
+    """Processor ``--fetch-group`` (at-most/at-least-once steps of K records of one
+    partition, nodes/processor/grouping.py); 0 = one Fetch per step."""
 
     def __post_init__(self) -> None:
         if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
@@ -129,6 +132,8 @@ class Cluster:
             args += ["--broker", self.address_for("processor", "broker"),
                      "--sink", self.address_for("processor", "sink"),
                      "--sink-timeout-ms", str(c.sink_timeout_ms)]
+            if c.fetch_group:
+                args += ["--fetch-group", str(c.fetch_group)]
             if c.sink_strategy:
                 args += ["--sink-strategy", c.sink_strategy]
         return args + flags_for(name, c.disabled) + list(c.extra_args.get(name, []))

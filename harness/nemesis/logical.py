@@ -44,12 +44,14 @@ def point_for(node: str, config) -> str | None:
     return None  # the producer: its failpoints come with issue 14
 
 
-def records_per_hit(point: str, batch_size: int) -> int:
+def records_per_hit(point: str, batch_size: int, fetch_group: int = 0) -> int:
     """Records the producer emits per hit of ``point`` (an estimate, to turn a position into N)."""
     if point.startswith("broker."):
         return max(1, batch_size // 4)  # one Produce per partition of each batch
     if point in ("processor.before-checkpoint", "sink.after-commit-before-reply"):
         return 500  # a checkpoint every 500 ms at 1000 events/s
+    if fetch_group and point.startswith(("processor.after-", "sink.after-apply")):
+        return fetch_group  # one step (one sink write) per group (nodes/processor/grouping.py)
     return max(1, batch_size)  # one fetch / sink write per producer batch when caught up
 
 
@@ -70,7 +72,7 @@ def expand(steps: list[dict], config) -> list[dict]:
         if point is None:
             out.append({k: v for k, v in step.items() if k != "trigger"} | {"timed": True})
             continue
-        per = records_per_hit(point, int(config.batch_size))
+        per = records_per_hit(point, int(config.batch_size), int(getattr(config, "fetch_group", 0) or 0))
         prev = last_at.get(node)
         nth = max(1, step["at"] // per - (0 if prev is None else prev // per))
         out.append({"at": step["at"], "arm": True, "f": "failpoint", "node": node, "name": point, "nth": nth,

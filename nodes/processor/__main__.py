@@ -88,6 +88,9 @@ def make_spec(log: logging.Logger, data_dir: Path, broker: str, sink: str,
 @click.option("--retry-backoff-ms", type=int, default=50, show_default=True,
               help="Base of the exponential retry backoff (capped at 1 s).")
 @click.option("--fetch-max-records", type=int, default=500, show_default=True, help="Per partition per Fetch.")
+@click.option("--fetch-group", type=click.IntRange(0, 10_000), default=0, show_default=True,
+              help="at-most-once/at-least-once: process K records of one partition per step, partitions "
+                   "in turn (record counts, not timing, decide what a step covers); 0 = one Fetch per step.")
 @click.option("--fetch-max-wait-ms", type=int, default=500, show_default=True, help="Fetch long-poll wait.")
 @click.option("--commit-before-sink", is_flag=True,
               help="Ablation (at-least-once): commit offsets before the sink ACK -> loss on crash.")

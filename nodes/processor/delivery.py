@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from nodes.common.failpoints import FAILPOINTS
+from nodes.processor.grouping import FetchGrouper
 from nodes.pb.events_pb2 import Order
 
 
@@ -36,13 +37,14 @@ class _Delivery:
 
     def __init__(self, p) -> None:
         self.p = p
+        self.grouper = FetchGrouper(p.consumer, p.config.fetch_group) if p.config.fetch_group else None
 
     async def start(self) -> None:
         await self.p.init_positions()
 
     async def step(self) -> None:
         p = self.p
-        fetched = await p.consumer.fetch()
+        fetched = await (self.grouper.next_group() if self.grouper else p.consumer.fetch())
         if not fetched:
             return
         next_offsets = dict(p.positions)

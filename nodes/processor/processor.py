@@ -50,6 +50,9 @@ class ProcessorConfig:
     retry_backoff_ms: int = 50
     fetch_max_records: int = 500
     fetch_max_wait_ms: int = 500
+    fetch_group: int = 0
+    """at-most-once / at-least-once: records per processing step, one partition at a
+    time (nodes/processor/grouping.py); 0 = whatever one Fetch returns."""
     # Ablations (each off by default).
     commit_before_sink: bool = False
     no_sink_retry: bool = False
