@@ -76,6 +76,8 @@ def scenario_for(sh: Shrinker, best: Candidate, minimal: bool) -> dict:
             config[k] = b[k]
     if b.get("disabled"):
         config["disabled"] = list(b["disabled"])
+    if b.get("fetch_group"):
+        config["fetch_group"] = int(b["fetch_group"])
     final = {label_of(m): m for m in sh.results.get(best.key(), {}).get("modes", [])}
     expect = {}
     for label in best.labels:
