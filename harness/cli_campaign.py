@@ -124,6 +124,9 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
               help="Processor steps of this many records of one partition (at-most/at-least-once), so "
                    "that record counts, not timing, decide what a crash at the Nth step costs; 0 = one "
                    "Fetch per step.")
+@click.option("--concurrent-sends", is_flag=True,
+              help="The producer sends a batch's partitions concurrently (faster; which sends a broker "
+                   "crash catches is then timing). Default: one after another.")
 @click.option("--schedule", "schedule_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Use this schedule.json instead of generating one.")
 @disable_option
@@ -137,7 +140,7 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
               help="Runs directory (default ./runs); the run goes to OUT/<id>/, OUT/latest points to it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @storage_option
-def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, schedule_file, disable, rate, batch_size, drain_timeout,
+def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurrent_sends, schedule_file, disable, rate, batch_size, drain_timeout,
              out, quiet, storage) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
@@ -163,7 +166,7 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, schedul
     except RunDirError as e:
         fail(str(e))
     base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
-                         storage=storage, fetch_group=fetch_group)
+                         storage=storage, fetch_group=fetch_group, sequential_sends=not concurrent_sends)
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)
     result = execute(cfg, run_dir, quiet)

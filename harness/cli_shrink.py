@@ -78,6 +78,8 @@ def scenario_for(sh: Shrinker, best: Candidate, minimal: bool) -> dict:
         config["disabled"] = list(b["disabled"])
     if b.get("fetch_group"):
         config["fetch_group"] = int(b["fetch_group"])
+    if b.get("sequential_sends"):
+        config["sequential_sends"] = True
     final = {label_of(m): m for m in sh.results.get(best.key(), {}).get("modes", [])}
     expect = {}
     for label in best.labels:
@@ -206,7 +208,7 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
         fail(str(e))
     storage = resolve_storage(storage, {"steps": []})  # lazy: exits 2 (one line) without fuse3
     base = asdict(ClusterConfig(events=events, rate=DEFAULT_RATE, disabled=list(disable), storage=storage,
-                                fetch_group=25))  # as the campaign: record-count processor steps
+                                fetch_group=25, sequential_sends=True))  # as the campaign: record-count processor steps
     ex = Explorer(run_dir=run_dir, base=base, labels=labels, seed_start=seed_start, events=events,
                   jobs=jobs, budget_s=budget)
     holder: dict = {}

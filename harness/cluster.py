@@ -80,6 +80,8 @@ class ClusterConfig:
     ack_timeout_ms: int = 1000
     sink_timeout_ms: int = 1000
     storage: str = "direct"
+    sequential_sends: bool = False
+    """Producer ``--sequential-sends`` (a batch's partitions one after another)."""
     fetch_group: int = 0
     """Processor ``--fetch-group`` (at-most/at-least-once steps of K records of one
     partition, nodes/processor/grouping.py); 0 = one Fetch per step."""
@@ -124,6 +126,8 @@ class Cluster:
         elif name == "producer":
             args += ["--broker", self.address_for("producer", "broker"), "--batch-size",
                      str(c.batch_size), "--rate", str(c.rate), "--ack-timeout-ms", str(c.ack_timeout_ms)]
+            if c.sequential_sends and c.mode != "at-most-once":
+                args += ["--sequential-sends"]
             if c.workload_file:
                 args += ["--workload", str(c.workload_file)]
             else:

@@ -97,12 +97,16 @@ def make_spec(log: logging.Logger, *, data_dir: Path, broker: str, config: Produ
               help="at-most-once: bound on concurrent fire-and-forget sends (back-pressure).")
 @click.option("--no-retry", is_flag=True, default=False,
               help="Ablation: a timed-out or failed batch is given up instead of retried.")
+@click.option("--sequential-sends", is_flag=True, default=False,
+              help="at-least-once/exactly-once: send a batch's partitions one after another, not "
+                   "concurrently, so that a broker crash at a failpoint's Nth hit catches one send "
+                   "in flight in every run (exact replay).")
 def cli(listen, data_dir, mode, log_level, broker, seed, count, accounts, workload, rate,
-        batch_size, ack_timeout_ms, retry_backoff_ms, max_in_flight, no_retry) -> None:
+        batch_size, ack_timeout_ms, retry_backoff_ms, max_in_flight, no_retry, sequential_sends) -> None:
     """The producer: emits the workload's orders into the broker, per the delivery mode."""
     config = ProducerConfig(mode=mode, rate=rate, batch_size=batch_size,
                             ack_timeout_ms=ack_timeout_ms, retry_backoff_ms=retry_backoff_ms,
-                            no_retry=no_retry, max_in_flight=max_in_flight)
+                            no_retry=no_retry, max_in_flight=max_in_flight, sequential_sends=sequential_sends)
     run_node(lambda log: make_spec(log, data_dir=data_dir, broker=broker, config=config, seed=seed,
                                    count=count, accounts=accounts, workload=workload),
              name="producer", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level)

@@ -38,6 +38,7 @@ class ProducerConfig:
     retry_backoff_ms: int = 50     # pause before a retry
     no_retry: bool = False         # ablation: give a failed batch up instead of retrying
     max_in_flight: int = 64        # at-most-once back-pressure: concurrent fire-and-forget sends
+    sequential_sends: bool = False  # at-least/exactly-once: a batch's partitions one after another
 
 
 class Producer:
@@ -64,6 +65,7 @@ class Producer:
             config.mode, self.sender, state, store, retry_backoff_s=config.retry_backoff_ms / 1000,
             no_retry=config.no_retry, max_in_flight=config.max_in_flight,
             init_producer=lambda req: self._until_answered("InitProducer", self.stub.InitProducer, req))
+        self.strategy.sequential = config.sequential_sends
 
     async def _until_answered(self, what: str, rpc, request):
         """Call ``rpc`` until it answers (setup calls: the broker may still be starting).

@@ -115,8 +115,21 @@ class AtLeastOnce:
         self.state.position, self.state.batch = end, batch + 1
         self.store.save(self.state)   # AFTER every partition's ACK
 
+    sequential = False
+    """Deliver a batch's partitions one after another (``--sequential-sends``): which
+    send a broker crash catches in flight is then the same in every run."""
+
     async def _deliver_all(self, pbs: list[PartitionBatch]) -> None:
-        """Deliver every partition's batch concurrently; the first fatal error cancels the rest."""
+        """Deliver every partition's batch concurrently (one after another when
+        ``sequential``); the first fatal error cancels the rest."""
+        if self.sequential:
+            self.in_flight = 1
+            try:
+                for pb in pbs:
+                    await self._deliver(pb)
+            finally:
+                self.in_flight = 0
+            return
         self.in_flight = len(pbs)
         try:
             async with asyncio.TaskGroup() as tg:
