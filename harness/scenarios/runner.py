@@ -35,7 +35,7 @@ def campaign_config(sc: Scenario, labels: list[str], ablation: str | None,
                          rate=float(c.get("rate", 1000.0)), batch_size=int(c.get("batch_size", 100)),
                          disabled=[ablation] if ablation else list(c.get("disabled", [])),
                          fetch_group=int(c.get("fetch_group", 0)),
-                         sequential_sends=bool(c.get("sequential_sends", False)),
+                         sequential_sends=bool(c.get("sequential_sends", True)),
                          extra_args={k: list(v) for k, v in c.get("extra_args", {}).items()})
     return CampaignConfig(modes=[mode_spec(label) for label in labels], base=base, schedule=sc.schedule(),
                           drain_timeout_s=float(c.get("drain_timeout_s", 60.0)),
