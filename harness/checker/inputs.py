@@ -49,6 +49,9 @@ class RunData:
     log_available: bool = True
     dead_letters: list[dict] = field(default_factory=list)
     """Rows of the sink's dead_letters table (harness/checker/dead_lettered.py)."""
+    log_truncated: list[str] = field(default_factory=list)
+    """Offsets (committed, or consumed by the processor) beyond the end of the broker
+    log: the log lost records under them. A finding, reported in the verdict's reasons."""
 
 
 def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
@@ -159,7 +162,7 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     offsets = validate.read_json(offsets_file) if offsets_file.exists() else None
     data.log_counts, data.log_positions = read_broker_log(d / "broker", ends)
     if offsets is not None:
-        validate.consumer_offsets(offsets_file, ends, offsets)
+        validate.consumer_offsets(offsets_file, ends, offsets, data.log_truncated)
     if not data.invoked and data.log_counts:
         raise InputError(f"{history}: no operation, but the broker log holds "
                          f"{sum(data.log_counts.values()):,} records: history lost or truncated")
@@ -183,7 +186,8 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     if final.exists():  # what the processor consumed must be in the log
         status = validate.read_json(final)
         if isinstance(status, dict) and "durable_positions" in status:
-            validate.offsets_within_log(final, status["durable_positions"], ends, "durable_positions")
+            validate.offsets_within_log(final, status["durable_positions"], ends, "durable_positions",
+                                        data.log_truncated)
     nemesis = d / "nemesis.jsonl"
     if nemesis.exists():
         validate.nemesis_ops(nemesis)

@@ -300,19 +300,23 @@ class Broker:
             InvalidRequest: empty or too long group, unknown topic/partition, negative
                 offset, a partition listed twice.
             RequestTooLarge: more than MAX_FETCH_PARTITIONS offsets.
-            OffsetOutOfRange: an offset beyond the partition's log end (OUT_OF_RANGE; a
-                permanent error: checked before anything is stored, so a refused
-                commit never sticks in the monotonic committed offsets).
+            OffsetOutOfRange: an offset beyond the partition's log end and beyond its
+                committed offset (OUT_OF_RANGE; a permanent error: checked before
+                anything is stored, so a refused commit never sticks in the monotonic
+                committed offsets).
             StorageError: the offsets file could not be written.
         """
         check_group(group)
         check_partition_list("offset commit", [p for p, _ in offsets])
+        committed = self.offsets.fetch(group, topic) if offsets else {}
         for p, off in offsets:
             self._check_partition(topic, p)
             if off < 0:
                 raise InvalidRequest(f"negative offset {off} for partition {p}")
             end = self.topic.partitions[p].end_offset
-            if off > end:
+            # An offset already committed is no new claim, even past a log end that shrank
+            # (a --no-fsync broker lost its tail): the consumer re-commits where it stands.
+            if off > end and off > committed.get(p, -1):
                 raise OffsetOutOfRange(
                     f"offset {off} for partition {p} is beyond the log end offset {end}: refused "
                     "(nothing committed); a consumer that read past the log end means the broker "
