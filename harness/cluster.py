@@ -97,6 +97,9 @@ class Cluster:
         self.nodes: dict[str, NodeProcess] = {}
         self.proxies: dict[str, NodeProcess] = {}
         self.started_at: float | None = None
+        self.first_start_env: dict[str, dict[str, str]] = {}
+        """Per node not started yet: environment for its first start only (the failpoint
+        nemesis arms a producer's failpoints this way before the workload starts)."""
 
     # ----- start / stop -------------------------------------------------------------------
 
@@ -158,6 +161,7 @@ class Cluster:
 
     async def _start_node(self, name: str) -> NodeProcess:
         p = NodeProcess(name, self.run_dir / name, self._node_args(name), name=name)
+        p.once_env.update(self.first_start_env.pop(name, {}))
         self.nodes[name] = p
         await p.start()
         self.write_manifest()

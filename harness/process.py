@@ -51,6 +51,9 @@ class NodeProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.paused = False
         self._drain: asyncio.Task | None = None
+        self.once_env: dict[str, str] = {}
+        """Environment variables for the next start only (e.g. failpoints armed before the
+        node's first start: ``TESTBED_FAILPOINTS``); cleared when that start begins."""
 
     @property
     def pid(self) -> int | None:
@@ -80,6 +83,8 @@ class NodeProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["TESTBED_PARENT_PID"] = str(os.getpid())  # the node stops if this process dies
+        env.update(self.once_env)
+        self.once_env = {}
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.command(), stdout=asyncio.subprocess.PIPE, stderr=stderr,

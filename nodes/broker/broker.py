@@ -43,11 +43,12 @@ log = logging.getLogger("broker")
 
 
 async def _failpoint(name: str, partition: int) -> None:
-    """A failpoint of the produce path; ``error`` becomes a StorageError (UNAVAILABLE)."""
+    """A failpoint of the produce, offset or fetch path; ``error`` becomes a StorageError
+    (UNAVAILABLE). ``partition`` -1: not about one partition."""
     try:
         await FAILPOINTS.hit(name)
     except FailpointError as e:
-        raise StorageError(f"partition {partition}: {e}") from None
+        raise StorageError(f"partition {partition}: {e}" if partition >= 0 else str(e)) from None
 
 
 class Broker:
@@ -204,6 +205,10 @@ class Broker:
         if self.commit.failed is not None:
             raise StorageError(f"storage failure: {self.commit.failed}")
         plog = self.topic.partitions[partition]
+        if FAILPOINTS.armed:  # every mode, idempotent or not: before the critical section
+            await _failpoint("broker.before-append", partition)
+        if self.commit.failed is not None:
+            raise StorageError(f"storage failure: {self.commit.failed}")
         # Critical section: no await from the dedupe check to the state update.
         dup = None
         if idempotent:
@@ -273,6 +278,8 @@ class Broker:
             except CorruptRecordError as e:
                 raise CorruptLog(str(e)) from None
             out.append((p, recs, hw))
+        if FAILPOINTS.armed and any(recs for _, recs, _ in out):
+            await _failpoint("broker.before-fetch-reply", -1)
         return out
 
     async def commit_offsets(self, group: str, topic: str, offsets: list[tuple[int, int]]) -> None:
@@ -288,10 +295,14 @@ class Broker:
             self._check_partition(topic, p)
             if off < 0:
                 raise InvalidRequest(f"negative offset {off} for partition {p}")
+        if FAILPOINTS.armed:
+            await _failpoint("broker.before-offset-commit", -1)
         try:
             await self.offsets.commit(group, topic, dict(offsets))
         except OSError as e:
             raise StorageError(f"cannot persist committed offsets: {e}") from None
+        if FAILPOINTS.armed:
+            await _failpoint("broker.after-offset-commit-before-reply", -1)
 
     def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
         if topic != TOPIC:
