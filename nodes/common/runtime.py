@@ -14,6 +14,11 @@ Every node (``python -m nodes.<name>``) runs through :func:`run_node`:
    close the node (flush, fsync), exit 0. A main task that raises ends the
    process with exit code 1 after logging the error.
 
+A recovery that finds the node's durable state unusable (a corrupt file, a file
+shorter than its own recovery point, state that vanished since the node last
+ran) raises :class:`RefuseToStart`: one line on stderr naming the file, exit
+code 2, never SERVING. Any other recovery error exits 1.
+
 Every node also serves NodeControl: ``Status`` and the failpoint RPCs
 ``ArmFailpoint`` / ``DisarmFailpoint`` / ``ListFailpoints``
 (nodes/common/failpoints.py); ``--failpoint NAME=ACTION[@N][xCOUNT]``
@@ -55,6 +60,12 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 class DataDirError(Exception):
     """The data dir cannot be created or written."""
+
+
+class RefuseToStart(Exception):
+    """Raised by a node's recovery: its durable state is corrupt or inconsistent, and
+    serving from it would serve wrong data or lose acknowledged data. The message is
+    one line naming the file; the node exits 2 without ever reporting SERVING."""
 
 
 def check_data_dir(data_dir: Path) -> Path:
@@ -240,6 +251,10 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
                     break
                 log.info("main task finished")
         stopper.cancel()
+    except RefuseToStart as e:  # unusable durable state: one line naming the file, exit 2
+        log.error("refusing to start: %s", e)
+        print(f"{spec.name}: error: {e}", file=sys.stderr)
+        exit_code = EXIT_USAGE
     except Exception as e:  # recovery failed: fail loudly, never serve
         log.error("fatal: %s", e, exc_info=True)
         print(f"{spec.name}: fatal: {e}", file=sys.stderr)
