@@ -35,6 +35,7 @@ from nodes.common.failpoints import FAILPOINTS, FailpointError
 from nodes.pb import sink_pb2, sink_pb2_grpc
 from nodes.sink.db import DB_FILE, SinkDB
 from nodes.sink.errors import SinkError
+from nodes.sink.identity import check_identity
 
 T = TypeVar("T")
 
@@ -61,7 +62,13 @@ class SinkRunner:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def open(self) -> None:
-        """Recovery: open the database (SQLite replays its WAL) and abort expired prepared transactions."""
+        """Recovery: check the database's identity (nodes/sink/identity.py: refuse a lost or
+        replaced database), open it (SQLite replays its WAL), abort expired prepared transactions.
+
+        Raises:
+            RefuseToStart: see :func:`nodes.sink.identity.check_identity` (the node exits 2).
+        """
+        await self.run(check_identity, self.db_path)
         self.db = await self.run(lambda: SinkDB(self.db_path, txn_dedupe=self.txn_dedupe,
                                                 prepared_timeout_ms=self.prepared_timeout_ms,
                                                 log=self.log))
