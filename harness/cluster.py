@@ -238,17 +238,29 @@ class Cluster:
             out["high_watermarks"] = {"error": e.code().name}
         return out
 
+    def could_not_restart(self) -> str | None:
+        """"<node> could not restart: <why>" for a node that is down because its last start
+        failed (e.g. it refused its data dir: exit 2 naming the file), else None."""
+        for name, p in self.nodes.items():
+            if not p.running and p.start_error:
+                return f"{name} could not restart: {p.start_error}"
+        return None
+
     async def wait_drained(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> dict:
         """Wait until the producer is done and the processor's durable positions reach
         the broker's high watermarks on every partition; return the last progress.
 
         Raises:
-            DrainTimeout: not drained after ``timeout_s``; says what lagged.
+            DrainTimeout: not drained after ``timeout_s``, or at once when a node is down
+                because it could not restart (:meth:`could_not_restart`); says what lagged.
         """
         deadline = time.monotonic() + timeout_s
         last: dict = {}
         while True:
             interrupt.check()
+            down = self.could_not_restart()
+            if down:
+                raise DrainTimeout(f"pipeline cannot drain: {down}")
             last = await self.drain_progress()
             if _drained(last):
                 return last

@@ -51,6 +51,8 @@ class NodeProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.paused = False
         self._drain: asyncio.Task | None = None
+        self.start_error: str | None = None
+        """Why the last start failed (NodeStartError's message); None after a good start."""
         self.once_env: dict[str, str] = {}
         """Environment variables for the next start only (e.g. failpoints armed before the
         node's first start: ``TESTBED_FAILPOINTS``); cleared when that start begins."""
@@ -106,10 +108,12 @@ class NodeProcess:
         except (asyncio.TimeoutError, NodeStartError, ValueError, KeyError) as e:
             self.kill()
             await self.wait(5)
-            if isinstance(e, NodeStartError):
-                raise
-            raise NodeStartError(f"{self.name} did not report SERVING within {timeout_s} s "
-                                 f"({type(e).__name__}): {self.stderr_tail()}") from None
+            if not isinstance(e, NodeStartError):
+                e = NodeStartError(f"{self.name} did not report SERVING within {timeout_s} s "
+                                   f"({type(e).__name__}): {self.stderr_tail()}")
+            self.start_error = str(e)
+            raise e from None
+        self.start_error = None
         return self.address
 
     async def _drain_stdout(self) -> None:

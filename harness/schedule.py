@@ -18,6 +18,11 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
     {"at": 0, "arm": true, "f": "failpoint", "node": "processor", "action": "crash",
      "name": "processor.after-checkpoint-before-commit", "nth": 3, "down_ms": 300}
 
+    {"at": 300, "f": "corrupt", "node": "broker", "file": "orders-0/*.log", "how": "flip"}
+    {"at": 200, "f": "snapshot", "node": "processor", "id": "early"}
+    {"at": 700, "f": "rollback", "node": "processor", "id": "early"}
+    {"at": 700, "f": "wipe", "node": "sink"}      (harness/nemesis/datadir.py)
+
 A step with ``"arm": true`` is applied before the producer starts and stays
 until the final heal; its trigger is the proxy's call count (``after_calls``),
 which is the most reproducible trigger a link has.
@@ -124,6 +129,7 @@ def validate_steps(steps: list, where: str) -> None:
         ScheduleError: names the step and the field.
     """
     from harness.nemesis import NEMESES
+    from harness.nemesis.datadir import KINDS as DATADIR_KINDS, validate_step as datadir_step_error
     for i, step in enumerate(steps):
         if not isinstance(step, dict) or "at" not in step or "f" not in step:
             raise ScheduleError(f"{where}: step {i} needs 'at' and 'f'")
@@ -135,3 +141,5 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: unknown node {step['node']!r}; choose from: {', '.join(NODES)}")
         if step["f"] == "link" and step.get("link") not in LINKS:
             raise ScheduleError(f"{where}: step {i}: unknown link {step.get('link')!r}; choose from: {', '.join(LINKS)}")
+        if step["f"] in DATADIR_KINDS and (error := datadir_step_error(step)):
+            raise ScheduleError(f"{where}: step {i}: {error}")

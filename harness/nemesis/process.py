@@ -27,7 +27,9 @@ class KillNemesis(Nemesis):
         node that exited on its own is a finding, never silently papered over."""
         cluster = self.ctx.cluster
         for name, p in [*cluster.nodes.items(), *cluster.proxies.items()]:
-            if p.proc is not None and not p.running:
+            if p.proc is not None and not p.running and not getattr(p, "start_error", None):
+                # (a node whose last start failed, e.g. it refused its data dir, stays down:
+                # the datadir nemesis recorded node-refused-start, the drain reports it)
                 self.ctx.history.record("info", "node-exited", {"node": name, "exit_code": p.proc.returncode},
                                         error="exited outside the schedule; restarted by the final heal",
                                         stderr=p.stderr_tail(3))

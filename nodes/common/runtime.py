@@ -252,9 +252,13 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
                 log.info("main task finished")
         stopper.cancel()
     except RefuseToStart as e:  # unusable durable state: one line naming the file, exit 2
-        log.error("refusing to start: %s", e)
-        print(f"{spec.name}: error: {e}", file=sys.stderr)
-        exit_code = EXIT_USAGE
+        log.error("refusing to start: %s", e, extra={"json_only": True})
+        print(f"{spec.name}: error: {e}", file=sys.stderr, flush=True)
+        # Nothing was served and nothing durable is open for writing: leave at once, so that
+        # stopping the server does not print grpc's tracebacks of the harness's health watch.
+        for h in logging.getLogger().handlers:
+            h.flush()
+        os._exit(EXIT_USAGE)
     except Exception as e:  # recovery failed: fail loudly, never serve
         log.error("fatal: %s", e, exc_info=True)
         print(f"{spec.name}: fatal: {e}", file=sys.stderr)
