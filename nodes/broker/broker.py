@@ -24,6 +24,7 @@ from nodes.broker.log import TopicLog
 from nodes.broker.offsets import ConsumerOffsets
 from nodes.broker.partition_log import DEFAULT_SEGMENT_BYTES
 from nodes.broker.producer_state import ProducerStateTable
+from nodes.broker.segment import SegmentCorruptError
 from nodes.broker.record import HEADER_BYTES, MAX_RECORD_BYTES, CorruptRecordError, Record
 from nodes.common.durable import atomic_write_json, read_json
 from nodes.common.failpoints import FAILPOINTS, FailpointError
@@ -102,6 +103,8 @@ class Broker:
         """
         self.recovered_bytes_dropped = self.topic.open()
         ends = self.topic.end_offsets()
+        if self.fsync:
+            self._check_committed_offsets(ends)
         starts = {p: 0 for p in ends}
         snap = read_json(self.data_dir / SNAPSHOT_FILE)
         if snap is not None:
@@ -124,6 +127,23 @@ class Broker:
         log.info("recovered", extra={"end_offsets": ends, "records_scanned_for_producer_state": scanned,
                                      "bytes_dropped": self.recovered_bytes_dropped,
                                      "producers": len(self.producers)})
+
+    def _check_committed_offsets(self, ends: dict[int, int]) -> None:
+        """A consumer only reads fsynced records (the high watermark), so a committed offset
+        beyond the recovered log end means the log lost records it had served: refuse.
+        (Not with --no-fsync: there the ablation's loss is meant to reach the audit.)
+
+        Raises:
+            SegmentCorruptError: names the partition's last segment and the offsets file.
+        """
+        for group, committed in self.offsets.groups(TOPIC).items():
+            for p, off in sorted(committed.items()):
+                if p in ends and off > ends[p]:
+                    plog = self.topic.partitions[p]
+                    raise SegmentCorruptError(plog.active.path, plog.active.size, (
+                        f"partition {p} ends at offset {ends[p]} but consumer group {group!r} "
+                        f"committed offset {off} ({self.offsets.path.name}): records that were "
+                        f"served are gone from the log"))
 
     def start(self) -> None:
         self.commit.start()
