@@ -51,6 +51,7 @@ class NodeProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.paused = False
         self._drain: asyncio.Task | None = None
+        self._log_mark = 0  # size of the node's JSON log when the last start began
         self.start_error: str | None = None
         """Why the last start failed (NodeStartError's message); None after a good start."""
         self.once_env: dict[str, str] = {}
@@ -81,6 +82,8 @@ class NodeProcess:
         if self.running:
             raise NodeStartError(f"{self.name} is already running (pid {self.pid})")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_file = self.data_dir / f"{self.module}.log"
+        self._log_mark = log_file.stat().st_size if log_file.exists() else 0
         stderr = open(self.data_dir / "stderr.log", "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -136,6 +139,9 @@ class NodeProcess:
         if watch in done:
             watch.result()
             return
+        if self._served_since_start():
+            return  # it reached SERVING and died at once (a crash failpoint on its first step):
+            #         started, as far as start() goes; whoever watches the process sees the exit
         raise NodeStartError(f"{self.name} exited with code {self.proc.returncode} "
                              f"during recovery: {self.stderr_tail()}")
 
@@ -153,6 +159,15 @@ class NodeProcess:
                         raise NodeStartError(f"{self.name}: health watch failed: {e.details()}")
                     # The server went away mid-watch; the exit race in _wait_serving reports
                     # an exit, otherwise watch again (wait_for_ready blocks until it is back).
+
+    def _served_since_start(self) -> bool:
+        """Whether the node's JSON log says "serving" after this start's first byte."""
+        try:
+            with open(self.data_dir / f"{self.module}.log", "rb") as f:
+                f.seek(self._log_mark)
+                return any(b'"msg": "serving"' in line for line in f)
+        except OSError:
+            return False
 
     def stderr_tail(self, n: int = 5) -> str:
         try:

@@ -164,3 +164,17 @@ async def test_broker_errors_on_the_non_idempotent_produce_path(tmp_path):
     assert "broker.after-append-before-fsync" in e["at-least-once"]["failpoints_fired"]
     log = (tmp_path / "at-most-once" / "producer" / "history.jsonl").read_text()
     assert re.search(r'"type": ?"info".*"error": ?"UNAVAILABLE: [^"]*broker.before-append', log)
+
+
+@pytest.mark.timeout(60)
+async def test_producer_crash_on_its_very_first_step_is_restarted(tmp_path):
+    """A crash on the 1st hit can kill the producer before the harness saw it SERVING:
+    the start still counts (its log says "serving"), the watcher restarts it, and the
+    re-sent first batch is duplicated, never lost."""
+    point = "producer.after-send-before-ack"
+    sc = _scenario(tmp_path, "first", [_fp("producer", point, nth=1)],
+                   {"at-least-once": {"verdict": "held", "max": {"lost": 0}}})
+    result = await run_scenario(sc, tmp_path)
+    (entry,) = result["modes"]
+    assert entry["as_expected"], entry["mismatches"]
+    _assert_crashed(tmp_path, entry, "producer", point)
