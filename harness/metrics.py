@@ -95,7 +95,7 @@ def faults_fired(mode_dir: Path) -> dict:
     by_kind: dict[str, int] = {}
     process = 0
     for op in read_history(mode_dir / "nemesis.jsonl"):
-        if op.get("type") == "ok" and op.get("f") in ("kill", "pause"):
+        if op.get("type") == "ok" and op.get("f") in ("kill", "pause", "corrupt", "rollback", "wipe"):
             process += 1
             k = f"{op['f']}-{op['value'].get('node')}"
             by_kind[k] = by_kind.get(k, 0) + 1
