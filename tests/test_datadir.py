@@ -141,7 +141,7 @@ async def test_restart_from_wiped_or_rolled_back_checkpoint(tmp_path):
         (wipe,) = [o for o in ops if o["f"] == "wipe" and o["type"] == "ok"]
         assert "checkpoint.json" in wipe["value"]["removed"]
     refused = [e for e in result["modes"] if e["sink"] == "transactional"][0]
-    assert "checkpoint.json is missing" in refused["reasons"][0]
+    assert "checkpoint.json is missing" in refused["reasons"][0]  # the file, named
     old = scenarios.get("s13-restart-from-old-checkpoint")
     result = await run_scenario(old, tmp_path / "rollback", modes=["exactly-once/idempotent"])
     (entry,) = result["modes"]
