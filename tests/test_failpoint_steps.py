@@ -7,6 +7,7 @@ One real cluster run per node family; each runs a few small modes (600 events).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -178,3 +179,29 @@ async def test_producer_crash_on_its_very_first_step_is_restarted(tmp_path):
     (entry,) = result["modes"]
     assert entry["as_expected"], entry["mismatches"]
     _assert_crashed(tmp_path, entry, "producer", point)
+
+
+async def test_producer_serves_the_failpoint_rpcs_and_the_flag(spawn):
+    """The producer's NodeControl arms by RPC as every node does, and --failpoint arms at start."""
+    from harness.nemesis.failpoint import arm_failpoint, list_failpoints
+    from producer_fake_broker import FakeBroker
+    broker = FakeBroker(partitions=4)
+    await broker.start()
+    try:
+        p = await spawn("producer", ["--mode", "at-least-once", "--broker", broker.address, "--count",
+                                     "3000", "--rate", "1000", "--failpoint",
+                                     "producer.after-ack-before-persist=count"])
+        assert await arm_failpoint(p.address, "producer.after-send-before-ack", "count") == \
+            "producer.after-send-before-ack=count@1x0"
+        rows = {}
+        for _ in range(200):  # until both points were reached (bounded poll of the RPC itself)
+            rows = {r["name"]: r for r in await list_failpoints(p.address)}
+            if rows["producer.after-send-before-ack"]["hits"] and rows["producer.after-ack-before-persist"]["hits"]:
+                break
+            await asyncio.sleep(0.05)
+        assert rows["producer.after-ack-before-persist"]["armed"].startswith("producer.after-ack-before-persist=count")
+        assert rows["producer.after-send-before-ack"]["hits"] >= 1
+        assert rows["producer.after-ack-before-persist"]["hits"] >= 1
+        assert rows["producer.after-persist-before-send"]["hits"] == 0  # not armed, never counted
+    finally:
+        await broker.stop()
