@@ -32,10 +32,15 @@ T = 5
     ({"f": "rollback", "node": "sink", "id": "a", "stop": "pull-the-plug"}, "'stop' must be"),
     ({"f": "wipe"}, "needs a 'node'"),
 ])
-def test_bad_steps_are_refused_by_the_schedule(step, needle):
+def test_bad_steps_are_refused_by_the_schedule(step, needle, tmp_path):
     assert needle in validate_step(dict(step, at=1))
     with pytest.raises(ScheduleError, match="step 0"):
         validate_steps([dict(step, at=1)], "schedule.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "x", "title": "t", "incident": "i", "steps": [dict(step, at=1)],
+                               "expect": {}}))
+    with pytest.raises(scenarios.ScenarioError, match="step 0"):
+        scenarios.load_file(bad)
     validate_steps([{"at": 1, "f": "corrupt", "node": "broker", "file": "orders-0/*.log"},
                     {"at": 2, "f": "wipe", "node": "sink"}], "ok")
 
