@@ -110,6 +110,9 @@ class Cluster:
         self.control_token = os.environ.get(control_auth.TOKEN_ENV) or secrets.token_hex(16)
         """Required on every node's and proxy's control calls (nodes/common/control_auth.py);
         the user's $TESTBED_CONTROL_TOKEN, else a fresh one per cluster."""
+        self.first_start_env: dict[str, dict[str, str]] = {}
+        """Per node not started yet: environment for its first start only (the failpoint
+        nemesis arms a producer's failpoints this way before the workload starts)."""
 
     # ----- start / stop -------------------------------------------------------------------
 
@@ -188,6 +191,7 @@ class Cluster:
         p = NodeProcess(name, data_dir, self._node_args(name), name=name)
         p.env[control_auth.TOKEN_ENV] = self.control_token
         control_auth.set_token(self.control_token)
+        p.once_env.update(self.first_start_env.pop(name, {}))
         self.nodes[name] = p
         await p.start()
         self.write_manifest()
@@ -297,17 +301,29 @@ class Cluster:
                 return False, last
             await asyncio.sleep(poll_s)
 
+    def could_not_restart(self) -> str | None:
+        """"<node> could not restart: <why>" for a node that is down because its last start
+        failed (e.g. it refused its data dir: exit 2 naming the file), else None."""
+        for name, p in self.nodes.items():
+            if not p.running and p.start_error:
+                return f"{name} could not restart: {p.start_error}"
+        return None
+
     async def wait_drained(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> dict:
         """Wait until the producer is done and the processor's durable positions reach
         the broker's high watermarks on every partition; return the last progress.
 
         Raises:
-            DrainTimeout: not drained after ``timeout_s``; says what lagged.
+            DrainTimeout: not drained after ``timeout_s``, or at once when a node is down
+                because it could not restart (:meth:`could_not_restart`); says what lagged.
         """
         deadline = time.monotonic() + timeout_s
         last: dict = {}
         while True:
             interrupt.check()
+            down = self.could_not_restart()
+            if down:
+                raise DrainTimeout(f"pipeline cannot drain: {down}")
             last = await self.drain_progress()
             if _drained(last):
                 return last

@@ -35,15 +35,47 @@ from harness.history import read_history
 from harness.nemesis.failpoint import fired_in_logs
 from nodes.common.modes import EXACTLY_ONCE, SINK_IDEMPOTENT, SINK_TRANSACTIONAL
 
-BROKER_POINTS = ("broker.after-dedupe-record-before-append", "broker.after-append-before-fsync",
-                 "broker.after-fsync-before-ack")
+BROKER_POINTS = ("broker.before-append", "broker.after-dedupe-record-before-append",
+                 "broker.after-append-before-fsync", "broker.after-fsync-before-ack",
+                 "broker.before-offset-commit")
+PRODUCER_POINTS = ("producer.after-send-before-ack", "producer.after-ack-before-persist")
 SWEEP_POINTS = {
-    SINK_IDEMPOTENT: ("processor.before-checkpoint", "sink.after-upsert-before-reply") + BROKER_POINTS,
-    SINK_TRANSACTIONAL: ("processor.before-checkpoint", "processor.after-precommit-before-checkpoint",
-                         "processor.after-checkpoint-before-commit", "processor.after-sink-commit",
-                         "sink.after-pre-commit", "sink.after-commit-before-reply") + BROKER_POINTS,
+    SINK_IDEMPOTENT: PRODUCER_POINTS + ("processor.before-checkpoint", "sink.before-upsert",
+                                        "sink.after-upsert-before-reply") + BROKER_POINTS,
+    SINK_TRANSACTIONAL: PRODUCER_POINTS + (
+        "processor.before-checkpoint", "processor.after-precommit-before-checkpoint",
+        "processor.after-checkpoint-before-commit", "processor.after-sink-commit",
+        "sink.before-precommit", "sink.after-pre-commit", "sink.before-commit",
+        "sink.after-commit-before-reply") + BROKER_POINTS,
 }
-"""The failpoints an exactly-once run reaches, per sink strategy."""
+"""The failpoints an exactly-once run reaches, per sink strategy, with a hit count that
+repeats from run to run of a seed. Left out although reached (REACHABLE_POINTS):
+``broker.before-fetch-reply`` (how many Fetch replies carry records depends on timing, so a
+middle or last hit may never come) and ``broker.after-offset-commit-before-reply`` (the
+same step as ``broker.before-offset-commit`` seen from the processor: an informational
+commit). ``sink.before-abort`` is reached only when a recovery aborts a stale prepared
+transaction, never in a fault-free calibration run."""
+
+REACHABLE_POINTS = {
+    "at-most-once": ("producer.after-persist-before-send", "producer.after-send-before-ack",
+                     "broker.before-append", "broker.after-append-before-fsync",
+                     "broker.before-offset-commit", "broker.after-offset-commit-before-reply",
+                     "broker.before-fetch-reply", "processor.after-fetch-before-sink",
+                     "processor.after-offset-commit-before-sink", "sink.before-apply",
+                     "sink.after-apply-before-reply"),
+    "at-least-once": ("producer.after-send-before-ack", "producer.after-ack-before-persist",
+                      "broker.before-append", "broker.after-append-before-fsync",
+                      "broker.after-fsync-before-ack", "broker.before-offset-commit",
+                      "broker.after-offset-commit-before-reply", "broker.before-fetch-reply",
+                      "processor.after-fetch-before-sink", "processor.after-sink-ack-before-offset-commit",
+                      "sink.before-apply", "sink.after-apply-before-reply"),
+    "exactly-once/idempotent": SWEEP_POINTS[SINK_IDEMPOTENT] + (
+        "broker.after-offset-commit-before-reply", "broker.before-fetch-reply"),
+    "exactly-once/transactional": SWEEP_POINTS[SINK_TRANSACTIONAL] + (
+        "broker.after-offset-commit-before-reply", "broker.before-fetch-reply"),
+}
+"""Mode label -> the failpoints a fault-free run of that mode reaches (the sweep crashes
+exactly-once's; tests/test_failpoint_steps.py checks this table against real runs)."""
 WHICH = ("first", "middle", "late")
 DID_NOT_FIRE = "did-not-fire"
 """The verdict of a cell whose crash never fired: it proves nothing, so it is never ``held``."""

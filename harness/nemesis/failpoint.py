@@ -15,6 +15,13 @@ crash is recorded in the history (``failpoint-crash``), the node stays down
 after the restart: it lived in the dead process); any other exit is reported
 as ``node-exited``, never restarted as if it were the crash. ``heal`` disarms
 every failpoint in every running node and finishes pending restarts.
+
+A node the cluster has not started yet (the producer: the campaign starts it
+after the ``arm`` steps, so that the workload begins with every fault armed)
+cannot be armed by RPC: its arming is handed to its first start instead
+(``TESTBED_FAILPOINTS`` in that start's environment only, so a restart does
+not re-arm it), and the crash watcher attaches once the process exists. The
+``ok`` record then says ``"at_start": true``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 from harness.nemesis.base import Nemesis
 from harness.process import NodeProcess
 from nodes.common.control_auth import control_channel
+from nodes.common.failpoints import ENV_VAR, Arming
 from nodes.pb import node_pb2, node_pb2_grpc
 
 
@@ -116,9 +124,12 @@ class FailpointNemesis(Nemesis):
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.watchers: list[tuple[NodeProcess, asyncio.Task]] = []
+        self.pending: list[tuple[str, asyncio.Task]] = []  # watchers of nodes not started yet
         self.down: set[str] = set()
 
     async def invoke(self, step: dict) -> dict:
+        if step["node"] not in self.ctx.cluster.nodes:
+            return self._arm_at_start(step)
         p = self.ctx.cluster.nodes[step["node"]]
         spec = await arm_failpoint(p.address, step["name"], step.get("action", "crash"),
                                    nth=int(step.get("nth", 1)), count=int(step.get("count", 1)),
@@ -130,6 +141,31 @@ class FailpointNemesis(Nemesis):
                 task = asyncio.ensure_future(self._restart_after_crash(p, step))
                 self.watchers.append((p, task))
         return {"armed": spec, "pid": p.pid}
+
+    def _arm_at_start(self, step: dict) -> dict:
+        """Arm ``step`` at the first start of a node not started yet (see the module doc).
+
+        Raises:
+            nodes.common.failpoints.FailpointSpecError: unknown name, bad action or value.
+        """
+        a = Arming(step["name"], step.get("action", "crash"), delay_ms=int(step.get("delay_ms", 0)),
+                   timeout_ms=int(step.get("timeout_ms", 0)), nth=int(step.get("nth", 1)),
+                   count=int(step.get("count", 1))).validate()
+        env = self.ctx.cluster.first_start_env.setdefault(step["node"], {})
+        env[ENV_VAR] = ";".join(filter(None, [env.get(ENV_VAR, ""), a.spec()]))
+        if a.action == "crash" and not any(n == step["node"] for n, _ in self.pending):
+            self.pending.append((step["node"], asyncio.ensure_future(self._watch_when_started(step))))
+        return {"armed": a.spec(), "at_start": True}
+
+    async def _watch_when_started(self, step: dict) -> None:
+        """Wait for the node's first start (polled: the cluster starts it later), then watch it."""
+        while True:
+            p = self.ctx.cluster.nodes.get(step["node"])
+            if p is not None and p.pid is not None:
+                break
+            await asyncio.sleep(0.02)
+        task = asyncio.ensure_future(self._restart_after_crash(p, step))
+        self.watchers.append((p, task))
 
     async def _restart_after_crash(self, p: NodeProcess, step: dict) -> None:
         proc, pid = p.proc, p.pid
@@ -161,6 +197,10 @@ class FailpointNemesis(Nemesis):
         armed (releasing any caller a ``pause`` holds). Records ``failpoint-hits``
         (what was still armed and how often it was reached), or an ``info``
         ``failpoint-hits`` naming the nodes that could not be listed."""
+        for _, task in self.pending:
+            if not task.done():
+                task.cancel()
+        self.pending.clear()
         for p, task in self.watchers:
             if p.name in self.down:
                 await asyncio.wait({task}, timeout=60)

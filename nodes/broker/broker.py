@@ -25,6 +25,7 @@ from nodes.broker.log import TopicLog
 from nodes.broker.offsets import ConsumerOffsets
 from nodes.broker.partition_log import DEFAULT_SEGMENT_BYTES
 from nodes.broker.producer_state import ProducerStateTable
+from nodes.broker.segment import SegmentCorruptError
 from nodes.broker.record import HEADER_BYTES, MAX_RECORD_BYTES, CorruptRecordError, Record
 from nodes.common.durable import atomic_write_json, read_json
 from nodes.common.failpoints import FAILPOINTS, FailpointError
@@ -42,6 +43,15 @@ MAX_FETCH_BYTES = 32 * 1024 * 1024
 INT32_MAX = 2**31 - 1
 
 log = logging.getLogger("broker")
+
+
+async def _failpoint(name: str, partition: int) -> None:
+    """A failpoint of the produce, offset or fetch path; ``error`` becomes a StorageError
+    (UNAVAILABLE). ``partition`` -1: not about one partition."""
+    try:
+        await FAILPOINTS.hit(name)
+    except FailpointError as e:
+        raise StorageError(f"partition {partition}: {e}" if partition >= 0 else str(e)) from None
 
 
 class Broker:
@@ -99,6 +109,8 @@ class Broker:
         """
         self.recovered_bytes_dropped = self.topic.open()
         ends = self.topic.end_offsets()
+        if self.fsync:
+            self._check_committed_offsets(ends)
         starts = {p: 0 for p in ends}
         try:
             snap = read_json(self.data_dir / SNAPSHOT_FILE)
@@ -125,6 +137,23 @@ class Broker:
         log.info("recovered", extra={"end_offsets": ends, "records_scanned_for_producer_state": scanned,
                                      "bytes_dropped": self.recovered_bytes_dropped,
                                      "producers": len(self.producers)})
+
+    def _check_committed_offsets(self, ends: dict[int, int]) -> None:
+        """A consumer only reads fsynced records (the high watermark), so a committed offset
+        beyond the recovered log end means the log lost records it had served: refuse.
+        (Not with --no-fsync: there the ablation's loss is meant to reach the audit.)
+
+        Raises:
+            SegmentCorruptError: names the partition's last segment and the offsets file.
+        """
+        for group, committed in self.offsets.groups(TOPIC).items():
+            for p, off in sorted(committed.items()):
+                if p in ends and off > ends[p]:
+                    plog = self.topic.partitions[p]
+                    raise SegmentCorruptError(plog.active.path, plog.active.size, (
+                        f"partition {p} ends at offset {ends[p]} but consumer group {group!r} "
+                        f"committed offset {off} ({self.offsets.path.name}): records that were "
+                        f"served are gone from the log"))
 
     def start(self) -> None:
         self.commit.start()
@@ -208,6 +237,10 @@ class Broker:
         if self.commit.failed is not None:
             raise StorageError(f"storage failure: {self.commit.failed}")
         plog = self.topic.partitions[partition]
+        if FAILPOINTS.armed:  # every mode, idempotent or not: before the critical section
+            await _failpoint("broker.before-append", partition)
+        if self.commit.failed is not None:
+            raise StorageError(f"storage failure: {self.commit.failed}")
         # Critical section: no await from the dedupe check to the state update.
         dup = None
         if idempotent:
@@ -284,6 +317,8 @@ class Broker:
             except CorruptRecordError as e:
                 raise CorruptLog(str(e)) from None
             out.append((p, recs, hw))
+        if FAILPOINTS.armed and any(recs for _, recs, _ in out):
+            await _failpoint("broker.before-fetch-reply", -1)
         return out
 
     async def commit_offsets(self, group: str, topic: str,
@@ -321,11 +356,15 @@ class Broker:
                     f"offset {off} for partition {p} is beyond the log end offset {end}: refused "
                     "(nothing committed); a consumer that read past the log end means the broker "
                     "lost records it had served")
+        if FAILPOINTS.armed:
+            await _failpoint("broker.before-offset-commit", -1)
         try:
             kept = await self.offsets.commit(group, topic, dict(offsets))
         except OSError as e:
             storage_fault.failed(e)
             raise StorageError(f"cannot persist committed offsets: {e}") from None
+        if FAILPOINTS.armed:
+            await _failpoint("broker.after-offset-commit-before-reply", -1)
         if kept:
             log.info("offset commit below the committed offset: kept the committed one",
                      extra={"group": group, "requested": {p: o for p, o in offsets if p in kept},
