@@ -15,6 +15,7 @@ from harness.checker import InputError, check, load_run
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
+from harness.cli_external import external_nodes, external_options
 from harness.cluster import ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.progress import progress_display  # noqa: F401  (also used by other commands)
@@ -122,12 +123,14 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs); the run goes to OUT/<id>/, OUT/latest points to it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@external_options
 def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, batch_size, drain_timeout,
-             out, quiet) -> None:
+             out, quiet, processor_cmd, sink_cmd) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
     """
+    external = external_nodes(processor_cmd, sink_cmd, disable)
     if schedule_file:
         try:
             sched = schedule_mod.load(schedule_file)
@@ -146,7 +149,8 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
         run_dir = new_run_dir(out)
     except RunDirError as e:
         fail(str(e))
-    base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable))
+    base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
+                         external=external)
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)
     result = execute(cfg, run_dir, quiet)

@@ -15,6 +15,7 @@ from rich.table import Table
 from harness import scenarios as scenarios_mod
 from harness.ablations import ABLATIONS
 from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, run_async
+from harness.cli_external import external_nodes, external_options
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
 from nodes.common.failpoints import ACTIONS, REGISTRY
@@ -75,8 +76,15 @@ def _verdicts(exp: dict) -> str:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs).")
 @click.option("--quiet", "-q", is_flag=True)
-def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool) -> None:
-    """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations."""
+@external_options
+def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool,
+                 processor_cmd: str | None, sink_cmd: str | None) -> None:
+    """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations.
+
+    With --processor-cmd / --sink-cmd the user's node runs in place of the built-in one:
+    a failpoint step aimed at it needs its NodeControl (else the step is recorded as
+    not applied, and a must_fire step makes the mode NOT as expected)."""
+    external = external_nodes(processor_cmd, sink_cmd, [ablation] if ablation else [])
     from harness.cli_campaign import print_result, progress_display
     from harness.scenarios.runner import run_scenario
 
@@ -99,7 +107,8 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         with progress_display(quiet) as progress:
             try:
                 holder["result"] = await run_scenario(sc, run_dir, modes=list(modes) or None,
-                                                      ablation=ablation, progress=progress)
+                                                      ablation=ablation, progress=progress,
+                                                      external=external)
             except NodeStartError as e:
                 fail(f"a node did not start: {e} (run data in {run_dir})")
         return 0
@@ -135,15 +144,28 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
               help="Which hits to crash at: the 1st, a middle one, the last (all = the three).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--quiet", "-q", is_flag=True)
+@external_options
 def sweep(mode: str, sink: str, events: int, seed: int, points: tuple[str, ...], hits: str,
-          out: Path | None, quiet: bool) -> None:
+          out: Path | None, quiet: bool, processor_cmd: str | None, sink_cmd: str | None) -> None:
     """Crash at every failpoint in turn (1st, middle and last hit), recover, audit;
-    print a failpoint x hit table of verdicts. Exit 0 if every cell is held."""
+    print a failpoint x hit table of verdicts. Exit 0 if every cell is held.
+
+    With --processor-cmd / --sink-cmd the user's node runs in place of the built-in
+    one and the sweep crashes the built-in nodes' failpoints around it (the broker's,
+    and the sink's or the processor's that is still built in); the replaced node's own
+    failpoints are not swept (they live in the built-in code), and naming one with
+    --failpoint is an error."""
     from harness.cli_campaign import progress_display
     from harness.sweep import SWEEP_POINTS, WHICH, run_sweep
 
     if events <= 0:
         fail("--events must be > 0")
+    external = external_nodes(processor_cmd, sink_cmd)
+    for p in points:
+        if p.split(".", 1)[0] in external:
+            node = p.split(".", 1)[0]
+            fail(f"failpoint {p} is in the built-in {node}, which --{node}-cmd replaces: an external "
+                 f"node's failpoints are not swept (it still gets every other node's crashes)")
     sinks = ["idempotent", "transactional"] if sink == "both" else [sink]
     which = WHICH if hits == "all" else (hits,)
     try:
@@ -155,10 +177,15 @@ def sweep(mode: str, sink: str, events: int, seed: int, points: tuple[str, ...],
     async def main() -> int:
         with progress_display(quiet) as progress:
             for s in sinks:
-                sel = tuple(p for p in SWEEP_POINTS[s] if not points or p in points)
+                sel = tuple(p for p in SWEEP_POINTS[s] if (not points or p in points)
+                            and p.split(".", 1)[0] not in external)
+                if external and not points:
+                    skipped = [p for p in SWEEP_POINTS[s] if p.split(".", 1)[0] in external]
+                    progress(s, f"not swept (in the replaced node): {', '.join(skipped)}")
                 try:
                     results.append(await run_sweep(run_dir / s, sink=s, events=events, seed=seed,
-                                                   points=sel, which=which, progress=progress))
+                                                   points=sel, which=which, progress=progress,
+                                                   external=external))
                 except NodeStartError as e:
                     fail(f"a node did not start: {e} (run data in {run_dir})")
                 except RuntimeError as e:

@@ -15,7 +15,9 @@ from rich.table import Table
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, run_async, sink_option)
 from harness import interrupt
+from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
+from harness.external import record_final_state
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
 
@@ -76,8 +78,9 @@ def audit_line(cluster: Cluster) -> str:
               help="Stop the cluster once the workload has drained (for scripts).")
 @click.option("--no-restart", is_flag=True,
               help="Leave a node that exits (e.g. after your kill -9) down instead of restarting it.")
+@external_options
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
-       exit_when_drained, no_restart) -> None:
+       exit_when_drained, no_restart, processor_cmd, sink_cmd) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -86,6 +89,7 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     """
     if sink_strategy and mode != "exactly-once":
         fail("--sink applies to --mode exactly-once only")
+    external = external_nodes(processor_cmd, sink_cmd, disable)
     if workload_file:
         from nodes.producer.workload import WorkloadError, load_jsonl
         try:
@@ -98,7 +102,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
         fail(str(e))
     config = ClusterConfig(mode=mode, sink_strategy=sink_strategy, seed=seed, events=events,
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
-                           rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable))
+                           rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
+                           external=external)
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 
@@ -127,6 +132,8 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
         except NodeStartError as e:
             fail(f"cluster did not start: {e}")
         console.print(nodes_table(cluster))
+        for node, cmd in sorted(config.external.items()):
+            console.print(f"external {node}: {cmd!r} runs in place of the built-in {node}", soft_wrap=True)
         where = "" if default_out else f" --cluster {run_dir / 'cluster.json'}"
         console.print("streaming; inject faults from another terminal, e.g.\n"
                       f"  ./run.sh fault{where} add drop-response --link producer-broker --probability 0.3\n"
@@ -147,7 +154,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
             if _drained(prog) and not drained_once:
                 drained_once = True
                 console.print(f"[bold green]drained:[/] {progress_line(prog)}")
-                (run_dir / "processor" / "final-status.json").write_text(json.dumps(prog["processor"]))
+                await record_final_state(cluster, run_dir)   # + an external sink's Snapshot
                 console.print(audit_line(cluster))
                 console.print(f"audit it again any time with: ./run.sh audit {run_dir}")
                 if exit_when_drained:

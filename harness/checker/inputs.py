@@ -49,6 +49,9 @@ class RunData:
     balances: dict[str, int] = field(default_factory=dict)
     operator_state: dict[str, int] | None = None
     log_available: bool = True
+    unchecked: list[str] = field(default_factory=list)
+    """Checks the audit could not make, each in words (an external node that does not
+    expose what they need, harness/checker/external.py); reported with the verdict."""
 
 
 def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
@@ -145,17 +148,14 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     if not (d / "broker").is_dir():
         raise InputError(f"missing broker data dir {d / 'broker'}")
     data.log_counts, data.log_positions = read_broker_log(d / "broker")
-    db = d / "sink" / "sink.db"
-    if not db.exists():
-        raise InputError(f"missing sink database {db}")
-    from nodes.sink.db import read_snapshot
-    sink_counts, data.balances = read_snapshot(db)
+    from harness.checker.external import operator_state, read_sink
+    sink_counts, data.balances = read_sink(d / "sink")   # sink.db, or an external sink's snapshot
     data.sink_counts = {intern(oid): n for oid, n in sink_counts.items()}
     del sink_counts
     if config["mode"] == "exactly-once":
         # The processor's live state captured by the harness after the drain, else
         # the last checkpoint's: both must equal the ideal totals once drained.
-        final = d / "processor" / "final-status.json"
-        data.operator_state = (read_checkpoint_state(final) if final.exists()
-                               else read_checkpoint_state(d / "processor" / "checkpoint.json"))
+        external = "processor" in (config.get("external") or {})
+        data.operator_state, why = operator_state(d / "processor", external)
+        data.unchecked += [why] if why else []
     return data

@@ -55,6 +55,7 @@ def check(data: RunData) -> CheckReport:
                 check_state(data), check_order(data)]
     anomalies = {a.name: a for a in families}
     verdict, reasons = decide(data.mode, {n: a.count for n, a in anomalies.items()}, balance_ok)
+    reasons += data.unchecked   # said with the verdict, never a silent "held"
     acked = sum(1 for oid in data.workload if oid in data.acked)
     return CheckReport(mode=data.mode, events=len(data.workload), acked=acked, anomalies=anomalies,
                        balance_ok=balance_ok, balance_deltas=deltas, verdict=verdict, reasons=reasons)

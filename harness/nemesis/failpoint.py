@@ -102,6 +102,10 @@ def crash_logged(p: NodeProcess, pid: int | None) -> str | None:
     return None
 
 
+class NoNodeControl(RuntimeError):
+    """A failpoint step aimed at an external node that does not serve NodeControl."""
+
+
 class FailpointNemesis(Nemesis):
     """Carries out ``"f": "failpoint"`` steps (see the module doc).
 
@@ -120,6 +124,9 @@ class FailpointNemesis(Nemesis):
 
     async def invoke(self, step: dict) -> dict:
         p = self.ctx.cluster.nodes[step["node"]]
+        if getattr(p, "control", True) is False:
+            raise NoNodeControl(f"the external {p.name} does not serve testbed.v1.NodeControl: a failpoint "
+                                "step cannot reach it (it still gets process and link faults)")
         spec = await arm_failpoint(p.address, step["name"], step.get("action", "crash"),
                                    nth=int(step.get("nth", 1)), count=int(step.get("count", 1)),
                                    delay_ms=int(step.get("delay_ms", 0)),
@@ -170,8 +177,8 @@ class FailpointNemesis(Nemesis):
         hits: dict[str, dict[str, int]] = {}
         errors: dict[str, str] = {}
         for p in self.ctx.cluster.nodes.values():
-            if not p.running or p.paused:
-                continue
+            if not p.running or p.paused or getattr(p, "control", True) is False:
+                continue  # an external node without NodeControl has no failpoints to list
             try:
                 armed = [f for f in await list_failpoints(p.address) if f["armed"]]
                 if armed:

@@ -27,12 +27,14 @@ def mode_spec(label: str) -> ModeSpec:
     return ModeSpec(mode, sink or None)
 
 
-def campaign_config(sc: Scenario, labels: list[str], ablation: str | None) -> CampaignConfig:
+def campaign_config(sc: Scenario, labels: list[str], ablation: str | None,
+                    external: dict[str, str] | None = None) -> CampaignConfig:
     c = sc.config
     base = ClusterConfig(seed=int(c.get("seed", 1)), events=int(c.get("events", 1000)),
                          rate=float(c.get("rate", 1000.0)), batch_size=int(c.get("batch_size", 100)),
                          disabled=[ablation] if ablation else [],
-                         extra_args={k: list(v) for k, v in c.get("extra_args", {}).items()})
+                         extra_args={k: list(v) for k, v in c.get("extra_args", {}).items()},
+                         external=dict(external or {}))
     return CampaignConfig(modes=[mode_spec(label) for label in labels], base=base, schedule=sc.schedule(),
                           drain_timeout_s=float(c.get("drain_timeout_s", 60.0)),
                           stuck_s=float(c.get("stuck_s", 10.0)),
@@ -96,7 +98,8 @@ def evaluate(entry: dict, exp: dict, mode_dir: Path) -> list[str]:
 
 
 async def run_scenario(sc: Scenario, run_dir: Path, *, modes: list[str] | None = None,
-                       ablation: str | None = None, progress: ProgressFn = lambda *_: None) -> dict:
+                       ablation: str | None = None, progress: ProgressFn = lambda *_: None,
+                       external: dict[str, str] | None = None) -> dict:
     """Run ``sc`` (with ``ablation`` switched off, if given) in each selected mode.
 
     Returns the result (also written to ``run_dir/result.json``) with
@@ -108,7 +111,7 @@ async def run_scenario(sc: Scenario, run_dir: Path, *, modes: list[str] | None =
     """
     expectations = sc.expectations(ablation)
     labels = select_labels(sc, ablation, modes)
-    cfg = campaign_config(sc, labels, ablation)
+    cfg = campaign_config(sc, labels, ablation, external)
     entries: list[dict] = []
     run_dir.mkdir(parents=True, exist_ok=True)
     write_result(run_dir, cfg, entries, complete=False)
