@@ -79,9 +79,9 @@ def operator_state(processor_dir: Path, external: bool) -> tuple[dict[str, int] 
     return None, None
 
 
-async def capture_snapshot(address: str, sink_dir: Path, timeout_s: float = 10.0) -> Path:
-    """Page through ``Sink.Snapshot`` at ``address`` (direct, never through a proxy) and
-    write ``sink_dir/snapshot.json``; return its path.
+async def read_snapshot_rpc(address: str, timeout_s: float = 10.0) -> tuple[dict[str, int], dict[str, int]]:
+    """Page through ``Sink.Snapshot`` at ``address`` (direct, never through a proxy):
+    ({order_id: applied_count}, {account: balance_cents}).
 
     Raises:
         grpc.aio.AioRpcError: the sink did not answer a page.
@@ -107,6 +107,16 @@ async def capture_snapshot(address: str, sink_dir: Path, timeout_s: float = 10.0
                 raise InputError(f"Snapshot at {address} returned order ids not after {after!r}: "
                                  "pages must be in order_id order (docs/contract.md)")
             after = last
+    return orders, balances
+
+
+async def capture_snapshot(address: str, sink_dir: Path, timeout_s: float = 10.0) -> Path:
+    """:func:`read_snapshot_rpc` into ``sink_dir/snapshot.json``; return its path.
+
+    Raises:
+        grpc.aio.AioRpcError, InputError: as :func:`read_snapshot_rpc`.
+    """
+    orders, balances = await read_snapshot_rpc(address, timeout_s)
     path = sink_dir / SNAPSHOT_FILE
     sink_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"source": "Snapshot RPC", "address": address, "orders": orders,
