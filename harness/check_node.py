@@ -85,7 +85,8 @@ class ModeCheck:
         mode, _, sink = self.label.partition("/")
         self.mode, self.sink_strategy = mode, sink or None
         config = ClusterConfig(mode=mode, sink_strategy=self.sink_strategy, seed=self.seed,
-                               events=self.per_batch * BATCHES, external={self.node: self.command})
+                               events=self.per_batch * BATCHES, external={self.node: self.command},
+                               external_start_s=self.timeout_s)
         self.cluster = Cluster(config, self.run_dir / self.label.replace("/", "-"))
         self.orders = generate(self.seed, self.per_batch * BATCHES)
         self.produced: list = []

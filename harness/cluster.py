@@ -75,6 +75,8 @@ class ClusterConfig:
     ack_timeout_ms: int = 1000
     sink_timeout_ms: int = 1000
     external: dict[str, str] = field(default_factory=dict)
+    external_start_s: float = 30.0
+    """How long an external node may take to report SERVING (check-node's --timeout)."""
 
     def __post_init__(self) -> None:
         if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
@@ -183,7 +185,8 @@ class Cluster:
         if name in self.config.external:
             from harness.external import ExternalNodeProcess
             p: NodeProcess = ExternalNodeProcess(name, self.config.external[name], self.run_dir / name,
-                                                 self._external_settings(name))
+                                                 self._external_settings(name),
+                                                 start_timeout_s=self.config.external_start_s)
         else:
             p = NodeProcess(name, self.run_dir / name, self._node_args(name), name=name)
         self.nodes[name] = p

@@ -110,6 +110,7 @@ class ExternalNodeProcess(NodeProcess):
         data_dir: its ``--data-dir`` (stdout goes to ``stdout.log``, stderr to ``stderr.log``).
         settings: what the node is told besides listen and data dir (mode, broker,
             sink, group, sink_strategy), in the order of the flags.
+        start_timeout_s: the longest any start may wait for SERVING (default: the caller's).
 
     Attributes:
         control: whether it serves NodeControl.Status (None until probed).
@@ -117,13 +118,15 @@ class ExternalNodeProcess(NodeProcess):
 
     external = True
 
-    def __init__(self, name: str, command: str, data_dir: Path, settings: dict[str, str]) -> None:
+    def __init__(self, name: str, command: str, data_dir: Path, settings: dict[str, str], *,
+                 start_timeout_s: float | None = None) -> None:
         super().__init__(name, data_dir, name=name)
         self.command_line = command
         self.argv = parse_command(command, f"--{name}-cmd")
         self.settings = dict(settings)
         self.listen = f"127.0.0.1:{free_port()}"
         self.control: bool | None = None
+        self.start_timeout_s = start_timeout_s
         self.cwd = Path.cwd()   # the user's relative paths mean what they meant where they typed them
 
     def all_settings(self) -> dict[str, str]:
@@ -141,6 +144,7 @@ class ExternalNodeProcess(NodeProcess):
         """
         if self.running:
             raise NodeStartError(f"{self.name} is already running (pid {self.pid})")
+        timeout_s = min(timeout_s, self.start_timeout_s or timeout_s)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.address = self.address or self.listen
         env = dict(os.environ, PYTHONUNBUFFERED="1", **node_env(self.name, self.all_settings()))

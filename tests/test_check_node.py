@@ -1,0 +1,101 @@
+"""``testbed check-node``: a node that cannot be run gets a one-line diagnosis and exit 2;
+a node that breaks the contract gets the violation in words and exit 1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import pid_alive
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+GARBAGE_SERVER = '''
+import argparse, socket
+ap = argparse.ArgumentParser()
+ap.add_argument("--listen")
+args, _ = ap.parse_known_args()
+host, port = args.listen.rsplit(":", 1)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, int(port)))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"HELLO THIS IS NOT GRPC\\r\\n" * 4)
+    c.close()
+'''
+
+
+def check_node(tmp_path: Path, command: str, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "harness.cli", "check-node", "--processor-cmd", command,
+                           "--mode", "at-least-once", "--out", str(tmp_path / "runs"), "-q", *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_nothing_left(tmp_path: Path) -> None:
+    """Every process the check started (nodes and proxies) is gone."""
+    manifest = json.loads((tmp_path / "runs" / "latest" / "at-least-once" / "cluster.json").read_text())
+    pids = [n["pid"] for n in manifest["nodes"].values() if n["pid"]]
+    pids += [l["pid"] for l in manifest["links"].values() if l["pid"]]
+    assert pids and not [p for p in pids if pid_alive(p)]
+
+
+def one_line_error(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the processor could not be run"), r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+@pytest.mark.timeout(120)
+def test_a_node_that_exits_at_once(tmp_path):
+    line = one_line_error(check_node(tmp_path, f"{PY} -c 'import sys; print(\"no config\", file=sys.stderr); "
+                                               f"sys.exit(2)'"))
+    assert "exited with code 2" in line and "bad flag or config" in line and "no config" in line
+    assert_nothing_left(tmp_path)
+
+
+@pytest.mark.timeout(120)
+def test_a_node_that_never_becomes_healthy(tmp_path):
+    line = one_line_error(check_node(tmp_path, f"{PY} -c 'import time; time.sleep(60)'", "--timeout", "2"))
+    assert "not SERVING" in line and "within 2 s" in line and "nothing listens on 127.0.0.1:" in line
+    assert_nothing_left(tmp_path)
+
+
+@pytest.mark.timeout(120)
+def test_a_node_that_answers_garbage(tmp_path):
+    script = tmp_path / "garbage.py"
+    script.write_text(GARBAGE_SERVER)
+    line = one_line_error(check_node(tmp_path, f"{PY} {script}", "--timeout", "2"))
+    assert "accepts connections but does not answer as a gRPC server" in line
+    assert_nothing_left(tmp_path)
+
+
+def test_a_command_that_cannot_be_found(tmp_path):
+    r = check_node(tmp_path, "./no-such-processor --fast")
+    assert r.returncode == 2 and "executable './no-such-processor' not found" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(120)
+def test_the_buggy_example_is_told_what_it_got_wrong(tmp_path):
+    """The kill -9 step: its write hangs in a black-holed link (the fault fired: the step
+    waits for it), the kill lands, the orders whose offsets it had committed are lost."""
+    r = check_node(tmp_path, f"{PY} examples/buggy_processor.py")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ok   at-least-once               batch 2" in r.stdout
+    assert "FAIL at-least-once               kill -9" in r.stdout
+    assert "never applied" in r.stdout and "offsets committed before the sink's ACK" in r.stdout
+    details = json.loads(next((tmp_path / "runs").glob("*/check-node.json")).read_text())
+    steps = {f["step"]: f for f in details["modes"]["at-least-once"]}
+    assert steps["batch 1"]["ok"] and not steps["kill -9"]["ok"]
+    faults = (tmp_path / "runs" / "latest" / "at-least-once" / "proxy-processor-sink" / "faults.jsonl").read_text()
+    assert '"black-holed"' in faults
+    assert_nothing_left(tmp_path)
