@@ -19,8 +19,8 @@ processor re-reads from them: nothing is lost. What it does not prevent is a
 duplicate: an Apply whose ACK was lost is retried and applied twice, and a
 batch applied just before a crash is applied again after the restart. That is
 what at-least-once allows; exactly-once needs Upsert or two-phase commit and a
-checkpoint of the operator state, which this example does not do (in
-exactly-once mode the testbed reports it broken, as it should).
+checkpoint of the operator state, which this example does not do (run in
+exactly-once mode under faults, the testbed reports it broken, as it should).
 
 What it serves: the standard gRPC health service (SERVING once its positions
 are known) on ``--listen``; no NodeControl (optional in the contract: the

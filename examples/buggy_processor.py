@@ -16,7 +16,8 @@ bug shows under a crash between the two steps: the broker already holds the
 new offsets, the sink never got the orders, and the restarted processor starts
 from the committed offsets, past them. Those orders are ``lost`` at the
 broker->sink hop: at-least-once broken. The testbed catches it with a kill -9
-while a sink write is held (examples/kill-during-sink-write.json)::
+while its Apply requests are being dropped (examples/kill-during-sink-write.json),
+and ``./run.sh check-node --processor-cmd ...`` in its kill -9 step::
 
     ./run.sh campaign --mode at-least-once --events 2000 --schedule examples/kill-during-sink-write.json \
         --processor-cmd ".venv/bin/python examples/buggy_processor.py"

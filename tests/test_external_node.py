@@ -30,14 +30,14 @@ def campaign(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[subproce
 
 def assert_killed_mid_write(mode_dir: Path) -> int:
     """The schedule's faults fired: the processor was killed -9 (nemesis.jsonl) while the
-    processor->sink link black-holed its Apply calls (the proxy's faults.jsonl). Returns the
+    processor->sink link dropped its Apply requests (the proxy's faults.jsonl). Returns the
     killed pid."""
     kills = [op for op in read_history(mode_dir / "nemesis.jsonl") if op["f"] == "kill" and op["type"] == "ok"]
     assert len(kills) == 1 and kills[0]["value"]["node"] == "processor", kills
     v = kills[0]["value"]
     assert v["exit_code"] == -9 and v["new_pid"] != v["killed_pid"] and not v.get("already_dead")
     faults = list(read_history(mode_dir / "proxy-processor-sink" / "faults.jsonl"))
-    held = [f for f in faults if f.get("action") == "black-holed"]
+    held = [f for f in faults if f.get("action") == "dropped-request"]
     assert held and min(f["time"] for f in held) < kills[0]["time"]
     assert any(f.get("action") == "dropped-response" for f in faults)
     return v["killed_pid"]
