@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,45 @@ def test_cli_refuses_an_ablation_of_the_replaced_node(tmp_path):
                         "--processor-cmd", f"{PY} examples/alo_processor.py", "--out", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "an external node's failpoints are not swept" in r.stderr
+
+
+@pytest.mark.timeout(120)
+def test_up_with_an_external_sink_audits_it_through_its_snapshot(tmp_path):
+    r = subprocess.run([PY, "-m", "harness.cli", "up", "--events", "500", "--rate", "0", "--exit-when-drained",
+                        "--sink-cmd", f"{PY} -m nodes.sink", "--out", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=100)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "external sink:" in r.stdout and "runs in place of the built-in sink" in r.stdout
+    assert "audit: 500 orders, 500 applied exactly once, 0 lost, 0 duplicated" in r.stdout
+    assert (tmp_path / "latest" / "sink" / "snapshot.json").exists()
+
+
+@pytest.mark.timeout(120)
+def test_an_external_node_that_ignores_the_parent_pid_is_stopped_when_the_harness_dies(tmp_path):
+    """A node in another language may not watch TESTBED_PARENT_PID (here: it is removed from its
+    environment); after kill -9 of the harness the orphan guard stops it anyway."""
+    proc = subprocess.Popen([PY, "-m", "harness.cli", "up", "--events", "100000", "--rate", "200", "--out",
+                             str(tmp_path), "--processor-cmd",
+                             f"env -u TESTBED_PARENT_PID {PY} examples/alo_processor.py"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:  # block on the command's own output, no sleeps
+        lines.append(line)
+        if "Ctrl-C stops every process" in line:
+            break
+    else:
+        pytest.fail("up never reported a running cluster: " + "".join(lines))
+    manifest = json.loads((tmp_path / "latest" / "cluster.json").read_text())
+    pids = [n["pid"] for n in manifest["nodes"].values()] + [l["pid"] for l in manifest["links"].values()]
+    processor = manifest["nodes"]["processor"]["pid"]
+    assert manifest["nodes"]["processor"]["external_command"].startswith("env -u TESTBED_PARENT_PID")
+    assert "TESTBED_PARENT_PID" not in Path(f"/proc/{processor}/environ").read_bytes().decode(errors="replace")
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while [p for p in pids if pid_alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)  # poll the orphans' pids, bounded by the deadline
+    left = [p for p in pids if pid_alive(p)]
+    for p in left:  # never leave them behind, even when the test fails
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"orphaned nodes still running: {left}"
