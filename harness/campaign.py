@@ -20,7 +20,7 @@ from typing import Callable
 from harness import interrupt
 from harness.checker import check, load_run
 from harness.cluster import Cluster, ClusterConfig, lag
-from harness.external import describe, external_notes, record_final_state
+from harness.external import describe, external_notes, record_final_state, unreachable_steps
 from harness.history import HistoryWriter
 from harness.metrics import faults_fired, latency_ms
 from harness.scheduler import ScheduleRunner
@@ -151,7 +151,8 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
              "faults_fired": fired["total"], "faults": fired["by_kind"],
              "elapsed_s": round(elapsed, 2),
              "anomalies": {n: a.to_json() for n, a in report.anomalies.items() if a.count},
-             "notes": unexpected_exits(mode_dir) + held_by_a_fault(mode_dir) + external_notes(config)}
+             "notes": unexpected_exits(mode_dir) + held_by_a_fault(mode_dir) + external_notes(config)
+             + unreachable_steps(mode_dir)}
     if config.external:
         entry["external"] = describe(config.external)
     progress(spec.label, f"verdict {report.verdict}")

@@ -331,3 +331,13 @@ def external_notes(config) -> list[str]:
         if dropped:
             notes.append(f"external {node}: not given the built-in {node}'s flags {' '.join(dropped)}")
     return notes
+
+
+def unreachable_steps(mode_dir: Path) -> list[str]:
+    """Schedule steps that could not reach an external node (a failpoint step aimed at a
+    node without NodeControl), one note each, from the nemesis history."""
+    from harness.history import read_history
+    return [f"step {op['value'].get('step')} ({op['f']} {op['value'].get('name') or ''}) not applied: "
+            + op["error"].split(": ", 1)[-1]
+            for op in read_history(mode_dir / "nemesis.jsonl")
+            if op.get("type") == "info" and str(op.get("error", "")).startswith("NoNodeControl:")]

@@ -92,11 +92,18 @@ def test_the_buggy_example_is_reported_broken_with_lost_orders(tmp_path):
 @pytest.mark.timeout(240)
 def test_exactly_once_without_operator_state_says_it_was_not_checked(tmp_path):
     """The example serves no NodeControl and writes no checkpoint: no operator state to audit.
-    The verdict must say so, never a silent "held"."""
-    r, result, run = campaign(tmp_path, "--mode", "exactly-once", "--sink", "idempotent", "--events", "300",
-                              "--faults", "none", "--processor-cmd", f"{PY} examples/alo_processor.py")
+    The verdict must say so, never a silent "held". A failpoint step aimed at it cannot reach
+    it: said under the table too."""
+    sched = tmp_path / "schedule.json"
+    sched.write_text(json.dumps({"events": 300, "steps": [
+        {"at": 0, "arm": True, "f": "failpoint", "node": "processor", "name": "processor.before-checkpoint",
+         "action": "crash"}]}))
+    r, result, run = campaign(tmp_path, "--mode", "exactly-once", "--sink", "idempotent", "--schedule", str(sched),
+                              "--processor-cmd", f"{PY} examples/alo_processor.py")
     m = result["modes"][0]
     assert any("state-mismatch not checked" in reason for reason in m["reasons"]), m
+    assert any("not applied: the external processor does not serve testbed.v1.NodeControl" in n
+               for n in m["notes"]), m["notes"]
     final = json.loads((run / "exactly-once-idempotent" / "processor" / "final-status.json").read_text())
     assert final["source"] == "broker committed offsets" and "state" not in final
 
