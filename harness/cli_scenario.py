@@ -179,9 +179,11 @@ def sweep(mode: str, sink: str, events: int, seed: int, points: tuple[str, ...],
             for s in sinks:
                 sel = tuple(p for p in SWEEP_POINTS[s] if (not points or p in points)
                             and p.split(".", 1)[0] not in external)
-                if external and not points:
-                    skipped = [p for p in SWEEP_POINTS[s] if p.split(".", 1)[0] in external]
-                    progress(s, f"not swept (in the replaced node): {', '.join(skipped)}")
+                skipped = [p for p in SWEEP_POINTS[s] if p.split(".", 1)[0] in external]
+                if skipped and not points:
+                    console.print(f"{s}: not swept, in the built-in code that --"
+                                  f"{'/--'.join(n + '-cmd' for n in sorted(external))} replaces: "
+                                  + ", ".join(skipped), soft_wrap=True)
                 try:
                     results.append(await run_sweep(run_dir / s, sink=s, events=events, seed=seed,
                                                    points=sel, which=which, progress=progress,
