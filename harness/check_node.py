@@ -230,6 +230,8 @@ class ModeCheck:
     async def progress(self) -> tuple[dict[int, int], dict[int, int]]:
         c = self.cluster
         prog = await (c.status("processor") if c.has_status("processor") else c.committed_progress())
+        if "durable_positions" not in prog:   # a Status without it: the committed offsets
+            prog = await c.committed_progress()
         return ({int(k): v for k, v in prog.get("durable_positions", {}).items()}, await c.high_watermarks())
 
     async def wait_drained(self, step: str, need_all: bool) -> None:

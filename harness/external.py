@@ -124,7 +124,10 @@ class ExternalNodeProcess(NodeProcess):
                  start_timeout_s: float | None = None) -> None:
         super().__init__(name, data_dir, name=name)
         self.command_line = command
-        self.argv = parse_command(command, f"--{name}-cmd")
+        try:
+            self.argv = parse_command(command, f"--{name}-cmd")
+        except ExternalCommandError as e:   # e.g. a replay on a machine without the command
+            raise NodeStartError(str(e)) from None
         self.settings = dict(settings)
         self.listen = f"127.0.0.1:{free_port()}"
         self.control: bool | None = None

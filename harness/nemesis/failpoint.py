@@ -24,6 +24,8 @@ import json
 import signal
 from pathlib import Path
 
+import grpc
+
 from harness.nemesis.base import Nemesis
 from harness.process import NodeProcess
 from nodes.common.channels import insecure_channel
@@ -184,6 +186,9 @@ class FailpointNemesis(Nemesis):
                 if armed:
                     hits[p.name] = {f["name"]: f["hits"] for f in armed}
                 await disarm_failpoint(p.address)
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.UNIMPLEMENTED:   # UNIMPLEMENTED: an external node
+                    errors[p.name] = f"{type(e).__name__}: {e}"  # with Status but no failpoints
             except Exception as e:
                 errors[p.name] = f"{type(e).__name__}: {e}"
         if hits:  # what was still armed at the heal, and how often it was reached (sweep calibration)
