@@ -31,6 +31,19 @@ while True:
     c.close()
 '''
 
+NO_HEALTH_SERVER = """
+import argparse, asyncio, grpc
+ap = argparse.ArgumentParser()
+ap.add_argument("--listen")
+args, _ = ap.parse_known_args()
+async def main():
+    server = grpc.aio.server()   # gRPC, but no grpc.health.v1.Health
+    server.add_insecure_port(args.listen)
+    await server.start()
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
 
 def check_node(tmp_path: Path, command: str, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([PY, "-m", "harness.cli", "check-node", "--processor-cmd", command,
@@ -78,6 +91,15 @@ def test_a_node_that_answers_garbage(tmp_path):
     assert_nothing_left(tmp_path)
 
 
+@pytest.mark.timeout(120)
+def test_a_grpc_server_without_the_health_service(tmp_path):
+    script = tmp_path / "nohealth.py"
+    script.write_text(NO_HEALTH_SERVER)
+    line = one_line_error(check_node(tmp_path, f"{PY} {script}", "--timeout", "2"))
+    assert "speaks gRPC but does not serve grpc.health.v1.Health/Check" in line
+    assert_nothing_left(tmp_path)
+
+
 def test_a_command_that_cannot_be_found(tmp_path):
     r = check_node(tmp_path, "./no-such-processor --fast")
     assert r.returncode == 2 and "executable './no-such-processor' not found" in r.stderr
@@ -98,4 +120,15 @@ def test_the_buggy_example_is_told_what_it_got_wrong(tmp_path):
     assert steps["batch 1"]["ok"] and not steps["kill -9"]["ok"]
     faults = (tmp_path / "runs" / "latest" / "at-least-once" / "proxy-processor-sink" / "faults.jsonl").read_text()
     assert '"black-holed"' in faults
+    assert_nothing_left(tmp_path)
+
+
+@pytest.mark.timeout(120)
+def test_the_correct_example_passes(tmp_path):
+    r = check_node(tmp_path, f"{PY} examples/alo_processor.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    details = json.loads(next((tmp_path / "runs").glob("*/check-node.json")).read_text())
+    steps = [f["step"] for f in details["modes"]["at-least-once"] if f["ok"]]
+    assert steps == ["start", "batch 1", "graceful restart", "batch 2", "kill -9", "lost ACKs"]
+    assert "every step passed in at-least-once" in r.stdout
     assert_nothing_left(tmp_path)
