@@ -25,7 +25,23 @@ bootstrap() {
     fi
 }
 
+# Lazy storage (--storage lazy, Jepsen LazyFS-like) needs FUSE: Debian's fuse3 (fusermount3,
+# libfuse3). Installed here when root and missing; tried once per venv; never fatal.
+ensure_fuse() {
+    command -v fusermount3 >/dev/null 2>&1 && return 0
+    [[ -f "$VENV/.fuse3-tried" ]] && return 0
+    touch "$VENV/.fuse3-tried"
+    if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "run.sh: installing fuse3 (for --storage lazy)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3; } >/dev/null 2>&1 \
+            || echo "run.sh: could not install fuse3; --storage lazy is unavailable and its tests skip" >&2
+    else
+        echo "run.sh: no fusermount3; --storage lazy needs Debian's fuse3 (as root: apt-get install fuse3)" >&2
+    fi
+}
+
 bootstrap
+ensure_fuse
 cd "$ROOT"
 cmd="${1:-campaign}"
 case "$cmd" in

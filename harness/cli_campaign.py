@@ -12,6 +12,7 @@ import click
 
 from harness import schedule as schedule_mod
 from harness.checker import InputError, check, load_run
+from harness.cli_common import resolve_storage, storage_option
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
@@ -123,9 +124,10 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs); the run goes to OUT/<id>/, OUT/latest points to it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@storage_option
 @external_options
 def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, batch_size, drain_timeout,
-             out, quiet, processor_cmd, sink_cmd) -> None:
+             out, quiet, storage, processor_cmd, sink_cmd) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
@@ -145,12 +147,13 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
         events = events or DEFAULT_EVENTS
         sched = schedule_mod.generate(seed, events, schedule_mod.DEFAULT_FAULTS if faults is None else faults,
                                       batch_size=batch_size)
+    storage = resolve_storage(storage, sched)
     try:
         run_dir = new_run_dir(out)
     except RunDirError as e:
         fail(str(e))
     base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
-                         external=external)
+                         storage=storage, external=external)
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)
     result = execute(cfg, run_dir, quiet)

@@ -72,6 +72,29 @@ disable_option = click.option("--disable", multiple=True, callback=parse_disable
                               help=ABLATION_HELP)
 
 
+storage_option = click.option(
+    "--storage", type=click.Choice(["direct", "lazy"]), default=None,
+    help="direct: data dirs on the real file system; lazy: each node's data dir on a FUSE file system "
+         "that drops unsynced writes on power loss (Jepsen's LazyFS; needs fuse3). "
+         "[default: lazy if a step needs it, else direct]")
+
+
+def resolve_storage(storage: str | None, schedule: dict, default: str = "direct") -> str:
+    """The storage to run with; exits 2 (one line) if lazy storage is needed but
+    unavailable, or a storage fault is scheduled with --storage direct."""
+    from harness.schedule import STORAGE_STEPS, needs_lazy_storage
+    from harness.storage import fuse_missing
+    needed = needs_lazy_storage(schedule)
+    if storage == "direct" and needed:
+        fail(f"the schedule has storage faults ({', '.join(STORAGE_STEPS)}): they need --storage lazy")
+    storage = storage or ("lazy" if needed else default)
+    if storage == "lazy":
+        missing = fuse_missing()
+        if missing:
+            fail(f"--storage lazy: {missing}")
+    return storage
+
+
 def run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:
     """Run the command's coroutine. Ctrl-C (SIGINT) and SIGTERM cancel it, so its
     cleanup (stopping every process it started) runs before the exit: 130 for

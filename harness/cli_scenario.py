@@ -14,7 +14,7 @@ from rich.table import Table
 
 from harness import scenarios as scenarios_mod
 from harness.ablations import ABLATIONS
-from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, run_async
+from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, resolve_storage, run_async, storage_option
 from harness.cli_external import external_nodes, external_options
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
@@ -76,9 +76,10 @@ def _verdicts(exp: dict) -> str:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs).")
 @click.option("--quiet", "-q", is_flag=True)
+@storage_option
 @external_options
 def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool,
-                 processor_cmd: str | None, sink_cmd: str | None) -> None:
+                 storage: str | None, processor_cmd: str | None, sink_cmd: str | None) -> None:
     """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations.
 
     With --processor-cmd / --sink-cmd the user's node runs in place of the built-in one:
@@ -95,6 +96,7 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         select_labels(sc, ablation, list(modes) or None)
     except scenarios_mod.ScenarioError as e:
         fail(str(e))
+    storage = resolve_storage(storage, sc.schedule(), default=sc.config.get("storage", "direct"))
     try:
         run_dir = new_run_dir(out, label=sc.name + (f"-no-{ablation}" if ablation else ""))
     except RunDirError as e:
@@ -107,7 +109,7 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         with progress_display(quiet) as progress:
             try:
                 holder["result"] = await run_scenario(sc, run_dir, modes=list(modes) or None,
-                                                      ablation=ablation, progress=progress,
+                                                      ablation=ablation, progress=progress, storage=storage,
                                                       external=external)
             except NodeStartError as e:
                 fail(f"a node did not start: {e} (run data in {run_dir})")
@@ -140,14 +142,14 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--failpoint", "points", multiple=True, type=click.Choice(list(REGISTRY)),
               help="Sweep only these failpoints (repeatable; default: all the sink strategy reaches).")
-@click.option("--hits", type=click.Choice(["all", "first", "middle", "last"]), default="all", show_default=True,
-              help="Which hits to crash at: the 1st, a middle one, the last (all = the three).")
+@click.option("--hits", type=click.Choice(["all", "first", "middle", "late"]), default="all", show_default=True,
+              help="Which hits to crash at: the 1st, a middle one, one three quarters in (all = the three).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--quiet", "-q", is_flag=True)
 @external_options
 def sweep(mode: str, sink: str, events: int, seed: int, points: tuple[str, ...], hits: str,
           out: Path | None, quiet: bool, processor_cmd: str | None, sink_cmd: str | None) -> None:
-    """Crash at every failpoint in turn (1st, middle and last hit), recover, audit;
+    """Crash at every failpoint in turn (1st, middle and a late hit), recover, audit;
     print a failpoint x hit table of verdicts. Exit 0 if every cell is held.
 
     With --processor-cmd / --sink-cmd the user's node runs in place of the built-in

@@ -13,7 +13,7 @@ import grpc
 from rich.table import Table
 
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
-                                positive, run_async, sink_option)
+                                positive, resolve_storage, run_async, sink_option, storage_option)
 from harness import interrupt
 from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
@@ -78,9 +78,10 @@ def audit_line(cluster: Cluster) -> str:
               help="Stop the cluster once the workload has drained (for scripts).")
 @click.option("--no-restart", is_flag=True,
               help="Leave a node that exits (e.g. after your kill -9) down instead of restarting it.")
+@storage_option
 @external_options
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
-       exit_when_drained, no_restart, processor_cmd, sink_cmd) -> None:
+       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -96,6 +97,7 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
             events = len(load_jsonl(Path(workload_file)))
         except (OSError, WorkloadError) as e:
             fail(str(e))
+    storage = resolve_storage(storage, {})
     try:
         run_dir = new_run_dir(out, label=f"up-{mode}")
     except RunDirError as e:
@@ -103,7 +105,7 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     config = ClusterConfig(mode=mode, sink_strategy=sink_strategy, seed=seed, events=events,
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
-                           external=external)
+                           storage=storage, external=external)
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 

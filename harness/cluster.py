@@ -23,6 +23,7 @@ import grpc
 from harness import interrupt
 from harness.ablations import flags_for
 from harness.process import NodeProcess
+from harness.storage import LazyMount
 from nodes.common.channels import insecure_channel
 from nodes.common.modes import EXACTLY_ONCE, SINK_IDEMPOTENT, TOPIC
 from nodes.pb import broker_pb2, broker_pb2_grpc, node_pb2, node_pb2_grpc
@@ -58,6 +59,9 @@ class ClusterConfig:
         extra_args: extra command-line flags per node name.
         external: node name ("processor", "sink") -> the user's command that runs
             in its place (harness.external; docs/contract.md).
+        storage: "direct" (data dirs on the real file system) | "lazy" (each node's
+            data dir a lazy FUSE mount that drops unsynced writes on power loss,
+            harness.storage).
     """
 
     mode: str = "at-least-once"
@@ -77,6 +81,7 @@ class ClusterConfig:
     external: dict[str, str] = field(default_factory=dict)
     external_start_s: float = 30.0
     """How long an external node may take to report SERVING (check-node's --timeout)."""
+    storage: str = "direct"
 
     def __post_init__(self) -> None:
         if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
@@ -102,6 +107,7 @@ class Cluster:
         self.run_dir = Path(run_dir)
         self.nodes: dict[str, NodeProcess] = {}
         self.proxies: dict[str, NodeProcess] = {}
+        self.mounts: dict[str, LazyMount] = {}
         self.started_at: float | None = None
 
     # ----- start / stop -------------------------------------------------------------------
@@ -182,13 +188,19 @@ class Cluster:
         return settings
 
     async def _start_node(self, name: str) -> NodeProcess:
+        data_dir = self.run_dir / name
+        if self.config.storage == "lazy":
+            mount = self.mounts.setdefault(name, LazyMount(self.run_dir, name))
+            if not mount.running:
+                await mount.start()
+            data_dir = mount.mount
         if name in self.config.external:
             from harness.external import ExternalNodeProcess
-            p: NodeProcess = ExternalNodeProcess(name, self.config.external[name], self.run_dir / name,
+            p: NodeProcess = ExternalNodeProcess(name, self.config.external[name], data_dir,
                                                  self._external_settings(name),
                                                  start_timeout_s=self.config.external_start_s)
         else:
-            p = NodeProcess(name, self.run_dir / name, self._node_args(name), name=name)
+            p = NodeProcess(name, data_dir, self._node_args(name), name=name)
         self.nodes[name] = p
         await p.start()
         self.write_manifest()
@@ -209,21 +221,32 @@ class Cluster:
         procs = [self.nodes[n] for n in order if n in self.nodes]
         procs += list(self.proxies.values())
         procs += [self.nodes[n] for n in ("broker", "sink") if n in self.nodes]
-        for p in procs:
-            await p.stop(timeout_s=10, cause="cluster stop")
+        try:
+            for p in procs:
+                await p.stop(timeout_s=10, cause="cluster stop")
+        finally:
+            for m in self.mounts.values():
+                await m.stop()
 
     def kill_all_now(self) -> None:
-        """kill -9 everything at once (last resort, e.g. from an atexit hook)."""
+        """kill -9 everything at once (last resort, e.g. from an atexit hook), and unmount."""
         for p in self.all_processes():
             p.kill_now()
+        for m in self.mounts.values():
+            m.kill_now()
 
     def write_manifest(self) -> None:
-        """Write ``cluster.json``: {run_dir, config, nodes: {name: {address, pid, data_dir}},
+        """Write ``cluster.json``: {run_dir, config, nodes: {name: {address, pid, data_dir,
+        storage (lazy only): {kind, backing, mount, pid, state_dir}}},
         links: {link: {proxy, upstream, pid, data_dir}}}."""
         def info(p: NodeProcess) -> dict:
             out = {"address": p.address, "pid": p.pid, "data_dir": str(p.data_dir)}
             if getattr(p, "external", False):
                 out |= {"external_command": p.command_line, "node_control": p.control}
+            if p.name in self.mounts:
+                m = self.mounts[p.name]
+                out["storage"] = {"kind": "lazy", "backing": str(m.backing), "mount": str(m.mount),
+                                  "pid": m.pid, "state_dir": str(m.state_dir)}
             return out
         links = {}
         for link, p in self.proxies.items():

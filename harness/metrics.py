@@ -96,7 +96,8 @@ def faults_fired(mode_dir: Path) -> dict:
     found its node already dead did not hit), the proxies' fault logs (link faults)
     and the nodes' logs (failpoint firings, harness.nemesis.failpoint.fired_in_logs).
 
-    Returns {"total": n, "process": n, "link": n, "failpoint": n, "by_kind": {kind: n}}.
+    Returns {"total": n, "process": n, "link": n, "failpoint": n, "storage": n,
+    "by_kind": {kind: n}}.
     """
     from harness.nemesis.failpoint import fired_in_logs
     by_kind: dict[str, int] = {}
@@ -121,5 +122,18 @@ def faults_fired(mode_dir: Path) -> dict:
         failpoint += 1
         k = f"{ev.get('action')}@{ev.get('failpoint')}"
         by_kind[k] = by_kind.get(k, 0) + 1
-    return {"total": process + link + failpoint, "process": process, "link": link,
-            "failpoint": failpoint, "by_kind": by_kind}
+    storage = 0
+    for op in read_history(mode_dir / "nemesis.jsonl"):
+        if op.get("type") == "ok" and op.get("f") == "power-loss":
+            storage += 1
+            k = "power-loss-" + "+".join(op["value"].get("nodes", {}))
+            by_kind[k] = by_kind.get(k, 0) + 1
+    for log in sorted(mode_dir.glob("*.lazyfs/faults.jsonl")):  # fsync errors, ENOSPC (lazy storage)
+        node = log.parent.name.removesuffix(".lazyfs")
+        for ev in read_history(log):
+            if ev.get("fault") in ("fsync-error", "disk-full"):
+                storage += 1
+                k = f"{ev['fault']}@{node}"
+                by_kind[k] = by_kind.get(k, 0) + 1
+    return {"total": process + link + failpoint + storage, "process": process, "link": link,
+            "failpoint": failpoint, "storage": storage, "by_kind": by_kind}

@@ -21,6 +21,9 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
     {"at": 0, "arm": true, "f": "failpoint", "node": "processor", "action": "crash",
      "name": "processor.after-checkpoint-before-commit", "nth": 3, "down_ms": 300}
 
+    {"at": 500, "f": "power-loss", "nodes": ["broker"], "down_ms": 200}   (--storage lazy;
+     also "fsync-error" and "disk-full", harness.nemesis.storage)
+
 A step with ``"arm": true`` is applied before the producer starts (a link
 fault before the processor starts too) and stays until the final heal, which
 comes once the pipeline has drained; its trigger is the proxy's call count
@@ -45,7 +48,8 @@ PRODUCE_CALLS_PER_BATCH = 4
 
 FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "pause-processor",
                "pause-broker", "drop-request", "drop-response", "sink-drop-response", "delay",
-               "stop-broker", "stop-processor", "stop-sink", "stop-producer")
+               "stop-broker", "stop-processor", "stop-sink", "stop-producer",
+               "power-loss-broker", "power-loss-all")
 """Names accepted by ``--faults``; each expands to one step (see :func:`step_for`)."""
 
 DEFAULT_FAULTS = ("drop-response", "kill-processor", "drop-request", "kill-broker",
@@ -74,6 +78,10 @@ def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZ
     if kind == "sink-drop-response":
         return {"at": at, "f": "link", "link": "processor-sink", "for_ms": 1500,
                 "fault": {"kind": "drop-response", "probability": 1.0, "count": 2}}
+    if kind.startswith("power-loss-"):  # needs --storage lazy
+        target = kind[len("power-loss-"):]
+        return {"at": at, "f": "power-loss", "nodes": "all" if target == "all" else [target],
+                "down_ms": rng.choice((200, 300, 500))}
     if kind == "delay":
         return {"at": at, "f": "link", "link": "processor-broker", "for_ms": 1000,
                 "fault": {"kind": "delay", "method": "Fetch", "delay_ms": 100, "jitter_ms": 50}}
@@ -152,3 +160,27 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: 'must_fire' must be true or false")
         if step["f"] == "link" and step.get("link") not in LINKS:
             raise ScheduleError(f"{where}: step {i}: unknown link {step.get('link')!r}; choose from: {', '.join(LINKS)}")
+        _validate_storage_step(step, f"{where}: step {i}")
+
+
+STORAGE_STEPS = ("power-loss", "fsync-error", "disk-full")
+"""Steps that need lazy storage (``--storage lazy``, harness.nemesis.storage)."""
+
+
+def _validate_storage_step(step: dict, where: str) -> None:
+    f = step["f"]
+    if f == "power-loss":
+        nodes = step.get("nodes", "all")
+        if nodes != "all" and (not isinstance(nodes, list) or not nodes or any(n not in NODES for n in nodes)):
+            raise ScheduleError(f"{where}: 'nodes' must be \"all\" or a list of {', '.join(NODES)}, got {nodes!r}")
+    elif f in ("fsync-error", "disk-full") and step.get("node") not in NODES:
+        raise ScheduleError(f"{where}: {f} needs 'node', one of {', '.join(NODES)}")
+    if f == "fsync-error" and not isinstance(step.get("path", ""), str):
+        raise ScheduleError(f"{where}: 'path' must be a glob string")
+    if f == "disk-full" and (not isinstance(step.get("after_bytes"), int) or step["after_bytes"] < 0):
+        raise ScheduleError(f"{where}: disk-full needs 'after_bytes', an integer >= 0")
+
+
+def needs_lazy_storage(schedule: dict) -> bool:
+    """True if a step of ``schedule`` is a storage fault."""
+    return any(s.get("f") in STORAGE_STEPS for s in schedule.get("steps", []))

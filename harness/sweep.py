@@ -3,7 +3,7 @@
 For one exactly-once sink strategy, a *calibration* run arms every failpoint
 the strategy reaches with the ``count`` action and learns how often each is
 hit in a fault-free run. Then, for each failpoint and for its 1st, a middle
-and its last hit, a fresh cluster runs the workload with that one crash
+and a late hit (three quarters in), a fresh cluster runs the workload with that one crash
 armed before the workload (a logical trigger: "the Nth hit"); the failpoint
 nemesis restarts the crashed node, the pipeline drains and the checker
 audits. Every cell must be ``held`` (the idea of a crash-point sweep as in
@@ -44,7 +44,7 @@ SWEEP_POINTS = {
                          "sink.after-pre-commit", "sink.after-commit-before-reply") + BROKER_POINTS,
 }
 """The failpoints an exactly-once run reaches, per sink strategy."""
-WHICH = ("first", "middle", "last")
+WHICH = ("first", "middle", "late")
 DID_NOT_FIRE = "did-not-fire"
 """The verdict of a cell whose crash never fired: it proves nothing, so it is never ``held``."""
 
@@ -59,10 +59,16 @@ def crash_step(failpoint: str, nth: int, down_ms: int = 300) -> dict:
 
 
 def hit_numbers(total: int) -> dict[str, int]:
-    """{"first": 1, "middle": total // 2, "last": total} (fewer when total is small)."""
+    """{"first": 1, "middle": total // 2, "late": total - total // 4} (fewer when total is small).
+
+    Not the very last hit: how records group into fetches and sink batches still
+    depends on timing, so a run can reach a point a few times less often than the
+    calibration run did, and a cell aimed at the last hit would not fire
+    (``did-not-fire``). Three quarters in is reached in every run seen so far.
+    """
     if total <= 0:
         return {}
-    out = {"first": 1, "middle": max(1, (total + 1) // 2), "last": total}
+    out = {"first": 1, "middle": max(1, (total + 1) // 2), "late": max(1, total - total // 4)}
     seen, uniq = set(), {}
     for k, v in out.items():
         if v not in seen:

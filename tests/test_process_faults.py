@@ -80,8 +80,10 @@ async def test_steps_overlap_and_the_heal_cancels_cleanly(spawn, tmp_path):
     runner = ScheduleRunner(ctx.cluster, {"steps": steps}, ctx.history)
     await asyncio.wait_for(runner.run(), 30)
     ops = [(op["type"], op["f"]) for op in read_history(tmp_path / "nemesis.jsonl")]
-    # The broker was killed and restarted while the sink was paused.
-    assert ops == [("invoke", "pause"), ("invoke", "kill"), ("ok", "kill"), ("ok", "pause")], ops
+    # The broker was killed while the sink was paused (the kill step did not wait for the
+    # pause step to end); its restart may end before or after the pause, with the load.
+    assert ops[:2] == [("invoke", "pause"), ("invoke", "kill")], ops
+    assert sorted(ops[2:]) == [("ok", "kill"), ("ok", "pause")], ops
 
     runner = ScheduleRunner(ctx.cluster, {"steps": [{"at": 0, "f": "pause", "node": "sink",
                                                      "for_ms": 600_000}]}, ctx.history)

@@ -99,6 +99,9 @@ def test_cli_list_and_usage_errors():
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", sorted(scenarios.catalog()))
 async def test_every_scenario_in_every_mode(tmp_path, name):
+    from harness.storage import fuse_missing
+    if scenarios.get(name).config.get("storage") == "lazy" and fuse_missing():
+        pytest.skip(fuse_missing())
     result = await run_scenario(scenarios.get(name), tmp_path)
     bad = {e["dir"]: e["mismatches"] for e in result["modes"] if not e["as_expected"]}
     assert not bad, bad

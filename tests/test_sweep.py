@@ -16,8 +16,9 @@ from harness.sweep import SWEEP_POINTS, hit_numbers, run_sweep
 def test_hit_numbers():
     assert hit_numbers(0) == {}
     assert hit_numbers(1) == {"first": 1}
-    assert hit_numbers(2) == {"first": 1, "last": 2}
-    assert hit_numbers(5) == {"first": 1, "middle": 3, "last": 5}
+    assert hit_numbers(2) == {"first": 1, "late": 2}
+    assert hit_numbers(5) == {"first": 1, "middle": 3, "late": 4}
+    assert hit_numbers(26) == {"first": 1, "middle": 13, "late": 20}
 
 
 def _check(result: dict, sink: str) -> None:

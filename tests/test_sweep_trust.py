@@ -18,9 +18,9 @@ UNREACHED = "processor.after-checkpoint-writes-outstanding"  # only with --no-dr
 @pytest.mark.timeout(120)
 async def test_a_crash_that_never_fired_is_not_held_and_unreached_points_fail(tmp_path, monkeypatch):
     # Aim every cell past the last hit the calibration saw: the crash cannot fire.
-    monkeypatch.setattr(sweep, "hit_numbers", lambda total: {"last": total + 1000} if total else {})
+    monkeypatch.setattr(sweep, "hit_numbers", lambda total: {"late": total + 1000} if total else {})
     r = await run_sweep(tmp_path, sink="idempotent", events=300, checkpoint_records=100,
-                        points=(REACHED, UNREACHED), which=("last",))
+                        points=(REACHED, UNREACHED), which=("late",))
     assert r["hits"][REACHED] >= 1 and r["hits"][UNREACHED] == 0
     (cell,) = r["cells"]
     assert cell["failpoint"] == REACHED and cell["fired"] == 0

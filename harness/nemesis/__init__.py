@@ -1,4 +1,5 @@
-"""The nemesis: process faults and link faults, driven by the fault schedule.
+"""The nemesis: process faults, link faults and (with --storage lazy) storage faults,
+driven by the fault schedule.
 
 One module per fault family, each a small class with ``invoke(step)`` and
 ``heal()`` (Jepsen's nemesis protocol), composed in :data:`NEMESES` by the
@@ -11,6 +12,7 @@ from harness.nemesis.failpoint import FailpointNemesis
 from harness.nemesis.link import LinkNemesis
 from harness.nemesis.process import KillNemesis, PauseNemesis
 from harness.nemesis.stop import StopNemesis
+from harness.nemesis.storage import DiskFullNemesis, FsyncErrorNemesis, PowerLossNemesis
 
 NEMESES: dict[str, type[Nemesis]] = {
     "kill": KillNemesis,
@@ -18,5 +20,8 @@ NEMESES: dict[str, type[Nemesis]] = {
     "stop": StopNemesis,
     "link": LinkNemesis,
     "failpoint": FailpointNemesis,
+    "power-loss": PowerLossNemesis,
+    "fsync-error": FsyncErrorNemesis,
+    "disk-full": DiskFullNemesis,
 }
 """Schedule step ``f`` -> the nemesis that carries it out."""

@@ -62,6 +62,13 @@ def describe(f: str, v: dict) -> str:
     if f == "failpoint":
         nth = f" on hit {v['nth']}" if v.get("nth", 1) != 1 else ""
         return f"failpoint {v.get('name')} armed: {v.get('action', 'crash')}{nth}"
+    if f == "power-loss":
+        nodes = v.get("nodes", "all")
+        return f"power loss of {nodes if isinstance(nodes, str) else ', '.join(nodes)} (unsynced writes dropped)"
+    if f == "fsync-error":
+        return f"fsync error (EIO) on {v.get('node')} {v.get('path', 'any file')}"
+    if f == "disk-full":
+        return f"disk full on {v.get('node')} after {v.get('after_bytes', 0)} bytes"
     return f
 
 
@@ -156,6 +163,9 @@ def read_faults(mode_dir: Path) -> tuple[list[Interval], list[Mark]]:
         if f == "link" and inv.get("arm"):
             continue  # armed until the heal: drawn from the proxy's control events
         lane = inv.get("link") if f == "link" else inv.get("node", "?")
+        if f == "power-loss":  # several nodes at once: one lane per set
+            nodes = inv.get("nodes", "all")
+            lane = "power: " + (nodes if isinstance(nodes, str) else "+".join(nodes))
         label, stop = describe(f, inv), max(done["time"], t + 0.02)
         if f == "failpoint":  # armed until its (last) hit, else until the heal
             mine = [h["ts"] for h in hits if h["failpoint"] == inv.get("name") and h["ts"] >= t]

@@ -9,9 +9,10 @@ scenario, shared/scenarios.md's eight plus a few more). Shape::
      "source": "shared/scenarios.md #1",
      "config": {"events": 1000, "seed": 1, "batch_size": 10, "rate": 1000,
                 "extra_args": {"sink": ["--prepared-timeout-ms", "300"]},
-                "drain_timeout_s": 60},
-     "steps": [ ...fault schedule steps (harness/schedule.py; "f": kill|pause|stop|link|failpoint),
-                each may say "must_fire": true (the run is NOT as expected if it did not fire)... ],
+                "drain_timeout_s": 60, "storage": "direct" | "lazy"},
+     "steps": [ ...fault schedule steps (harness/schedule.py; "f": kill|pause|stop|link|failpoint|
+                power-loss|fsync-error|disk-full: the last three need "storage": "lazy"); each may
+                say "must_fire": true (the run is NOT as expected if it did not fire)... ],
      "expect": {"<mode label>": EXPECTATION, ...},
      "ablations": {"<ablation name>": {"<mode label>": EXPECTATION, ...}}}
 

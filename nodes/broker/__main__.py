@@ -32,7 +32,8 @@ from nodes.pb import broker_pb2_grpc
 @click.option("--no-fsync", is_flag=True,
               help="ABLATION: acknowledge Produce at once and never fsync; records reach the file by a "
                    "delayed write() (--writeback-ms), like unflushed page cache, so a kill -9 loses "
-                   "acknowledged records (scenario 2). Fetch still serves up to the appended end.")
+                   "acknowledged records (scenario 2). Fetch still serves up to the appended end. Committed "
+                   "offsets and producer epochs stay fsynced (the ablation is about the log).")
 @click.option("--no-monotonic-commits", is_flag=True,
               help="ABLATION: an offset commit below the committed offset overwrites it (the last "
                    "commit wins), so a late or reordered CommitOffset sets a group back and a "

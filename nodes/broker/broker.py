@@ -77,7 +77,8 @@ class Broker:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.topic = TopicLog(self.data_dir, partitions, segment_bytes=segment_bytes, fsync=fsync)
         self.producers = ProducerStateTable()
-        self.offsets = ConsumerOffsets(self.data_dir, fsync=fsync, monotonic=monotonic_commits)
+        # Committed offsets stay crash-safe with --no-fsync: the ablation is about the log.
+        self.offsets = ConsumerOffsets(self.data_dir, fsync=True, monotonic=monotonic_commits)
         self.commit = GroupCommit(self.topic, fsync=fsync, checkpoint_interval_s=checkpoint_interval_s,
                                   snapshot=self.producers_snapshot, snapshot_path=self.data_dir / SNAPSHOT_FILE,
                                   writeback_s=writeback_ms / 1000)
@@ -105,7 +106,11 @@ class Broker:
         self.recovered_bytes_dropped = self.topic.open()
         ends = self.topic.end_offsets()
         starts = {p: 0 for p in ends}
-        snap = read_json(self.data_dir / SNAPSHOT_FILE)
+        try:
+            snap = read_json(self.data_dir / SNAPSHOT_FILE)
+        except ValueError as e:  # a recovery point is a cache: rebuild it from the log
+            log.warning("producer snapshot unusable (%s); rebuilding producer state from offset 0", e)
+            snap = None
         if snap is not None:
             table = ProducerStateTable()
             covered = table.load_snapshot(snap)
@@ -174,7 +179,7 @@ class Broker:
             result = self.producers.init_producer(producer_id)
             try:
                 await asyncio.to_thread(atomic_write_json, self.data_dir / PRODUCERS_FILE,
-                                        self.producers.epochs_json(), fsync=self.fsync)
+                                        self.producers.epochs_json(), fsync=True)  # even with --no-fsync
             except OSError as e:
                 self.producers.next_producer_id, self.producers.epochs = saved
                 raise StorageError(f"cannot persist producer epoch: {e}") from None

@@ -50,9 +50,19 @@ def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
-    """Read a JSON file written by ``atomic_write_json``; ``default`` if it does not exist."""
+    """Read a JSON file written by ``atomic_write_json``; ``default`` if it does not exist.
+
+    Raises:
+        ValueError: the file exists but is not JSON (empty after a power loss that
+            kept the rename but not the unsynced data); the message names the file.
+    """
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            data = f.read()
     except FileNotFoundError:
         return default
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        what = "empty" if not data else f"not valid JSON ({e})"
+        raise ValueError(f"{path} is {what}") from None

@@ -15,7 +15,16 @@ negative snapshot limit), RESOURCE_EXHAUSTED (more than 100,000 orders),
 NOT_FOUND (Commit of an unknown id), FAILED_PRECONDITION (Commit of an aborted
 id, Abort of a committed id), ALREADY_EXISTS (PreCommit of a committed id),
 INTERNAL (an SQLite error; logged), UNAVAILABLE (an armed ``error`` failpoint
-``sink.after-*``: the write IS applied, only the reply is replaced: a lost ACK).
+``sink.after-*``: the write IS applied, only the reply is replaced: a lost ACK;
+or an I/O error, below).
+
+A full disk (SQLITE_FULL; SQLite rolls the transaction back) fails the call with
+UNAVAILABLE, a transient error the processor retries. An I/O error (SQLITE_IOERR:
+a failed write or fsync) fails the call with UNAVAILABLE and stops the node
+(exit 1): after a failed fsync
+the file's state is unknown (PostgreSQL's "fsyncgate"), so the sink never
+acknowledges anything more from this process; a restart re-reads what is really
+on disk (SQLite replays its WAL).
 """
 
 from __future__ import annotations
@@ -43,6 +52,23 @@ def order_rows(orders: Any) -> list[tuple[str, str, int]]:
     return [(o.order_id, o.account, o.amount_cents) for o in orders]
 
 
+SQLITE_IOERR, SQLITE_FULL = 10, 13
+
+
+def is_io_error(e: sqlite3.Error) -> bool:
+    """True for SQLITE_IOERR (any extended code, e.g. SQLITE_IOERR_FSYNC)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == SQLITE_IOERR
+    return "disk I/O error" in str(e)
+
+
+def is_disk_full(e: sqlite3.Error) -> bool:
+    """True for SQLITE_FULL."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return code & 0xFF == SQLITE_FULL if code is not None else "disk is full" in str(e)
+
+
 class SinkRunner:
     """Owns the worker thread and the SinkDB living on it; counts calls per RPC."""
 
@@ -55,6 +81,24 @@ class SinkRunner:
         self.calls: Counter[str] = Counter()
         self.db: SinkDB | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-db")
+        self.failed: BaseException | None = None
+        self.fatal = asyncio.Event()
+
+    def fail(self, e: BaseException) -> None:
+        """Fail-stop after an I/O error: refuse every later call, make :meth:`main` raise."""
+        if self.failed is None:
+            self.log.error("storage failure, the sink stops: %r", e)
+            self.failed = e
+        self.fatal.set()
+
+    async def main(self) -> None:
+        """Main task: the prepared-timeout sweep (if configured); raises once :meth:`fail` ran."""
+        sweep = asyncio.ensure_future(self.expire_prepared())
+        try:
+            await self.fatal.wait()
+        finally:
+            sweep.cancel()
+        raise RuntimeError(f"storage failure, sink stops: {self.failed}")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -113,12 +157,20 @@ class SinkServicer(sink_pb2_grpc.SinkServicer):
     async def _call(self, name: str, context: grpc.aio.ServicerContext, fn: Callable[[SinkDB], T]) -> T:
         self._r.calls[name] += 1
         db = self._r.db
+        if self._r.failed is not None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"sink storage failed: {self._r.failed}")
         try:
             return await self._r.run(fn, db)
         except SinkError as e:
             self._r.log.info("%s refused: %s", name, e, extra={"code": e.code.name})
             await context.abort(e.code, str(e))
         except sqlite3.Error as e:
+            if is_io_error(e):
+                self._r.fail(e)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"sink storage failed: {e}")
+            if is_disk_full(e):
+                self._r.log.error("%s failed: disk full", name)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"sink disk full: {e}")
             self._r.log.error("%s failed: %r", name, e, exc_info=True)
             await context.abort(grpc.StatusCode.INTERNAL, f"sink database error: {e}")
         raise AssertionError("unreachable")  # context.abort raises
