@@ -20,7 +20,7 @@ from typing import Callable
 from harness import interrupt
 from harness.checker import check, load_run
 from harness.cluster import Cluster, ClusterConfig, lag
-from harness.external import describe, external_notes, record_final_state, unreachable_steps
+from harness.external_report import describe, external_notes, record_final_state, unreachable_steps
 from harness.history import HistoryWriter
 from harness.metrics import faults_fired, latency_ms
 from harness.scheduler import ScheduleRunner

@@ -35,12 +35,13 @@ from pathlib import Path
 
 import grpc
 
+from harness.check_node_judge import promise_violation, tally
 from harness.checker.external import read_snapshot_rpc
 from harness.cluster import Cluster, ClusterConfig
 from harness.process import NodeStartError
 from harness.proxy_client import ProxyControlClient
 from nodes.common.channels import insecure_channel
-from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, TOPIC
+from nodes.common.modes import AT_MOST_ONCE, EXACTLY_ONCE, TOPIC
 from nodes.common.partitioning import partition_for
 from nodes.pb import broker_pb2, broker_pb2_grpc
 from nodes.producer.workload import generate
@@ -275,36 +276,12 @@ class ModeCheck:
             counts, balances = await read_snapshot_rpc(self.cluster.nodes["sink"].address, 5.0)
         except grpc.aio.AioRpcError as e:
             self.violation("snapshot", f"Sink.Snapshot failed: {e.code().name}: {e.details()}")
-        ids = {o.order_id: o for o in self.produced}
-        lost = [i for i in ids if counts.get(i, 0) == 0]
-        dup = [i for i in ids if counts.get(i, 0) > 1]
-        unexpected = [i for i in counts if i not in ids and counts[i]]
-        implied: dict[str, int] = defaultdict(int)
-        for i, n in counts.items():
-            if i in ids:
-                implied[ids[i].account] += ids[i].amount_cents * n
-        off = [a for a in sorted(set(implied) | set(balances)) if implied.get(a, 0) != balances.get(a, 0)]
-        other = ""
-        if unexpected:
-            other = f"the sink holds {len(unexpected)} orders never produced (first: {unexpected[0]})"
-        elif off:
-            other = (f"Snapshot balances disagree with its own orders for {len(off)} accounts (first: {off[0]}: "
-                     f"{balances.get(off[0], 0)} != {implied.get(off[0], 0)} cents)")
-        return lost, dup, other
+        return tally(counts, balances, self.produced)
 
     def judge_promise(self, step: str, what: str, lost: list[str], dup: list[str], other: str) -> None:
-        if other:
-            self.violation(step, f"{what}: {other}")
-        if lost and self.mode != AT_MOST_ONCE:
-            hint = (": were their offsets committed before the sink's ACK?" if self.node == "processor"
-                    else ": it lost writes it had acknowledged (not durable before the ACK?)")
-            self.violation(step, f"{what}: {len(lost)} orders never applied (first: {lost[0]}){hint}; "
-                                 f"{self.mode} promises no loss")
-        if dup and self.mode != AT_LEAST_ONCE:
-            hint = {AT_MOST_ONCE: "at-most-once must not retry a write nor replay after a crash",
-                    EXACTLY_ONCE: "exactly-once needs an idempotent write (Upsert by order id) or a "
-                                  "transaction committed once"}[self.mode]
-            self.violation(step, f"{what}: {len(dup)} orders applied twice (first: {dup[0]}): {hint}")
+        text = promise_violation(self.mode, self.node, what, lost, dup, other)
+        if text:
+            self.violation(step, text)
 
     def hint_lost(self, n: int) -> str:
         if self.node == "sink":

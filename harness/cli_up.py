@@ -17,7 +17,7 @@ from harness.cli_common import (EXIT_USAGE, console, events_range, disable_optio
 from harness import interrupt
 from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
-from harness.external import record_final_state
+from harness.external_report import record_final_state
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
 

@@ -132,3 +132,21 @@ def test_the_correct_example_passes(tmp_path):
     assert steps == ["start", "batch 1", "graceful restart", "batch 2", "kill -9", "lost ACKs"]
     assert "every step passed in at-least-once" in r.stdout
     assert_nothing_left(tmp_path)
+
+
+def test_the_judgement_of_one_snapshot_in_words():
+    from harness.check_node_judge import promise_violation, tally
+    from nodes.pb.events_pb2 import Order
+    orders = [Order(order_id=f"o{i}", account="a", amount_cents=100) for i in range(3)]
+    lost, dup, other = tally({"o0": 1, "o1": 2}, {"a": 300}, orders)
+    assert (lost, dup, other) == (["o2"], ["o1"], "")
+    assert promise_violation("at-most-once", "processor", "x", lost, dup, other).endswith(
+        "at-most-once must not retry a write nor replay after a crash")
+    assert "were their offsets committed before the sink's ACK?" in promise_violation(
+        "at-least-once", "processor", "x", lost, dup, other)
+    assert promise_violation("at-least-once", "processor", "x", [], dup, other) is None
+    assert "not durable before the ACK" in promise_violation("exactly-once", "sink", "x", lost, [], "")
+    _, _, other = tally({"o0": 1}, {"a": 999}, orders)
+    assert other.startswith("Snapshot balances disagree with its own orders for 1 accounts")
+    _, _, other = tally({"zz": 1}, {}, orders)
+    assert other == "the sink holds 1 orders never produced (first: zz)"
