@@ -181,11 +181,20 @@ class ExternalNodeProcess(NodeProcess):
     async def _wait_healthy(self, timeout_s: float) -> None:
         assert self.proc is not None
         deadline = time.monotonic() + timeout_s
+        exited = asyncio.ensure_future(self.proc.wait())
+        try:
+            await self._poll_health(exited, deadline, timeout_s)
+        finally:
+            if not exited.done():
+                exited.cancel()
+
+    async def _poll_health(self, exited: asyncio.Future, deadline: float, timeout_s: float) -> None:
+        """Health/Check every 100 ms (each with a 0.5 s deadline) until SERVING, the exit, or the deadline."""
         last = "no answer yet"
         async with insecure_channel(self.address) as ch:
             stub = health_pb2_grpc.HealthStub(ch)
             while True:
-                if self.proc.returncode is not None:
+                if exited.done():
                     raise NodeStartError(self._exited_message())
                 try:
                     resp = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5)
@@ -198,9 +207,7 @@ class ExternalNodeProcess(NodeProcess):
                     raise NodeStartError(f"{self.name} ({self.command_line}) not SERVING on "
                                          f"{self.address} within {timeout_s:g} s: {last}; stderr: "
                                          f"{self.stderr_tail(3)}")
-                done, _ = await asyncio.wait({asyncio.ensure_future(self.proc.wait())}, timeout=0.1)
-                for t in done:
-                    t.result()
+                await asyncio.wait({exited}, timeout=0.1)
 
     def _exited_message(self) -> str:
         code = self.proc.returncode if self.proc else None
