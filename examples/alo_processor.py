@@ -119,11 +119,16 @@ async def consume(args: argparse.Namespace, ready: asyncio.Event, stop: asyncio.
 
 
 async def watch_parent(stop: asyncio.Event) -> None:
-    """Stop when the harness that started us is gone (TESTBED_PARENT_PID)."""
+    """Stop when the harness that started us is gone (TESTBED_PARENT_PID no longer exists;
+    not "is no longer my parent": a wrapper script may sit between us)."""
     parent = int(os.environ.get("TESTBED_PARENT_PID", "0") or 0)
     while parent and not stop.is_set():
-        if os.getppid() != parent:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
             stop.set()
+        except PermissionError:
+            pass   # it exists
         await asyncio.sleep(0.5)
 
 

@@ -211,3 +211,48 @@ def test_an_external_node_that_ignores_the_parent_pid_is_stopped_when_the_harnes
     for p in left:  # never leave them behind, even when the test fails
         os.kill(p, signal.SIGKILL)
     assert not left, f"orphaned nodes still running: {left}"
+
+
+def _alive_with(text: str) -> list[int]:
+    """Pids of live processes whose command line contains ``text``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.timeout(240)
+def test_a_wrapper_script_and_its_child_are_killed_together(tmp_path):
+    """The command is a shell that runs the node as a child (not exec): kill -9 goes to the
+    process group, so the child dies with the wrapper and nothing outlives the run."""
+    wrapper = f"sh -c '{PY} examples/alo_processor.py \"$@\"; echo wrapper done' sh"
+    r, result, run = campaign(tmp_path, "--mode", "at-least-once", "--events", "600", "--faults",
+                              "kill-processor", "--processor-cmd", wrapper)
+    mode_dir = run / "at-least-once"
+    kills = [op for op in read_history(mode_dir / "nemesis.jsonl") if op["f"] == "kill" and op["type"] == "ok"]
+    assert kills and kills[0]["value"]["exit_code"] == -9 and kills[0]["value"]["new_pid"], kills
+    assert result["modes"][0]["lost"] == 0, result["modes"][0]
+    assert not _alive_with(str(mode_dir / "processor"))
+
+
+@pytest.mark.parametrize("name", ["alo_processor.py", "buggy_processor.py"])
+def test_the_examples_use_only_the_generated_stubs_and_grpc(name):
+    import ast
+    tree = ast.parse((ROOT / "examples" / name).read_text())
+    assert ast.get_docstring(tree) and len(ast.get_docstring(tree)) > 400
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules.add(node.module)
+    ours = {m for m in modules if m.split(".")[0] in ("nodes", "harness")}
+    assert all(m.startswith("nodes.pb") for m in ours), ours
+    third_party = {m.split(".")[0] for m in modules} - {"__future__", "argparse", "asyncio", "os", "signal", "sys",
+                                                       "nodes"}
+    assert third_party <= {"grpc", "grpc_health"}, third_party
