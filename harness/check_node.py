@@ -127,6 +127,14 @@ class ModeCheck:
         await self.produce(n)
         await self.wait_drained(step, need_all=True)
         lost, dup, other = await self.judge()
+        earlier = {o.order_id for o in self.produced[:(n - 1) * self.per_batch]}
+        forgotten = [i for i in lost if i in earlier]
+        if forgotten:
+            self.violation(step, f"{when}: {len(forgotten)} orders applied before the restart are gone "
+                                 f"(first: {forgotten[0]}): the {self.node} must keep what it acknowledged "
+                                 "(durable in its --data-dir)" if self.node == "sink" else
+                                 f"{when}: {len(forgotten)} orders of earlier batches are gone from the sink "
+                                 f"(first: {forgotten[0]})")
         if lost:
             self.violation(step, f"{when}: {len(lost)} of {len(self.produced)} orders never reached the sink "
                                  f"(first: {lost[0]}){self.hint_lost(n)}")

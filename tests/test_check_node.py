@@ -150,3 +150,16 @@ def test_the_judgement_of_one_snapshot_in_words():
     assert other.startswith("Snapshot balances disagree with its own orders for 1 accounts")
     _, _, other = tally({"zz": 1}, {}, orders)
     assert other == "the sink holds 1 orders never produced (first: zz)"
+
+
+@pytest.mark.timeout(120)
+def test_a_sink_that_forgets_on_restart(tmp_path):
+    """tests/byo_memory_sink.py: a sink written from the contract, in memory only."""
+    r = subprocess.run([PY, "-m", "harness.cli", "check-node", "--sink-cmd", f"{PY} tests/byo_memory_sink.py",
+                        "--mode", "exactly-once/idempotent", "--out", str(tmp_path / "runs"), "-q"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ok   exactly-once/idempotent     batch 1" in r.stdout
+    assert "ok   exactly-once/idempotent     graceful restart" in r.stdout
+    assert ("FAIL exactly-once/idempotent     batch 2           after a graceful restart: 40 orders applied before "
+            "the restart are gone (first: order-00000000): the sink must keep what it acknowledged") in r.stdout
