@@ -152,7 +152,7 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
              "elapsed_s": round(elapsed, 2),
              "anomalies": {n: a.to_json() for n, a in report.anomalies.items() if a.count},
              "notes": unexpected_exits(mode_dir) + held_by_a_fault(mode_dir) + external_notes(config)
-             + unreachable_steps(mode_dir)}
+             + unreachable_steps(mode_dir) + [r for r in report.reasons if " not checked:" in r]}
     if config.external:
         entry["external"] = describe(config.external)
     progress(spec.label, f"verdict {report.verdict}")

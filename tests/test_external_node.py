@@ -102,6 +102,7 @@ def test_exactly_once_without_operator_state_says_it_was_not_checked(tmp_path):
                               "--processor-cmd", f"{PY} examples/alo_processor.py")
     m = result["modes"][0]
     assert any("state-mismatch not checked" in reason for reason in m["reasons"]), m
+    assert "state-mismatch not checked" in r.stdout   # under the table, not only in result.json
     assert any("not applied: the external processor does not serve testbed.v1.NodeControl" in n
                for n in m["notes"]), m["notes"]
     final = json.loads((run / "exactly-once-idempotent" / "processor" / "final-status.json").read_text())
