@@ -194,7 +194,7 @@ def audit_dir(d: Path) -> dict:
     j = report.to_json()
     j.update(sink=config.get("sink_strategy"),
              anomalies={n: a for n, a in j["anomalies"].items() if a["count"]},
-             notes=completeness_notes(d, config))
+             notes=completeness_notes(d, config) + [r for r in report.reasons if " not checked:" in r])
     return j
 
 
