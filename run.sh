@@ -41,6 +41,7 @@ ensure_fuse() {
 }
 
 bootstrap
+CALLER_CWD="$PWD"
 ensure_fuse
 cd "$ROOT"
 cmd="${1:-campaign}"
@@ -61,6 +62,7 @@ case "$cmd" in
         if [[ $# -eq 0 ]] || [[ "$1" == -* && "$1" != "-h" && "$1" != "--help" ]]; then
             set -- campaign "$@"
         fi
-        exec "$VENV/bin/testbed" "$@"
+        # Relative paths in ARGS are the caller's: testbed goes back there (harness/cli.py).
+        TESTBED_CWD="$CALLER_CWD" exec "$VENV/bin/testbed" "$@"
         ;;
 esac

@@ -24,6 +24,7 @@ from harness.external_report import describe, external_notes, record_final_state
 from harness.history import HistoryWriter
 from harness.metrics import faults_fired, latency_ms
 from harness.scheduler import ScheduleRunner
+from harness.storage_watch import storage_guard
 from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SINK_IDEMPOTENT, SINK_TRANSACTIONAL
 
 ALL_MODES = (AT_MOST_ONCE, AT_LEAST_ONCE, EXACTLY_ONCE)
@@ -138,7 +139,7 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
         history.close()
     progress(spec.label, "auditing")
     report = check(load_run(mode_dir))
-    (mode_dir / "check.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    (mode_dir / "check.json").write_text(json.dumps(report.to_json(), indent=1, allow_nan=False) + "\n")
     lat = latency_ms(mode_dir)
     fired = faults_fired(mode_dir)
     entry = {"mode": spec.mode, "sink": spec.sink, "dir": spec.dirname,
@@ -168,16 +169,22 @@ def write_result(run_dir: Path, cfg: CampaignConfig, entries: list[dict], *, com
     if cfg.base.external:
         result["external_nodes"] = describe(cfg.base.external)
     result.update(cfg.extra)
-    (run_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    (run_dir / "result.json").write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     return result
 
 
 async def run_campaign(cfg: CampaignConfig, run_dir: Path, progress: ProgressFn = lambda *_: None) -> dict:
-    """Run every mode in turn; return the result (also written to result.json)."""
+    """Run every mode in turn; return the result (also written to result.json).
+
+    Raises:
+        harness.storage_watch.StorageFailure: a node stopped on a full disk or an I/O
+            error (result.json stays ``"complete": false`` with the modes done so far).
+    """
     entries: list[dict] = []
     write_result(run_dir, cfg, entries, complete=False)
     for spec in cfg.modes:
         interrupt.check()
-        entries.append(await run_mode(spec, cfg, run_dir, progress))
+        async with storage_guard():  # a node's ENOSPC / EIO ends the campaign (StorageFailure)
+            entries.append(await run_mode(spec, cfg, run_dir, progress))
         write_result(run_dir, cfg, entries, complete=False)
     return write_result(run_dir, cfg, entries, complete=True)

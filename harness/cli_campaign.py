@@ -10,8 +10,9 @@ from pathlib import Path
 
 import click
 
+from nodes.common.cli_types import FiniteFloat
 from harness import schedule as schedule_mod
-from harness.checker import InputError, check, load_run
+from harness.checker import InputError, check, load_run, validate
 from harness.cli_common import resolve_storage, storage_option
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
@@ -21,6 +22,7 @@ from harness.cluster import ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.progress import progress_display  # noqa: F401  (also used by other commands)
 from harness.runs import RunDirError, new_run_dir
+from harness.storage_watch import StorageFailure
 from harness.table import anomaly_lines, result_table
 from nodes.broker.errors import CorruptLog
 from nodes.broker.segment import SegmentCorruptError
@@ -92,6 +94,10 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
             fail(f"a node did not start: {e} (run data in {run_dir})")
         except DrainTimeout as e:
             fail(f"{e} (run data in {run_dir})")
+        except StorageFailure as e:
+            fail(f"{e} (partial run in {run_dir}, result.json complete: false)")
+        except OSError as e:  # the harness's own writes (the runs dir's disk is full too)
+            fail(f"harness: {e.strerror or e} on {e.filename or run_dir} (partial run in {run_dir})")
         return 0
 
     code = run_async(main)
@@ -115,10 +121,10 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @click.option("--schedule", "schedule_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Use this schedule.json instead of generating one.")
 @disable_option
-@click.option("--rate", type=float, default=DEFAULT_RATE, show_default=True, callback=non_negative,
+@click.option("--rate", type=FiniteFloat(), default=DEFAULT_RATE, show_default=True, callback=non_negative,
               help="Producer rate in events/s (0 = as fast as possible).")
 @click.option("--batch-size", type=int, default=100, show_default=True, callback=positive)
-@click.option("--drain-timeout", type=float, default=60.0, show_default=True, callback=positive,
+@click.option("--drain-timeout", type=FiniteFloat(), default=60.0, show_default=True, callback=positive,
               help="Seconds to wait for the pipeline to drain with the faults armed (the final heal "
                    "comes after the drain, or after 10 s without progress), then again after the heal.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -135,8 +141,8 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
     external = external_nodes(processor_cmd, sink_cmd, disable)
     if schedule_file:
         try:
-            sched = schedule_mod.load(schedule_file)
-        except schedule_mod.ScheduleError as e:
+            sched = validate.schedule_file(schedule_file)
+        except InputError as e:
             fail(str(e))
         planned = sched.get("events")
         if events is None:
@@ -163,19 +169,15 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
 
 
 def _load_result(run_dir: Path) -> dict:
-    """result.json of a campaign run, checked for the shape audit and replay need."""
+    """result.json of a campaign run, checked for the shape audit and replay need
+    (harness.checker.validate.result_file); exits 2 with one line if it is not."""
     path = run_dir / "result.json"
     if not path.exists():
         fail(f"{run_dir} has no result.json: not a campaign run directory")
     try:
-        result = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        fail(f"{path} is not valid JSON: {e}")
-    modes = result.get("modes") if isinstance(result, dict) else None
-    if not isinstance(modes, list) or not all(isinstance(m, dict) and "mode" in m and "dir" in m
-                                                  for m in modes):
-        fail(f"{path} is malformed: expected {{\"modes\": [{{\"mode\", \"dir\", ...}}]}}")
-    return result
+        return validate.result_file(path)
+    except InputError as e:
+        fail(str(e))
 
 
 AUDIT_ERRORS = (InputError, OSError, ValueError, KeyError, TypeError, sqlite3.DatabaseError,
@@ -184,12 +186,16 @@ AUDIT_ERRORS = (InputError, OSError, ValueError, KeyError, TypeError, sqlite3.Da
 
 def audit_dir(d: Path) -> dict:
     """Check one cluster directory; a row for the table, with notes on what the
-    audit could not see. Exits 2 (one line) on missing or unreadable inputs."""
+    audit could not see. Exits 2 (one line) on missing or unreadable inputs
+    (every input goes through harness.checker.validate; the broad catch is a last
+    guard so that no input can end in a traceback)."""
+    if not d.is_dir():
+        fail(f"cannot audit {d}: not a directory")
     try:
         report = check(load_run(d))
-        config = json.loads((d / "cluster.json").read_text())["config"]
+        config = validate.cluster_config(d / "cluster.json")
     except AUDIT_ERRORS as e:
-        fail(f"cannot audit {d}: {e}" if isinstance(e, InputError) else
+        fail(f"cannot audit: {e}" if isinstance(e, InputError) else
              f"cannot audit {d}: {type(e).__name__}: {e}")
     j = report.to_json()
     j.update(sink=config.get("sink_strategy"),
@@ -292,8 +298,8 @@ def replay(run_dir: Path, out, strict, quiet) -> None:
     """
     old = _load_result(run_dir)
     try:
-        sched = schedule_mod.load(run_dir / "schedule.json")
-    except schedule_mod.ScheduleError as e:
+        sched = validate.schedule_file(run_dir / "schedule.json")
+    except InputError as e:
         fail(str(e))
     c = old.get("config") or {}
     fields = {k: v for k, v in c.items() if k in ClusterConfig.__dataclass_fields__}

@@ -8,8 +8,11 @@
     testbed fault remove f1 --link producer-broker
     testbed fault heal
 
-The proxies are found in the cluster manifest (``--cluster``, default
-``runs/latest/cluster.json``, written by harness.cluster):
+The proxies are found in the cluster manifest: ``--cluster PATH``, or by default
+the running ``up`` of this checkout, named in the pid-checked ``runs/up.json``
+(harness.upfile; a stale file whose ``up`` died is ignored with a one-line note;
+never ``runs/latest``). Every command prints the cluster it acts on to stderr.
+The manifest (written by harness.cluster):
 ``{"links": {"producer-broker": {"proxy": "127.0.0.1:P", "upstream": ..., "pid": ...,
 "data_dir": ...}, ...}, ...}``.
 
@@ -29,13 +32,13 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from harness import proxy_client
+from nodes.common.cli_types import FiniteFloat
+from harness import proxy_client, upfile
 from nodes.proxy.faults import FAULTS
 from nodes.proxy.fault import InvalidFault
 from nodes.proxy.faults.delay import SIDES
 from nodes.proxy.match import parse_rules
 
-DEFAULT_CLUSTER = Path("runs") / "latest" / "cluster.json"
 NO_CLUSTER = "no running cluster: start one with ./run.sh up (or pass --cluster)"
 
 
@@ -45,15 +48,46 @@ class FaultUsageError(click.ClickException):
     exit_code = 2
 
 
-def load_links(cluster: Path) -> dict[str, dict[str, Any]]:
-    """The ``links`` of a cluster manifest. Raises: FaultUsageError (exit 2) if unreadable."""
+def resolve_cluster(cluster: Path | None) -> Path:
+    """The manifest to act on: ``--cluster``, else the running ``up``'s (runs/up.json);
+    says which on stderr. Raises: FaultUsageError (exit 2): no running ``up``."""
+    if cluster is not None:
+        click.echo(f"cluster: {cluster}", err=True)
+        return cluster
+    try:
+        path, pid = upfile.running_cluster()
+    except upfile.NoRunningUp as e:
+        if e.stale:
+            click.echo(e.stale, err=True)
+        raise FaultUsageError(str(e)) from None
+    click.echo(f"cluster: {path} (the running up, pid {pid})", err=True)
+    return path
+
+
+def load_links(cluster: Path | None, into: dict | None = None) -> dict[str, dict[str, Any]]:
+    """The ``links`` of a cluster manifest (see :func:`resolve_cluster`).
+    Raises: FaultUsageError (exit 2) if missing, unreadable or of the wrong shape."""
+    cluster = resolve_cluster(cluster)
     try:
         manifest = json.loads(Path(cluster).read_text())
     except FileNotFoundError:
-        raise FaultUsageError(NO_CLUSTER) from None
+        raise FaultUsageError(f"{cluster}: missing ({NO_CLUSTER})") from None
     except (OSError, ValueError) as e:
-        raise FaultUsageError(f"cannot read cluster manifest {cluster}: {e}") from None
-    links = manifest.get("links") or {}
+        raise FaultUsageError(f"cannot read cluster manifest {cluster}: {getattr(e, 'strerror', None) or e}") \
+            from None
+    links = manifest.get("links") if isinstance(manifest, dict) else None
+    if links is not None and (not isinstance(links, dict) or not all(
+            isinstance(i, dict) and isinstance(i.get("proxy"), str) for i in links.values())):
+        raise FaultUsageError(f"{cluster}: 'links' should map each link to {{\"proxy\": \"host:port\", ...}}")
+    links = links or {}
+    if into is not None:  # the cluster's control token (nodes/common/control_auth.py)
+        token = manifest.get("control_token")
+        into["token"] = token if isinstance(token, str) and token else None
+    gone = [f"{name} (pid {i['pid']})" for name, i in sorted(links.items())
+            if isinstance(i.get("pid"), int) and upfile.start_ticks(i["pid"]) is None]
+    if gone:
+        raise FaultUsageError(f"the cluster in {cluster} is not running: proxy {', '.join(gone)} gone "
+                              "(a finished run? start one with ./run.sh up)")
     if not links:
         raise FaultUsageError(f"the cluster in {cluster} has no proxies (started without them?)")
     return links
@@ -61,7 +95,7 @@ def load_links(cluster: Path) -> dict[str, dict[str, Any]]:
 
 def pick_links(ctx: click.Context, link: str | None) -> dict[str, str]:
     """link -> proxy address, for one link (``--link``) or for all. Raises: FaultUsageError."""
-    links = load_links(ctx.obj["cluster"])
+    links = load_links(ctx.obj["cluster"], ctx.obj)
     if link is None:
         return {name: info["proxy"] for name, info in sorted(links.items())}
     if link not in links:
@@ -76,6 +110,9 @@ def on_proxy(link: str, address: str, fn: Callable[[], Any]) -> Any:
     except grpc.aio.AioRpcError as e:
         if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
             raise FaultUsageError(f"{link}: {e.details()}") from None
+        if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise FaultUsageError(f"{link}: the proxy at {address} refused the control token "
+                                  "(cluster.json's control_token differs from the one it was started with)") from None
         if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             raise click.ClickException(f"{link}: proxy at {address} not reachable "
                                        f"({e.code().name}); is the cluster still running?") from None
@@ -83,8 +120,9 @@ def on_proxy(link: str, address: str, fn: Callable[[], Any]) -> Any:
 
 
 @click.group()
-@click.option("--cluster", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CLUSTER,
-              show_default=True, help="Cluster manifest of the running cluster.")
+@click.option("--cluster", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Cluster manifest (cluster.json) to act on [default: the running `up` of this "
+                   "checkout, named in runs/up.json].")
 @click.pass_context
 def fault(ctx: click.Context, cluster: Path) -> None:
     """Inject link faults through the proxies of a running cluster."""
@@ -95,7 +133,7 @@ def fault(ctx: click.Context, cluster: Path) -> None:
 @click.argument("kind", type=click.Choice(list(FAULTS)))
 @click.option("--link", required=True, help="producer-broker, processor-broker or processor-sink.")
 @click.option("--method", default="", help='RPC method, short ("Produce") or full; default all.')
-@click.option("--probability", type=float, default=None, help="Chance per matching call [0, 1]; default 1.")
+@click.option("--probability", type=FiniteFloat(), default=None, help="Chance per matching call [0, 1]; default 1.")
 @click.option("--count", type=int, default=0, show_default=True, help="Fire at most N times; 0 = unlimited.")
 @click.option("--after", type=int, default=0, show_default=True, help="Fire from the Nth matching call on.")
 @click.option("--delay-ms", type=int, default=0, show_default=True,
@@ -131,7 +169,7 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
     fid = on_proxy(link, address, lambda: proxy_client.add_sync(
         address, kind, method=method, probability=probability, count=count, after=after,
         delay_ms=delay_ms, jitter_ms=jitter_ms, side=side or "", code=code, link=link,
-        hold_ms=hold_ms, match=rules))
+        hold_ms=hold_ms, match=rules, token=ctx.obj.get("token")))
     click.echo(f"{fid} {kind} on {link}")
 
 
@@ -142,7 +180,7 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
 def remove(ctx: click.Context, fault_id: str, link: str) -> None:
     """Remove fault FAULT_ID from one link."""
     [(link, address)] = pick_links(ctx, link).items()
-    on_proxy(link, address, lambda: proxy_client.remove_sync(address, fault_id))
+    on_proxy(link, address, lambda: proxy_client.remove_sync(address, fault_id, token=ctx.obj.get('token')))
     click.echo(f"removed {fault_id} from {link}")
 
 
@@ -175,7 +213,7 @@ def list_(ctx: click.Context, link: str | None) -> None:
     """List the faults on every link (or one)."""
     table = Table("link", "id", "kind", "method", "p", "count", "after", "params", "matched", "fired")
     for name, address in pick_links(ctx, link).items():
-        for f in on_proxy(name, address, lambda: proxy_client.list_sync(address)):
+        for f in on_proxy(name, address, lambda: proxy_client.list_sync(address, token=ctx.obj.get('token'))):
             s = f["spec"]
             table.add_row(name, f["fault_id"], s["kind"], (s.get("method") or "*").rsplit("/", 1)[-1],
                           f"{s.get('probability', 1):g}", str(s.get("count", 0)),
@@ -190,7 +228,7 @@ def list_(ctx: click.Context, link: str | None) -> None:
 def heal(ctx: click.Context, link: str | None) -> None:
     """Remove every fault (on every link, or one)."""
     for name, address in pick_links(ctx, link).items():
-        n = on_proxy(name, address, lambda: proxy_client.heal_sync(address))
+        n = on_proxy(name, address, lambda: proxy_client.heal_sync(address, token=ctx.obj.get('token')))
         click.echo(f"healed {name}: {n} fault(s) removed")
 
 
@@ -203,7 +241,7 @@ def stats(ctx: click.Context, link: str | None) -> None:
             "held")
     table = Table("link", "method", *cols)
     for name, address in pick_links(ctx, link).items():
-        st = on_proxy(name, address, lambda: proxy_client.stats_sync(address))
+        st = on_proxy(name, address, lambda: proxy_client.stats_sync(address, token=ctx.obj.get('token')))
         for method, counters in sorted(st["methods"].items()):
             table.add_row(name, method.rsplit("/", 1)[-1], *(str(counters[c]) for c in cols))
     _console().print(table)

@@ -18,6 +18,7 @@ from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, resolve_st
 from harness.cli_external import external_nodes, external_options
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
+from harness.storage_watch import StorageFailure, storage_guard
 from nodes.common.failpoints import ACTIONS, REGISTRY
 
 
@@ -108,11 +109,14 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
     async def main() -> int:
         with progress_display(quiet) as progress:
             try:
-                holder["result"] = await run_scenario(sc, run_dir, modes=list(modes) or None,
-                                                      ablation=ablation, progress=progress, storage=storage,
-                                                      external=external)
+                async with storage_guard():  # a node's ENOSPC / EIO ends the run (one line, exit 2)
+                    holder["result"] = await run_scenario(sc, run_dir, modes=list(modes) or None,
+                                                          ablation=ablation, progress=progress,
+                                                          storage=storage, external=external)
             except NodeStartError as e:
                 fail(f"a node did not start: {e} (run data in {run_dir})")
+            except StorageFailure as e:
+                fail(f"{e} (partial run in {run_dir})")
         return 0
 
     if run_async(main) == 130:
@@ -267,7 +271,7 @@ def scenario_fidelity(names: tuple[str, ...], runs: int, ablations: bool, out: P
     if run_async(main) == 130:
         sys.exit(130)
     r = holder["r"]
-    (run_dir / "fidelity.json").write_text(json.dumps(r, indent=1) + "\n")
+    (run_dir / "fidelity.json").write_text(json.dumps(r, indent=1, allow_nan=False) + "\n")
     t = Table(title=f"replay fidelity: {runs} runs per scenario, same seed")
     for col in ("scenario", "mode", "identical", "outcomes (verdict, anomaly counts)"):
         t.add_column(col, overflow="fold")

@@ -12,14 +12,17 @@ import click
 import grpc
 from rich.table import Table
 
+from nodes.common.cli_types import FiniteFloat
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, resolve_storage, run_async, sink_option, storage_option)
-from harness import interrupt
+from harness import interrupt, upfile
 from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
 from harness.external_report import record_final_state
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
+from harness.storage_watch import failure_line
+from nodes.common.storage_fault import EXIT_STORAGE
 
 
 def nodes_table(cluster: Cluster) -> Table:
@@ -41,6 +44,8 @@ def progress_line(prog: dict) -> str:
         q = "down"
     else:
         q = f"{sum(proc.get('durable_positions', {}).values())} processed"
+        if proc.get("dead_lettered"):
+            q += f", {proc['dead_lettered']} dead-lettered"
     retries = prod.get("retries", 0) if "error" not in prod else 0
     return f"producer {p} ({retries} retries) | broker {b} | processor {q}"
 
@@ -55,7 +60,9 @@ def audit_line(cluster: Cluster) -> str:
         return f"audit unavailable: {e}"
     applied_once = r.events - r.count("lost") - r.count("duplicated")
     return (f"audit: {r.events} orders, {applied_once} applied exactly once, {r.count('lost')} lost, "
-            f"{r.count('duplicated')} duplicated, balances {'exact' if r.balance_ok else 'off'}; "
+            f"{r.count('duplicated')} duplicated, "
+            + (f"{r.count('dead-lettered')} dead-lettered, " if r.count("dead-lettered") else "")
+            + f"balances {'exact' if r.balance_ok else 'off'}; "
             f"verdict for {cluster.config.mode}: {r.verdict}")
 
 
@@ -64,7 +71,7 @@ def audit_line(cluster: Cluster) -> str:
 @sink_option
 @click.option("--events", type=int, default=100_000, show_default=True, callback=events_range,
               help="Orders in the generated workload.")
-@click.option("--rate", type=float, default=500.0, show_default=True, callback=non_negative,
+@click.option("--rate", type=FiniteFloat(), default=500.0, show_default=True, callback=non_negative,
               help="Producer rate in events/s (0 = as fast as possible).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Workload and proxy RNG seed.")
 @click.option("--batch-size", type=int, default=100, show_default=True, callback=positive)
@@ -86,7 +93,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
     While it runs, inject faults from another terminal with ``./run.sh fault ...``
-    (the cluster's addresses are in runs/latest/cluster.json).
+    (the cluster's addresses are in its cluster.json; runs/up.json names it while
+    this command runs, and `fault` finds it there).
     """
     if sink_strategy and mode != "exactly-once":
         fail("--sink applies to --mode exactly-once only")
@@ -110,6 +118,14 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
                                            default_out=out is None)))
 
 
+def stop_on_storage_error(cluster: Cluster) -> None:
+    """A node that stopped on a full disk or an I/O error (exit 3) ends `up` with its
+    line, exit 2: restarting it would only fail again (nodes/common/storage_fault.py)."""
+    for p in cluster.all_processes():
+        if p.proc is not None and p.proc.returncode == EXIT_STORAGE:
+            fail(failure_line(p) + f" (not restarted; run data in {cluster.run_dir})")
+
+
 async def restart_exited(cluster: Cluster) -> None:
     """Restart every node or proxy that exited on its own (a kill -9 from the user,
     a crash); say so, with its exit code."""
@@ -128,11 +144,14 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
               default_out: bool) -> int:
     cluster = Cluster(config, run_dir)
     atexit.register(cluster.kill_all_now)
+    runs_base = run_dir.parent
+    atexit.register(upfile.remove, runs_base)
     try:
         try:
             await cluster.start()
         except NodeStartError as e:
             fail(f"cluster did not start: {e}")
+        upfile.write(runs_base, run_dir / "cluster.json")
         console.print(nodes_table(cluster))
         for node, cmd in sorted(config.external.items()):
             console.print(f"external {node}: {cmd!r} runs in place of the built-in {node}", soft_wrap=True)
@@ -151,6 +170,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
                 console.print(progress_line(prog))
                 last_print = now
             from harness.cluster import _drained
+            stop_on_storage_error(cluster)
             if restart:
                 await restart_exited(cluster)
             if _drained(prog) and not drained_once:
@@ -163,5 +183,6 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
                     return 0
             await asyncio.sleep(0.25)
     finally:
+        upfile.remove(runs_base)
         await cluster.stop()
         console.print(f"stopped every process; run data in {run_dir}")

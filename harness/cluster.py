@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from harness import interrupt
 from harness.ablations import flags_for
 from harness.process import NodeProcess
 from harness.storage import LazyMount
+from nodes.common import control_auth
 from nodes.common.channels import insecure_channel
 from nodes.common.modes import EXACTLY_ONCE, SINK_IDEMPOTENT, TOPIC
 from nodes.pb import broker_pb2, broker_pb2_grpc, node_pb2, node_pb2_grpc
@@ -109,6 +112,9 @@ class Cluster:
         self.proxies: dict[str, NodeProcess] = {}
         self.mounts: dict[str, LazyMount] = {}
         self.started_at: float | None = None
+        self.control_token = os.environ.get(control_auth.TOKEN_ENV) or secrets.token_hex(16)
+        """Required on every node's and proxy's control calls (nodes/common/control_auth.py);
+        the user's $TESTBED_CONTROL_TOKEN, else a fresh one per cluster."""
 
     # ----- start / stop -------------------------------------------------------------------
 
@@ -163,6 +169,7 @@ class Cluster:
                         "proxy", self.run_dir / f"proxy-{link}",
                         ["--link", link, "--upstream", self.nodes[server].address,
                          "--seed", str(self.config.seed)], name=f"proxy:{link}")
+                    self.proxies[link].env[control_auth.TOKEN_ENV] = self.control_token
                 await _all(*(p.start() for p in self.proxies.values()))
             self.write_manifest()
             if links_up is not None:
@@ -201,6 +208,8 @@ class Cluster:
                                                  start_timeout_s=self.config.external_start_s)
         else:
             p = NodeProcess(name, data_dir, self._node_args(name), name=name)
+        p.env[control_auth.TOKEN_ENV] = self.control_token
+        control_auth.set_token(self.control_token)
         self.nodes[name] = p
         await p.start()
         self.write_manifest()
@@ -254,7 +263,8 @@ class Cluster:
             links[link] = {"proxy": p.address, "upstream": self.nodes[server].address if server in self.nodes else None,
                            "pid": p.pid, "data_dir": str(p.data_dir)}
         manifest = {"run_dir": str(self.run_dir), "config": asdict(self.config),
-                    "nodes": {n: info(p) for n, p in self.nodes.items()}, "links": links}
+                    "nodes": {n: info(p) for n, p in self.nodes.items()}, "links": links,
+                    "control_token": self.control_token}
         (self.run_dir / "cluster.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     # ----- inspection ---------------------------------------------------------------------
@@ -266,7 +276,7 @@ class Cluster:
             grpc.aio.AioRpcError: the node is down or did not answer in time.
         """
         p = self.nodes.get(name) or self.proxies[name]
-        async with insecure_channel(p.address) as ch:
+        async with control_auth.control_channel(p.address, self.control_token) as ch:
             resp = await node_pb2_grpc.NodeControlStub(ch).Status(node_pb2.StatusRequest(), timeout=timeout_s)
         return json.loads(resp.status_json)
 

@@ -43,6 +43,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from harness.process import ROOT, NodeProcess, NodeStartError
 from nodes.common.channels import insecure_channel
+from nodes.common.control_auth import control_channel
 from nodes.pb import node_pb2, node_pb2_grpc
 
 EXTERNAL_NODES = ("processor", "sink")
@@ -156,6 +157,7 @@ class ExternalNodeProcess(NodeProcess):
         env = dict(os.environ, PYTHONUNBUFFERED="1", **node_env(self.name, self.all_settings()))
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["TESTBED_PARENT_PID"] = str(os.getpid())
+        env.update(self.env)   # the cluster's control token (TESTBED_CONTROL_TOKEN)
         with open(self.data_dir / "stderr.log", "ab") as err, open(self.data_dir / "stdout.log", "ab") as out:
             try:
                 self.proc = await asyncio.create_subprocess_exec(
@@ -229,7 +231,7 @@ class ExternalNodeProcess(NodeProcess):
     async def probe_control(self) -> bool:
         """Whether the node serves NodeControl.Status (UNIMPLEMENTED = it does not)."""
         try:
-            async with insecure_channel(self.address) as ch:
+            async with control_channel(self.address) as ch:
                 await node_pb2_grpc.NodeControlStub(ch).Status(node_pb2.StatusRequest(), timeout=2.0)
             return True
         except grpc.aio.AioRpcError:

@@ -33,7 +33,7 @@ async def record_final_state(cluster, mode_dir: Path) -> None:
     else:
         final = dict(await cluster.committed_progress(), external=True)
     (mode_dir / "processor").mkdir(parents=True, exist_ok=True)
-    (mode_dir / "processor" / "final-status.json").write_text(json.dumps(final, indent=1))
+    (mode_dir / "processor" / "final-status.json").write_text(json.dumps(final, indent=1, allow_nan=False))
     if "sink" in cluster.config.external:
         await capture_snapshot(cluster.nodes["sink"].address, mode_dir / "sink")
 

@@ -21,6 +21,7 @@ from typing import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness import storage_watch
 from nodes.common.channels import insecure_channel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +61,13 @@ class NodeProcess:
         self.exit_cause: str | None = None
         """Why the harness ended the current incarnation ("kill step", "stop step",
         "cluster stop"...), set before it signals; None = any exit is the node's own."""
+        self.env: dict[str, str] = {}
+        """Extra environment of the process (the cluster's control token)."""
+        self.storage_fault_injected = False
+        """True while a scheduled storage fault (fsync-error, disk-full) is armed on this
+        node: its storage-error exit is the expected reaction, not a campaign-ending one."""
+        self.storage_error: dict | None = None
+        """The node's ``{"event": "storage-error", "node", "errno", "file"}`` line, if it printed one."""
 
     @property
     def pid(self) -> int | None:
@@ -111,6 +119,7 @@ class NodeProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["TESTBED_PARENT_PID"] = str(os.getpid())  # the node stops if this process dies
+        env.update(self.env)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.command(), stdout=asyncio.subprocess.PIPE, stderr=stderr,
@@ -122,6 +131,7 @@ class NodeProcess:
         self.paused = False
         self.exit_cause = None
         self.incarnation += 1
+        storage_watch.PROCESSES.add(self)  # a storage-error exit stops the campaign
         try:
             line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
             if not line:
@@ -142,9 +152,15 @@ class NodeProcess:
         return self.address
 
     async def _drain_stdout(self) -> None:
+        """Read the node's stdout to its end, keeping the storage-error line a node prints
+        there (a pipe: readable when its disk is full) in ``storage_error``."""
         assert self.proc is not None
-        while await self.proc.stdout.read(65536):
-            pass
+        while line := await self.proc.stdout.readline():
+            if b'"storage-error"' in line:
+                try:
+                    self.storage_error = json.loads(line)
+                except ValueError:
+                    pass
 
     async def _wait_serving(self) -> None:
         """Follow the health service's Watch stream until it says SERVING, racing

@@ -18,7 +18,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from nodes.common.channels import insecure_channel
+from nodes.common.control_auth import control_channel
 from nodes.pb import node_pb2, node_pb2_grpc, proxy_pb2, proxy_pb2_grpc
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -30,12 +30,14 @@ class ProxyControlClient:
     Args:
         address: the proxy's "host:port".
         timeout_s: deadline of every control call (seconds).
+        token: the control token (metadata x-testbed-token); default: the one the
+            harness set for its cluster, or $TESTBED_CONTROL_TOKEN (UNAUTHENTICATED if wrong).
     """
 
-    def __init__(self, address: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, address: str, timeout_s: float = DEFAULT_TIMEOUT_S, token: str | None = None) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = insecure_channel(address)
+        self._channel = control_channel(address, token)  # the cluster's control token, if any
         self._stub = proxy_pb2_grpc.ProxyControlStub(self._channel)
 
     async def __aenter__(self) -> "ProxyControlClient":
@@ -112,11 +114,11 @@ def _match_value(v: Any) -> str:
 
 
 def call_sync(address: str, op: str, *args: Any, timeout_s: float = DEFAULT_TIMEOUT_S,
-              **kwargs: Any) -> Any:
+              token: str | None = None, **kwargs: Any) -> Any:
     """Run one ProxyControlClient method (``op``: "add", "list"...) from synchronous code."""
 
     async def run() -> Any:
-        async with ProxyControlClient(address, timeout_s) as px:
+        async with ProxyControlClient(address, timeout_s, token) as px:
             return await getattr(px, op)(*args, **kwargs)
 
     return asyncio.run(run())
@@ -126,17 +128,17 @@ def add_sync(address: str, kind: str, **kwargs: Any) -> str:
     return call_sync(address, "add", kind, **kwargs)
 
 
-def remove_sync(address: str, fault_id: str) -> None:
-    call_sync(address, "remove", fault_id)
+def remove_sync(address: str, fault_id: str, token: str | None = None) -> None:
+    call_sync(address, "remove", fault_id, token=token)
 
 
-def list_sync(address: str) -> list[dict[str, Any]]:
-    return call_sync(address, "list")
+def list_sync(address: str, token: str | None = None) -> list[dict[str, Any]]:
+    return call_sync(address, "list", token=token)
 
 
-def heal_sync(address: str) -> int:
-    return call_sync(address, "heal")
+def heal_sync(address: str, token: str | None = None) -> int:
+    return call_sync(address, "heal", token=token)
 
 
-def stats_sync(address: str) -> dict[str, Any]:
-    return call_sync(address, "stats")
+def stats_sync(address: str, token: str | None = None) -> dict[str, Any]:
+    return call_sync(address, "stats", token=token)

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_RUNS = ROOT / "runs"
+DEFAULT_RUNS = Path(os.environ.get("TESTBED_RUNS") or ROOT / "runs")
+"""The runs directory (``$TESTBED_RUNS`` overrides ``<checkout>/runs``; tests use it)."""
 
 
 class RunDirError(Exception):

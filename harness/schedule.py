@@ -125,6 +125,8 @@ def load(path: Path) -> dict:
         schedule = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ScheduleError(f"missing schedule file {path}") from None
+    except OSError as e:
+        raise ScheduleError(f"cannot read schedule file {path}: {e.strerror or e}") from None
     except ValueError as e:
         raise ScheduleError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(schedule, dict) or not isinstance(schedule.get("steps", []), list):

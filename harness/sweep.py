@@ -155,9 +155,9 @@ async def run_sweep(run_dir: Path, *, sink: str = SINK_IDEMPOTENT, events: int =
                                     "fired": fired, "lost": entry.get("lost"),
                                     "duplicated": entry.get("duplicated"), "reasons": entry.get("reasons"),
                                     "dir": str(mode_dir)})
-            path.write_text(json.dumps(result, indent=1) + "\n")
+            path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     result["complete"] = True
     result["all_held"] = all(c["verdict"] == "held" for c in result["cells"])
     result["ok"] = result["all_held"] and not unreachable
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     return result

@@ -47,6 +47,8 @@ async def test_ablation_lets_the_last_commit_win(tmp_path: Path) -> None:
 async def test_broker_commit_offsets(tmp_path: Path, monotonic: bool) -> None:
     broker = Broker(tmp_path, 2, "at-most-once", monotonic_commits=monotonic)
     broker.recover()
+    for p, n in ((0, 800), (1, 6)):   # commits beyond the log end are refused: fill the log
+        await broker.produce("orders", p, -1, 0, -1, [(b"k", b"v")] * n)
     await broker.commit_offsets("g", "orders", [(0, 800), (1, 5)])
     kept = await broker.commit_offsets("g", "orders", [(0, 500), (1, 6)])
     assert kept == ({0: 800} if monotonic else {})
@@ -64,6 +66,9 @@ async def test_commit_offset_response_names_the_kept_partitions(spawn) -> None:
                 pb.PartitionOffset(partition=int(p[1:]), offset=o) for p, o in offsets.items()]), timeout=5)
             return [(po.partition, po.offset) for po in resp.kept]
 
+        for p, n in ((0, 800), (1, 3)):   # commits beyond the log end are refused: fill the log
+            await stub.Produce(pb.ProduceRequest(topic="orders", partition=p, producer_id=-1, records=[
+                pb.Record(key=b"k", value=b"v")] * n), timeout=5)
         assert await commit(p0=800, p1=2) == []
         assert await commit(p0=500, p1=3) == [(0, 800)]
         c = await stub.FetchCommittedOffset(pb.FetchCommittedOffsetRequest(group="g", topic="orders"), timeout=5)

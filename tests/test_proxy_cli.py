@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(60)
 def test_no_cluster_is_one_line_usage_error(tmp_path):
     r = CliRunner().invoke(fault, ["--cluster", str(tmp_path / "none.json"), "list"])
     assert r.exit_code == 2
-    assert r.output.strip() == f"Error: {NO_CLUSTER}"
+    assert r.output.strip().splitlines()[-1] == f"Error: {tmp_path / 'none.json'}: missing ({NO_CLUSTER})"
 
 
 async def test_add_list_stats_heal_on_running_proxy(spawn, tmp_path):
@@ -36,7 +36,7 @@ async def test_add_list_stats_heal_on_running_proxy(spawn, tmp_path):
 
     r = await cli("add", "duplicate", "--link", "processor-sink", "--method", "Apply", "--count", "1")
     assert r.exit_code == 0, r.output
-    assert r.output.strip() == "f1 duplicate on processor-sink"
+    assert r.stdout.strip() == "f1 duplicate on processor-sink"
     r = await cli("add", "delay", "--link", "processor-sink", "--delay-ms", "20", "--jitter-ms", "5",
                   "--side", "response", "--probability", "0.5")
     assert r.exit_code == 0, r.output
@@ -59,7 +59,7 @@ async def test_add_list_stats_heal_on_running_proxy(spawn, tmp_path):
     assert r.exit_code == 1 and "NOT_FOUND" in r.output, r.output
 
     r = await cli("remove", "f2", "--link", "processor-sink")
-    assert r.exit_code == 0 and r.output.strip() == "removed f2 from processor-sink"
+    assert r.exit_code == 0 and r.stdout.strip() == "removed f2 from processor-sink"
     r = await cli("add", "error", "--link", "processor-sink", "--code", "internal")
     assert r.exit_code == 0, r.output
     assert await apply_code(proxy.address, 2) == grpc.StatusCode.INTERNAL

@@ -16,6 +16,7 @@ from harness.cluster import ClusterConfig
 from harness.history import read_history
 from harness.scenarios.runner import run_scenario
 from harness.storage import is_mounted
+from nodes.common import storage_fault
 from nodes.storage.faults import read_faults
 from tests.lazyfs_support import needs_fuse
 
@@ -68,7 +69,7 @@ async def test_fsync_error_on_the_broker_log_fail_stops_it_and_loses_no_ack(tmp_
     fired = [f for f in read_faults(mode_dir / "broker.lazyfs") if f["fault"] == "fsync-error"]
     assert len(fired) == 1 and fired[0]["path"].startswith("/orders-")
     (step,) = _ok(mode_dir, "fsync-error")
-    assert step["fired"] and step["exit_code"] == 1 and step["new_pid"]  # fail-stop, restarted
+    assert step["fired"] and step["exit_code"] == storage_fault.EXIT_STORAGE and step["new_pid"]  # fail-stop, restarted
     assert "fsync failed" in (mode_dir / "broker" / "broker.log").read_text()
     assert entry["verdict"] in ("held", "not-exercised") and entry["lost_acknowledged"] == 0
     assert entry["lost"] == 0 and not entry["notes"]
@@ -157,7 +158,7 @@ def test_ctrl_c_unmounts_every_lazy_mount(tmp_path):
 @needs_fuse
 @pytest.mark.timeout(120)
 async def test_disk_full_stops_the_processor_at_its_checkpoint_and_it_recovers(tmp_path):
-    """exactly-once: a checkpoint that cannot be written stops the processor (exit 1);
+    """exactly-once: a checkpoint that cannot be written stops the processor (exit 3, a storage error);
     it is restarted when the disk has room and recovers from its last checkpoint."""
     base = ClusterConfig(mode="exactly-once", seed=3, events=1500, rate=1000, batch_size=20, storage="lazy")
     steps = [{"at": 400, "f": "disk-full", "node": "processor", "after_bytes": 0, "for_ms": 1200}]
@@ -168,5 +169,5 @@ async def test_disk_full_stops_the_processor_at_its_checkpoint_and_it_recovers(t
     fired = [f for f in read_faults(mode_dir / "processor.lazyfs") if f["fault"] == "disk-full"]
     assert fired and fired[0]["path"] == "/checkpoint.json.tmp"
     (step,) = _ok(mode_dir, "disk-full")
-    assert step["enospc"] >= 1 and step["exit_code"] == 1 and step["new_pid"]
+    assert step["enospc"] >= 1 and step["exit_code"] == storage_fault.EXIT_STORAGE and step["new_pid"]
     assert entry["verdict"] == "held" and not entry["notes"], entry

@@ -18,7 +18,7 @@ from nodes.broker.offsets import ConsumerOffsets
 from nodes.common.modes import AT_LEAST_ONCE, TOPIC
 from nodes.processor.checkpoint import Checkpoint, CheckpointStore
 from nodes.sink.db import SinkDB
-from nodes.sink.service import is_io_error
+from nodes.common import storage_fault
 from nodes.storage.faults import read_faults
 from tests.lazyfs_support import lazy, needs_fuse  # noqa: F401
 
@@ -43,7 +43,7 @@ async def test_broker_never_acks_a_batch_whose_fsync_failed_and_fail_stops(lazy)
     with pytest.raises(StorageError):  # no retry of the fsync, no ACK ever again
         await b.produce(TOPIC, 0, -1, -1, -1, BATCH)
     with pytest.raises(RuntimeError, match="storage failure"):
-        await b.wait_fatal()  # the node exits 1; a restart re-reads the disk
+        await b.wait_fatal()  # the node exits 3 (a storage error); a restart re-reads the disk
     await b.close()
     await lazy.power_loss()
     b2 = Broker(lazy.mount, 1, AT_LEAST_ONCE, checkpoint_interval_s=0)
@@ -93,7 +93,7 @@ async def test_sink_commit_with_failed_fsync_is_an_io_error_and_not_durable(lazy
     await lazy.control("fsync-error sink.db-wal")
     with pytest.raises(sqlite3.Error) as e:
         db.apply([("order-2", "a", 1)])
-    assert is_io_error(e.value)  # -> UNAVAILABLE and the sink node stops (nodes/sink/service.py)
+    assert storage_fault.find(e.value) is e.value  # a storage error: the sink node fail-stops, exit 3
     assert _fired(lazy, "fsync-error")
     await lazy.power_loss()
     try:

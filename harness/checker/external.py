@@ -34,8 +34,8 @@ def read_sink(sink_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
     db = sink_dir / "sink.db"
     snap = sink_dir / SNAPSHOT_FILE
     if db.exists():
-        from nodes.sink.db import read_snapshot
-        return read_snapshot(db)
+        from harness.checker import validate
+        return validate.sink_snapshot(db)
     if not snap.exists():
         raise InputError(f"missing sink database {db} (and no {SNAPSHOT_FILE} of an external sink)")
     try:

@@ -15,11 +15,9 @@ from pathlib import Path
 from sys import intern
 from typing import Iterable
 
+from harness.checker import validate
+from harness.checker.validate import InputError
 from nodes.pb import events_pb2
-
-
-class InputError(Exception):
-    """A run directory lacks a file the audit needs, or holds an unreadable one."""
 
 
 @dataclass
@@ -52,6 +50,8 @@ class RunData:
     unchecked: list[str] = field(default_factory=list)
     """Checks the audit could not make, each in words (an external node that does not
     expose what they need, harness/checker/external.py); reported with the verdict."""
+    dead_letters: list[dict] = field(default_factory=list)
+    """Rows of the sink's dead_letters table (harness/checker/dead_lettered.py)."""
 
 
 def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
@@ -74,61 +74,70 @@ def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
 
 
 def read_history(path: Path) -> tuple[set[str], set[str]]:
-    """(invoked, acked) order ids from a producer history; a torn last line is ignored."""
+    """(invoked, acked) order ids from a producer history (checked by validate.history_ops;
+    only a torn last line is ignored).
+
+    Raises:
+        InputError: missing, damaged or of the wrong shape; an ``ok`` for orders never invoked.
+    """
     invoked: set[str] = set()
     acked: set[str] = set()
-    if not path.exists():
-        raise InputError(f"missing producer history {path}")
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                op = json.loads(line)
-            except ValueError:
-                continue  # torn last line of a killed producer
-            t = op.get("type")
-            orders = (op.get("value") or {}).get("orders") or []
-            if t == "invoke":
-                invoked.update(map(intern, orders))
-            elif t == "ok":
-                acked.update(map(intern, orders))
+    for op in validate.history_ops(path):
+        t = op["type"]
+        orders = op["value"].get("orders") or []
+        if t == "invoke":
+            invoked.update(map(intern, orders))
+        elif t == "ok":
+            acked.update(map(intern, orders))
+    stray = acked - invoked
+    if stray:
+        raise InputError(f"{path}: {len(stray)} order(s) acknowledged but never invoked "
+                         f"(first {min(stray)!r:.40}): not a consistent history")
     return invoked, acked
 
 
-def read_broker_log(broker_dir: Path) -> tuple[Counter, dict[str, tuple[int, int]]]:
-    """Count every order id in every partition log of the broker (offline)."""
-    from nodes.broker.log import partition_count, read_values
+def read_broker_log(broker_dir: Path, ends: dict[int, int] | None = None
+                    ) -> tuple[Counter, dict[str, tuple[int, int]]]:
+    """Count every order id in every partition log of the broker (offline); ``ends``
+    (if given) receives each partition's end offset (validated by validate.broker_partitions)."""
+    from nodes.broker.log import read_values
+    from nodes.broker.record import CorruptRecordError
     counts: Counter = Counter()
     first: dict[str, tuple[int, int]] = {}
-    try:
-        n = partition_count(broker_dir)
-    except (OSError, ValueError) as e:
-        raise InputError(f"broker log in {broker_dir}: {e}") from None
+    n = validate.broker_meta(broker_dir)
+    validate.broker_partitions(broker_dir, n)
     order = events_pb2.Order()
     parse = order.ParseFromString
     plain: dict[str, int] = {}   # a dict's get is faster than Counter.__missing__ on 1M new keys
     get = plain.get
     for p in range(n):
-        for offset, value in read_values(broker_dir, p):
-            parse(value)
-            oid = intern(order.order_id)   # one str object per order id across every structure
-            c = get(oid, 0)
-            plain[oid] = c + 1
-            if not c:
-                first[oid] = (p, offset)
+        try:
+            for offset, value in read_values(broker_dir, p):
+                if ends is not None:
+                    ends[p] = offset + 1
+                try:
+                    parse(value)
+                except Exception:  # a poison record (undecodable value, CRC intact): not an order
+                    continue
+                oid = intern(order.order_id)   # one str object per order id across every structure
+                c = get(oid, 0)
+                plain[oid] = c + 1
+                if not c:
+                    first[oid] = (p, offset)
+        except CorruptRecordError as e:
+            raise InputError(f"broker log: {e}") from None
+        except OSError as e:
+            raise InputError(f"{broker_dir}: partition {p}: cannot read ({e.strerror or e})") from None
     counts.update(plain)
     return counts, first
 
 
 def read_checkpoint_state(path: Path) -> dict[str, int] | None:
-    """Operator state (account -> cents) of the processor's last checkpoint, or None."""
-    try:
-        ck = json.loads(path.read_text())
-    except FileNotFoundError:
+    """Operator state (account -> cents) of the processor's last checkpoint, or None
+    when there is no checkpoint file. Raises: InputError (damaged or wrong shape)."""
+    if not Path(path).exists():
         return None
-    except ValueError as e:
-        raise InputError(f"unreadable checkpoint {path}: {e}") from None
-    state = ck.get("state") or ck.get("operator_state") or {}
-    return {str(k): int(v) for k, v in state.items()}
+    return validate.operator_state(path)
 
 
 def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
@@ -141,16 +150,33 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     manifest = d / "cluster.json"
     if not manifest.exists():
         raise InputError(f"missing {manifest}: not a run directory")
-    config = json.loads(manifest.read_text())["config"]
+    config = validate.cluster_config(manifest)
     data = RunData(mode=config["mode"],
                    workload={oid: (a, amount) for oid, a, amount in workload_rows(config, d)})
-    data.invoked, data.acked = read_history(d / "producer" / "history.jsonl")
-    if not (d / "broker").is_dir():
-        raise InputError(f"missing broker data dir {d / 'broker'}")
-    data.log_counts, data.log_positions = read_broker_log(d / "broker")
+    history = d / "producer" / "history.jsonl"
+    data.invoked, data.acked = read_history(history)
+    ends: dict[int, int] = {}
+    offsets_file = d / "broker" / "consumer-offsets.json"
+    # Read the committed offsets BEFORE the log: on a live cluster the log only grows,
+    # so offsets read first can never point past the log read after.
+    offsets = validate.read_json(offsets_file) if offsets_file.exists() else None
+    data.log_counts, data.log_positions = read_broker_log(d / "broker", ends)
+    if offsets is not None:
+        validate.consumer_offsets(offsets_file, ends, offsets)
+    if not data.invoked and data.log_counts:
+        raise InputError(f"{history}: no operation, but the broker log holds "
+                         f"{sum(data.log_counts.values()):,} records: history lost or truncated")
+    strangers = {o for o in data.invoked.difference(data.workload)
+                 if not o.startswith("<sha256:")}  # a long id the producer wrote as its hash
+    if strangers:
+        raise InputError(f"{history}: {len(strangers):,} order id(s) not in this run's workload "
+                         f"(first {min(strangers)!r:.40}): not this run's history")
     from harness.checker.external import operator_state, read_sink
     sink_counts, data.balances = read_sink(d / "sink")   # sink.db, or an external sink's snapshot
     data.sink_counts = {intern(oid): n for oid, n in sink_counts.items()}
+    from nodes.sink.schema import read_dead_letters
+    if (d / "sink" / "sink.db").exists():   # an external sink's dead letters are not in its Snapshot
+        data.dead_letters = read_dead_letters(d / "sink" / "sink.db")
     del sink_counts
     if config["mode"] == "exactly-once":
         # The processor's live state captured by the harness after the drain, else
@@ -158,4 +184,12 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
         external = "processor" in (config.get("external") or {})
         data.operator_state, why = operator_state(d / "processor", external)
         data.unchecked += [why] if why else []
+    final = d / "processor" / "final-status.json"
+    if final.exists():  # what the processor consumed must be in the log
+        status = validate.read_json(final)
+        if isinstance(status, dict) and "durable_positions" in status:
+            validate.offsets_within_log(final, status["durable_positions"], ends, "durable_positions")
+    nemesis = d / "nemesis.jsonl"
+    if nemesis.exists():
+        validate.nemesis_ops(nemesis)
     return data

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from harness.checker.anomaly import Anomaly
 from harness.checker.balance import check_balances, check_state
+from harness.checker.dead_lettered import check_dead_lettered
 from harness.checker.duplicated import check_duplicated, check_log_duplicates, check_unexpected
 from harness.checker.inputs import RunData
 from harness.checker.lost import check_lost
@@ -52,9 +53,11 @@ def check(data: RunData) -> CheckReport:
     lost, lost_ack = check_lost(data)
     mismatch, balance_ok, deltas = check_balances(data)
     families = [lost, lost_ack, check_duplicated(data), check_log_duplicates(data), check_unexpected(data), mismatch,
-                check_state(data), check_order(data)]
+                check_state(data), check_order(data), check_dead_lettered(data)]
     anomalies = {a.name: a for a in families}
-    verdict, reasons = decide(data.mode, {n: a.count for n, a in anomalies.items()}, balance_ok)
+    counts = {n: a.count for n, a in anomalies.items()}
+    counts["dead-lettered-poison"] = anomalies["dead-lettered"].extra.get("poison", 0)
+    verdict, reasons = decide(data.mode, counts, balance_ok)
     reasons += data.unchecked   # said with the verdict, never a silent "held"
     acked = sum(1 for oid in data.workload if oid in data.acked)
     return CheckReport(mode=data.mode, events=len(data.workload), acked=acked, anomalies=anomalies,

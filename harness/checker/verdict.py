@@ -8,6 +8,12 @@ A sink that disagrees with itself (``balance-mismatch``) or holds orders never
 produced (``unexpected``) breaks every mode. A weaker mode that showed no
 anomaly at all is ``not-exercised``: its faults did not hit, which proves
 nothing (the kind of result a checker must not report as a win).
+
+Dead letters (``dead-lettered``, issue 11): a poison record that is not a
+workload order was set aside and reported; the promise is judged on the
+workload, so it changes no verdict and adds a reason ("1 poison record(s)
+dead-lettered, reported") to every verdict: a run that held with dead letters
+says so. A dead-lettered workload order is also ``lost`` and counts as loss.
 """
 
 from __future__ import annotations
@@ -24,11 +30,20 @@ PROMISES = {
 
 
 def decide(mode: str, counts: dict[str, int], balance_ok: bool) -> tuple[str, list[str]]:
-    """Return (verdict, reasons) from anomaly counts ({"lost": n, ...}).
+    """Return (verdict, reasons) from anomaly counts ({"lost": n, ...}); the count
+    ``dead-lettered-poison`` (dead letters that are not workload orders) adds a reason.
 
     Raises:
         ValueError: an unknown mode.
     """
+    verdict, reasons = _decide(mode, counts, balance_ok)
+    poison = counts.get("dead-lettered-poison", 0)
+    if poison:
+        reasons.append(f"{poison} poison record(s) dead-lettered, reported (not workload orders)")
+    return verdict, reasons
+
+
+def _decide(mode: str, counts: dict[str, int], balance_ok: bool) -> tuple[str, list[str]]:
     if mode not in PROMISES:
         raise ValueError(f"unknown mode {mode!r}")
     c = lambda name: counts.get(name, 0)  # noqa: E731

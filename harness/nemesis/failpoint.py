@@ -28,7 +28,7 @@ import grpc
 
 from harness.nemesis.base import Nemesis
 from harness.process import NodeProcess
-from nodes.common.channels import insecure_channel
+from nodes.common.control_auth import control_channel
 from nodes.pb import node_pb2, node_pb2_grpc
 
 
@@ -39,7 +39,7 @@ async def arm_failpoint(address: str, name: str, action: str, *, nth: int = 1, c
     Raises:
         grpc.aio.AioRpcError: NOT_FOUND (unknown name), INVALID_ARGUMENT, UNAVAILABLE (node down).
     """
-    async with insecure_channel(address) as ch:
+    async with control_channel(address) as ch:
         resp = await node_pb2_grpc.NodeControlStub(ch).ArmFailpoint(
             node_pb2.ArmFailpointRequest(name=name, action=action, nth=nth, count=count,
                                          delay_ms=delay_ms, timeout_ms=timeout_ms), timeout=timeout_s)
@@ -48,7 +48,7 @@ async def arm_failpoint(address: str, name: str, action: str, *, nth: int = 1, c
 
 async def disarm_failpoint(address: str, name: str = "", timeout_s: float = 5.0) -> bool:
     """DisarmFailpoint (``name`` "" = all); return whether anything was armed."""
-    async with insecure_channel(address) as ch:
+    async with control_channel(address) as ch:
         resp = await node_pb2_grpc.NodeControlStub(ch).DisarmFailpoint(
             node_pb2.DisarmFailpointRequest(name=name), timeout=timeout_s)
     return resp.was_armed
@@ -56,7 +56,7 @@ async def disarm_failpoint(address: str, name: str = "", timeout_s: float = 5.0)
 
 async def list_failpoints(address: str, timeout_s: float = 5.0) -> list[dict]:
     """ListFailpoints: [{name, description, armed, hits, fired, total_fired}]."""
-    async with insecure_channel(address) as ch:
+    async with control_channel(address) as ch:
         resp = await node_pb2_grpc.NodeControlStub(ch).ListFailpoints(
             node_pb2.ListFailpointsRequest(), timeout=timeout_s)
     return [{"name": f.name, "description": f.description, "armed": f.armed, "hits": f.hits,

@@ -105,6 +105,7 @@ class FsyncErrorNemesis(Nemesis):
         mount = _mount(self, node)
         path = step.get("path")
         before = (await mount.control("stats"))["faults_fired"].get("fsync-error", 0)
+        self.ctx.cluster.nodes[node].storage_fault_injected = True  # its exit 3 is expected
         answer = await mount.control(f"fsync-error {path}" if path else "fsync-error")
         self.armed.add(node)
         out: dict = {"armed": answer["armed"], "fired": False}
@@ -115,9 +116,9 @@ class FsyncErrorNemesis(Nemesis):
                 self.armed.discard(node)
                 break
             await asyncio.sleep(0.02)
-        if not out["fired"]:
-            return out
         p = self.ctx.cluster.nodes[node]
+        if not out["fired"]:
+            return out  # still armed: the flag stays until the heal disarms it
         async with p.exclusive():
             out["exit_code"] = await p.wait(10)
             if out["exit_code"] is not None:
@@ -126,6 +127,7 @@ class FsyncErrorNemesis(Nemesis):
                 await asyncio.sleep(step.get("down_ms", 300) / 1000)
                 await p.start_owned()
                 out["new_pid"] = p.pid
+            p.storage_fault_injected = False
         if "new_pid" in out:
             self.ctx.cluster.write_manifest()
         return out
@@ -135,6 +137,7 @@ class FsyncErrorNemesis(Nemesis):
             mount = self.ctx.cluster.mounts[node]
             if mount.running:
                 await mount.control("fsync-error off")
+            self.ctx.cluster.nodes[node].storage_fault_injected = False
         self.armed.clear()
 
 
@@ -148,6 +151,7 @@ class DiskFullNemesis(Nemesis):
     async def invoke(self, step: dict) -> dict:
         node = step["node"]
         mount = _mount(self, node)
+        self.ctx.cluster.nodes[node].storage_fault_injected = True  # its exit 3 is expected
         await mount.control(f"disk-full {int(step.get('after_bytes', 0))}")
         self.armed.add(node)
         if "for_ms" not in step:
@@ -165,11 +169,13 @@ class DiskFullNemesis(Nemesis):
         p = self.ctx.cluster.nodes[node]
         async with p.exclusive():
             if p.proc is None or p.running:
+                p.storage_fault_injected = False
                 return {}
             code = p.proc.returncode
             if p.exit_cause is None:
                 p.exit_cause = "disk-full (the node stopped on ENOSPC)"
             await p.start_owned()
+            p.storage_fault_injected = False
         self.ctx.cluster.write_manifest()
         return {"exit_code": code, "new_pid": p.pid}
 

@@ -48,10 +48,21 @@ def build_report(run_dir: Path) -> str:
     from harness.report.plots import mode_figure_svg  # matplotlib is imported only here
 
     run_dir = Path(run_dir).resolve()
-    result = read_json(run_dir / "result.json")
-    if result is None:
-        raise ReportError(f"{run_dir} has no readable result.json: not a run directory")
+    from harness.checker.validate import InputError, report_inputs, result_file, schedule_file
+    if not (run_dir / "result.json").exists():
+        raise ReportError(f"{run_dir} has no result.json: not a run directory")
+    try:  # the audit's validation layer: one line naming the file (issue 11)
+        result = result_file(run_dir / "result.json")
+        schedule = schedule_file(run_dir / "schedule.json") if (run_dir / "schedule.json").exists() else None
+    except InputError as e:
+        raise ReportError(str(e)) from None
     modes = _modes(run_dir, result)
+    try:
+        for m in modes:
+            if (run_dir / m["dir"]).is_dir():
+                report_inputs(run_dir / m["dir"])
+    except InputError as e:
+        raise ReportError(str(e)) from None
     sections = []
     for m in modes:
         mode_dir = run_dir / m["dir"]
@@ -63,7 +74,7 @@ def build_report(run_dir: Path) -> str:
         sections.append(mode_section(m, tl, svg, anomalies, check.get("balance_deltas") or {}))
     disabled = result.get("disabled") or (result.get("config") or {}).get("disabled") or []
     ablations = [(n, ABLATIONS[n].prevents if n in ABLATIONS else "unknown ablation") for n in disabled]
-    return render(run_dir, result, sections, modes, read_json(run_dir / "schedule.json"), ablations)
+    return render(run_dir, result, sections, modes, schedule, ablations)
 
 
 def write_report(run_dir: Path) -> Path:

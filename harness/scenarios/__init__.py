@@ -82,10 +82,26 @@ def _validate(obj: dict, path: Path) -> Scenario:
     def bad(msg: str) -> ScenarioError:
         return ScenarioError(f"{path.name}: {msg}")
 
+    if not isinstance(obj, dict):
+        raise bad(f"expected a JSON object, got {type(obj).__name__}")
     for key in ("name", "title", "incident", "steps", "expect"):
         if key not in obj:
             raise bad(f"missing {key!r}")
+    for key, kind in (("name", str), ("title", str), ("steps", list), ("expect", dict),
+                      ("ablations", dict), ("config", dict)):
+        if key in obj and not isinstance(obj[key], kind):
+            raise bad(f"{key!r} should be a {kind.__name__}, got {obj[key]!r:.60}")
+    for group, table in [("expect", obj["expect"])] + list(obj.get("ablations", {}).items()):
+        if not isinstance(table, dict) or not all(isinstance(e, dict) for e in table.values()):
+            raise bad(f"{group}: expected {{mode label: {{\"verdict\": ...}}}}")
+    from harness.schedule import ScheduleError, validate_steps
+    try:
+        validate_steps(obj["steps"], path.name)
+    except ScheduleError as e:
+        raise ScenarioError(str(e)) from None
     for i, step in enumerate(obj["steps"]):
+        if not isinstance(step, dict):
+            raise bad(f"step {i} should be an object")
         if "at" not in step or step.get("f") not in NEMESES:
             raise bad(f"step {i} needs 'at' and 'f' in {sorted(NEMESES)}")
         if step["f"] == "failpoint" and step.get("name") not in REGISTRY:
@@ -103,6 +119,8 @@ def _validate(obj: dict, path: Path) -> Scenario:
             for v in verdicts if isinstance(verdicts, list) else [verdicts]:
                 if v not in VERDICTS:
                     raise bad(f"{group}.{label}: verdict {v!r} not in {VERDICTS}")
+    if not obj["expect"]:
+        raise bad("'expect' names no mode: nothing to run")
     return Scenario(name=obj["name"], title=obj["title"], incident=obj["incident"],
                     source=obj.get("source", ""), config=obj.get("config", {}), steps=obj["steps"],
                     expect=obj["expect"], ablations=obj.get("ablations", {}), path=path)
@@ -110,12 +128,11 @@ def _validate(obj: dict, path: Path) -> Scenario:
 
 def load_file(path: Path) -> Scenario:
     """Raises: ScenarioError: unreadable, not JSON, or invalid."""
-    try:
-        obj = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise ScenarioError(f"cannot read {path}: {e.strerror or e}") from None
-    except ValueError as e:
-        raise ScenarioError(f"{path}: not valid JSON ({e})") from None
+    from harness.checker.validate import InputError, read_json
+    try:  # missing, a directory, empty, not UTF-8, not (strict) JSON: one line (issue 11)
+        obj = read_json(Path(path))
+    except InputError as e:
+        raise ScenarioError(str(e)) from None
     return _validate(obj, Path(path))
 
 

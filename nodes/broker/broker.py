@@ -18,7 +18,8 @@ import asyncio
 import logging
 from pathlib import Path
 
-from nodes.broker.errors import CorruptLog, InvalidRequest, RequestTooLarge, StorageError
+from nodes.common import storage_fault
+from nodes.broker.errors import CorruptLog, InvalidRequest, OffsetOutOfRange, RequestTooLarge, StorageError
 from nodes.broker.group_commit import GroupCommit
 from nodes.broker.log import TopicLog
 from nodes.broker.offsets import ConsumerOffsets
@@ -27,27 +28,20 @@ from nodes.broker.producer_state import ProducerStateTable
 from nodes.broker.record import HEADER_BYTES, MAX_RECORD_BYTES, CorruptRecordError, Record
 from nodes.common.durable import atomic_write_json, read_json
 from nodes.common.failpoints import FAILPOINTS, FailpointError
+from nodes.broker.limits import check_group, check_partition_list
+from nodes.common.limits import MAX_GROUP_BYTES, MAX_FETCH_RECORDS, MAX_WAIT_MS, short, too_long
 from nodes.common.modes import AT_MOST_ONCE, TOPIC
 
 PRODUCERS_FILE = "producers.json"
 SNAPSHOT_FILE = "producer-snapshot.json"
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_RECORDS = 500
-MAX_FETCH_RECORDS = 10_000
-MAX_WAIT_MS = 5_000
+MAX_BATCH_RECORDS = 100_000
 MAX_FETCH_BYTES = 32 * 1024 * 1024
 """Bytes of records per Fetch response (stays under the 64 MiB gRPC message limit)."""
 INT32_MAX = 2**31 - 1
 
 log = logging.getLogger("broker")
-
-
-async def _failpoint(name: str, partition: int) -> None:
-    """A failpoint of the produce path; ``error`` becomes a StorageError (UNAVAILABLE)."""
-    try:
-        await FAILPOINTS.hit(name)
-    except FailpointError as e:
-        raise StorageError(f"partition {partition}: {e}") from None
 
 
 class Broker:
@@ -148,9 +142,9 @@ class Broker:
         self.topic.close()
 
     async def wait_fatal(self) -> None:
-        """Returns only by raising the storage error that makes this broker stop (exit 1)."""
+        """Returns only by raising the storage error that makes this broker stop (exit 3, nodes/common/storage_fault.py)."""
         await self.commit.fatal.wait()
-        raise RuntimeError(f"storage failure, broker stops: {self.commit.failed}")
+        raise RuntimeError(f"storage failure, broker stops: {self.commit.failed}") from self.commit.failed
 
     # -- high watermark and waiting ---------------------------------------------------
     def high_watermark(self, partition: int) -> int:
@@ -162,7 +156,7 @@ class Broker:
     # -- requests -----------------------------------------------------------------------
     def _check_partition(self, topic: str, partition: int) -> None:
         if topic != TOPIC:
-            raise InvalidRequest(f"unknown topic {topic!r} (this broker serves {TOPIC!r})")
+            raise InvalidRequest(f"unknown topic {short(topic)} (this broker serves {TOPIC!r})")
         if not 0 <= partition < self.partition_count:
             raise InvalidRequest(f"unknown partition {partition} of topic {TOPIC} "
                                  f"(partitions 0..{self.partition_count - 1})")
@@ -198,6 +192,8 @@ class Broker:
         self._check_partition(topic, partition)
         if not entries:
             raise InvalidRequest("empty batch: a Produce request needs at least one record")
+        if len(entries) > MAX_BATCH_RECORDS:
+            raise RequestTooLarge(f"{len(entries)} records in one batch; at most {MAX_BATCH_RECORDS}")
         total = 0
         for i, (k, v) in enumerate(entries):
             size = len(k) + len(v)
@@ -233,6 +229,7 @@ class Broker:
                                    epoch=epoch if idempotent else -1,
                                    base_sequence=base_sequence if idempotent else -1)
             except OSError as e:
+                storage_fault.failed(e)  # ENOSPC / EIO: fail-stop, exit 3 (nodes/common/storage_fault.py)
                 raise StorageError(f"append to partition {partition} failed: {e}") from None
             if idempotent:
                 self.producers.on_append(producer_id, epoch, partition, base_sequence, base, len(entries))
@@ -259,11 +256,17 @@ class Broker:
         beyond the high watermark yields no records (not an error).
 
         Raises:
-            InvalidRequest: unknown topic/partition, negative offset, no partitions.
+            InvalidRequest: unknown topic/partition, negative offset, no partitions, a
+                partition listed twice, negative max_records or max_wait_ms.
+            RequestTooLarge: more than MAX_FETCH_PARTITIONS partitions.
             CorruptLog: a stored record failed its CRC.
         """
         if not positions:
             raise InvalidRequest("fetch needs at least one partition")
+        check_partition_list("fetch", [p for p, _ in positions])
+        if max_records < 0 or max_wait_ms < 0:
+            raise InvalidRequest(f"max_records ({max_records}) and max_wait_ms ({max_wait_ms}) "
+                                 "must be >= 0")
         for p, off in positions:
             self._check_partition(topic, p)
             if off < 0:
@@ -294,18 +297,30 @@ class Broker:
             {partition: committed offset kept} for those partitions ({} = all committed).
 
         Raises:
-            InvalidRequest: empty group, unknown topic/partition, negative offset.
+            InvalidRequest: empty or too long group, unknown topic/partition, negative
+                offset, a partition listed twice.
+            RequestTooLarge: more than MAX_FETCH_PARTITIONS offsets.
+            OffsetOutOfRange: an offset beyond the partition's log end (OUT_OF_RANGE; a
+                permanent error: checked before anything is stored, so a refused
+                commit never sticks in the monotonic committed offsets).
             StorageError: the offsets file could not be written.
         """
-        if not group:
-            raise InvalidRequest("consumer group must not be empty")
+        check_group(group)
+        check_partition_list("offset commit", [p for p, _ in offsets])
         for p, off in offsets:
             self._check_partition(topic, p)
             if off < 0:
                 raise InvalidRequest(f"negative offset {off} for partition {p}")
+            end = self.topic.partitions[p].end_offset
+            if off > end:
+                raise OffsetOutOfRange(
+                    f"offset {off} for partition {p} is beyond the log end offset {end}: refused "
+                    "(nothing committed); a consumer that read past the log end means the broker "
+                    "lost records it had served")
         try:
             kept = await self.offsets.commit(group, topic, dict(offsets))
         except OSError as e:
+            storage_fault.failed(e)
             raise StorageError(f"cannot persist committed offsets: {e}") from None
         if kept:
             log.info("offset commit below the committed offset: kept the committed one",
@@ -314,13 +329,16 @@ class Broker:
         return kept
 
     def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """Raises InvalidRequest: unknown topic, too long group (an empty one has no offsets)."""
+        if too_long(group, MAX_GROUP_BYTES):
+            raise InvalidRequest(f"consumer group longer than {MAX_GROUP_BYTES} bytes: {short(group)}")
         if topic != TOPIC:
-            raise InvalidRequest(f"unknown topic {topic!r} (this broker serves {TOPIC!r})")
+            raise InvalidRequest(f"unknown topic {short(topic)} (this broker serves {TOPIC!r})")
         return self.offsets.fetch(group, topic)
 
     def list_offsets(self, topic: str) -> dict[int, int]:
         if topic != TOPIC:
-            raise InvalidRequest(f"unknown topic {topic!r} (this broker serves {TOPIC!r})")
+            raise InvalidRequest(f"unknown topic {short(topic)} (this broker serves {TOPIC!r})")
         return {p: self.high_watermark(p) for p in range(self.partition_count)}
 
     def status(self) -> dict:

@@ -1,9 +1,12 @@
 """Errors of the broker's logic classes, each carrying the gRPC status code the servicer returns.
 
     BrokerError                  (base; .code is a grpc.StatusCode name)
-    +-- InvalidRequest           INVALID_ARGUMENT: unknown topic/partition, empty batch, bad offset
-    +-- RequestTooLarge          RESOURCE_EXHAUSTED: record > 1 MiB or batch > 16 MiB
+    +-- InvalidRequest           INVALID_ARGUMENT: unknown topic/partition, empty batch, bad offset,
+    |                            a partition listed twice, a name longer than its limit
+    +-- RequestTooLarge          RESOURCE_EXHAUSTED: record > 1 MiB, batch > 16 MiB or > 100,000
+                                 records, > 1,024 partitions in one Fetch / CommitOffset
     +-- SequenceGap              OUT_OF_RANGE: base sequence ahead of the next expected one
+    +-- OffsetOutOfRange         OUT_OF_RANGE: offset commit beyond the partition's log end
     +-- StaleEpoch               FAILED_PRECONDITION: producer epoch fenced by a newer one
     +-- UnknownProducer          FAILED_PRECONDITION: producer id never allocated
     +-- SequenceOverlap          FAILED_PRECONDITION: batch partly already appended
@@ -27,6 +30,10 @@ class RequestTooLarge(BrokerError):
 
 
 class SequenceGap(BrokerError):
+    code = "OUT_OF_RANGE"
+
+
+class OffsetOutOfRange(BrokerError):
     code = "OUT_OF_RANGE"
 
 

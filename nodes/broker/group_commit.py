@@ -116,7 +116,8 @@ class GroupCommit:
             elif targets:
                 fds = [seg.fd for _, _, segs in targets for seg in segs]
                 try:
-                    await asyncio.to_thread(_fsync_all, fds)
+                    await asyncio.to_thread(_fsync_all, fds,
+                                            [seg.path for _, _, segs in targets for seg in segs])
                 except OSError as e:
                     self._fail(e)
                     return
@@ -167,6 +168,12 @@ async def wait_event(ev: asyncio.Event, timeout_s: float | None) -> None:
         waiter.cancel()
 
 
-def _fsync_all(fds: list[int]) -> None:
-    for fd in fds:
-        os.fsync(fd)
+def _fsync_all(fds: list[int], paths: list | None = None) -> None:
+    """fsync each fd; a failure names its file (``paths[i]``) for the storage error line."""
+    for i, fd in enumerate(fds):
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            if paths is not None and e.filename is None:
+                e.filename = str(paths[i])
+            raise

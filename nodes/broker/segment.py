@@ -12,6 +12,7 @@ restart only scans the bytes after it (Kafka's recovery point + offset index).
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 import struct
 import zlib
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from nodes.broker import record
 from nodes.common.durable import atomic_write_bytes
+from nodes.common.storage_fault import with_file
 
 INDEX_MAGIC = b"TBIDX001"
 _INDEX_HEAD = struct.Struct(">8sQQQ")  # magic, base offset, valid bytes, record count
@@ -179,10 +181,16 @@ class Segment:
     def _write(self, data: bytes) -> None:
         old = self.written
         try:
-            written = os.write(self.fd, data)
-            if written != len(data):
-                raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
-        except OSError:
+            # POSIX may write part of the buffer (a nearly full disk): write the rest, so
+            # that the error, if any, comes with its errno (ENOSPC), not as a silent short write.
+            view, done = memoryview(data), 0
+            while done < len(data):
+                n = os.write(self.fd, view[done:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, f"write of {len(data) - done} bytes wrote nothing", str(self.path))
+                done += n
+        except OSError as e:
+            with_file(e, self.path)  # os.write names no file; the storage error line does
             os.ftruncate(self.fd, old)
             raise
         self.written = old + len(data)

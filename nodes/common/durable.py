@@ -34,11 +34,16 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+    except OSError as e:  # write/fsync errors name no file: name it (storage error line)
+        if e.filename is None:
+            e.filename = str(tmp)
+        raise
     os.replace(tmp, path)
     if fsync:
         fsync_dir(path.parent)
@@ -46,7 +51,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
 
 def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True) -> None:
     """``atomic_write_bytes`` of ``obj`` as compact JSON."""
-    atomic_write_bytes(path, json.dumps(obj, separators=(",", ":"), sort_keys=True).encode(), fsync=fsync)
+    atomic_write_bytes(path, json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False).encode(), fsync=fsync)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -6,13 +6,22 @@ Every node (``python -m nodes.<name>``) runs through :func:`run_node`:
 2. start a grpc.aio server on ``--listen`` (port 0 picks a free port) with the
    standard health service reporting NOT_SERVING, and print exactly one line
    to stdout: ``{"event": "listening", "node": ..., "address": "127.0.0.1:PORT",
-   "pid": ..., "data_dir": ...}``; nothing else is ever printed to stdout;
+   "pid": ..., "data_dir": ...}``; nothing else is ever printed to stdout but the
+   storage-error line below;
 3. run the node's recovery; until it finishes every call except health
    checks is refused with UNAVAILABLE ("recovering");
 4. report SERVING and start the node's main task (producer, processor);
 5. on SIGTERM or SIGINT: NOT_SERVING, stop the server with a grace period,
    close the node (flush, fsync), exit 0. A main task that raises ends the
    process with exit code 1 after logging the error.
+6. a full disk or an I/O error on a durable write (ENOSPC, EIO...; nodes/common/
+   storage_fault.py): stop as in 5, print ``{"event": "storage-error", "node",
+   "errno", "file"}`` to stdout and ``NODE: storage error: ... on FILE`` to
+   stderr, exit code 3.
+
+Every server gets :class:`nodes.common.wireguard.WireGuard`: malformed protobuf
+bytes answer INVALID_ARGUMENT and an unmapped servicer exception INTERNAL (logged),
+never UNKNOWN.
 
 Every node also serves NodeControl: ``Status`` and the failpoint RPCs
 ``ArmFailpoint`` / ``DisarmFailpoint`` / ``ListFailpoints``
@@ -39,11 +48,13 @@ import click
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from nodes.common import control_auth, storage_fault
 from nodes.common.channels import SERVER_OPTIONS
 from nodes.common.failpoints import ENV_VAR as FAILPOINTS_ENV
 from nodes.common.failpoints import FAILPOINTS, REGISTRY as FAILPOINT_NAMES, Arming, FailpointSpecError
 from nodes.common.jsonlog import setup_logging
 from nodes.common.modes import MODES
+from nodes.common.wireguard import WireGuard
 from nodes.pb import node_pb2, node_pb2_grpc
 
 EXIT_OK = 0
@@ -83,6 +94,16 @@ def _arm_failpoints(ctx: click.Context, param: click.Parameter, value: tuple[str
         raise click.BadParameter(str(e)) from None
 
 
+_CONTROL_TOKEN: dict[str, str | None] = {"token": None}
+
+
+def _set_control_token(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """--control-token callback (also $TESTBED_CONTROL_TOKEN): kept for serve()."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty")
+    _CONTROL_TOKEN["token"] = value
+
+
 def common_options(f: Callable) -> Callable:
     """The click options every node takes: --listen, --data-dir, --mode, --log-level,
     --failpoint (armed by its callback; not passed to the node's function)."""
@@ -90,6 +111,10 @@ def common_options(f: Callable) -> Callable:
                      metavar="NAME=ACTION[(MS)][@N][xCOUNT]",
                      help="Arm a failpoint at start (repeatable; also $TESTBED_FAILPOINTS, "
                           "';'-separated). See `testbed failpoints`.")(f)
+    f = click.option("--control-token", envvar=control_auth.TOKEN_ENV, expose_value=False,
+                     callback=_set_control_token, metavar="TOKEN",
+                     help="Require this token (gRPC metadata x-testbed-token) on NodeControl and "
+                          "ProxyControl calls; else UNAUTHENTICATED. Also $TESTBED_CONTROL_TOKEN.")(f)
     f = click.option("--log-level", default="INFO", show_default=True,
                      type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))(f)
     f = click.option("--mode", type=click.Choice(MODES), default="at-least-once", show_default=True,
@@ -178,7 +203,8 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
                 log: logging.Logger, grace_s: float = 2.0) -> int:
     """Run a node until SIGTERM/SIGINT or until its main task fails; return the exit code."""
     gate = _ReadyGate()
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[gate])
+    token_check = control_auth.ControlTokenCheck(_CONTROL_TOKEN["token"])
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[token_check, gate, WireGuard(log)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     node_pb2_grpc.add_NodeControlServicer_to_server(_StatusServicer(spec.name, mode, spec.status), server)
@@ -192,6 +218,10 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
         print(f"{spec.name}: error: cannot bind {listen}: {e}", file=sys.stderr)
         return EXIT_USAGE
     await server.start()
+    warning = control_auth.bind_warning(spec.name, listen, _CONTROL_TOKEN["token"])
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+        log.warning("not loopback", extra={"listen": listen})
     host = listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     sys.stdout.write(json.dumps({"event": "listening", "node": spec.name, "address": address,
@@ -204,6 +234,7 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     orphan_watch = asyncio.ensure_future(_watch_parent(stop, log))
+    storage_fault.REPORTER.bind(loop, stop)  # a full disk / I/O error stops the node (exit 3)
 
     exit_code = EXIT_OK
     main_task: asyncio.Task | None = None
@@ -235,12 +266,15 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
                 waiters.discard(main_task)
                 exc = main_task.exception()
                 if exc is not None:
+                    storage_fault.failed(exc)
                     log.error("main task failed: %r", exc, exc_info=exc)
+                    print(f"{spec.name}: fatal: {exc}", file=sys.stderr)  # one line for the harness
                     exit_code = EXIT_FAILURE
                     break
                 log.info("main task finished")
         stopper.cancel()
     except Exception as e:  # recovery failed: fail loudly, never serve
+        storage_fault.failed(e)
         log.error("fatal: %s", e, exc_info=True)
         print(f"{spec.name}: fatal: {e}", file=sys.stderr)
         exit_code = EXIT_FAILURE
@@ -260,8 +294,31 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
             except Exception:
                 log.exception("close failed")
                 exit_code = exit_code or EXIT_FAILURE
+        exit_code = _storage_exit(spec.name, log, exit_code, data_dir)
         log.info("stopped", extra={"exit_code": exit_code})
     return exit_code
+
+
+def _storage_exit(name: str, log: logging.Logger, exit_code: int, data_dir: Path) -> int:
+    """EXIT_STORAGE and the one stderr line if a storage error stopped the node."""
+    err = storage_fault.REPORTER.error
+    if err is None:
+        return exit_code
+    what, path = storage_fault.describe(err)
+    if path in ("?", "the SQLite database"):
+        path = f"{'the SQLite database' if path != '?' else 'a file'} in {data_dir}"
+    log.error("storage error", extra={"errno": what.split(" ", 1)[0], "file": path, "error": str(err)})
+    try:  # stdout is the harness's pipe: it gets through when the disk (and stderr.log) is full
+        sys.stdout.write(json.dumps({"event": "storage-error", "node": name, "errno": what,
+                                     "file": path}) + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        print(f"{name}{storage_fault.LINE_MARK}{what} on {path}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr.log on the full disk
+        pass
+    return storage_fault.EXIT_STORAGE
 
 
 PARENT_ENV = "TESTBED_PARENT_PID"

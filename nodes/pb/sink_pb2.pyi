@@ -100,3 +100,35 @@ class SnapshotResponse(_message.Message):
     balances: _containers.RepeatedCompositeFieldContainer[Balance]
     done: bool
     def __init__(self, orders: _Optional[_Iterable[_Union[OrderCount, _Mapping]]] = ..., balances: _Optional[_Iterable[_Union[Balance, _Mapping]]] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class DeadLetterEntry(_message.Message):
+    __slots__ = ("order_id", "partition", "offset", "reason", "value_bytes", "account", "amount_cents")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    VALUE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    partition: int
+    offset: int
+    reason: str
+    value_bytes: int
+    account: str
+    amount_cents: int
+    def __init__(self, order_id: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., reason: _Optional[str] = ..., value_bytes: _Optional[int] = ..., account: _Optional[str] = ..., amount_cents: _Optional[int] = ...) -> None: ...
+
+class DeadLetterRequest(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[DeadLetterEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[DeadLetterEntry, _Mapping]]] = ...) -> None: ...
+
+class DeadLetterResponse(_message.Message):
+    __slots__ = ("added", "existing")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    existing: int
+    def __init__(self, added: _Optional[int] = ..., existing: _Optional[int] = ...) -> None: ...

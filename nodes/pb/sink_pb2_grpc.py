@@ -69,6 +69,11 @@ class SinkStub:
                 request_serializer=nodes_dot_pb_dot_sink__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=nodes_dot_pb_dot_sink__pb2.SnapshotResponse.FromString,
                 _registered_method=True)
+        self.DeadLetter = channel.unary_unary(
+                '/testbed.v1.Sink/DeadLetter',
+                request_serializer=nodes_dot_pb_dot_sink__pb2.DeadLetterRequest.SerializeToString,
+                response_deserializer=nodes_dot_pb_dot_sink__pb2.DeadLetterResponse.FromString,
+                _registered_method=True)
 
 
 class SinkServicer:
@@ -116,6 +121,12 @@ class SinkServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeadLetter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SinkServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +164,11 @@ def add_SinkServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=nodes_dot_pb_dot_sink__pb2.SnapshotRequest.FromString,
                     response_serializer=nodes_dot_pb_dot_sink__pb2.SnapshotResponse.SerializeToString,
+            ),
+            'DeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeadLetter,
+                    request_deserializer=nodes_dot_pb_dot_sink__pb2.DeadLetterRequest.FromString,
+                    response_serializer=nodes_dot_pb_dot_sink__pb2.DeadLetterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +360,33 @@ class Sink:
             '/testbed.v1.Sink/Snapshot',
             nodes_dot_pb_dot_sink__pb2.SnapshotRequest.SerializeToString,
             nodes_dot_pb_dot_sink__pb2.SnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.Sink/DeadLetter',
+            nodes_dot_pb_dot_sink__pb2.DeadLetterRequest.SerializeToString,
+            nodes_dot_pb_dot_sink__pb2.DeadLetterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,7 +13,10 @@ JSON fields:
   checkpoint's offsets in exactly-once)}. Drained = equal to the broker's high watermarks.
 - ``high_watermarks``: as last seen in a Fetch / ListOffsets
 - ``state``: {account: cents}; ``records``: orders processed this incarnation;
-  ``bad_records``: undecodable values skipped
+  ``bad_records``: poison records (undecodable, invalid, overflowing the state);
+  ``dead_lettered``: records stored in the sink's dead-letter table (nodes/processor/poison.py);
+  ``dead_letter_pending``: not yet sent; ``sink_refused``: orders the sink refused
+  (INVALID_ARGUMENT), isolated and dead-lettered
 - ``checkpoints``: completed this incarnation; ``last_checkpoint_id``: id or null;
   ``pending_transaction``: pre-committed, not yet committed txn id or null
 - ``sink_writes``, ``sink_retries``, ``sink_errors``, ``sink_dropped``, ``sink_in_flight``,
@@ -21,7 +24,8 @@ JSON fields:
   as below its committed offset, kept), ``incarnation``, ``phase`` (recovered/starting/running/failed/stopped)
 
 Exit codes: 0 after SIGTERM, 1 when processing fails (a corrupt checkpoint, a
-pending transaction the sink no longer knows), 2 for a bad flag.
+pending transaction the sink no longer knows, a permanent error from the broker
+or the sink, e.g. OUT_OF_RANGE on a commit beyond the log end), 2 for a bad flag.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import grpc
 
 from nodes.common.modes import TOPIC
 from nodes.pb import broker_pb2, broker_pb2_grpc
+from nodes.common.retry import PermanentRpcError, is_permanent
 from nodes.processor.retry import backoff_s, retry_rpc
 
 
@@ -73,8 +74,12 @@ class Consumer:
 
         Only records at or after the current position are returned (in offset
         order per partition); positions are NOT advanced here (the caller
-        advances them as it processes). A failed Fetch returns [] after a
-        backoff, and is counted in ``fetch_errors``.
+        advances them as it processes). A Fetch failing with a transient code
+        returns [] after a backoff, and is counted in ``fetch_errors``.
+
+        Raises:
+            PermanentRpcError: a permanent code (nodes/common/retry.py), e.g.
+                DATA_LOSS or INVALID_ARGUMENT: retrying the same Fetch cannot help.
         """
         wait = self.max_wait_ms if max_wait_ms is None else max_wait_ms
         req = broker_pb2.FetchRequest(
@@ -85,6 +90,8 @@ class Consumer:
             resp = await self.stub.Fetch(req, timeout=self.timeout_s + wait / 1000.0)
         except grpc.aio.AioRpcError as e:
             self.fetch_errors += 1
+            if is_permanent(e.code()):
+                raise PermanentRpcError("Fetch", e.code(), e.details() or "") from None
             self._fetch_failures += 1
             self.log.info("Fetch failed", extra={"code": e.code().name, "details": e.details()})
             await asyncio.sleep(backoff_s(self.backoff_ms, self._fetch_failures))
@@ -110,6 +117,11 @@ class Consumer:
         group got there first) are logged and counted in ``commits_kept``; the
         call still counts as acknowledged (those records are covered by the
         newer commit).
+
+        Raises:
+            PermanentRpcError: with ``retry``, a permanent code, e.g. OUT_OF_RANGE
+                (an offset beyond the broker's log end: the broker lost records
+                this consumer already processed); the processor stops with it.
         """
         req = broker_pb2.CommitOffsetRequest(
             group=self.group, topic=self.topic,

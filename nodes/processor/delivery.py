@@ -55,6 +55,7 @@ class _Delivery:
         orders = [o for o in (p.process(part, rec) for part, rec in fetched) if o is not None]
         for batch in chunks(orders, p.config.sink_batch):
             await p.sink.write("Apply", batch, retry=self.retry_writes)
+        await p.flush_dead_letters()
         if not self.commit_first:
             if FAILPOINTS.armed:
                 await FAILPOINTS.hit("processor.after-sink-ack-before-offset-commit")

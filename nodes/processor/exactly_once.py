@@ -181,6 +181,7 @@ class IdempotentCheckpointing(_Checkpointing):
         await self.end_of_batch()
         if not self.p.config.no_drain_before_checkpoint:
             await self.pipeline.drain()
+        await self.p.flush_dead_letters()
         ck = self.snapshot(None)
         self.p.store.save(ck)
         if FAILPOINTS.armed and self.pipeline.in_flight:
@@ -223,6 +224,7 @@ class TransactionalCheckpointing(_Checkpointing):
         p = self.p
         if FAILPOINTS.armed:
             await FAILPOINTS.hit("processor.before-checkpoint")
+        await p.flush_dead_letters()
         orders, self.buffer = self.buffer, []
         txn = f"{p.config.group}-i{p.incarnation}-c{self.next_id}" if orders else None
         ck = self.snapshot(txn)
@@ -274,6 +276,7 @@ class UncheckpointedIdempotent:
         for batch in chunks(orders, p.config.sink_batch):
             await self.pipeline.submit(batch)
         await self.pipeline.drain()
+        await p.flush_dead_letters()
         offsets = dict(p.positions)
         await p.consumer.commit(offsets)
         p.durable_positions = offsets
@@ -307,6 +310,7 @@ class UncheckpointedTransactional:
             p.pending_transaction = txn
             await p.sink.commit(txn)
             p.pending_transaction = None
+        await p.flush_dead_letters()
         offsets = dict(p.positions)
         await p.consumer.commit(offsets)
         p.durable_positions = offsets

@@ -25,7 +25,8 @@ from nodes.pb.events_pb2 import Order
 from nodes.processor.checkpoint import Checkpoint, CheckpointStore, bump_incarnation
 from nodes.processor.consumer import Consumer
 from nodes.processor.sinks import SinkClient
-from nodes.processor.state import OperatorState
+from nodes.processor.poison import DeadLetters, decode
+from nodes.processor.state import OperatorState, StateOverflow
 
 TWOPC_SAFE = "safe"
 TWOPC_COMMIT_BEFORE_CHECKPOINT = "commit-before-checkpoint"
@@ -64,6 +65,10 @@ class ProcessorConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
         if self.fetch_max_wait_ms < 0 or self.retry_backoff_ms < 0:
             raise ValueError("--fetch-max-wait-ms and --retry-backoff-ms must be >= 0")
+        if self.sink_batch > 100_000:
+            raise ValueError("--sink-batch must be <= 100000 (the sink's limit per call)")
+        if self.fetch_max_records > 10_000 or self.fetch_max_wait_ms > 5_000:
+            raise ValueError("--fetch-max-records must be <= 10000 and --fetch-max-wait-ms <= 5000")
         if self.twopc_order not in TWOPC_ORDERS:
             raise ValueError(f"--twopc-order must be one of {TWOPC_ORDERS}")
 
@@ -88,6 +93,8 @@ class Processor:
         self.sink = SinkClient(sink, log=log, timeout_ms=config.sink_timeout_ms,
                                backoff_ms=config.retry_backoff_ms)
         self.state = OperatorState()
+        self.dead_letters = DeadLetters(log)
+        self.sink.on_refused = self._refused
         self.store = CheckpointStore(self.data_dir)
         self.incarnation = 0
         self.restored: Checkpoint | None = None
@@ -176,19 +183,37 @@ class Processor:
     def process(self, partition: int, record: broker_pb2.Record) -> Order | None:
         """Advance the partition's position past ``record`` and fold it into the state.
 
-        Returns the decoded order, or None for an undecodable value (logged, counted).
+        Returns the decoded order, or None for a poison record (undecodable, invalid
+        for the sink, or overflowing the operator state), which is queued as a dead
+        letter (nodes/processor/poison.py) and counted.
         """
         self.consumer.positions[partition] = record.offset + 1
-        try:
-            order = Order.FromString(record.value)
-        except Exception:
+        order, problem = decode(record)
+        if not problem:
+            try:
+                self.state.apply(order)
+            except StateOverflow as e:
+                problem = str(e)
+        if problem:
             self.bad_records += 1
-            self.log.warning("undecodable record skipped",
-                             extra={"partition": partition, "offset": record.offset})
+            self.dead_letters.add_record(partition, record, order, problem)
             return None
-        self.state.apply(order)
+        self.dead_letters.remember(order, partition, record)
         self.records += 1
         return order
+
+    def _refused(self, order: Order, reason: str) -> None:
+        """The sink refused ``order`` (INVALID_ARGUMENT): dead-letter it, take it out of the state."""
+        self.state.revert(order)
+        self.dead_letters.add_refused(order, reason)
+
+    async def flush_dead_letters(self) -> None:
+        """Send the pending dead letters to the sink (before their offsets are committed
+        or checkpointed). Raises: PermanentRpcError (the processor stops)."""
+        entries = self.dead_letters.take()
+        if entries:
+            await self.sink.dead_letter(entries)
+            self.dead_letters.sent += len(entries)
 
     def notify(self) -> None:
         """Wake every :meth:`wait_until` (called after each step and checkpoint)."""
@@ -228,6 +253,9 @@ class Processor:
             "state": self.state.snapshot(),
             "records": self.records,
             "bad_records": self.bad_records,
+            "dead_lettered": self.dead_letters.sent,
+            "dead_letter_pending": len(self.dead_letters.pending),
+            "sink_refused": self.sink.refused,
             "checkpoints": self.checkpoints,
             "last_checkpoint_id": self.last_checkpoint_id,
             "pending_transaction": self.pending_transaction,

@@ -1,7 +1,8 @@
-"""Retry an RPC with capped exponential backoff, until it succeeds.
+"""Retry an RPC with capped exponential backoff while its errors are transient.
 
 Every retry in the processor is an explicit decision made here (the gRPC
-channels have retries off: nodes/common/channels.py).
+channels have retries off: nodes/common/channels.py); which codes are
+transient, and the backoff cap, are the one rule of nodes/common/retry.py.
 """
 
 from __future__ import annotations
@@ -12,22 +13,20 @@ from typing import Awaitable, Callable, Collection, TypeVar
 
 import grpc
 
+from nodes.common.retry import MAX_BACKOFF_MS, PermanentRpcError, backoff_s, is_permanent  # noqa: F401
+
 T = TypeVar("T")
-MAX_BACKOFF_MS = 1000
-
-
-def backoff_s(base_ms: int, attempt: int) -> float:
-    """Delay before retry ``attempt`` (1, 2, ...): ``base_ms * 2**(attempt-1)``, capped at 1 s."""
-    return min(base_ms * (2 ** min(attempt - 1, 10)), MAX_BACKOFF_MS) / 1000.0
 
 
 async def retry_rpc(call: Callable[[], Awaitable[T]], *, what: str, base_ms: int,
                     log: logging.Logger, fatal: Collection[grpc.StatusCode] = (),
                     on_error: Callable[[grpc.aio.AioRpcError], None] | None = None) -> T:
-    """Await ``call()`` until it returns; retry on every gRPC error except ``fatal`` codes.
+    """Await ``call()`` until it returns; retry transient errors only.
 
     Raises:
-        grpc.aio.AioRpcError: the call failed with a code in ``fatal``.
+        grpc.aio.AioRpcError: the call failed with a code in ``fatal`` (the caller handles it).
+        PermanentRpcError: the call failed with any other permanent code
+            (nodes/common/retry.py): never retried.
     """
     attempt = 0
     while True:
@@ -36,9 +35,13 @@ async def retry_rpc(call: Callable[[], Awaitable[T]], *, what: str, base_ms: int
         except grpc.aio.AioRpcError as e:
             if e.code() in fatal:
                 raise
-            attempt += 1
             if on_error is not None:
                 on_error(e)
+            if is_permanent(e.code()):
+                log.error("%s failed with a permanent error, not retried", what,
+                          extra={"code": e.code().name, "details": e.details()})
+                raise PermanentRpcError(what, e.code(), e.details() or "") from None
+            attempt += 1
             log.info("%s failed, retrying", what,
                      extra={"code": e.code().name, "details": e.details(), "attempt": attempt})
             await asyncio.sleep(backoff_s(base_ms, attempt))

@@ -7,20 +7,31 @@
 
 Counters (Status JSON): ``sink_writes`` write RPCs acknowledged; ``sink_errors``
 write attempts that failed (error status or deadline); ``sink_retries`` attempts
-re-sent after a failure; ``sink_dropped`` orders given up (no retry).
+re-sent after a transient failure; ``sink_dropped`` orders given up (no retry);
+``sink_refused`` orders the sink refused with INVALID_ARGUMENT (dead-lettered).
+
+Retries follow nodes/common/retry.py: transient codes only. An INVALID_ARGUMENT
+answer to Apply / Upsert means the batch holds a poison order: the batch is
+split in halves and each half re-sent until the refused order is alone; that
+order goes to ``on_refused`` (the processor dead-letters it) and the rest is
+written (nodes/processor/poison.py). Any other permanent code raises
+PermanentRpcError: the processor stops with that message (exit 1).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Sequence
+from typing import Callable, Sequence
 
 import grpc
 
 from nodes.pb import sink_pb2, sink_pb2_grpc
 from nodes.pb.events_pb2 import Order
+from nodes.common.retry import PermanentRpcError, is_transient
 from nodes.processor.retry import retry_rpc
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class TransactionLostError(RuntimeError):
@@ -45,36 +56,69 @@ class SinkClient:
         self.errors = 0
         self.retries = 0
         self.dropped = 0
+        self.refused = 0
+        self.on_refused: Callable[[Order, str], None] | None = None
+        """Called with each order the sink refused (INVALID_ARGUMENT) once isolated."""
 
     def _on_error(self, e: grpc.aio.AioRpcError) -> None:
         self.errors += 1
-        self.retries += 1
+        if is_transient(e.code()):
+            self.retries += 1
 
     async def write(self, method: str, orders: Sequence[Order], *, retry: bool) -> bool:
         """``Apply`` or ``Upsert`` ``orders`` in one RPC.
 
-        With ``retry``: until acknowledged (every error code is retried). Without:
+        With ``retry``: until acknowledged (transient errors retried). Without:
         one attempt; a failure is logged, counted in ``sink_errors`` and the
-        orders in ``sink_dropped``. Returns True if acknowledged.
+        orders in ``sink_dropped``. INVALID_ARGUMENT isolates the refused order(s)
+        (module doc). Returns True if every order was acknowledged or dead-lettered.
+
+        Raises:
+            PermanentRpcError: another permanent code (or INVALID_ARGUMENT with no
+                ``on_refused`` handler).
         """
+        try:
+            return await self._write_once(method, orders, retry)
+        except grpc.aio.AioRpcError as e:  # INVALID_ARGUMENT only
+            if len(orders) == 1:
+                if self.on_refused is None:
+                    raise PermanentRpcError(method, e.code(), e.details() or "") from None
+                self.refused += 1
+                self.on_refused(orders[0], e.details() or "refused")
+                return True
+            mid = len(orders) // 2
+            first = await self.write(method, orders[:mid], retry=retry)
+            second = await self.write(method, orders[mid:], retry=retry)
+            return first and second
+
+    async def _write_once(self, method: str, orders: Sequence[Order], retry: bool) -> bool:
         rpc = getattr(self.stub, method)
         req = sink_pb2.WriteRequest(orders=list(orders))
         call = lambda: rpc(req, timeout=self.timeout_s)  # noqa: E731
         if retry:
             await retry_rpc(call, what=method, base_ms=self.backoff_ms, log=self.log,
-                            on_error=self._on_error)
+                            fatal=(INVALID,), on_error=self._on_error)
             self.writes += 1
             return True
         try:
             await call()
         except grpc.aio.AioRpcError as e:
             self.errors += 1
+            if e.code() == INVALID:
+                raise
             self.dropped += len(orders)
             self.log.warning("%s failed, %d orders dropped (no retry)", method, len(orders),
                              extra={"code": e.code().name, "details": e.details()})
             return False
         self.writes += 1
         return True
+
+    async def dead_letter(self, entries: Sequence[sink_pb2.DeadLetterEntry]) -> None:
+        """DeadLetter(entries), retried on transient errors (idempotent by origin)."""
+        req = sink_pb2.DeadLetterRequest(entries=list(entries))
+        await retry_rpc(lambda: self.stub.DeadLetter(req, timeout=self.timeout_s),
+                        what="DeadLetter", base_ms=self.backoff_ms, log=self.log,
+                        on_error=self._on_error)
 
     async def precommit(self, txn: str, orders: Sequence[Order]) -> None:
         """PreCommit(txn, orders), retried with the same transaction id until acknowledged."""

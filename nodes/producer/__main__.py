@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from nodes.common.cli_types import FiniteFloat
 from nodes.common.channels import insecure_channel
 from nodes.common.runtime import NodeSpec, common_options, run_node
 from nodes.pb import broker_pb2_grpc
@@ -84,7 +85,7 @@ def make_spec(log: logging.Logger, *, data_dir: Path, broker: str, config: Produ
               help="Number of accounts in the generated workload.")
 @click.option("--workload", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="JSONL workload file; replaces --seed/--count/--accounts.")
-@click.option("--rate", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--rate", type=FiniteFloat(min=0), default=0.0, show_default=True,
               help="Events per second; 0 = as fast as possible.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Events per batch (split by partition into one Produce each).")

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 import grpc
 
+import hashlib
+
+from nodes.common.limits import MAX_HISTORY_ORDER_ID_CHARS
 from nodes.common.modes import TOPIC
 from nodes.pb import broker_pb2
 from nodes.pb.events_pb2 import Order
@@ -49,6 +52,19 @@ def is_fenced(code: grpc.StatusCode | None, producer_id: int) -> bool:
     return code == grpc.StatusCode.FAILED_PRECONDITION and producer_id >= 0
 
 
+def history_id(order_id: str) -> str:
+    """``order_id`` as written in the history: whole up to MAX_HISTORY_ORDER_ID_CHARS
+    characters, else ``"<sha256:HEX len:N>"`` (a history line stays bounded)."""
+    if len(order_id) <= MAX_HISTORY_ORDER_ID_CHARS:
+        return order_id
+    digest = hashlib.sha256(order_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"<sha256:{digest} len:{len(order_id)}>"
+
+
+MAX_ERROR_CHARS = 1024
+"""An ``error`` in the history is cut to this many characters."""
+
+
 @dataclass
 class PartitionBatch:
     """The orders of workload batch ``batch`` that go to ``partition``."""
@@ -57,6 +73,7 @@ class PartitionBatch:
     partition: int
     orders: list[Order]
     base_sequence: int | None = None   # idempotent producer only
+    appended: int | None = None        # orders the broker took (sequence numbers used); None = all
 
     def request(self, producer_id: int = -1, epoch: int = 0) -> broker_pb2.ProduceRequest:
         records = [broker_pb2.Record(key=o.account.encode(), value=o.SerializeToString())
@@ -69,7 +86,7 @@ class PartitionBatch:
         """The history ``value`` of an attempt."""
         return {"batch": self.batch, "partition": self.partition,
                 "base_sequence": self.base_sequence, "attempt": attempt,
-                "orders": [o.order_id for o in self.orders]}
+                "orders": [history_id(o.order_id) for o in self.orders]}
 
 
 @dataclass
@@ -90,6 +107,7 @@ class Counters:
     batches_acked: int = 0
     retries: int = 0
     given_up: int = 0
+    refused_orders: int = 0   # orders the broker refused with a permanent error (history: fail)
 
 
 class Sender:
@@ -121,6 +139,7 @@ class Sender:
             code = e.code() if callable(getattr(e, "code", None)) else None
             details = (e.details() if callable(getattr(e, "details", None)) else str(e)) or ""
             out = Outcome(completion_type(code), code=code, details=details)
+            details = details[:MAX_ERROR_CHARS]
             error = f"{code.name if code else 'UNKNOWN'}: {details}"
             (self.history.fail if out.type == "fail" else self.history.info)(value, error)
             return out

@@ -10,8 +10,9 @@ unknown: a timeout or a lost connection; "indefinite is always safe"). A line:
                "orders": ["order-00000300", ...]},
      "offset": 118, "duplicate": true}
 
-``offset`` and ``duplicate`` only on ``ok``; ``error`` ("CODE: details") only on
-``fail`` and ``info``. Every line is flushed to the OS as it is written, so a
+``offset`` and ``duplicate`` only on ``ok``; ``error`` ("CODE: details", at most
+1,024 characters of details) only on ``fail`` and ``info``. An order id longer than
+256 characters is written as ``"<sha256:HEX len:N>"``: a line stays bounded. Every line is flushed to the OS as it is written, so a
 kill -9 loses at most a line being written; indexes continue across restarts.
 """
 
@@ -25,6 +26,8 @@ from typing import Any
 
 import grpc
 
+from nodes.common.storage_fault import with_file
+
 HISTORY_FILE = "history.jsonl"
 
 DEFINITE_CODES = frozenset({
@@ -32,9 +35,13 @@ DEFINITE_CODES = frozenset({
     grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
 })
 """Status codes after which a request was surely not applied (Maelstrom's definite errors).
-Every other code (DEADLINE_EXCEEDED, UNAVAILABLE, CANCELLED, INTERNAL, UNKNOWN...) is indefinite."""
+Every other code (DEADLINE_EXCEEDED, UNAVAILABLE, CANCELLED, INTERNAL, UNKNOWN...) is indefinite.
+RESOURCE_EXHAUSTED is definite: the broker answers it for a record or batch over its size
+limits before appending anything, and gRPC for a message over its size limit before sending
+or handling it."""
 
 
 def completion_type(code: grpc.StatusCode | None) -> str:
@@ -84,8 +91,11 @@ class HistoryWriter:
         op = {"index": self.next_index, "time": time.time(), "process": self.process,
               "incarnation": self.incarnation, "type": type_, "f": f, "value": value}
         op.update(extra)
-        self._f.write(json.dumps(op, separators=(",", ":")) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(json.dumps(op, separators=(",", ":")) + "\n")
+            self._f.flush()
+        except OSError as e:  # ENOSPC / EIO: name the file for the storage error line
+            raise with_file(e, self.path)
         self.next_index += 1
         return op
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import grpc
 
+from nodes.common.retry import PermanentRpcError, backoff_s, is_permanent
+
 from nodes.common.modes import EXACTLY_ONCE, TOPIC
 from nodes.common.partitioning import partition_for
 from nodes.pb import broker_pb2
@@ -77,11 +79,13 @@ class Producer:
             except grpc.RpcError as e:
                 if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     raise ProducerFenced(f"{what} refused: {e.details()}") from None
+                if is_permanent(e.code()):
+                    raise PermanentRpcError(what, e.code(), e.details() or "") from None
                 failures += 1
                 if failures == 1 or failures % 50 == 0:
                     log.warning("%s failed, retrying: %s: %s", what, e.code().name, e.details(),
                                 extra={"failures": failures})
-                await asyncio.sleep(self.config.retry_backoff_ms / 1000)
+                await asyncio.sleep(backoff_s(self.config.retry_backoff_ms, failures))
 
     def split(self, orders: list[Order]) -> dict[int, list[Order]]:
         """Group a batch by partition (``partition_for(account, partitions)``), keeping order."""
@@ -121,7 +125,7 @@ class Producer:
         c = self.counters
         return {"position": self.state.position, "total": len(self.orders), "done": self.done,
                 "batches_sent": c.batches_sent, "batches_acked": c.batches_acked,
-                "retries": c.retries, "given_up": c.given_up,
+                "retries": c.retries, "given_up": c.given_up, "refused_orders": c.refused_orders,
                 "in_flight": self.strategy.in_flight,
                 "producer_id": self.state.producer_id if self.config.mode == EXACTLY_ONCE else None,
                 "epoch": self.state.epoch if self.config.mode == EXACTLY_ONCE else None,

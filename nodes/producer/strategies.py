@@ -18,6 +18,19 @@ strategies implement the producer column of the mode table in shared/DESIGN.md:
   {position, producer id, epoch, next sequences} is persisted atomically after
   the ACK. A duplicate answer counts as ACKed; FAILED_PRECONDITION "stale epoch"
   (fenced by a newer incarnation) raises :class:`ProducerFenced`.
+
+Retries follow nodes/common/retry.py: only transient codes are retried, with
+capped exponential backoff (``retry_backoff`` doubling up to 1 s). A batch
+refused with any other permanent code (INVALID_ARGUMENT, RESOURCE_EXHAUSTED: a
+10 MB order id over the broker's 1 MiB record limit) is recorded as ``fail``
+(definite) and is never re-sent as it was: at-least-once and exactly-once split
+it in halves, each sent on its own (the idempotent producer numbers the halves
+from the batch's base sequence, consuming a sequence number only for what the
+broker took), until the refused order is alone; that order is given up
+(``refused_orders`` in Status, an error line in the log) and the producer moves
+on. The audit reports it as ``lost`` at the producer->broker hop: a workload
+order the system could not carry IS lost. At-most-once never re-sends anything:
+the refused batch's ``fail`` is its outcome.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import logging
 import grpc
 
 from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
+from nodes.common.retry import backoff_s, is_permanent
 from nodes.pb import broker_pb2
 from nodes.pb.events_pb2 import Order
 from nodes.producer.attempt import PartitionBatch, ProducerFenced, Sender, SequenceGap, is_fenced
@@ -122,12 +136,16 @@ class AtLeastOnce:
         while True:
             out = await self.sender.attempt(pb, request, attempt)
             if out.type == "ok":
+                pb.appended = len(pb.orders)
                 return
             if is_fenced(out.code, request.producer_id):
                 raise ProducerFenced(f"refused by the broker: {out.details} (producer id "
                                      f"{request.producer_id}, epoch {request.producer_epoch})")
             if out.code == grpc.StatusCode.OUT_OF_RANGE and request.producer_id >= 0:
                 raise SequenceGap(pb.partition, out.details)
+            if out.type == "fail" and is_permanent(out.code):
+                await self._refused(pb, out)
+                return
             if self.no_retry:
                 self.sender.counters.given_up += 1
                 log.warning("batch given up (--no-retry)", extra={
@@ -137,8 +155,26 @@ class AtLeastOnce:
             log.info("retrying batch", extra={"batch": pb.batch, "partition": pb.partition,
                                               "attempt": attempt + 1, "outcome": out.type,
                                               "details": out.details})
-            await asyncio.sleep(self.retry_backoff_s)
+            await asyncio.sleep(backoff_s(int(self.retry_backoff_s * 1000), attempt))
             attempt += 1
+
+    async def _refused(self, pb: PartitionBatch, out) -> None:
+        """A permanent refusal: split the batch until the refused order is alone (module doc)."""
+        if len(pb.orders) == 1:
+            self.sender.counters.refused_orders += 1
+            pb.appended = 0
+            log.error("order refused by the broker, given up", extra={
+                "batch": pb.batch, "partition": pb.partition, "order_id": pb.orders[0].order_id[:64],
+                "order_id_chars": len(pb.orders[0].order_id),
+                "error": f"{out.code.name}: {out.details[:200]}"})
+            return
+        mid = len(pb.orders) // 2
+        first = PartitionBatch(pb.batch, pb.partition, pb.orders[:mid], pb.base_sequence)
+        await self._deliver(first)
+        second = PartitionBatch(pb.batch, pb.partition, pb.orders[mid:],
+                                None if pb.base_sequence is None else pb.base_sequence + first.appended)
+        await self._deliver(second)
+        pb.appended = first.appended + second.appended
 
     async def drain(self) -> None:
         """Nothing in flight between batches."""
@@ -211,7 +247,8 @@ class ExactlyOnce(AtLeastOnce):
 
     def _after_ack(self, pbs: list[PartitionBatch]) -> None:
         for pb in pbs:
-            self.state.next_sequences[pb.partition] = pb.base_sequence + len(pb.orders)
+            used = len(pb.orders) if pb.appended is None else pb.appended
+            self.state.next_sequences[pb.partition] = pb.base_sequence + used
 
 
 def make_strategy(mode: str, sender: Sender, state: ProducerState, store: StateStore, *,

@@ -24,11 +24,21 @@ import random
 from pathlib import Path
 from typing import Iterator
 
+from nodes.common.limits import short
 from nodes.pb.events_pb2 import Order
 
 MIN_AMOUNT_CENTS = 100
 MAX_AMOUNT_CENTS = 99_999
 _FIELDS = (("order_id", str), ("account", str), ("amount_cents", int))
+
+
+FILE_MAX_LINE_BYTES = 64 * 1024
+"""Longest line of a workload file (bytes): an order is ~80 bytes; a longer line is damage."""
+FILE_MAX_ID_BYTES = 256
+"""Longest order_id / account of a workload file (UTF-8 bytes; the broker's and sink's limit)."""
+FILE_MAX_AMOUNT_CENTS = 10**12
+"""Largest |amount_cents| of a workload file (negative = a refund): 5,000,000 orders (--events'
+bound) of this size sum to 5e18 cents, within int64 (9.2e18), so no balance can overflow."""
 
 
 class WorkloadError(ValueError):
@@ -129,6 +139,10 @@ class GeneratedWorkload:
         return out
 
 
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def load_jsonl(path: Path | str) -> list[Order]:
     """Read a JSONL workload file; line numbers start at 1.
 
@@ -147,10 +161,13 @@ def load_jsonl(path: Path | str) -> list[Order]:
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(line) > FILE_MAX_LINE_BYTES // 4 and len(line.encode()) > FILE_MAX_LINE_BYTES:
+            raise WorkloadError(f"{path}:{n}: line is {len(line.encode()):,} bytes, more than "
+                                f"{FILE_MAX_LINE_BYTES:,}")
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise WorkloadError(f"{path}:{n}: invalid JSON: {e.msg}") from None
+            obj = json.loads(line, parse_constant=_not_json)
+        except ValueError as e:
+            raise WorkloadError(f"{path}:{n}: invalid JSON: {getattr(e, 'msg', e)}") from None
         if not isinstance(obj, dict):
             raise WorkloadError(f"{path}:{n}: line must be a JSON object")
         for name, typ in _FIELDS:
@@ -161,11 +178,18 @@ def load_jsonl(path: Path | str) -> list[Order]:
                 raise WorkloadError(f"{path}:{n}: field '{name}' must be an integer")
             if typ is str and (not isinstance(v, str) or not v):
                 raise WorkloadError(f"{path}:{n}: field '{name}' must be a non-empty string")
+            if typ is str and not v.isprintable():
+                raise WorkloadError(f"{path}:{n}: field '{name}' holds a control or unpaired surrogate character")
+            if typ is str and len(v.encode("utf-8")) > FILE_MAX_ID_BYTES:
+                raise WorkloadError(f"{path}:{n}: field '{name}' is longer than {FILE_MAX_ID_BYTES} bytes")
+        if not -FILE_MAX_AMOUNT_CENTS <= obj["amount_cents"] <= FILE_MAX_AMOUNT_CENTS:
+            raise WorkloadError(f"{path}:{n}: field 'amount_cents' must be within +-{FILE_MAX_AMOUNT_CENTS:,} "
+                                f"(cents; negative = a refund), got {obj['amount_cents']}")
         if not -(2**63) <= obj["amount_cents"] < 2**63:
             raise WorkloadError(f"{path}:{n}: field 'amount_cents' is out of the int64 range")
         oid = obj["order_id"]
         if oid in seen:
-            raise WorkloadError(f"{path}:{n}: field 'order_id' duplicates line {seen[oid]} ({oid!r})")
+            raise WorkloadError(f"{path}:{n}: field 'order_id' duplicates line {seen[oid]} ({short(oid)})")
         seen[oid] = n
         orders.append(Order(order_id=oid, account=obj["account"], amount_cents=obj["amount_cents"]))
     if not orders:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import grpc
 
+from nodes.common.limits import MAX_PROXY_FAULTS
+
 from nodes.pb import proxy_pb2, proxy_pb2_grpc
 from nodes.proxy.fault import InvalidFault, Spec
 from nodes.proxy.stats import COUNTERS, LinkStats
@@ -45,6 +47,10 @@ class ProxyControlServicer(proxy_pb2_grpc.ProxyControlServicer):
             spec = spec_from_pb(self.table.link, request)
         except InvalidFault as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if len(self.table.faults) >= MAX_PROXY_FAULTS:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"this proxy already holds {len(self.table.faults)} faults (at most "
+                                f"{MAX_PROXY_FAULTS}); remove some or heal first")
         return proxy_pb2.AddFaultResponse(fault_id=self.table.add(spec, self._calls()))
 
     async def RemoveFault(self, request, context):

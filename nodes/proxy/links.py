@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from google.protobuf.descriptor import ServiceDescriptor
 
+from nodes.common.limits import short
 from nodes.pb import broker_pb2, sink_pb2
 from nodes.proxy.fault import InvalidFault
 
@@ -45,6 +46,6 @@ def resolve_method(link: str, method: str) -> str:
     for name in full:
         if method == name or method == name.rsplit("/", 1)[1]:
             return name
-    short = ", ".join(n.rsplit("/", 1)[1] for n in full)
-    raise InvalidFault("method", f"{method!r} is not a method of {LINKS[link].full_name} "
-                                 f"on link {link} (one of {short})")
+    names = ", ".join(n.rsplit("/", 1)[1] for n in full)
+    raise InvalidFault("method", f"{short(method)} is not a method of {LINKS[link].full_name} "
+                                 f"on link {link} (one of {names})")

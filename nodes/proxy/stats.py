@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from nodes.common.limits import MAX_PROXY_METHODS
+
+OTHER = "(other)"
+"""Counters of method names beyond MAX_PROXY_METHODS (names come from the wire)."""
+
 COUNTERS = ("calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors",
             "held")
 
@@ -22,7 +27,11 @@ class MethodStats:
 
 
 class LinkStats:
-    """Counters per full method name, created on the first call of a method."""
+    """Counters per full method name, created on the first call of a method.
+
+    Bounded: at most MAX_PROXY_METHODS names (plus ``(other)``); calls of further
+    names (a client inventing method names) are counted under ``(other)``.
+    """
 
     def __init__(self) -> None:
         self.methods: dict[str, MethodStats] = {}
@@ -30,6 +39,11 @@ class LinkStats:
     def of(self, method: str) -> MethodStats:
         s = self.methods.get(method)
         if s is None:
+            if len(self.methods) >= MAX_PROXY_METHODS:
+                method = OTHER
+                s = self.methods.get(OTHER)
+                if s is not None:
+                    return s
             s = self.methods[method] = MethodStats()
         return s
 

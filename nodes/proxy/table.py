@@ -24,6 +24,7 @@ import random
 import zlib
 from typing import Any, Iterable, Mapping
 
+from nodes.common.limits import MAX_FAULT_MATCH_RULES, MAX_FAULT_MS, short, too_long
 from nodes.proxy.fault import Fault, InvalidFault, Spec
 from nodes.proxy.faults import FAULTS
 from nodes.proxy.history import FaultHistory
@@ -50,10 +51,10 @@ def make_spec(link: str, *, kind: str, method: str = "", probability: float | No
             lists the valid ones; a value of the wrong type).
     """
     if kind not in FAULTS:
-        raise InvalidFault("kind", f"unknown fault kind {kind!r} (one of {', '.join(FAULTS)})")
+        raise InvalidFault("kind", f"unknown fault kind {short(kind)} (one of {', '.join(FAULTS)})")
     if spec_link and spec_link != link:
         known = "a known link" if spec_link in LINKS else f"unknown (one of {', '.join(LINKS)})"
-        raise InvalidFault("link", f"{spec_link!r} is {known}, but this proxy serves {link!r}")
+        raise InvalidFault("link", f"{short(spec_link)} is {known}, but this proxy serves {link!r}")
     p = 1.0 if probability is None else float(probability)
     if math.isnan(p) or not 0.0 <= p <= 1.0:
         raise InvalidFault("probability", f"must be in [0, 1], got {probability}")
@@ -61,6 +62,12 @@ def make_spec(link: str, *, kind: str, method: str = "", probability: float | No
                         ("delay_ms", delay_ms), ("jitter_ms", jitter_ms), ("hold_ms", hold_ms)):
         if value < 0:
             raise InvalidFault(name, f"must be >= 0, got {value}")
+        if name.endswith("_ms") and value > MAX_FAULT_MS:
+            raise InvalidFault(name, f"must be <= {MAX_FAULT_MS} ms (one hour), got {value}")
+    if match and (len(match) > MAX_FAULT_MATCH_RULES
+                  or any(too_long(k, 256) or too_long(v, 256) for k, v in match.items())):
+        raise InvalidFault("match", f"at most {MAX_FAULT_MATCH_RULES} rules, each key and value "
+                                    "at most 256 bytes")
     spec = Spec(kind=kind, method=resolve_method(link, method), probability=p, count=count,
                 after_calls=after_calls, delay_ms=delay_ms, jitter_ms=jitter_ms, side=side,
                 code=code.upper(), hold_ms=hold_ms, match=tuple(sorted((match or {}).items())))

@@ -40,7 +40,7 @@ def main(listen: str, data_dir: Path, mode: str, log_level: str, prepared_timeou
             register=lambda server: sink_pb2_grpc.add_SinkServicer_to_server(SinkServicer(runner), server),
             recover=runner.open,
             status=runner.status,
-            main=runner.main,
+            main=runner.expire_prepared if prepared_timeout_ms > 0 else None,
             close=runner.close,
             service_names=("testbed.v1.Sink",),
         )

@@ -49,6 +49,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from nodes.common.limits import MAX_ORDER_ID_BYTES, too_long
+from nodes.sink import dead_letters
+from nodes.sink.money import add_balances
 from nodes.sink.errors import (AlreadyCommitted, InvalidInput, TransactionAborted, TransactionCommitted,
                                TransactionNotFound)
 from nodes.sink.schema import (DB_FILE, DEFAULT_SNAPSHOT_LIMIT, MAX_ORDERS_PER_CALL, MAX_SNAPSHOT_LIMIT,
@@ -66,8 +69,6 @@ _APPLY_ORDER = ("INSERT INTO orders(order_id, account, amount_cents, applied_cou
 _UPSERT_ORDER = ("INSERT INTO orders(order_id, account, amount_cents, applied_count, first_applied_ms) "
                  f"VALUES (?, ?, ?, 1, {_NOW_MS}) "
                  "ON CONFLICT(order_id) DO NOTHING RETURNING order_id")
-_ADD_BALANCE = ("INSERT INTO balances(account, balance_cents) VALUES (?, ?) "
-                "ON CONFLICT(account) DO UPDATE SET balance_cents = balance_cents + excluded.balance_cents")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,7 @@ class SinkCounters:
     aborted_by_timeout: int = 0      # of which aborted by --prepared-timeout-ms
     reapplied_commits: int = 0       # commits that applied an already committed id (--no-txn-dedupe)
     prepared: tuple[str, ...] = ()   # ids in state prepared, oldest first
+    dead_letters: int = 0            # rows of the dead_letters table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +140,8 @@ class SinkDB:
         orders, applied, dup = self._con.execute(
             "SELECT count(*), coalesce(sum(applied_count), 0), "
             "coalesce(sum(applied_count > 1), 0) FROM orders").fetchone()
-        self.counters = SinkCounters(orders=orders, applied_total=applied, duplicated_orders=dup)
+        self.counters = SinkCounters(orders=orders, applied_total=applied, duplicated_orders=dup,
+                                     dead_letters=dead_letters.count(self._con))
         self._refresh_transactions()
 
     def _refresh_transactions(self) -> None:
@@ -166,7 +169,7 @@ class SinkDB:
             elif count == 2:
                 newly_dup += 1
             per_account[account] += amount
-        con.executemany(_ADD_BALANCE, per_account.items())
+        add_balances(con, per_account)
         return new, newly_dup
 
     def _count_applied(self, new: int, applied: int, newly_dup: int) -> None:
@@ -201,7 +204,7 @@ class SinkDB:
                 if con.execute(_UPSERT_ORDER, (order_id, account, amount)).fetchall():
                     applied += 1
                     per_account[account] += amount
-            con.executemany(_ADD_BALANCE, per_account.items())
+            add_balances(con, per_account)
         self._count_applied(applied, applied, 0)
         return applied, len(rows) - applied
 
@@ -316,6 +319,15 @@ class SinkDB:
             self._refresh_transactions()
         return expired
 
+    def dead_letter(self, entries: Sequence[dead_letters.DeadLetter]) -> tuple[int, int]:
+        """Store poison records in ``dead_letters`` (nodes/sink/dead_letters.py); returns
+        (added, existing). Raises: TooManyOrders (nothing stored)."""
+        with self._txn() as con:
+            added, existing = dead_letters.store(con, entries, self._clock_ms())
+        self.counters = dataclasses.replace(self.counters,
+                                            dead_letters=self.counters.dead_letters + added)
+        return added, existing
+
     def list_prepared(self) -> list[str]:
         """Ids in state prepared, oldest first (expired ones are aborted first)."""
         self.abort_expired()
@@ -335,6 +347,8 @@ class SinkDB:
         """
         if limit < 0:
             raise InvalidInput(f"limit must be >= 0, got {limit}")
+        if too_long(after_order_id, MAX_ORDER_ID_BYTES):
+            raise InvalidInput(f"after_order_id longer than {MAX_ORDER_ID_BYTES} bytes")
         limit = min(limit or DEFAULT_SNAPSHOT_LIMIT, MAX_SNAPSHOT_LIMIT)
         self._con.execute("BEGIN")
         try:

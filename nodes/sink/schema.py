@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 from typing import Sequence
 
+from nodes.common.limits import (MAX_ACCOUNT_BYTES, MAX_ORDER_ID_BYTES, MAX_TRANSACTION_ID_BYTES, short,
+                                 too_long)
 from nodes.sink.errors import InvalidInput, TooManyOrders
 
 DB_FILE = "sink.db"
@@ -31,6 +33,11 @@ CREATE TABLE IF NOT EXISTS prepared(
     transaction_id TEXT NOT NULL, seq INTEGER NOT NULL, order_id TEXT NOT NULL,
     account TEXT NOT NULL, amount_cents INTEGER NOT NULL,
     PRIMARY KEY (transaction_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters(
+    partition INTEGER NOT NULL, "offset" INTEGER NOT NULL, order_id TEXT NOT NULL,
+    account TEXT NOT NULL, amount_cents INTEGER NOT NULL, value_bytes INTEGER NOT NULL,
+    reason TEXT NOT NULL, dead_lettered_ms INTEGER NOT NULL,
+    PRIMARY KEY (partition, "offset", order_id)) WITHOUT ROWID;
 """
 
 
@@ -50,21 +57,52 @@ def check_orders(rows: Sequence[OrderRow]) -> None:
 
     Raises:
         TooManyOrders: more than MAX_ORDERS_PER_CALL rows (gRPC RESOURCE_EXHAUSTED).
-        InvalidInput: an empty order_id or account (gRPC INVALID_ARGUMENT).
+        InvalidInput: an empty or too long order_id or account (gRPC INVALID_ARGUMENT).
     """
     if len(rows) > MAX_ORDERS_PER_CALL:
         raise TooManyOrders(f"{len(rows)} orders in one call; at most {MAX_ORDERS_PER_CALL} allowed")
     for i, (order_id, account, _amount) in enumerate(rows):
-        if not order_id:
-            raise InvalidInput(f"order #{i} in the batch has an empty order_id")
-        if not account:
-            raise InvalidInput(f"order {order_id!r} (#{i} in the batch) has no account")
+        problem = order_problem(order_id, account)
+        if problem:
+            raise InvalidInput(f"order #{i} in the batch: {problem}")
+
+
+def order_problem(order_id: str, account: str) -> str:
+    """Why an order is invalid for the sink ("" if it is valid): the one rule the sink
+    enforces and the processor checks before sending (to dead-letter it instead)."""
+    if not order_id:
+        return "empty order_id"
+    if too_long(order_id, MAX_ORDER_ID_BYTES):
+        return f"order_id {short(order_id)} longer than {MAX_ORDER_ID_BYTES} bytes"
+    if not account:
+        return f"order {order_id!r} has no account"
+    if too_long(account, MAX_ACCOUNT_BYTES):
+        return f"order {order_id!r}: account longer than {MAX_ACCOUNT_BYTES} bytes"
+    return ""
 
 
 def check_transaction_id(transaction_id: str) -> None:
     """Raises InvalidInput (gRPC INVALID_ARGUMENT) for an empty transaction id."""
     if not transaction_id:
         raise InvalidInput("transaction_id must not be empty")
+    if too_long(transaction_id, MAX_TRANSACTION_ID_BYTES):
+        raise InvalidInput(f"transaction_id longer than {MAX_TRANSACTION_ID_BYTES} bytes")
+
+
+def read_dead_letters(db_path: Path) -> list[dict]:
+    """Offline reader for the audit: every row of ``dead_letters`` ([] for a database
+    made before the table existed), ordered by (partition, offset)."""
+    con = sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        try:
+            cur = con.execute('SELECT partition, "offset", order_id, account, amount_cents, value_bytes, '
+                              'reason, dead_lettered_ms FROM dead_letters ORDER BY partition, "offset"')
+        except sqlite3.OperationalError:
+            return []
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur]
+    finally:
+        con.close()
 
 
 def read_snapshot(db_path: Path) -> tuple[dict[str, int], dict[str, int]]:

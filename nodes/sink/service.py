@@ -10,21 +10,13 @@ counters SinkDB replaces atomically after each commit, without touching SQLite.
 A call whose client gives up (deadline, cancel) while its job is on the worker
 still completes and commits: the client must treat that outcome as unknown.
 
-Status codes: INVALID_ARGUMENT (empty order_id, account or transaction id,
-negative snapshot limit), RESOURCE_EXHAUSTED (more than 100,000 orders),
+Status codes: INVALID_ARGUMENT (empty or too long order_id, account or
+transaction id, a balance that would leave the int64 range, negative snapshot
+limit), RESOURCE_EXHAUSTED (more than 100,000 orders or 10,000 dead letters),
 NOT_FOUND (Commit of an unknown id), FAILED_PRECONDITION (Commit of an aborted
 id, Abort of a committed id), ALREADY_EXISTS (PreCommit of a committed id),
 INTERNAL (an SQLite error; logged), UNAVAILABLE (an armed ``error`` failpoint
-``sink.after-*``: the write IS applied, only the reply is replaced: a lost ACK;
-or an I/O error, below).
-
-A full disk (SQLITE_FULL; SQLite rolls the transaction back) fails the call with
-UNAVAILABLE, a transient error the processor retries. An I/O error (SQLITE_IOERR:
-a failed write or fsync) fails the call with UNAVAILABLE and stops the node
-(exit 1): after a failed fsync
-the file's state is unknown (PostgreSQL's "fsyncgate"), so the sink never
-acknowledges anything more from this process; a restart re-reads what is really
-on disk (SQLite replays its WAL).
+``sink.after-*``: the write IS applied, only the reply is replaced: a lost ACK).
 """
 
 from __future__ import annotations
@@ -39,6 +31,8 @@ from typing import Any, Callable, TypeVar
 
 import grpc
 
+from nodes.common import storage_fault
+
 from nodes.common.failpoints import FAILPOINTS, FailpointError
 from nodes.pb import sink_pb2, sink_pb2_grpc
 from nodes.sink.db import DB_FILE, SinkDB
@@ -50,23 +44,6 @@ T = TypeVar("T")
 def order_rows(orders: Any) -> list[tuple[str, str, int]]:
     """Protobuf ``repeated Order`` -> [(order_id, account, amount_cents)]."""
     return [(o.order_id, o.account, o.amount_cents) for o in orders]
-
-
-SQLITE_IOERR, SQLITE_FULL = 10, 13
-
-
-def is_io_error(e: sqlite3.Error) -> bool:
-    """True for SQLITE_IOERR (any extended code, e.g. SQLITE_IOERR_FSYNC)."""
-    code = getattr(e, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF == SQLITE_IOERR
-    return "disk I/O error" in str(e)
-
-
-def is_disk_full(e: sqlite3.Error) -> bool:
-    """True for SQLITE_FULL."""
-    code = getattr(e, "sqlite_errorcode", None)
-    return code & 0xFF == SQLITE_FULL if code is not None else "disk is full" in str(e)
 
 
 class SinkRunner:
@@ -81,24 +58,6 @@ class SinkRunner:
         self.calls: Counter[str] = Counter()
         self.db: SinkDB | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-db")
-        self.failed: BaseException | None = None
-        self.fatal = asyncio.Event()
-
-    def fail(self, e: BaseException) -> None:
-        """Fail-stop after an I/O error: refuse every later call, make :meth:`main` raise."""
-        if self.failed is None:
-            self.log.error("storage failure, the sink stops: %r", e)
-            self.failed = e
-        self.fatal.set()
-
-    async def main(self) -> None:
-        """Main task: the prepared-timeout sweep (if configured); raises once :meth:`fail` ran."""
-        sweep = asyncio.ensure_future(self.expire_prepared())
-        try:
-            await self.fatal.wait()
-        finally:
-            sweep.cancel()
-        raise RuntimeError(f"storage failure, sink stops: {self.failed}")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -142,7 +101,7 @@ class SinkRunner:
                    "committed_transactions": c.committed_transactions,
                    "aborted_transactions": c.aborted_transactions,
                    "aborted_by_timeout": c.aborted_by_timeout,
-                   "reapplied_commits": c.reapplied_commits}
+                   "reapplied_commits": c.reapplied_commits, "dead_letters": c.dead_letters}
         out.update(calls=dict(self.calls), txn_dedupe=self.txn_dedupe,
                    prepared_timeout_ms=self.prepared_timeout_ms)
         return out
@@ -157,20 +116,13 @@ class SinkServicer(sink_pb2_grpc.SinkServicer):
     async def _call(self, name: str, context: grpc.aio.ServicerContext, fn: Callable[[SinkDB], T]) -> T:
         self._r.calls[name] += 1
         db = self._r.db
-        if self._r.failed is not None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"sink storage failed: {self._r.failed}")
         try:
             return await self._r.run(fn, db)
         except SinkError as e:
             self._r.log.info("%s refused: %s", name, e, extra={"code": e.code.name})
             await context.abort(e.code, str(e))
         except sqlite3.Error as e:
-            if is_io_error(e):
-                self._r.fail(e)
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"sink storage failed: {e}")
-            if is_disk_full(e):
-                self._r.log.error("%s failed: disk full", name)
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"sink disk full: {e}")
+            storage_fault.failed(e)  # SQLITE_FULL / SQLITE_IOERR: fail-stop, exit 3
             self._r.log.error("%s failed: %r", name, e, exc_info=True)
             await context.abort(grpc.StatusCode.INTERNAL, f"sink database error: {e}")
         raise AssertionError("unreachable")  # context.abort raises
@@ -213,6 +165,12 @@ class SinkServicer(sink_pb2_grpc.SinkServicer):
     async def ListPrepared(self, request, context):
         ids = await self._call("ListPrepared", context, lambda db: db.list_prepared())
         return sink_pb2.ListPreparedResponse(transaction_ids=ids)
+
+    async def DeadLetter(self, request, context):
+        entries = [(e.order_id, e.partition, e.offset, e.reason, e.value_bytes, e.account, e.amount_cents)
+                   for e in request.entries]
+        added, existing = await self._call("DeadLetter", context, lambda db: db.dead_letter(entries))
+        return sink_pb2.DeadLetterResponse(added=added, existing=existing)
 
     async def Snapshot(self, request, context):
         orders, balances, done = await self._call(

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from nodes.common.limits import short
 from nodes.proxy.fault import Call, Fault, Forward, InvalidFault, Spec
 
 DEFAULT_CODE = "UNAVAILABLE"
@@ -21,7 +22,7 @@ def status_code(name: str) -> grpc.StatusCode:
     code = grpc.StatusCode.__members__.get((name or DEFAULT_CODE).upper())
     if code is None or code is grpc.StatusCode.OK:
         names = ", ".join(n for n in grpc.StatusCode.__members__ if n != "OK")
-        raise InvalidFault("code", f"unknown or non-error status code {name!r} (one of {names})")
+        raise InvalidFault("code", f"unknown or non-error status code {short(name)} (one of {names})")
     return code
 
 
