@@ -127,12 +127,15 @@ def test_an_external_sink_is_audited_through_its_snapshot(tmp_path):
 
 
 def test_read_sink_prefers_the_database_then_the_snapshot(tmp_path):
-    with pytest.raises(InputError, match="no snapshot.json of an external sink"):
+    with pytest.raises(InputError, match="sink.db"):
         read_sink(tmp_path)
     (tmp_path / "snapshot.json").write_text(json.dumps({"orders": {"order-1": 2}, "balances": {"a": 5}}))
     assert read_sink(tmp_path) == ({"order-1": 2}, {"a": 5})
     (tmp_path / "snapshot.json").write_text("{not json")
-    with pytest.raises(InputError, match="unreadable sink snapshot"):
+    with pytest.raises(InputError, match="snapshot.json: not valid JSON"):
+        read_sink(tmp_path)
+    (tmp_path / "snapshot.json").write_text(json.dumps({"orders": {"order-1": 1.5}, "balances": {}}))
+    with pytest.raises(InputError, match="expected an integer"):
         read_sink(tmp_path)
 
 
@@ -146,6 +149,10 @@ def test_operator_state_sources(tmp_path):
     assert operator_state(tmp_path, external=True) == ({"a": 3}, None)
     (tmp_path / "final-status.json").write_text(json.dumps({"state": {"a": 4}}))
     assert operator_state(tmp_path, external=True) == ({"a": 4}, None)
+    assert operator_state(tmp_path, external=False) == ({"a": 4}, None)
+    (tmp_path / "final-status.json").write_text(json.dumps({"durable_positions": {}}))
+    with pytest.raises(InputError, match="no 'state' field"):   # a built-in processor always has one
+        operator_state(tmp_path, external=False)
 
 
 def test_settings_as_flags_and_environment(tmp_path):

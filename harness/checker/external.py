@@ -26,57 +26,55 @@ SNAPSHOT_PAGE = 5000
 
 
 def read_sink(sink_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
-    """({order_id: applied_count}, {account: balance_cents}) from ``sink.db`` or ``snapshot.json``.
+    """({order_id: applied_count}, {account: balance_cents}) from ``sink.db``, or from
+    ``snapshot.json`` when only that exists (an external sink).
 
     Raises:
-        InputError: neither file exists, or the snapshot is unreadable.
+        InputError: neither is readable (the message names the file).
     """
+    from harness.checker import validate
     db = sink_dir / "sink.db"
     snap = sink_dir / SNAPSHOT_FILE
-    if db.exists():
-        from harness.checker import validate
+    if db.exists() or not snap.exists():
         return validate.sink_snapshot(db)
-    if not snap.exists():
-        raise InputError(f"missing sink database {db} (and no {SNAPSHOT_FILE} of an external sink)")
+    j = validate.read_json(snap)
     try:
-        j = json.loads(snap.read_text())
-        return ({str(k): int(v) for k, v in j["orders"].items()},
-                {str(k): int(v) for k, v in j["balances"].items()})
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise InputError(f"unreadable sink snapshot {snap}: {type(e).__name__}: {e}") from None
-
-
-def _state_of(path: Path) -> dict[str, int] | None:
-    try:
-        j = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as e:
-        raise InputError(f"unreadable {path}: {e}") from None
-    state = j.get("state") if isinstance(j, dict) else None
-    if not isinstance(state, dict):
-        return None
-    try:
-        return {str(k): int(v) for k, v in state.items()}
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{path}: 'state' must map account -> integer cents ({e})") from None
+        orders = {str(k): v for k, v in j["orders"].items()}
+        balances = {str(k): v for k, v in j["balances"].items()}
+    except (KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"unreadable sink snapshot {snap}: expected {{\"orders\": {{...}}, \"balances\": "
+                         f"{{...}}}} ({type(e).__name__}: {e})") from None
+    for k, v in [*orders.items(), *balances.items()]:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise InputError(f"unreadable sink snapshot {snap}: {k!r:.40} holds {v!r:.40}, expected an integer")
+    return orders, balances
 
 
 def operator_state(processor_dir: Path, external: bool) -> tuple[dict[str, int] | None, str | None]:
-    """(operator state, why it was not checked). For a built-in processor the result is
-    what the checker always read; for an external one a missing state comes with a reason.
+    """(operator state, why it was not checked).
+
+    Built-in processor: ``final-status.json`` if it exists, else ``checkpoint.json``, else
+    None; a file without a valid ``state`` is an input error (validate.operator_state).
+    External processor: the first of the two files that has a ``state`` object; none
+    is not an error but a check not made, with the reason.
 
     Raises:
-        InputError: a present file is unreadable.
+        InputError: a file is damaged (or, built-in, lacks its state).
     """
-    for name in ("final-status.json", "checkpoint.json"):
-        state = _state_of(processor_dir / name)
-        if state is not None:
-            return state, None
-    if external:
-        return None, ("state-mismatch not checked: the external processor exposes no operator state "
-                      "(neither a 'state' in NodeControl.Status nor in checkpoint.json; docs/contract.md)")
-    return None, None
+    from harness.checker import validate
+    final, ck = processor_dir / "final-status.json", processor_dir / "checkpoint.json"
+    if not external:
+        for path in (final, ck):
+            if path.exists():
+                return validate.operator_state(path), None
+        return None, None
+    for path in (final, ck):
+        if path.exists():
+            obj = validate.read_json(path)
+            if isinstance(obj, dict) and "state" in obj:
+                return validate.operator_state(path), None
+    return None, ("state-mismatch not checked: the external processor exposes no operator state "
+                  "(neither a 'state' in NodeControl.Status nor in checkpoint.json; docs/contract.md)")
 
 
 async def read_snapshot_rpc(address: str, timeout_s: float = 10.0) -> tuple[dict[str, int], dict[str, int]]:
