@@ -109,10 +109,12 @@ def hit_numbers(total: int) -> dict[str, int]:
     return uniq
 
 
-def base_config(sink: str, events: int, seed: int, checkpoint_records: int) -> ClusterConfig:
+def base_config(sink: str, events: int, seed: int, checkpoint_records: int,
+                external: dict[str, str] | None = None) -> ClusterConfig:
+    extra = {} if "processor" in (external or {}) else {"processor": [
+        "--checkpoint-records", str(checkpoint_records), "--checkpoint-ms", "5000"]}
     return ClusterConfig(mode=EXACTLY_ONCE, sink_strategy=sink, seed=seed, events=events, rate=1000.0,
-                         batch_size=100, extra_args={"processor": [
-                             "--checkpoint-records", str(checkpoint_records), "--checkpoint-ms", "5000"]})
+                         batch_size=100, extra_args=extra, external=dict(external or {}))
 
 
 ProgressFn = Callable[[str, str], None]
@@ -156,7 +158,7 @@ async def calibrate(points: tuple[str, ...], base: ClusterConfig, run_dir: Path,
 async def run_sweep(run_dir: Path, *, sink: str = SINK_IDEMPOTENT, events: int = 1500, seed: int = 1,
                     checkpoint_records: int = 250, points: tuple[str, ...] | None = None,
                     which: tuple[str, ...] = WHICH, drain_timeout_s: float = 60.0,
-                    progress: ProgressFn = lambda *_: None) -> dict:
+                    progress: ProgressFn = lambda *_: None, external: dict[str, str] | None = None) -> dict:
     """Calibrate, then crash at each (failpoint, hit) and audit; write and return sweep.json.
 
     Raises:
@@ -164,10 +166,11 @@ async def run_sweep(run_dir: Path, *, sink: str = SINK_IDEMPOTENT, events: int =
         RuntimeError: the calibration run itself was not held.
     """
     points = tuple(points or SWEEP_POINTS[sink])
-    base = base_config(sink, events, seed, checkpoint_records)
+    base = base_config(sink, events, seed, checkpoint_records, external)
     hits = await calibrate(points, base, run_dir, progress)
     unreachable = [p for p in points if hits.get(p, 0) == 0]
     result = {"mode": EXACTLY_ONCE, "sink": sink, "events": events, "seed": seed, "hits": hits,
+              "external_nodes": dict(external or {}),
               "unreachable": unreachable, "cells": [], "complete": False}
     path = run_dir / "sweep.json"
     for point in points:

@@ -31,6 +31,8 @@ import json
 import signal
 from pathlib import Path
 
+import grpc
+
 from harness.nemesis.base import Nemesis
 from harness.process import NodeProcess
 from nodes.common.control_auth import control_channel
@@ -110,6 +112,10 @@ def crash_logged(p: NodeProcess, pid: int | None) -> str | None:
     return None
 
 
+class NoNodeControl(RuntimeError):
+    """A failpoint step aimed at an external node that does not serve NodeControl."""
+
+
 class FailpointNemesis(Nemesis):
     """Carries out ``"f": "failpoint"`` steps (see the module doc).
 
@@ -131,6 +137,9 @@ class FailpointNemesis(Nemesis):
         if step["node"] not in self.ctx.cluster.nodes:
             return self._arm_at_start(step)
         p = self.ctx.cluster.nodes[step["node"]]
+        if getattr(p, "control", True) is False:
+            raise NoNodeControl(f"the external {p.name} does not serve testbed.v1.NodeControl: a failpoint "
+                                "step cannot reach it (it still gets process and link faults)")
         spec = await arm_failpoint(p.address, step["name"], step.get("action", "crash"),
                                    nth=int(step.get("nth", 1)), count=int(step.get("count", 1)),
                                    delay_ms=int(step.get("delay_ms", 0)),
@@ -210,13 +219,16 @@ class FailpointNemesis(Nemesis):
         hits: dict[str, dict[str, int]] = {}
         errors: dict[str, str] = {}
         for p in self.ctx.cluster.nodes.values():
-            if not p.running or p.paused:
-                continue
+            if not p.running or p.paused or getattr(p, "control", True) is False:
+                continue  # an external node without NodeControl has no failpoints to list
             try:
                 armed = [f for f in await list_failpoints(p.address) if f["armed"]]
                 if armed:
                     hits[p.name] = {f["name"]: f["hits"] for f in armed}
                 await disarm_failpoint(p.address)
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.UNIMPLEMENTED:   # UNIMPLEMENTED: an external node
+                    errors[p.name] = f"{type(e).__name__}: {e}"  # with Status but no failpoints
             except Exception as e:
                 errors[p.name] = f"{type(e).__name__}: {e}"
         if hits:  # what was still armed at the heal, and how often it was reached (sweep calibration)
