@@ -131,3 +131,13 @@ async def test_sigterm_closes_every_connection(spawn, echo):
         w.close()
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in echo.ended)), IO_TIMEOUT_S)
     assert len(echo.ended) == 3
+
+
+async def test_restart_keeps_the_data_port(spawn, echo):
+    px = await proxy_in_front(spawn, await echo.start())
+    data, control_address = px.data_address, px.address
+    await px.restart()
+    assert (px.data_address, px.address) == (data, control_address)
+    r, w = await connect(px)
+    assert await roundtrip(r, w, b"again") == b"again"
+    w.close()

@@ -8,7 +8,8 @@ stamps the chunk's arrival, puts it in a queue of at most QUEUE_CHUNKS chunks:
 per-connection memory is bounded, and a full queue stops the reading, which
 is TCP's back-pressure) and a writer task (takes the next chunk, runs it
 through the stream's toxics, writes it to the destination). Without toxics a
-chunk goes straight to the socket. The source's close becomes a half-close
+chunk goes straight to the socket, written by the reader itself when nothing is
+queued (the lean path: no queue, no task switch). The source's close becomes a half-close
 (``write_eof``) of the destination; an RST (ECONNRESET) from either side, or
 a failed write, resets both sides. The connection ends when both streams
 ended, or at :meth:`Connection.terminate` (toxics, the down switch, stop).
@@ -26,10 +27,13 @@ from typing import Any, Callable
 from nodes.tcpproxy.stats import StreamStats
 from nodes.tcpproxy.toxic import DIRECTIONS, Applied, Chunk, CloseConnection
 
-READ_BYTES = 256 * 1024
-"""The largest chunk one read takes from a socket (bytes)."""
-QUEUE_CHUNKS = 8
-"""Chunks a stream buffers between its reader and writer (so <= 2 MiB per stream)."""
+READ_BYTES = 128 * 1024
+"""The largest chunk one read takes from a socket (bytes); also the sockets' StreamReader
+limit (asyncio pauses reading beyond twice that)."""
+QUEUE_CHUNKS = 4
+"""Chunks a stream buffers between its reader and writer (so <= 512 KiB per stream).
+A connection holds at most about 1.5 MiB: two queues, two reader buffers, two write
+buffers (asyncio's 64 KiB high-water mark)."""
 
 
 def set_rst(writer: asyncio.StreamWriter) -> None:
@@ -58,6 +62,8 @@ class Stream:
         self.queue: asyncio.Queue[tuple[Chunk, float]] = asyncio.Queue(QUEUE_CHUNKS)
         self.arrived = 0.0
         self.ended = False
+        self.busy = False
+        """True while the writer transmits a chunk (the reader then queues, to keep order)."""
 
     def attach(self, ap: Applied) -> None:
         self.toxics = self.toxics + (ap,)
@@ -74,7 +80,10 @@ class Stream:
                     break
                 self.stats.calls += 1
                 self.stats.bytes_in += len(data)
-                await self.queue.put((data, time.monotonic()))
+                if not self.toxics and not self.busy and self.queue.empty():
+                    await self._send(data)  # the lean path: no toxic, nothing queued
+                else:
+                    await self.queue.put((data, time.monotonic()))
         except (ConnectionError, OSError):
             self.conn.terminate(reset=True)  # an RST from the source: pass it on
             return
@@ -83,7 +92,9 @@ class Stream:
     async def write_loop(self) -> None:
         try:
             while True:
+                self.busy = False
                 chunk, self.arrived = await self.queue.get()
+                self.busy = True
                 chain = self.toxics
                 if chain:
                     await self._through(chain, 0, chunk)

@@ -18,13 +18,14 @@ import logging
 from typing import Any
 
 from nodes.proxy.history import FaultHistory
-from nodes.tcpproxy.link import Connection, set_rst
+from nodes.tcpproxy.link import READ_BYTES, Connection, set_rst
 from nodes.tcpproxy.stats import StreamStats
 from nodes.tcpproxy.table import ToxicTable
 from nodes.tcpproxy.toxic import DIRECTIONS
 
-MAX_CONNECTIONS = 1024
-"""Open connections per proxy; more are reset at once."""
+MAX_CONNECTIONS = 256
+"""Open connections per proxy (each at most ~1.5 MiB, nodes/tcpproxy/link.py); more are
+reset at once."""
 UPSTREAM_CONNECT_S = 5.0
 """How long the proxy waits for the upstream's accept (s)."""
 
@@ -63,7 +64,7 @@ class TcpProxy:
         Raises: OSError if the address cannot be bound."""
         host, port = split_address(self.address or self.listen)
         self.server = await asyncio.start_server(self._accept, host, port, reuse_address=True,
-                                                 limit=1 << 20)
+                                                 limit=READ_BYTES)
         bound = self.server.sockets[0].getsockname()
         self.address = f"{host}:{bound[1]}"
         return self.address
@@ -82,7 +83,7 @@ class TcpProxy:
             try:
                 host, port = split_address(self.upstream)
                 upstream = await asyncio.wait_for(
-                    asyncio.open_connection(host, port, limit=1 << 20), UPSTREAM_CONNECT_S)
+                    asyncio.open_connection(host, port, limit=READ_BYTES), UPSTREAM_CONNECT_S)
             except (OSError, asyncio.TimeoutError) as e:
                 self.stats["upstream"].upstream_errors += 1
                 self.log.warning("upstream connect failed: %s", e,
