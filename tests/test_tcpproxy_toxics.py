@@ -114,7 +114,10 @@ async def test_partition_holds_then_delivers_in_order(spawn, echo):
     assert echo.reads[0] == [1]  # nothing reached the server
     await control(px, "heal")
     assert await asyncio.wait_for(r.readexactly(3), IO_TIMEOUT_S) == b"234"
-    assert [x["direction"] for x in records(px) if x["action"] == "partitioned"] == ["both"]
+    recs = records(px)
+    assert [(x["action"], x["direction"]) for x in recs] == \
+        [("partitioned", "both"), ("released", "upstream"), ("released", "downstream")]
+    assert recs[1]["held_ms"] >= 400 and recs[2]["held_ms"] == 0  # nothing came back from the server
     w.close()
 
 

@@ -106,6 +106,10 @@ class Stream:
             self.conn.terminate(reset=c.reset)
         except (ConnectionError, OSError):
             self.conn.terminate(reset=True)
+        except Exception:  # a bug in a toxic: say so, and end this connection only
+            self.conn.log.exception("stream failed", extra={"connection": self.conn.conn_id,
+                                                            "direction": self.direction})
+            self.conn.terminate(reset=True)
 
     async def _through(self, chain: tuple[Applied, ...], i: int, chunk: Chunk) -> None:
         if i == len(chain):
@@ -164,6 +168,8 @@ class Connection:
 
     async def run(self) -> None:
         """Pump both streams until both ended or the connection is terminated."""
+        if self.closing:  # terminated before it started (a reset at once, the down switch)
+            return
         loop = asyncio.get_running_loop()
         for d in DIRECTIONS:
             s = self.streams[d]

@@ -15,6 +15,8 @@ partition are accepted by the proxy but carry nothing. Jepsen's
 
 from __future__ import annotations
 
+import time
+
 from nodes.tcpproxy.toxic import Applied, Chunk, Send, Toxic
 
 
@@ -25,9 +27,11 @@ class Partition(Toxic):
     async def transmit(self, ap: Applied, chunk: Chunk, send: Send) -> None:
         if not ap.released.is_set():
             ap.stream.stats.held += 1
-            ap.state["held_chunks"] = ap.state.get("held_chunks", 0) + 1
+            ap.state.setdefault("since_ms", round(time.monotonic() * 1000))
             await ap.hold(None)
         await send(chunk)
 
     def summary(self, ap: Applied) -> dict[str, int]:
-        return {"held_chunks": ap.state.get("held_chunks", 0)}
+        """``held_ms``: how long the stream was stopped (0: nothing tried to pass)."""
+        since = ap.state.get("since_ms")
+        return {"held_ms": round(time.monotonic() * 1000) - since if since is not None else 0}

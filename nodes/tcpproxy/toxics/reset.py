@@ -28,8 +28,8 @@ class Reset(Toxic):
         ap.timer = asyncio.get_running_loop().create_task(self._timer(ap))
 
     async def _timer(self, ap: Applied) -> None:
-        if await ap.hold(self.spec.delay_ms / 1000.0):
-            return  # removed before the timeout
+        if await ap.hold(self.spec.delay_ms / 1000.0) or ap.stream.conn.closing:
+            return  # removed before the timeout, or reset from the other direction already
         ap.record("reset", after_ms=self.spec.delay_ms)
         ap.stream.conn.terminate(reset=True)
 
