@@ -13,7 +13,10 @@ peer servers connect to) and the gRPC control port (``address``, as for every
 node: health, ProxyControl, Status). A restart binds the same data port again,
 so the servers' configuration stays valid. The manifest entry is the shape
 ``testbed fault`` reads (harness/cli_fault.py), plus ``"kind": "tcp"`` and the
-data address.
+data address. Name the data dir ``<mode dir>/proxy-<link>`` as the gRPC proxies'
+are: the report's fault timeline and the ``faults`` counts read
+``proxy-*/faults.jsonl`` (a TCP firing shows as "fired on call N", N being the
+connection id).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ class EchoServer:
         self.server: asyncio.base_events.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
         self.ended: list[asyncio.Event] = []
-        self.echo = True
+        self._grew = asyncio.Event()
 
     async def start(self) -> str:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -42,17 +42,24 @@ class EchoServer:
         self.ended.append(asyncio.Event())
         self.writers.append(writer)
         self.accepted.set()
+        self._grew.set()
+        self._grew = asyncio.Event()
         try:
             while data := await reader.read(65536):
                 self.reads[i].append(len(data))
-                if self.echo:
-                    writer.write(data)
-                    await writer.drain()
+                writer.write(data)
+                await writer.drain()
         except (ConnectionError, OSError) as e:
             self.errors[i] = e
         finally:
             self.ended[i].set()
             writer.close()
+
+    async def connection(self, i: int) -> int:
+        """Wait until connection ``i`` (0-based, accept order) was accepted; return ``i``."""
+        while len(self.reads) <= i:
+            await asyncio.wait_for(self._grew.wait(), IO_TIMEOUT_S)
+        return i
 
     async def close(self) -> None:
         for w in self.writers:

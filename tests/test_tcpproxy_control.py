@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 
 import grpc
 import pytest
@@ -141,3 +142,28 @@ async def test_restart_keeps_the_data_port(spawn, echo):
     r, w = await connect(px)
     assert await roundtrip(r, w, b"again") == b"again"
     w.close()
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--upstream", "nohost", "--link", "x"], "expected HOST:PORT"),
+    (["--upstream", "127.0.0.1:1", "--link", "bad name"], "Invalid value for '--link'"),
+    (["--upstream", "127.0.0.1:1", "--link", "x", "--data-listen", "127.0.0.1:99999"],
+     "Invalid value for '--data-listen'"),
+])
+def test_bad_flags_exit_2_without_traceback(tmp_path, args, text):
+    from nodes.tcpproxy.__main__ import main
+    r = CliRunner().invoke(main, ["--data-dir", str(tmp_path), *args])
+    assert r.exit_code == 2 and text in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+async def test_data_port_in_use_is_one_line_exit_2(spawn, echo, tmp_path):
+    px = await proxy_in_front(spawn, await echo.start())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nodes.tcpproxy", "--data-dir", str(tmp_path / "second"),
+        "--upstream", "127.0.0.1:1", "--link", "x", "--data-listen", px.data_address,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2, err
+    assert err.decode().strip().startswith("tcpproxy: error: cannot bind") and b"Traceback" not in err
+    assert out == b""
