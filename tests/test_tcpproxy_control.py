@@ -167,3 +167,17 @@ async def test_data_port_in_use_is_one_line_exit_2(spawn, echo, tmp_path):
     assert proc.returncode == 2, err
     assert err.decode().strip().startswith("tcpproxy: error: cannot bind") and b"Traceback" not in err
     assert out == b""
+
+
+async def test_down_on_a_grpc_proxy_is_a_usage_error(spawn, tmp_path):
+    proxy = await spawn("proxy", ["--link", "producer-broker", "--upstream", "127.0.0.1:1"])
+    cluster = tmp_path / "cluster.json"
+    cluster.write_text(json.dumps({"links": {"producer-broker": {"proxy": proxy.address,
+                                                                 "pid": proxy.pid}}}))
+    r = await asyncio.to_thread(CliRunner().invoke, fault,
+                                ["--cluster", str(cluster), "down", "--link", "producer-broker"])
+    assert r.exit_code == 2 and "a gRPC proxy has no down switch" in r.output, r.output
+    r = await asyncio.to_thread(CliRunner().invoke, fault,
+                                ["--cluster", str(cluster), "add", "delay", "--link",
+                                 "producer-broker", "--delay-ms", "5", "--direction", "upstream"])
+    assert r.exit_code == 2 and "direction: direction is for TCP proxy toxics" in r.output, r.output

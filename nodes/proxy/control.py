@@ -75,6 +75,12 @@ class ProxyControlServicer(proxy_pb2_grpc.ProxyControlServicer):
         await self.table.release(removed)
         return proxy_pb2.HealResponse(removed=len(removed))
 
+    async def SetDown(self, request, context):
+        """The TCP proxy's down switch: UNIMPLEMENTED here (use a partition fault)."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            f"{self.table.link} is a gRPC proxy: no down switch (TCP proxies only); "
+                            "add a partition fault instead")
+
     async def Stats(self, request, context):
         methods = [proxy_pb2.MethodStats(method=m, **{c: getattr(s, c) for c in COUNTERS})
                    for m, s in sorted(self.stats.methods.items())]
