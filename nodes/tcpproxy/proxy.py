@@ -70,6 +70,17 @@ class TcpProxy:
         return self.address
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The connection's handler task (asyncio's client_connected_cb)."""
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            pass  # the event loop is ending (stop): asyncio would log a cancelled handler as an error
+        finally:
+            self._tasks.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         conn = Connection(self.accepted, (reader, writer), self._record, self.log)
         if self.down or len(self.connections) >= MAX_CONNECTIONS:
@@ -139,8 +150,9 @@ class TcpProxy:
             self.server.close()
             self.server = None
         closed = self.close_all()
+        if self._tasks:  # the handlers end once their connection is terminated
+            await asyncio.wait(set(self._tasks), timeout=2.0)
         self.log.info("stopped", extra={"closed": closed})
-        await asyncio.sleep(0)
 
     def status(self) -> dict[str, Any]:
         return {"link": self.link, "upstream": self.upstream, "data_address": self.address,
