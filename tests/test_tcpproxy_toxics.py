@@ -265,3 +265,32 @@ async def test_probability_is_seeded(rig, tmp_path):
         finally:
             await px.stop(timeout_s=5)
     assert fired[0] == fired[1] and 0 < len(fired[0]) < 12
+
+
+async def test_an_rst_from_the_server_reaches_the_client(rig):
+    from nodes.tcpproxy.link import set_rst
+    r, w = await connect(rig.px)
+    assert await roundtrip(r, w, b"x") == b"x"
+    sw = rig.echo.writers[await rig.server_side(1)]
+    set_rst(sw)
+    sw.transport.abort()
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(r.read(10), IO_TIMEOUT_S)
+    w.close()
+
+
+async def test_connections_beyond_the_limit_are_reset(rig):
+    from nodes.tcpproxy.proxy import MAX_CONNECTIONS
+    deadline = time.monotonic() + IO_TIMEOUT_S  # earlier tests' connections wind down first
+    while (await control(rig.px, "status"))["open_connections"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)  # polling a condition, bounded
+    refused = (await control(rig.px, "status"))["refused"]
+    conns = [await connect(rig.px) for _ in range(MAX_CONNECTIONS)]
+    assert await roundtrip(*conns[-1], b"last") == b"last"  # all wired
+    r, w = await connect(rig.px)
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(r.read(10), IO_TIMEOUT_S)
+    status = await control(rig.px, "status")
+    assert status["refused"] == refused + 1 and status["open_connections"] == MAX_CONNECTIONS
+    for _, cw in conns + [(r, w)]:
+        cw.close()
