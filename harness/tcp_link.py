@@ -36,13 +36,15 @@ class TcpLinkProcess(NodeProcess):
         data_dir: its data dir (faults.jsonl, logs).
         seed: the run's seed. data_listen: the data address ("127.0.0.1:0" = any port).
         env: extra environment (the cluster's control token: TESTBED_CONTROL_TOKEN).
+        args: extra flags (``["--max-connections", "64"]``).
     """
 
     def __init__(self, link: str, upstream: str, data_dir: Path, *, seed: int = 0,
-                 data_listen: str = "127.0.0.1:0", env: dict[str, str] | None = None) -> None:
+                 data_listen: str = "127.0.0.1:0", env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
         super().__init__("tcpproxy", data_dir,
-                         ["--link", link, "--upstream", upstream, "--seed", str(seed)],
-                         name=f"tcpproxy-{link}")
+                         ["--link", link, "--upstream", upstream, "--seed", str(seed),
+                          *(args or [])], name=f"tcpproxy-{link}")
         self.link, self.upstream = link, upstream
         self.data_listen = data_listen
         self.env.update(env or {})

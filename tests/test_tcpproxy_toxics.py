@@ -18,6 +18,9 @@ from harness.tcp_link import TcpLinkProcess
 from nodes.proxy.history import read_history
 from tests.tcpproxy_support import IO_TIMEOUT_S, EchoServer, connect, control, roundtrip
 
+MAX_CONNECTIONS = 24
+"""The module's proxy runs with --max-connections 24."""
+
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
 
@@ -55,7 +58,8 @@ class Rig:
 async def shared(tmp_path_factory):
     echo = EchoServer()
     upstream = await echo.start()
-    px = TcpLinkProcess("t1", upstream, tmp_path_factory.mktemp("tcpproxy") / "proxy-t1", seed=7)
+    px = TcpLinkProcess("t1", upstream, tmp_path_factory.mktemp("tcpproxy") / "proxy-t1", seed=7,
+                        args=["--max-connections", str(MAX_CONNECTIONS)])
     try:
         await px.start()
         yield Rig(echo, px)
@@ -280,7 +284,6 @@ async def test_an_rst_from_the_server_reaches_the_client(rig):
 
 
 async def test_connections_beyond_the_limit_are_reset(rig):
-    from nodes.tcpproxy.proxy import MAX_CONNECTIONS
     deadline = time.monotonic() + IO_TIMEOUT_S  # earlier tests' connections wind down first
     while (await control(rig.px, "status"))["open_connections"] and time.monotonic() < deadline:
         await asyncio.sleep(0.02)  # polling a condition, bounded

@@ -35,7 +35,7 @@ from nodes.pb import proxy_pb2, proxy_pb2_grpc
 from nodes.proxy.__main__ import parse_address
 from nodes.proxy.history import FaultHistory
 from nodes.tcpproxy.control import TcpProxyControlServicer
-from nodes.tcpproxy.proxy import TcpProxy
+from nodes.tcpproxy.proxy import MAX_CONNECTIONS, TcpProxy
 
 LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -55,9 +55,9 @@ def check_data_listen(ctx: click.Context, param: click.Parameter, value: str) ->
 
 
 def make_spec(log: logging.Logger, *, data_dir: Path, link: str, upstream: str, seed: int,
-              data_listen: str) -> NodeSpec:
+              data_listen: str, max_connections: int = MAX_CONNECTIONS) -> NodeSpec:
     history = FaultHistory(data_dir, link)
-    proxy = TcpProxy(link, data_listen, upstream, seed, history, log)
+    proxy = TcpProxy(link, data_listen, upstream, seed, history, log, max_connections)
 
     def register(server) -> None:
         proxy_pb2_grpc.add_ProxyControlServicer_to_server(TcpProxyControlServicer(proxy), server)
@@ -88,11 +88,14 @@ def make_spec(log: logging.Logger, *, data_dir: Path, link: str, upstream: str, 
               help="host:port of the upstream server.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the link's toxic generator (mixed with the link name).")
+@click.option("--max-connections", type=click.IntRange(1, 4096), default=MAX_CONNECTIONS,
+              show_default=True, help="Open connections at most; more are reset at once.")
 def main(listen: str, data_dir: Path, mode: str, log_level: str, data_listen: str, link: str,
-         upstream: str, seed: int) -> None:
+         upstream: str, seed: int, max_connections: int) -> None:
     """Fault-injecting TCP proxy in front of one server (NATS, MQTT...)."""
     run_node(lambda log: make_spec(log, data_dir=data_dir, link=link, upstream=upstream,
-                                   seed=seed, data_listen=data_listen),
+                                   seed=seed, data_listen=data_listen,
+                                   max_connections=max_connections),
              name="tcpproxy", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level)
 
 

@@ -3,7 +3,7 @@
 Accepts on the data address, opens one upstream connection per client
 connection (timeout UPSTREAM_CONNECT_S; on failure the client gets an RST and
 ``upstream_errors`` counts it), wires the two streams, lets the toxic table
-decide its toxics, and pumps. At most MAX_CONNECTIONS connections are open at
+decide its toxics, and pumps. At most ``--max-connections`` (MAX_CONNECTIONS) connections are open at
 once; a connection beyond is reset at once and counted (``refused`` in the
 Status JSON). The down switch (Toxiproxy's ``enabled = false``) closes the
 listening socket, so new connections are refused by the kernel
@@ -24,8 +24,8 @@ from nodes.tcpproxy.table import ToxicTable
 from nodes.tcpproxy.toxic import DIRECTIONS
 
 MAX_CONNECTIONS = 256
-"""Open connections per proxy (each at most ~1.5 MiB, nodes/tcpproxy/link.py); more are
-reset at once."""
+"""Default limit of open connections per proxy (``--max-connections``; each at most
+~1.5 MiB, nodes/tcpproxy/link.py); more are reset at once."""
 UPSTREAM_CONNECT_S = 5.0
 """How long the proxy waits for the upstream's accept (s)."""
 
@@ -42,10 +42,11 @@ class TcpProxy:
         link: the link's name (in faults.jsonl). listen: data address to bind
             ("127.0.0.1:0" picks a port). seed: the run's seed.
         history: faults.jsonl. log: the node's logger.
+        max_connections: open connections at most; more are reset at once.
     """
 
     def __init__(self, link: str, listen: str, upstream: str, seed: int, history: FaultHistory,
-                 log: logging.Logger) -> None:
+                 log: logging.Logger, max_connections: int = MAX_CONNECTIONS) -> None:
         self.link, self.listen, self.upstream, self.log = link, listen, upstream, log
         self.history = history
         self.connections: dict[int, Connection] = {}
@@ -54,6 +55,7 @@ class TcpProxy:
         self.server: asyncio.base_events.Server | None = None
         self.address = ""
         self.down = False
+        self.max_connections = max_connections
         self.accepted = 0
         self.refused = 0
         self._tasks: set[asyncio.Task] = set()
@@ -83,7 +85,7 @@ class TcpProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         conn = Connection(self.accepted, (reader, writer), self._record, self.log)
-        if self.down or len(self.connections) >= MAX_CONNECTIONS:
+        if self.down or len(self.connections) >= self.max_connections:
             self.refused += 1
             self.log.warning("connection refused", extra={"connection": conn.conn_id,
                                                           "down": self.down})
