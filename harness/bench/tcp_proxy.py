@@ -9,7 +9,9 @@ through a real proxy process in front of it, and prints one JSON object:
   bytes on one connection: mean and p99 latency (µs) direct and proxied, and
   the latency the proxy adds;
 - bulk: ``--bulk-mb`` MB (10^6 bytes) sent one way to a server that counts them
-  (then one byte back): MB/s direct and proxied.
+  (then one byte back): MB/s direct and proxied;
+- the proxy process's CPU time per round trip (µs) and per 100 MB (s), which
+  depends less on how busy the machine is than the wall-clock figures.
 
 Figures are measurements on the machine at hand (the client and server share
 one event loop), never asserted.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import click
 
+from harness.bench.procstat import cpu_seconds
 from harness.tcp_link import TcpLinkProcess
 
 CHUNK = 256 * 1024
@@ -93,10 +96,16 @@ async def measure(n: int, size: int, mb: int) -> dict:
         try:
             out = {"round_trips": n, "size_bytes": size, "bulk_mb": mb}
             out["direct"] = await round_trips(upstream, n, size)
+            cpu0 = cpu_seconds(px.pid)
             out["proxied"] = await round_trips(px.data_address, n, size)
+            cpu1 = cpu_seconds(px.pid)
             out["added_mean_us"] = round(out["proxied"]["mean_us"] - out["direct"]["mean_us"], 1)
             out["direct_mb_s"] = await bulk(upstream, mb)
             out["proxied_mb_s"] = await bulk(px.data_address, mb)
+            cpu2 = cpu_seconds(px.pid)
+            if None not in (cpu0, cpu1, cpu2):
+                out["proxy_cpu_us_per_round_trip"] = round((cpu1 - cpu0) / n * 1e6, 1)
+                out["proxy_cpu_s_per_100_mb"] = round((cpu2 - cpu1) / mb * 100, 2)
         finally:
             await px.stop()
             server.close()
