@@ -89,7 +89,7 @@ class ProxyControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Heal(self, request, context):
-        """remove every fault
+        """remove every fault (TCP: and up)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
