@@ -297,3 +297,27 @@ async def test_connections_beyond_the_limit_are_reset(rig):
     assert status["refused"] == refused + 1 and status["open_connections"] == MAX_CONNECTIONS
     for _, cw in conns + [(r, w)]:
         cw.close()
+
+
+async def test_bytes_stay_intact_and_in_order_while_toxics_come_and_go(rig):
+    import random
+    data = random.Random(1).randbytes(3_000_000)
+    r, w = await connect(rig.px)
+
+    async def send() -> None:
+        for i in range(0, len(data), 100_000):
+            w.write(data[i:i + 100_000])
+            await w.drain()
+            if i == 500_000:
+                await control(rig.px, "add", "latency", delay_ms=2)
+            elif i == 1_200_000:
+                await control(rig.px, "add", "slicer", bytes=50_000, direction="downstream")
+            elif i == 2_000_000:
+                await control(rig.px, "heal")
+
+    sender = asyncio.ensure_future(send())
+    got = await asyncio.wait_for(r.readexactly(len(data)), 20)
+    await sender
+    assert got == data
+    assert {x["fault"] for x in rig.records()} == {"latency", "slicer"}
+    w.close()
