@@ -181,3 +181,21 @@ async def test_down_on_a_grpc_proxy_is_a_usage_error(spawn, tmp_path):
                                 ["--cluster", str(cluster), "add", "delay", "--link",
                                  "producer-broker", "--delay-ms", "5", "--direction", "upstream"])
     assert r.exit_code == 2 and "direction: direction is for TCP proxy toxics" in r.output, r.output
+
+
+async def test_control_token_guards_the_toxics_not_the_data(spawn, echo):
+    from harness.proxy_client import ProxyControlClient
+    from harness.tcp_link import TcpLinkProcess
+    px = TcpLinkProcess("tok", await echo.start(), spawn.root / "proxy-tok",
+                        env={"TESTBED_CONTROL_TOKEN": "s3cret"})
+    spawn.procs.append(px)
+    await px.start()
+    async with ProxyControlClient(px.address, token="wrong") as c:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await c.add("partition")
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    async with ProxyControlClient(px.address, token="s3cret") as c:
+        assert await c.add("latency", delay_ms=1) == "f1"
+    r, w = await connect(px)  # the data port needs no token
+    assert await roundtrip(r, w, b"data") == b"data"
+    w.close()
