@@ -9,7 +9,10 @@ buffers fill, as with unacknowledged packets). Neither a FIN nor an RST gets
 through: the endpoints learn of the partition only from their own timeouts
 (heartbeats, ping/pong). On heal the held bytes and a held close are delivered
 in order, as TCP's retransmissions would. Connections opened during the
-partition are accepted by the proxy but carry nothing. Jepsen's
+partition are accepted by the proxy and connected upstream but carry nothing
+(unlike a real partition, where the SYN is lost, the server sees them
+connect: a server that times out silent connections closes them, and that
+close is held too). Jepsen's
 ``partition``; Toxiproxy's ``timeout`` toxic comes closest.
 """
 
