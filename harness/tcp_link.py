@@ -17,6 +17,15 @@ data address. Name the data dir ``<mode dir>/proxy-<link>`` as the gRPC proxies'
 are: the report's fault timeline and the ``faults`` counts read
 ``proxy-*/faults.jsonl`` (a TCP firing shows as "fired on call N", N being the
 connection id).
+
+A proxy only sees the traffic that goes through it. Servers and clients that
+learn each other's real addresses (a NATS server's INFO advertises its
+client ``connect_urls`` and gossips route URLs to its peers) may connect around
+it; a setup should make them advertise the proxies' data addresses or nothing
+(NATS: ``cluster { no_advertise: true }``, ``advertise``), and a test should
+check the proxies' Stats show the traffic before it trusts a partition.
+A pair of servers whose route may be opened from either side needs a proxy
+each way to be partitioned.
 """
 
 from __future__ import annotations
