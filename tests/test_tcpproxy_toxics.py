@@ -256,23 +256,39 @@ async def test_count_and_after_pick_connections(rig):
         w.close()
 
 
-async def test_probability_is_seeded(rig, tmp_path):
-    fired = []
-    for run in ("a", "b"):  # a fresh proxy on the same link and seed twice: the same connections fire
-        px = TcpLinkProcess("same", rig.px.upstream, tmp_path / f"run-{run}", seed=3)
-        try:
-            await px.start()
-            await control(px, "add", "latency", delay_ms=1, probability=0.5)
-            conns = [await connect(px) for _ in range(12)]
-            for r, w in conns:
-                assert await roundtrip(r, w, b".") == b"."
-            fired.append([x["connection"] for x in read_history(tmp_path / f"run-{run}" / "faults.jsonl")
-                          if x["type"] == "fault"])
-            for _, w in conns:
-                w.close()
-        finally:
-            await px.stop(timeout_s=5)
-    assert fired[0] == fired[1] and 0 < len(fired[0]) < 12
+class _FakeStream:
+    def __init__(self, conn) -> None:
+        self.conn, self.applied = conn, []
+
+    def attach(self, ap) -> None:
+        self.applied.append(ap)
+
+
+class _FakeConn:
+    def __init__(self, conn_id: int) -> None:
+        self.conn_id, self.closing = conn_id, False
+        self.streams = {"upstream": _FakeStream(self), "downstream": _FakeStream(self)}
+
+
+async def test_probability_is_seeded(tmp_path):
+    """The wrapper's decisions (plain classes, no process): the same link and seed pick
+    the same connections; another seed others."""
+    from nodes.proxy.history import FaultHistory
+    from nodes.tcpproxy.table import ToxicTable, make_spec
+
+    def fired(seed: int, run: str) -> list[int]:
+        (tmp_path / run).mkdir()
+        table = ToxicTable("same", seed, FaultHistory(tmp_path / run, "same"), {})
+        table.add(make_spec("same", kind="latency", delay_ms=1, probability=0.5))
+        conns = [_FakeConn(i) for i in range(1, 41)]
+        for c in conns:
+            table.on_connection(c)
+        return [c.conn_id for c in conns if c.streams["upstream"].applied]
+
+    a, b, other = fired(3, "a"), fired(3, "b"), fired(4, "c")
+    assert a == b and 0 < len(a) < 40 and other != a
+    assert [r["connection"] for r in read_history(tmp_path / "a" / "faults.jsonl")
+            if r["type"] == "fault"] == a
 
 
 async def test_an_rst_from_the_server_reaches_the_client(rig):
