@@ -134,7 +134,7 @@ async def test_sigterm_closes_every_connection(spawn, echo):
     assert len(echo.ended) == 3
 
 
-async def test_restart_keeps_the_data_port(spawn, echo):
+async def test_restart_keeps_the_data_port_and_nobody_else_takes_it(spawn, echo):
     px = await proxy_in_front(spawn, await echo.start())
     data, control_address = px.data_address, px.address
     await px.restart()
@@ -142,6 +142,15 @@ async def test_restart_keeps_the_data_port(spawn, echo):
     r, w = await connect(px)
     assert await roundtrip(r, w, b"again") == b"again"
     w.close()
+    # Another proxy cannot take the data port: one line, exit 2.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nodes.tcpproxy", "--data-dir", str(spawn.root / "second"),
+        "--upstream", "127.0.0.1:1", "--link", "x", "--data-listen", px.data_address,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2, err
+    assert err.decode().strip().startswith("tcpproxy: error: cannot bind") and b"Traceback" not in err
+    assert out == b""
 
 
 @pytest.mark.parametrize("args, text", [
@@ -155,18 +164,6 @@ def test_bad_flags_exit_2_without_traceback(tmp_path, args, text):
     r = CliRunner().invoke(main, ["--data-dir", str(tmp_path), *args])
     assert r.exit_code == 2 and text in r.output, r.output
     assert r.exception is None or isinstance(r.exception, SystemExit)
-
-
-async def test_data_port_in_use_is_one_line_exit_2(spawn, echo, tmp_path):
-    px = await proxy_in_front(spawn, await echo.start())
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nodes.tcpproxy", "--data-dir", str(tmp_path / "second"),
-        "--upstream", "127.0.0.1:1", "--link", "x", "--data-listen", px.data_address,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 2, err
-    assert err.decode().strip().startswith("tcpproxy: error: cannot bind") and b"Traceback" not in err
-    assert out == b""
 
 
 async def test_down_on_a_grpc_proxy_is_a_usage_error(spawn, tmp_path):
