@@ -151,7 +151,7 @@ def fault(ctx: click.Context, cluster: Path) -> None:
 @click.option("--method", default="", help='RPC method, short ("Produce") or full; default all.')
 @click.option("--probability", type=FiniteFloat(), default=None, help="Chance per matching call [0, 1]; default 1.")
 @click.option("--count", type=int, default=0, show_default=True, help="Fire at most N times; 0 = unlimited.")
-@click.option("--after", type=int, default=0, show_default=True, help="Fire from the Nth matching call on.")
+@click.option("--after", type=int, default=0, show_default=True, help="Fire from the Nth matching call (TCP: connection) on.")
 @click.option("--delay-ms", type=int, default=0, show_default=True,
               help="delay, latency: latency (ms); slow-close: close delay; slicer: between slices; "
                    "reset: RST after N ms. duplicate: send the copy N ms after the caller got its answer "
