@@ -66,6 +66,8 @@ class NodeProcess:
         self.storage_fault_injected = False
         """True while a scheduled storage fault (fsync-error, disk-full) is armed on this
         node: its storage-error exit is the expected reaction, not a campaign-ending one."""
+        self.info: dict = {}
+        """The node's stdout line of its last start ({"event": "listening", "address", ...})."""
         self.storage_error: dict | None = None
         """The node's ``{"event": "storage-error", "node", "errno", "file"}`` line, if it printed one."""
         self._log_mark = 0  # size of the node's JSON log when the last start began
@@ -150,6 +152,7 @@ class NodeProcess:
                                      f"before listening: {self.stderr_tail()}")
             info = json.loads(line)
             self.address = info["address"]
+            self.info = info
             self._drain = asyncio.ensure_future(self._drain_stdout())
             await asyncio.wait_for(self._wait_serving(), timeout_s)
         except (asyncio.TimeoutError, NodeStartError, ValueError, KeyError) as e:

@@ -199,6 +199,9 @@ class NodeSpec:
         main: optional long-running task started once SERVING.
         close: awaited on graceful stop, after the server stopped.
         service_names: full service names to report in the health service.
+        bind: optional; awaited once the gRPC server is bound, before the stdout
+            line; its dict is added to that line (the TCP proxy's ``data_address``).
+            An OSError it raises is one stderr line and exit code 2.
     """
 
     name: str
@@ -208,6 +211,7 @@ class NodeSpec:
     main: Callable[[], Awaitable[None]] | None = None
     close: Callable[[], Awaitable[None]] | None = None
     service_names: tuple[str, ...] = ()
+    bind: Callable[[], Awaitable[dict]] | None = None
 
 
 async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
@@ -235,8 +239,16 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
         log.warning("not loopback", extra={"listen": listen})
     host = listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
+    extra: dict = {}
+    if spec.bind is not None:
+        try:
+            extra = await spec.bind()
+        except OSError as e:
+            print(f"{spec.name}: error: cannot bind: {e.strerror or e}", file=sys.stderr)
+            await server.stop(0)
+            return EXIT_USAGE
     sys.stdout.write(json.dumps({"event": "listening", "node": spec.name, "address": address,
-                                 "pid": os.getpid(), "data_dir": str(data_dir)}) + "\n")
+                                 "pid": os.getpid(), "data_dir": str(data_dir), **extra}) + "\n")
     sys.stdout.flush()
     log.info("listening", extra={"address": address, "mode": mode, "pid": os.getpid()})
 
