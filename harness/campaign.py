@@ -20,6 +20,7 @@ from typing import Callable
 from harness import interrupt
 from harness.checker import check, load_run
 from harness.cluster import Cluster, ClusterConfig, lag
+from harness.external_report import describe, external_notes, record_final_state, unreachable_steps
 from harness.history import HistoryWriter
 from harness.metrics import faults_fired, latency_ms
 from harness.scheduler import ScheduleRunner
@@ -131,8 +132,7 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
             progress(spec.label, "draining")
             await cluster.wait_drained(cfg.drain_timeout_s)
         elapsed = time.time() - t0
-        final = await cluster.status("processor")
-        (mode_dir / "processor" / "final-status.json").write_text(json.dumps(final, indent=1, allow_nan=False))
+        await record_final_state(cluster, mode_dir)   # Status (or committed offsets), external sink's Snapshot
     finally:
         await runner.cancel_steps()
         await cluster.stop()
@@ -152,7 +152,10 @@ async def run_mode(spec: ModeSpec, cfg: CampaignConfig, run_dir: Path,
              "faults_fired": fired["total"], "faults": fired["by_kind"],
              "elapsed_s": round(elapsed, 2),
              "anomalies": {n: a.to_json() for n, a in report.anomalies.items() if a.count},
-             "notes": unexpected_exits(mode_dir) + held_by_a_fault(mode_dir)}
+             "notes": unexpected_exits(mode_dir) + held_by_a_fault(mode_dir) + external_notes(config)
+             + unreachable_steps(mode_dir) + [r for r in report.reasons if " not checked:" in r]}
+    if config.external:
+        entry["external"] = describe(config.external)
     progress(spec.label, f"verdict {report.verdict}")
     return entry
 
@@ -163,6 +166,8 @@ def write_result(run_dir: Path, cfg: CampaignConfig, entries: list[dict], *, com
               "config": asdict(cfg.base) | {"drain_timeout_s": cfg.drain_timeout_s},
               "requested_modes": [asdict(m) for m in cfg.modes],
               "disabled": list(cfg.base.disabled), "modes": entries}
+    if cfg.base.external:
+        result["external_nodes"] = describe(cfg.base.external)
     result.update(cfg.extra)
     (run_dir / "result.json").write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     return result

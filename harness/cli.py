@@ -43,7 +43,8 @@ except ImportError:  # pragma: no cover - only while the proxy is not there
 
 for _mod, _name in (("harness.cli_campaign", "campaign"), ("harness.cli_campaign", "audit"),
                     ("harness.cli_campaign", "replay"), ("harness.cli_bench", "bench"),
-                    ("harness.cli_shrink", "shrink"), ("harness.cli_shrink", "explore")):
+                    ("harness.cli_shrink", "shrink"), ("harness.cli_shrink", "explore"),
+                    ("harness.cli_check_node", "check_node_cmd")):
     try:
         cli.add_command(getattr(__import__(_mod, fromlist=[_name]), _name))
     except (ImportError, AttributeError):

@@ -17,6 +17,7 @@ from harness.cli_common import resolve_storage, storage_option
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
+from harness.cli_external import external_nodes, external_options
 from harness.cluster import ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.progress import progress_display  # noqa: F401  (also used by other commands)
@@ -140,12 +141,14 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
               help="Runs directory (default ./runs); the run goes to OUT/<id>/, OUT/latest points to it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @storage_option
-def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurrent_sends, schedule_file, disable, rate, batch_size, drain_timeout,
-             out, quiet, storage) -> None:
+@external_options
+def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurrent_sends, schedule_file, disable,
+             rate, batch_size, drain_timeout, out, quiet, storage, processor_cmd, sink_cmd) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
     """
+    external = external_nodes(processor_cmd, sink_cmd, disable)
     if schedule_file:
         try:
             sched = validate.schedule_file(schedule_file)
@@ -166,7 +169,8 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
     except RunDirError as e:
         fail(str(e))
     base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
-                         storage=storage, fetch_group=fetch_group, sequential_sends=not concurrent_sends)
+                         storage=storage, external=external, fetch_group=fetch_group,
+                         sequential_sends=not concurrent_sends)
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)
     result = execute(cfg, run_dir, quiet)
@@ -207,7 +211,7 @@ def audit_dir(d: Path) -> dict:
     j = report.to_json()
     j.update(sink=config.get("sink_strategy"),
              anomalies={n: a for n, a in j["anomalies"].items() if a["count"]},
-             notes=completeness_notes(d, config))
+             notes=completeness_notes(d, config) + [r for r in report.reasons if " not checked:" in r])
     return j
 
 

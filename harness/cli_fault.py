@@ -7,6 +7,16 @@
     testbed fault stats --link producer-broker
     testbed fault remove f1 --link producer-broker
     testbed fault heal
+    testbed fault add latency --link route-n1-n2 --delay-ms 100 --jitter-ms 20   # a TCP link
+    testbed fault add partition --link route-n1-n2 --direction both
+    testbed fault down --link client-n1      # TCP links: refuse and close connections
+    testbed fault up --link client-n1
+
+TCP links (nodes/tcpproxy, ``"kind": "tcp"`` in the manifest) take the TCP
+toxics (latency, bandwidth, blackhole, partition, reset, slow-close, slicer,
+limit-data) with ``--direction``; gRPC links take the gRPC fault kinds. A kind
+or option the link's proxy does not take is refused by the proxy
+(INVALID_ARGUMENT, exit 2).
 
 The proxies are found in the cluster manifest: ``--cluster PATH``, or by default
 the running ``up`` of this checkout, named in the pid-checked ``runs/up.json``
@@ -38,6 +48,11 @@ from nodes.proxy.faults import FAULTS
 from nodes.proxy.fault import InvalidFault
 from nodes.proxy.faults.delay import SIDES
 from nodes.proxy.match import parse_rules
+from nodes.tcpproxy.toxic import DIRECTION_CHOICES
+from nodes.tcpproxy.toxics import TOXICS
+
+KINDS = list(FAULTS) + [k for k in TOXICS if k not in FAULTS]
+"""gRPC fault kinds, then the TCP toxics (partition is both)."""
 
 NO_CLUSTER = "no running cluster: start one with ./run.sh up (or pass --cluster)"
 
@@ -130,16 +145,19 @@ def fault(ctx: click.Context, cluster: Path) -> None:
 
 
 @fault.command()
-@click.argument("kind", type=click.Choice(list(FAULTS)))
-@click.option("--link", required=True, help="producer-broker, processor-broker or processor-sink.")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.option("--link", required=True, help="producer-broker, processor-broker, processor-sink, "
+                                            "or a TCP link of the cluster.")
 @click.option("--method", default="", help='RPC method, short ("Produce") or full; default all.')
 @click.option("--probability", type=FiniteFloat(), default=None, help="Chance per matching call [0, 1]; default 1.")
 @click.option("--count", type=int, default=0, show_default=True, help="Fire at most N times; 0 = unlimited.")
-@click.option("--after", type=int, default=0, show_default=True, help="Fire from the Nth matching call on.")
+@click.option("--after", type=int, default=0, show_default=True, help="Fire from the Nth matching call (TCP: connection) on.")
 @click.option("--delay-ms", type=int, default=0, show_default=True,
-              help="delay: latency (ms). duplicate: send the copy N ms after the caller got its answer "
+              help="delay, latency: latency (ms); slow-close: close delay; slicer: between slices; "
+                   "reset: RST after N ms. duplicate: send the copy N ms after the caller got its answer "
                    "(0 = at once, before the answer).")
-@click.option("--jitter-ms", type=int, default=0, show_default=True, help="delay: extra uniform 0..N ms.")
+@click.option("--jitter-ms", type=int, default=0, show_default=True,
+              help="delay: extra uniform 0..N ms; latency (TCP): ± N ms.")
 @click.option("--side", type=click.Choice(SIDES), default=None, help="delay: before or after forwarding.")
 @click.option("--code", default="", help="error: gRPC status code name (default UNAVAILABLE).")
 @click.option("--hold-ms", type=int, default=0, show_default=True,
@@ -149,10 +167,18 @@ def fault(ctx: click.Context, cluster: Path) -> None:
               help="Only calls whose request has FIELD=VALUE (repeatable, all must hold), e.g. "
                    "partition=2 (also any element of a repeated field: Fetch partitions, "
                    "CommitOffset offsets, Apply orders), transaction_id=..., account=acct-3.")
+@click.option("--direction", type=click.Choice(DIRECTION_CHOICES), default=None,
+              help="TCP toxics: upstream (client -> server), downstream, or both [default: both].")
+@click.option("--rate-kbps", type=int, default=0, show_default=True,
+              help="bandwidth (TCP): rate limit in KB/s (1 KB = 1000 bytes).")
+@click.option("--bytes", "nbytes", type=int, default=0, show_default=True,
+              help="TCP: limit-data: close after N bytes; reset: RST after N bytes; "
+                   "slicer: largest slice.")
 @click.pass_context
 def add(ctx: click.Context, kind: str, link: str, method: str, probability: float | None,
         count: int, after: int, delay_ms: int, jitter_ms: int, side: str | None, code: str,
-        hold_ms: int, match: tuple[str, ...]) -> None:
+        hold_ms: int, match: tuple[str, ...], direction: str | None, rate_kbps: int,
+        nbytes: int) -> None:
     """Add a fault of KIND on one link; print its id.
 
     \b
@@ -160,6 +186,12 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
               upstream --hold-ms later (or at remove/heal), its answer discarded
     reorder   hold a call until the next call of its method came back (<= --hold-ms)
     duplicate forwarded twice; with --delay-ms the copy comes after the answer
+
+    \b
+    TCP links (per connection, --direction upstream|downstream|both):
+    latency --delay-ms [--jitter-ms]   bandwidth --rate-kbps   blackhole   partition
+    reset [--bytes] [--delay-ms]       slow-close --delay-ms   slicer --bytes [--delay-ms]
+    limit-data --bytes
     """
     try:
         rules = parse_rules(match)
@@ -169,7 +201,8 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
     fid = on_proxy(link, address, lambda: proxy_client.add_sync(
         address, kind, method=method, probability=probability, count=count, after=after,
         delay_ms=delay_ms, jitter_ms=jitter_ms, side=side or "", code=code, link=link,
-        hold_ms=hold_ms, match=rules, token=ctx.obj.get("token")))
+        hold_ms=hold_ms, match=rules, direction=direction or "", rate_kbps=rate_kbps,
+        bytes=nbytes, token=ctx.obj.get("token")))
     click.echo(f"{fid} {kind} on {link}")
 
 
@@ -199,6 +232,12 @@ def _params(spec: dict[str, Any]) -> str:
                      f"{spec.get('side') or 'request'}")
     if spec.get("code"):
         parts.append(spec["code"])
+    if spec.get("direction"):
+        parts.append(spec["direction"])
+    if spec.get("rate_kbps"):
+        parts.append(f"{spec['rate_kbps']} KB/s")
+    if spec.get("bytes"):
+        parts.append(f"{spec['bytes']} bytes")
     if spec.get("hold_ms"):
         parts.append(f"hold {spec['hold_ms']} ms")
     if spec.get("match"):
@@ -230,6 +269,42 @@ def heal(ctx: click.Context, link: str | None) -> None:
     for name, address in pick_links(ctx, link).items():
         n = on_proxy(name, address, lambda: proxy_client.heal_sync(address, token=ctx.obj.get('token')))
         click.echo(f"healed {name}: {n} fault(s) removed")
+
+
+def _switch(ctx: click.Context, link: str, down: bool) -> None:
+    [(link, address)] = pick_links(ctx, link).items()
+
+    def call() -> dict:
+        try:
+            return proxy_client.set_down_sync(address, down, token=ctx.obj.get("token"))
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise FaultUsageError(f"{link}: a gRPC proxy has no down switch (TCP links "
+                                      "only); use `fault add partition`") from None
+            raise
+
+    r = on_proxy(link, address, call)
+    if down:
+        click.echo(f"{link} down: {r['closed']} connection(s) closed"
+                   + (" (was already down)" if r["was_down"] else ""))
+    else:
+        click.echo(f"{link} up" + ("" if r["was_down"] else " (was not down)"))
+
+
+@fault.command()
+@click.option("--link", required=True, help="The TCP link.")
+@click.pass_context
+def down(ctx: click.Context, link: str) -> None:
+    """TCP links: refuse new connections and close the open ones, until `up` or `heal`."""
+    _switch(ctx, link, True)
+
+
+@fault.command()
+@click.option("--link", required=True, help="The TCP link.")
+@click.pass_context
+def up(ctx: click.Context, link: str) -> None:
+    """TCP links: accept connections again after `down`."""
+    _switch(ctx, link, False)
 
 
 @fault.command()

@@ -15,6 +15,7 @@ from rich.table import Table
 from harness import scenarios as scenarios_mod
 from harness.ablations import ABLATIONS
 from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, resolve_storage, run_async, storage_option
+from harness.cli_external import external_nodes, external_options
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
 from harness.storage_watch import StorageFailure, storage_guard
@@ -77,9 +78,15 @@ def _verdicts(exp: dict) -> str:
               help="Runs directory (default ./runs).")
 @click.option("--quiet", "-q", is_flag=True)
 @storage_option
+@external_options
 def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool,
-                 storage: str | None) -> None:
-    """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations."""
+                 storage: str | None, processor_cmd: str | None, sink_cmd: str | None) -> None:
+    """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations.
+
+    With --processor-cmd / --sink-cmd the user's node runs in place of the built-in one:
+    a failpoint step aimed at it needs its NodeControl (else the step is recorded as
+    not applied, and a must_fire step makes the mode NOT as expected)."""
+    external = external_nodes(processor_cmd, sink_cmd, [ablation] if ablation else [])
     from harness.cli_campaign import print_result, progress_display
     from harness.scenarios.runner import run_scenario
 
@@ -105,7 +112,7 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
                 async with storage_guard():  # a node's ENOSPC / EIO ends the run (one line, exit 2)
                     holder["result"] = await run_scenario(sc, run_dir, modes=list(modes) or None,
                                                           ablation=ablation, progress=progress,
-                                                          storage=storage)
+                                                          storage=storage, external=external)
             except NodeStartError as e:
                 fail(f"a node did not start: {e} (run data in {run_dir})")
             except StorageFailure as e:
@@ -143,15 +150,28 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
               help="Which hits to crash at: the 1st, a middle one, one three quarters in (all = the three).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--quiet", "-q", is_flag=True)
+@external_options
 def sweep(mode: str, sink: str, events: int, seed: int, points: tuple[str, ...], hits: str,
-          out: Path | None, quiet: bool) -> None:
+          out: Path | None, quiet: bool, processor_cmd: str | None, sink_cmd: str | None) -> None:
     """Crash at every failpoint in turn (1st, middle and a late hit), recover, audit;
-    print a failpoint x hit table of verdicts. Exit 0 if every cell is held."""
+    print a failpoint x hit table of verdicts. Exit 0 if every cell is held.
+
+    With --processor-cmd / --sink-cmd the user's node runs in place of the built-in
+    one and the sweep crashes the built-in nodes' failpoints around it (the broker's,
+    and the sink's or the processor's that is still built in); the replaced node's own
+    failpoints are not swept (they live in the built-in code), and naming one with
+    --failpoint is an error."""
     from harness.cli_campaign import progress_display
     from harness.sweep import SWEEP_POINTS, WHICH, run_sweep
 
     if events <= 0:
         fail("--events must be > 0")
+    external = external_nodes(processor_cmd, sink_cmd)
+    for p in points:
+        if p.split(".", 1)[0] in external:
+            node = p.split(".", 1)[0]
+            fail(f"failpoint {p} is in the built-in {node}, which --{node}-cmd replaces: an external "
+                 f"node's failpoints are not swept (it still gets every other node's crashes)")
     sinks = ["idempotent", "transactional"] if sink == "both" else [sink]
     which = WHICH if hits == "all" else (hits,)
     try:
@@ -163,10 +183,17 @@ def sweep(mode: str, sink: str, events: int, seed: int, points: tuple[str, ...],
     async def main() -> int:
         with progress_display(quiet) as progress:
             for s in sinks:
-                sel = tuple(p for p in SWEEP_POINTS[s] if not points or p in points)
+                sel = tuple(p for p in SWEEP_POINTS[s] if (not points or p in points)
+                            and p.split(".", 1)[0] not in external)
+                skipped = [p for p in SWEEP_POINTS[s] if p.split(".", 1)[0] in external]
+                if skipped and not points:
+                    console.print(f"{s}: not swept, in the built-in code that --"
+                                  f"{'/--'.join(n + '-cmd' for n in sorted(external))} replaces: "
+                                  + ", ".join(skipped), soft_wrap=True)
                 try:
                     results.append(await run_sweep(run_dir / s, sink=s, events=events, seed=seed,
-                                                   points=sel, which=which, progress=progress))
+                                                   points=sel, which=which, progress=progress,
+                                                   external=external))
                 except NodeStartError as e:
                     fail(f"a node did not start: {e} (run data in {run_dir})")
                 except RuntimeError as e:

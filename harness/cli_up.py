@@ -16,7 +16,9 @@ from nodes.common.cli_types import FiniteFloat
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, resolve_storage, run_async, sink_option, storage_option)
 from harness import interrupt, upfile
+from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
+from harness.external_report import record_final_state
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
 from harness.storage_watch import failure_line
@@ -84,8 +86,9 @@ def audit_line(cluster: Cluster) -> str:
 @click.option("--no-restart", is_flag=True,
               help="Leave a node that exits (e.g. after your kill -9) down instead of restarting it.")
 @storage_option
+@external_options
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
-       exit_when_drained, no_restart, storage) -> None:
+       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -95,6 +98,7 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     """
     if sink_strategy and mode != "exactly-once":
         fail("--sink applies to --mode exactly-once only")
+    external = external_nodes(processor_cmd, sink_cmd, disable)
     if workload_file:
         from nodes.producer.workload import WorkloadError, load_jsonl
         try:
@@ -109,7 +113,7 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     config = ClusterConfig(mode=mode, sink_strategy=sink_strategy, seed=seed, events=events,
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
-                           storage=storage)
+                           storage=storage, external=external)
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 
@@ -149,6 +153,8 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
             fail(f"cluster did not start: {e}")
         upfile.write(runs_base, run_dir / "cluster.json")
         console.print(nodes_table(cluster))
+        for node, cmd in sorted(config.external.items()):
+            console.print(f"external {node}: {cmd!r} runs in place of the built-in {node}", soft_wrap=True)
         where = "" if default_out else f" --cluster {run_dir / 'cluster.json'}"
         console.print("streaming; inject faults from another terminal, e.g.\n"
                       f"  ./run.sh fault{where} add drop-response --link producer-broker --probability 0.3\n"
@@ -170,7 +176,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
             if _drained(prog) and not drained_once:
                 drained_once = True
                 console.print(f"[bold green]drained:[/] {progress_line(prog)}")
-                (run_dir / "processor" / "final-status.json").write_text(json.dumps(prog["processor"], allow_nan=False))
+                await record_final_state(cluster, run_dir)   # + an external sink's Snapshot
                 console.print(audit_line(cluster))
                 console.print(f"audit it again any time with: ./run.sh audit {run_dir}")
                 if exit_when_drained:

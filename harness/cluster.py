@@ -60,6 +60,8 @@ class ClusterConfig:
         proxies: put a fault-injecting proxy on every link.
         disabled: ablation names (harness.ablations.ABLATIONS).
         extra_args: extra command-line flags per node name.
+        external: node name ("processor", "sink") -> the user's command that runs
+            in its place (harness.external; docs/contract.md).
         storage: "direct" (data dirs on the real file system) | "lazy" (each node's
             data dir a lazy FUSE mount that drops unsynced writes on power loss,
             harness.storage).
@@ -79,6 +81,9 @@ class ClusterConfig:
     extra_args: dict[str, list[str]] = field(default_factory=dict)
     ack_timeout_ms: int = 1000
     sink_timeout_ms: int = 1000
+    external: dict[str, str] = field(default_factory=dict)
+    external_start_s: float = 30.0
+    """How long an external node may take to report SERVING (check-node's --timeout)."""
     storage: str = "direct"
     sequential_sends: bool = False
     """Producer ``--sequential-sends`` (a batch's partitions one after another)."""
@@ -115,6 +120,9 @@ class Cluster:
         self.control_token = os.environ.get(control_auth.TOKEN_ENV) or secrets.token_hex(16)
         """Required on every node's and proxy's control calls (nodes/common/control_auth.py);
         the user's $TESTBED_CONTROL_TOKEN, else a fresh one per cluster."""
+        self.first_start_env: dict[str, dict[str, str]] = {}
+        """Per node not started yet: environment for its first start only (the failpoint
+        nemesis arms a producer's failpoints this way before the workload starts)."""
 
     # ----- start / stop -------------------------------------------------------------------
 
@@ -187,6 +195,17 @@ class Cluster:
         finally:
             self.write_manifest()
 
+    def _external_settings(self, name: str) -> dict:
+        """What an external node is told (flags and TESTBED_* env; docs/contract.md)."""
+        c = self.config
+        settings = {"mode": c.mode}
+        if name == "processor":
+            settings |= {"broker": self.address_for("processor", "broker"),
+                         "sink": self.address_for("processor", "sink"), "group": "processor"}
+        if c.sink_strategy:
+            settings["sink_strategy"] = c.sink_strategy
+        return settings
+
     async def _start_node(self, name: str) -> NodeProcess:
         data_dir = self.run_dir / name
         if self.config.storage == "lazy":
@@ -194,9 +213,16 @@ class Cluster:
             if not mount.running:
                 await mount.start()
             data_dir = mount.mount
-        p = NodeProcess(name, data_dir, self._node_args(name), name=name)
+        if name in self.config.external:
+            from harness.external import ExternalNodeProcess
+            p: NodeProcess = ExternalNodeProcess(name, self.config.external[name], data_dir,
+                                                 self._external_settings(name),
+                                                 start_timeout_s=self.config.external_start_s)
+        else:
+            p = NodeProcess(name, data_dir, self._node_args(name), name=name)
         p.env[control_auth.TOKEN_ENV] = self.control_token
         control_auth.set_token(self.control_token)
+        p.once_env.update(self.first_start_env.pop(name, {}))
         self.nodes[name] = p
         await p.start()
         self.write_manifest()
@@ -237,6 +263,8 @@ class Cluster:
         links: {link: {proxy, upstream, pid, data_dir}}}."""
         def info(p: NodeProcess) -> dict:
             out = {"address": p.address, "pid": p.pid, "data_dir": str(p.data_dir)}
+            if getattr(p, "external", False):
+                out |= {"external_command": p.command_line, "node_control": p.control}
             if p.name in self.mounts:
                 m = self.mounts[p.name]
                 out["storage"] = {"kind": "lazy", "backing": str(m.backing), "mount": str(m.mount),
@@ -265,6 +293,22 @@ class Cluster:
             resp = await node_pb2_grpc.NodeControlStub(ch).Status(node_pb2.StatusRequest(), timeout=timeout_s)
         return json.loads(resp.status_json)
 
+    def has_status(self, name: str) -> bool:
+        """Whether the node serves NodeControl.Status (every built-in node does; an
+        external one only if its probe at start said so)."""
+        p = self.nodes.get(name)
+        return p is None or getattr(p, "control", True) is not False
+
+    async def committed_progress(self, group: str = "processor", timeout_s: float = 2.0) -> dict:
+        """A processor's progress without its Status: the group's committed offsets at the
+        broker as ``durable_positions`` (the contract: an external processor commits the
+        offsets whose effects are durable in the sink)."""
+        async with insecure_channel(self.nodes["broker"].address) as ch:
+            resp = await broker_pb2_grpc.BrokerStub(ch).FetchCommittedOffset(
+                broker_pb2.FetchCommittedOffsetRequest(group=group, topic=TOPIC), timeout=timeout_s)
+        offsets = {str(po.partition): po.offset for po in resp.offsets}
+        return {"durable_positions": offsets, "positions": offsets, "source": "broker committed offsets"}
+
     async def high_watermarks(self, timeout_s: float = 2.0) -> dict[int, int]:
         """Broker high watermark per partition (direct)."""
         async with insecure_channel(self.nodes["broker"].address) as ch:
@@ -277,7 +321,13 @@ class Cluster:
         out: dict = {}
         for name in ("producer", "processor"):
             try:
-                out[name] = await self.status(name)
+                if name == "processor" and not self.has_status("processor"):
+                    out[name] = await self.committed_progress()
+                else:
+                    out[name] = await self.status(name)
+                    if name == "processor" and "durable_positions" not in out[name]:
+                        # an external processor's Status without it: its committed offsets
+                        out[name] |= await self.committed_progress()
             except grpc.aio.AioRpcError as e:
                 out[name] = {"error": e.code().name}
         try:
@@ -306,17 +356,29 @@ class Cluster:
                 return False, last
             await asyncio.sleep(poll_s)
 
+    def could_not_restart(self) -> str | None:
+        """"<node> could not restart: <why>" for a node that is down because its last start
+        failed (e.g. it refused its data dir: exit 2 naming the file), else None."""
+        for name, p in self.nodes.items():
+            if not p.running and p.start_error:
+                return f"{name} could not restart: {p.start_error}"
+        return None
+
     async def wait_drained(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> dict:
         """Wait until the producer is done and the processor's durable positions reach
         the broker's high watermarks on every partition; return the last progress.
 
         Raises:
-            DrainTimeout: not drained after ``timeout_s``; says what lagged.
+            DrainTimeout: not drained after ``timeout_s``, or at once when a node is down
+                because it could not restart (:meth:`could_not_restart`); says what lagged.
         """
         deadline = time.monotonic() + timeout_s
         last: dict = {}
         while True:
             interrupt.check()
+            down = self.could_not_restart()
+            if down:
+                raise DrainTimeout(f"pipeline cannot drain: {down}")
             last = await self.drain_progress()
             if _drained(last):
                 return last

@@ -89,6 +89,8 @@ def latency_ms(mode_dir: Path) -> dict:
 
 PROCESS_STEPS = ("kill", "pause", "stop")
 """Nemesis step kinds that act on a node's process (counted as ``process`` faults)."""
+DATADIR_STEPS = ("corrupt", "rollback", "wipe")
+"""Data-dir faults on a stopped node (harness/nemesis/datadir.py; counted as ``storage``)."""
 
 
 def faults_fired(mode_dir: Path) -> dict:
@@ -127,6 +129,10 @@ def faults_fired(mode_dir: Path) -> dict:
         if op.get("type") == "ok" and op.get("f") == "power-loss":
             storage += 1
             k = "power-loss-" + "+".join(op["value"].get("nodes", {}))
+            by_kind[k] = by_kind.get(k, 0) + 1
+        elif op.get("type") == "ok" and op.get("f") in DATADIR_STEPS:
+            storage += 1
+            k = f"{op['f']}-{op['value'].get('node', '?')}"
             by_kind[k] = by_kind.get(k, 0) + 1
     for log in sorted(mode_dir.glob("*.lazyfs/faults.jsonl")):  # fsync errors, ENOSPC (lazy storage)
         node = log.parent.name.removesuffix(".lazyfs")

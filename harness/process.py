@@ -66,8 +66,16 @@ class NodeProcess:
         self.storage_fault_injected = False
         """True while a scheduled storage fault (fsync-error, disk-full) is armed on this
         node: its storage-error exit is the expected reaction, not a campaign-ending one."""
+        self.info: dict = {}
+        """The node's stdout line of its last start ({"event": "listening", "address", ...})."""
         self.storage_error: dict | None = None
         """The node's ``{"event": "storage-error", "node", "errno", "file"}`` line, if it printed one."""
+        self._log_mark = 0  # size of the node's JSON log when the last start began
+        self.start_error: str | None = None
+        """Why the last start failed (NodeStartError's message); None after a good start."""
+        self.once_env: dict[str, str] = {}
+        """Environment variables for the next start only (e.g. failpoints armed before the
+        node's first start: ``TESTBED_FAILPOINTS``); cleared when that start begins."""
 
     @property
     def pid(self) -> int | None:
@@ -115,11 +123,15 @@ class NodeProcess:
         if self.running:
             raise NodeStartError(f"{self.name} is already running (pid {self.pid})")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_file = self.data_dir / f"{self.module}.log"
+        self._log_mark = log_file.stat().st_size if log_file.exists() else 0
         stderr = open(self.data_dir / "stderr.log", "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["TESTBED_PARENT_PID"] = str(os.getpid())  # the node stops if this process dies
         env.update(self.env)
+        env.update(self.once_env)
+        self.once_env = {}
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.command(), stdout=asyncio.subprocess.PIPE, stderr=stderr,
@@ -140,15 +152,18 @@ class NodeProcess:
                                      f"before listening: {self.stderr_tail()}")
             info = json.loads(line)
             self.address = info["address"]
+            self.info = info
             self._drain = asyncio.ensure_future(self._drain_stdout())
             await asyncio.wait_for(self._wait_serving(), timeout_s)
         except (asyncio.TimeoutError, NodeStartError, ValueError, KeyError) as e:
             self.kill("start failed")
             await self.wait(5)
-            if isinstance(e, NodeStartError):
-                raise
-            raise NodeStartError(f"{self.name} did not report SERVING within {timeout_s} s "
-                                 f"({type(e).__name__}): {self.stderr_tail()}") from None
+            if not isinstance(e, NodeStartError):
+                e = NodeStartError(f"{self.name} did not report SERVING within {timeout_s} s "
+                                   f"({type(e).__name__}): {self.stderr_tail()}")
+            self.start_error = str(e)
+            raise e from None
+        self.start_error = None
         return self.address
 
     async def _drain_stdout(self) -> None:
@@ -177,6 +192,9 @@ class NodeProcess:
         if watch in done:
             watch.result()
             return
+        if self._served_since_start():
+            return  # it reached SERVING and died at once (a crash failpoint on its first step):
+            #         started, as far as start() goes; whoever watches the process sees the exit
         raise NodeStartError(f"{self.name} exited with code {self.proc.returncode} "
                              f"during recovery: {self.stderr_tail()}")
 
@@ -194,6 +212,15 @@ class NodeProcess:
                         raise NodeStartError(f"{self.name}: health watch failed: {e.details()}")
                     # The server went away mid-watch; the exit race in _wait_serving reports
                     # an exit, otherwise watch again (wait_for_ready blocks until it is back).
+
+    def _served_since_start(self) -> bool:
+        """Whether the node's JSON log says "serving" after this start's first byte."""
+        try:
+            with open(self.data_dir / f"{self.module}.log", "rb") as f:
+                f.seek(self._log_mark)
+                return any(b'"msg": "serving"' in line for line in f)
+        except OSError:
+            return False
 
     def stderr_tail(self, n: int = 5) -> str:
         try:

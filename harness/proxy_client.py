@@ -52,15 +52,20 @@ class ProxyControlClient:
     async def add(self, kind: str, *, method: str = "", probability: float | None = None,
                   count: int = 0, after: int = 0, delay_ms: int = 0, jitter_ms: int = 0,
                   side: str = "", code: str = "", link: str = "", hold_ms: int = 0,
-                  match: dict[str, Any] | None = None) -> str:
+                  match: dict[str, Any] | None = None, direction: str = "", rate_kbps: int = 0,
+                  bytes: int = 0) -> str:
         """Add a fault; return its id ("f1"). See proxy.proto FaultSpec for the fields.
+
+        ``direction``, ``rate_kbps``, ``bytes``: TCP proxy toxics only (nodes/tcpproxy);
+        on a TCP proxy ``after`` counts connections.
 
         ``match``: {field: value} rules on the request (values sent as strings,
         e.g. {"partition": 2}); an unknown field is INVALID_ARGUMENT naming the valid ones.
         """
         spec = proxy_pb2.FaultSpec(kind=kind, method=method, count=count, after_calls=after,
                                    delay_ms=delay_ms, jitter_ms=jitter_ms, side=side, code=code,
-                                   link=link, hold_ms=hold_ms,
+                                   link=link, hold_ms=hold_ms, direction=direction,
+                                   rate_kbps=rate_kbps, bytes=bytes,
                                    match={str(k): _match_value(v) for k, v in (match or {}).items()})
         if probability is not None:
             spec.probability = probability
@@ -80,7 +85,8 @@ class ProxyControlClient:
             d = MessageToDict(f, preserving_proto_field_name=True,
                               always_print_fields_with_no_presence=True)
             d["matched"], d["fired"] = f.matched, f.fired  # int64 would be a JSON string
-            for k in ("count", "after_calls", "delay_ms", "jitter_ms", "hold_ms"):
+            for k in ("count", "after_calls", "delay_ms", "jitter_ms", "hold_ms", "rate_kbps",
+                      "bytes"):
                 d["spec"][k] = getattr(f.spec, k)
             out.append(d)
         return out
@@ -89,6 +95,12 @@ class ProxyControlClient:
         """Remove every fault; return how many were removed."""
         resp = await self._stub.Heal(proxy_pb2.HealRequest(), timeout=self.timeout_s)
         return resp.removed
+
+    async def set_down(self, down: bool) -> dict[str, Any]:
+        """TCP proxy only: the down switch. Returns {"was_down", "closed"}.
+        The gRPC proxy answers UNIMPLEMENTED."""
+        resp = await self._stub.SetDown(proxy_pb2.SetDownRequest(down=down), timeout=self.timeout_s)
+        return {"was_down": resp.was_down, "closed": resp.closed}
 
     async def stats(self) -> dict[str, Any]:
         """{"link", "calls", "methods": {full method: {calls, forwarded, dropped, ...}}}."""
@@ -138,6 +150,10 @@ def list_sync(address: str, token: str | None = None) -> list[dict[str, Any]]:
 
 def heal_sync(address: str, token: str | None = None) -> int:
     return call_sync(address, "heal", token=token)
+
+
+def set_down_sync(address: str, down: bool, token: str | None = None) -> dict[str, Any]:
+    return call_sync(address, "set_down", down, token=token)
 
 
 def stats_sync(address: str, token: str | None = None) -> dict[str, Any]:

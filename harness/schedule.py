@@ -26,6 +26,11 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
     {"at": 500, "f": "power-loss", "nodes": ["broker"], "down_ms": 200}   (--storage lazy;
      also "fsync-error" and "disk-full", harness.nemesis.storage)
 
+    {"at": 300, "f": "corrupt", "node": "broker", "file": "orders-0/*.log", "how": "flip"}
+    {"at": 200, "f": "snapshot", "node": "processor", "id": "early"}
+    {"at": 700, "f": "rollback", "node": "processor", "id": "early"}
+    {"at": 700, "f": "wipe", "node": "sink"}      (harness/nemesis/datadir.py)
+
 A step with ``"arm": true`` is applied before the producer starts (a link
 fault before the processor starts too) and stays until the final heal, which
 comes once the pipeline has drained; its trigger is the proxy's call count
@@ -165,6 +170,7 @@ def validate_steps(steps: list, where: str) -> None:
         ScheduleError: names the step and the field.
     """
     from harness.nemesis import NEMESES
+    from harness.nemesis.datadir import KINDS as DATADIR_KINDS, validate_step as datadir_step_error
     for i, step in enumerate(steps):
         if not isinstance(step, dict) or "at" not in step or "f" not in step:
             raise ScheduleError(f"{where}: step {i} needs 'at' and 'f'")
@@ -181,6 +187,8 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: 'must_fire' must be true or false")
         if step["f"] == "link" and step.get("link") not in LINKS:
             raise ScheduleError(f"{where}: step {i}: unknown link {step.get('link')!r}; choose from: {', '.join(LINKS)}")
+        if step["f"] in DATADIR_KINDS and (error := datadir_step_error(step)):
+            raise ScheduleError(f"{where}: step {i}: {error}")
         _validate_storage_step(step, f"{where}: step {i}")
 
 

@@ -60,7 +60,7 @@ class ScheduleRunner:
                 return
             pos, done = await self._producer_position()
             self._seen, self._done = max(self._seen, pos), self._done or done
-            if pos >= at or done or time.monotonic() > deadline:
+            if pos >= at or done or time.monotonic() > deadline or self.cluster.could_not_restart():
                 return
             await asyncio.sleep(self.poll_s)
 
@@ -144,6 +144,8 @@ class ScheduleRunner:
             _, done = await self._producer_position()
             if done:
                 return True
+            if self.cluster.could_not_restart():  # a node refused its data dir: it will not finish
+                return False
             await asyncio.sleep(self.poll_s * 5)
         return False
 

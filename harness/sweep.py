@@ -35,15 +35,47 @@ from harness.history import read_history
 from harness.nemesis.failpoint import fired_in_logs
 from nodes.common.modes import EXACTLY_ONCE, SINK_IDEMPOTENT, SINK_TRANSACTIONAL
 
-BROKER_POINTS = ("broker.after-dedupe-record-before-append", "broker.after-append-before-fsync",
-                 "broker.after-fsync-before-ack")
+BROKER_POINTS = ("broker.before-append", "broker.after-dedupe-record-before-append",
+                 "broker.after-append-before-fsync", "broker.after-fsync-before-ack",
+                 "broker.before-offset-commit")
+PRODUCER_POINTS = ("producer.after-send-before-ack", "producer.after-ack-before-persist")
 SWEEP_POINTS = {
-    SINK_IDEMPOTENT: ("processor.before-checkpoint", "sink.after-upsert-before-reply") + BROKER_POINTS,
-    SINK_TRANSACTIONAL: ("processor.before-checkpoint", "processor.after-precommit-before-checkpoint",
-                         "processor.after-checkpoint-before-commit", "processor.after-sink-commit",
-                         "sink.after-pre-commit", "sink.after-commit-before-reply") + BROKER_POINTS,
+    SINK_IDEMPOTENT: PRODUCER_POINTS + ("processor.before-checkpoint", "sink.before-upsert",
+                                        "sink.after-upsert-before-reply") + BROKER_POINTS,
+    SINK_TRANSACTIONAL: PRODUCER_POINTS + (
+        "processor.before-checkpoint", "processor.after-precommit-before-checkpoint",
+        "processor.after-checkpoint-before-commit", "processor.after-sink-commit",
+        "sink.before-precommit", "sink.after-pre-commit", "sink.before-commit",
+        "sink.after-commit-before-reply") + BROKER_POINTS,
 }
-"""The failpoints an exactly-once run reaches, per sink strategy."""
+"""The failpoints an exactly-once run reaches, per sink strategy, with a hit count that
+repeats from run to run of a seed. Left out although reached (REACHABLE_POINTS):
+``broker.before-fetch-reply`` (how many Fetch replies carry records depends on timing, so a
+middle or last hit may never come) and ``broker.after-offset-commit-before-reply`` (the
+same step as ``broker.before-offset-commit`` seen from the processor: an informational
+commit). ``sink.before-abort`` is reached only when a recovery aborts a stale prepared
+transaction, never in a fault-free calibration run."""
+
+REACHABLE_POINTS = {
+    "at-most-once": ("producer.after-persist-before-send", "producer.after-send-before-ack",
+                     "broker.before-append", "broker.after-append-before-fsync",
+                     "broker.before-offset-commit", "broker.after-offset-commit-before-reply",
+                     "broker.before-fetch-reply", "processor.after-fetch-before-sink",
+                     "processor.after-offset-commit-before-sink", "sink.before-apply",
+                     "sink.after-apply-before-reply"),
+    "at-least-once": ("producer.after-send-before-ack", "producer.after-ack-before-persist",
+                      "broker.before-append", "broker.after-append-before-fsync",
+                      "broker.after-fsync-before-ack", "broker.before-offset-commit",
+                      "broker.after-offset-commit-before-reply", "broker.before-fetch-reply",
+                      "processor.after-fetch-before-sink", "processor.after-sink-ack-before-offset-commit",
+                      "sink.before-apply", "sink.after-apply-before-reply"),
+    "exactly-once/idempotent": SWEEP_POINTS[SINK_IDEMPOTENT] + (
+        "broker.after-offset-commit-before-reply", "broker.before-fetch-reply"),
+    "exactly-once/transactional": SWEEP_POINTS[SINK_TRANSACTIONAL] + (
+        "broker.after-offset-commit-before-reply", "broker.before-fetch-reply"),
+}
+"""Mode label -> the failpoints a fault-free run of that mode reaches (the sweep crashes
+exactly-once's; tests/test_failpoint_steps.py checks this table against real runs)."""
 WHICH = ("first", "middle", "late")
 DID_NOT_FIRE = "did-not-fire"
 """The verdict of a cell whose crash never fired: it proves nothing, so it is never ``held``."""
@@ -77,10 +109,12 @@ def hit_numbers(total: int) -> dict[str, int]:
     return uniq
 
 
-def base_config(sink: str, events: int, seed: int, checkpoint_records: int) -> ClusterConfig:
+def base_config(sink: str, events: int, seed: int, checkpoint_records: int,
+                external: dict[str, str] | None = None) -> ClusterConfig:
+    extra = {} if "processor" in (external or {}) else {"processor": [
+        "--checkpoint-records", str(checkpoint_records), "--checkpoint-ms", "5000"]}
     return ClusterConfig(mode=EXACTLY_ONCE, sink_strategy=sink, seed=seed, events=events, rate=1000.0,
-                         batch_size=100, extra_args={"processor": [
-                             "--checkpoint-records", str(checkpoint_records), "--checkpoint-ms", "5000"]})
+                         batch_size=100, extra_args=extra, external=dict(external or {}))
 
 
 ProgressFn = Callable[[str, str], None]
@@ -124,7 +158,7 @@ async def calibrate(points: tuple[str, ...], base: ClusterConfig, run_dir: Path,
 async def run_sweep(run_dir: Path, *, sink: str = SINK_IDEMPOTENT, events: int = 1500, seed: int = 1,
                     checkpoint_records: int = 250, points: tuple[str, ...] | None = None,
                     which: tuple[str, ...] = WHICH, drain_timeout_s: float = 60.0,
-                    progress: ProgressFn = lambda *_: None) -> dict:
+                    progress: ProgressFn = lambda *_: None, external: dict[str, str] | None = None) -> dict:
     """Calibrate, then crash at each (failpoint, hit) and audit; write and return sweep.json.
 
     Raises:
@@ -132,10 +166,11 @@ async def run_sweep(run_dir: Path, *, sink: str = SINK_IDEMPOTENT, events: int =
         RuntimeError: the calibration run itself was not held.
     """
     points = tuple(points or SWEEP_POINTS[sink])
-    base = base_config(sink, events, seed, checkpoint_records)
+    base = base_config(sink, events, seed, checkpoint_records, external)
     hits = await calibrate(points, base, run_dir, progress)
     unreachable = [p for p in points if hits.get(p, 0) == 0]
     result = {"mode": EXACTLY_ONCE, "sink": sink, "events": events, "seed": seed, "hits": hits,
+              "external_nodes": dict(external or {}),
               "unreachable": unreachable, "cells": [], "complete": False}
     path = run_dir / "sweep.json"
     for point in points:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import pytest
 
-from harness.checker import InputError, load_run
+from harness.checker import InputError, check, load_run
 from harness.checker.validate import result_file, schedule_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -335,15 +335,29 @@ def truncate_log_tail(d: Path) -> None:
 
 LOG_DAMAGE: list[tuple[str, Callable[[Path], None], str]] = [
     ("broker-partition-dir-missing", drop_partition(2), "partition 2 of 4 has no segment"),
-    ("broker-log-tail-lost", truncate_log_tail, "beyond the end of the broker log"),
     ("consumer-offsets-garbage", write(f"{MODE}/broker/consumer-offsets.json", "{\"processor\": 5}"),
      "should map a topic to its offsets"),
+]
+
+LOG_TAIL_LOST: list[tuple[str, Callable[[Path], None], str]] = [
+    ("broker-log-tail-lost", truncate_log_tail, "beyond the end of the broker log"),
     ("consumer-offsets-beyond-end", edit_json(f"{MODE}/broker/consumer-offsets.json",
                                               lambda o: o["processor"]["orders"].__setitem__("0", 10**6)),
      "beyond the end of the broker log"),
     ("final-status-positions-beyond-end", edit_json(F, lambda o: o["durable_positions"].__setitem__("1", 10**6)),
      "durable_positions[1] is 1000000, beyond the end"),
 ]
+
+
+@pytest.mark.parametrize("damage,needle", [(d, n) for _, d, n in LOG_TAIL_LOST], ids=[i for i, _, _ in LOG_TAIL_LOST])
+def test_offsets_beyond_the_log_end_are_a_finding_not_an_unreadable_input(run, damage, needle):
+    """A broker that lost its log tail (--no-fsync crash, power loss) leaves offsets past its
+    end: the audit goes on, the missing records count as lost, and the verdict says why."""
+    damage(run)
+    data = load_run(run / MODE)
+    assert any(needle in line for line in data.log_truncated), data.log_truncated
+    report = check(data)
+    assert any(r.startswith("note: ") and needle in r for r in report.reasons), report.reasons
 
 
 @pytest.mark.parametrize("damage,needle", [(d, n) for _, d, n in LOG_DAMAGE], ids=[i for i, _, _ in LOG_DAMAGE])

@@ -262,10 +262,10 @@ async def test_torn_tail_dropped_then_middle_corruption_is_a_startup_error(spawn
     data = bytearray(seg.read_bytes())
     data[200] ^= 0x40
     seg.write_bytes(bytes(data))
-    with pytest.raises(NodeStartError, match="exited with code 1"):
+    with pytest.raises(NodeStartError, match="exited with code 2"):
         await broker.start()
     err = (broker.data_dir / "stderr.log").read_text()
-    assert f"broker: fatal: corrupt log segment {seg} at byte " in err
+    assert f"broker: error: corrupt log segment {seg} at byte " in err
     assert not list((broker.data_dir / "orders-0").glob("*.index"))  # no recovery point was written
     assert seg.stat().st_size == len(data)  # nothing was dropped
 

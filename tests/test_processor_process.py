@@ -153,12 +153,12 @@ async def test_corrupt_checkpoint_fails_loudly(spawn, tmp_path):
     (data / "checkpoint.json").write_text('{"checkpoint_id": 4, "offs')
     p = await spawn("processor", ["--mode", "exactly-once", "--broker", "127.0.0.1:1",
                                   "--sink", "127.0.0.1:1"], data_dir=data, start=False)
-    # NodeProcess.start reports "exited with code 1", or (a race in its health watch when
+    # NodeProcess.start reports "exited with code 2", or (a race in its health watch when
     # the node exits right after binding) "did not report SERVING within": either way the
-    # process had already exited with 1.
+    # process had already exited with 2 (refuses to start, naming the file).
     with pytest.raises(NodeStartError):
         await p.start(timeout_s=10)
-    assert p.proc.returncode == 1
+    assert p.proc.returncode == 2
     assert "checkpoint.json is not valid JSON" in (data / "stderr.log").read_text()
 
 

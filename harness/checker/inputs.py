@@ -47,8 +47,14 @@ class RunData:
     balances: dict[str, int] = field(default_factory=dict)
     operator_state: dict[str, int] | None = None
     log_available: bool = True
+    unchecked: list[str] = field(default_factory=list)
+    """Checks the audit could not make, each in words (an external node that does not
+    expose what they need, harness/checker/external.py); reported with the verdict."""
     dead_letters: list[dict] = field(default_factory=list)
     """Rows of the sink's dead_letters table (harness/checker/dead_lettered.py)."""
+    log_truncated: list[str] = field(default_factory=list)
+    """Offsets (committed, or consumed by the processor) beyond the end of the broker
+    log: the log lost records under them. A finding, reported in the verdict's reasons."""
 
 
 def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
@@ -159,7 +165,7 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     offsets = validate.read_json(offsets_file) if offsets_file.exists() else None
     data.log_counts, data.log_positions = read_broker_log(d / "broker", ends)
     if offsets is not None:
-        validate.consumer_offsets(offsets_file, ends, offsets)
+        validate.consumer_offsets(offsets_file, ends, offsets, data.log_truncated)
     if not data.invoked and data.log_counts:
         raise InputError(f"{history}: no operation, but the broker log holds "
                          f"{sum(data.log_counts.values()):,} records: history lost or truncated")
@@ -168,22 +174,25 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     if strangers:
         raise InputError(f"{history}: {len(strangers):,} order id(s) not in this run's workload "
                          f"(first {min(strangers)!r:.40}): not this run's history")
-    sink_counts, data.balances = validate.sink_snapshot(d / "sink" / "sink.db")
+    from harness.checker.external import operator_state, read_sink
+    sink_counts, data.balances = read_sink(d / "sink")   # sink.db, or an external sink's snapshot
     data.sink_counts = {intern(oid): n for oid, n in sink_counts.items()}
     from nodes.sink.schema import read_dead_letters
-    data.dead_letters = read_dead_letters(d / "sink" / "sink.db")
+    if (d / "sink" / "sink.db").exists():   # an external sink's dead letters are not in its Snapshot
+        data.dead_letters = read_dead_letters(d / "sink" / "sink.db")
     del sink_counts
     if config["mode"] == "exactly-once":
         # The processor's live state captured by the harness after the drain, else
         # the last checkpoint's: both must equal the ideal totals once drained.
-        final = d / "processor" / "final-status.json"
-        data.operator_state = (read_checkpoint_state(final) if final.exists()
-                               else read_checkpoint_state(d / "processor" / "checkpoint.json"))
+        external = "processor" in (config.get("external") or {})
+        data.operator_state, why = operator_state(d / "processor", external)
+        data.unchecked += [why] if why else []
     final = d / "processor" / "final-status.json"
     if final.exists():  # what the processor consumed must be in the log
         status = validate.read_json(final)
         if isinstance(status, dict) and "durable_positions" in status:
-            validate.offsets_within_log(final, status["durable_positions"], ends, "durable_positions")
+            validate.offsets_within_log(final, status["durable_positions"], ends, "durable_positions",
+                                        data.log_truncated)
     nemesis = d / "nemesis.jsonl"
     if nemesis.exists():
         validate.nemesis_ops(nemesis)

@@ -58,6 +58,8 @@ def check(data: RunData) -> CheckReport:
     counts = {n: a.count for n, a in anomalies.items()}
     counts["dead-lettered-poison"] = anomalies["dead-lettered"].extra.get("poison", 0)
     verdict, reasons = decide(data.mode, counts, balance_ok)
+    reasons += [f"note: {line}" for line in data.log_truncated[:4]]
+    reasons += data.unchecked   # said with the verdict, never a silent "held"
     acked = sum(1 for oid in data.workload if oid in data.acked)
     return CheckReport(mode=data.mode, events=len(data.workload), acked=acked, anomalies=anomalies,
                        balance_ok=balance_ok, balance_deltas=deltas, verdict=verdict, reasons=reasons)

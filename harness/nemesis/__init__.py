@@ -8,6 +8,7 @@ schedule step's ``f``. Every operation is recorded in the nemesis history
 """
 
 from harness.nemesis.base import Nemesis, NemesisContext  # noqa: F401
+from harness.nemesis.datadir import DataDirNemesis
 from harness.nemesis.failpoint import FailpointNemesis
 from harness.nemesis.link import LinkNemesis
 from harness.nemesis.process import KillNemesis, PauseNemesis
@@ -23,5 +24,10 @@ NEMESES: dict[str, type[Nemesis]] = {
     "power-loss": PowerLossNemesis,
     "fsync-error": FsyncErrorNemesis,
     "disk-full": DiskFullNemesis,
+    # storage faults on a stopped node's data dir (plain file operations): datadir.py
+    "corrupt": DataDirNemesis,
+    "snapshot": DataDirNemesis,
+    "rollback": DataDirNemesis,
+    "wipe": DataDirNemesis,
 }
 """Schedule step ``f`` -> the nemesis that carries it out."""

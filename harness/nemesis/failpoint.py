@@ -15,6 +15,13 @@ crash is recorded in the history (``failpoint-crash``), the node stays down
 after the restart: it lived in the dead process); any other exit is reported
 as ``node-exited``, never restarted as if it were the crash. ``heal`` disarms
 every failpoint in every running node and finishes pending restarts.
+
+A node the cluster has not started yet (the producer: the campaign starts it
+after the ``arm`` steps, so that the workload begins with every fault armed)
+cannot be armed by RPC: its arming is handed to its first start instead
+(``TESTBED_FAILPOINTS`` in that start's environment only, so a restart does
+not re-arm it), and the crash watcher attaches once the process exists. The
+``ok`` record then says ``"at_start": true``.
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ import json
 import signal
 from pathlib import Path
 
+import grpc
+
 from harness.nemesis.base import Nemesis
 from harness.process import NodeProcess
 from nodes.common.control_auth import control_channel
+from nodes.common.failpoints import ENV_VAR, Arming
 from nodes.pb import node_pb2, node_pb2_grpc
 
 
@@ -102,6 +112,10 @@ def crash_logged(p: NodeProcess, pid: int | None) -> str | None:
     return None
 
 
+class NoNodeControl(RuntimeError):
+    """A failpoint step aimed at an external node that does not serve NodeControl."""
+
+
 class FailpointNemesis(Nemesis):
     """Carries out ``"f": "failpoint"`` steps (see the module doc).
 
@@ -116,6 +130,7 @@ class FailpointNemesis(Nemesis):
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.watchers: list[tuple[NodeProcess, asyncio.Task]] = []
+        self.pending: list[tuple[str, asyncio.Task]] = []  # watchers of nodes not started yet
         self.down: set[str] = set()
         self.chained: dict[str, list[dict]] = {}
         """node -> logical kill steps waiting for the node's current crash arming to fire
@@ -126,7 +141,12 @@ class FailpointNemesis(Nemesis):
         if step.get("chain") and step["node"] in self.crash_armed:
             self.chained.setdefault(step["node"], []).append(step)
             return {"chained": True, "armed_after": "the node's previous crash and restart"}
+        if step["node"] not in self.ctx.cluster.nodes:
+            return self._arm_at_start(step)
         p = self.ctx.cluster.nodes[step["node"]]
+        if getattr(p, "control", True) is False:
+            raise NoNodeControl(f"the external {p.name} does not serve testbed.v1.NodeControl: a failpoint "
+                                "step cannot reach it (it still gets process and link faults)")
         spec = await arm_failpoint(p.address, step["name"], step.get("action", "crash"),
                                    nth=int(step.get("nth", 1)), count=int(step.get("count", 1)),
                                    delay_ms=int(step.get("delay_ms", 0)),
@@ -139,6 +159,33 @@ class FailpointNemesis(Nemesis):
                 task = asyncio.ensure_future(self._restart_after_crash(p, step))
                 self.watchers.append((p, task))
         return {"armed": spec, "pid": p.pid}
+
+    def _arm_at_start(self, step: dict) -> dict:
+        """Arm ``step`` at the first start of a node not started yet (see the module doc).
+
+        Raises:
+            nodes.common.failpoints.FailpointSpecError: unknown name, bad action or value.
+        """
+        a = Arming(step["name"], step.get("action", "crash"), delay_ms=int(step.get("delay_ms", 0)),
+                   timeout_ms=int(step.get("timeout_ms", 0)), nth=int(step.get("nth", 1)),
+                   count=int(step.get("count", 1))).validate()
+        env = self.ctx.cluster.first_start_env.setdefault(step["node"], {})
+        env[ENV_VAR] = ";".join(filter(None, [env.get(ENV_VAR, ""), a.spec()]))
+        if a.action == "crash":
+            self.crash_armed.add(step["node"])
+        if a.action == "crash" and not any(n == step["node"] for n, _ in self.pending):
+            self.pending.append((step["node"], asyncio.ensure_future(self._watch_when_started(step))))
+        return {"armed": a.spec(), "at_start": True}
+
+    async def _watch_when_started(self, step: dict) -> None:
+        """Wait for the node's first start (polled: the cluster starts it later), then watch it."""
+        while True:
+            p = self.ctx.cluster.nodes.get(step["node"])
+            if p is not None and p.pid is not None:
+                break
+            await asyncio.sleep(0.02)
+        task = asyncio.ensure_future(self._restart_after_crash(p, step))
+        self.watchers.append((p, task))
 
     async def _restart_after_crash(self, p: NodeProcess, step: dict) -> None:
         proc, pid = p.proc, p.pid
@@ -176,6 +223,10 @@ class FailpointNemesis(Nemesis):
         armed (releasing any caller a ``pause`` holds). Records ``failpoint-hits``
         (what was still armed and how often it was reached), or an ``info``
         ``failpoint-hits`` naming the nodes that could not be listed."""
+        for _, task in self.pending:
+            if not task.done():
+                task.cancel()
+        self.pending.clear()
         for p, task in self.watchers:
             if p.name in self.down:
                 await asyncio.wait({task}, timeout=60)
@@ -185,13 +236,16 @@ class FailpointNemesis(Nemesis):
         hits: dict[str, dict[str, int]] = {}
         errors: dict[str, str] = {}
         for p in self.ctx.cluster.nodes.values():
-            if not p.running or p.paused:
-                continue
+            if not p.running or p.paused or getattr(p, "control", True) is False:
+                continue  # an external node without NodeControl has no failpoints to list
             try:
                 armed = [f for f in await list_failpoints(p.address) if f["armed"]]
                 if armed:
                     hits[p.name] = {f["name"]: f["hits"] for f in armed}
                 await disarm_failpoint(p.address)
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.UNIMPLEMENTED:   # UNIMPLEMENTED: an external node
+                    errors[p.name] = f"{type(e).__name__}: {e}"  # with Status but no failpoints
             except Exception as e:
                 errors[p.name] = f"{type(e).__name__}: {e}"
         if hits:  # what was still armed at the heal, and how often it was reached (sweep calibration)

@@ -47,6 +47,9 @@ class KillNemesis(Nemesis):
         for name, p in [*cluster.nodes.items(), *cluster.proxies.items()]:
             if p.proc is None or p.running:
                 continue
+            if getattr(p, "start_error", None):
+                continue  # its last start failed (it refused its data dir): the datadir nemesis
+                #           recorded node-refused-start and the drain reports it; it stays down
             if p.exit_cause is not None:
                 self.ctx.history.record("ok", "restart", {"node": name, "pid": p.pid, "after": p.exit_cause})
             elif (name, p.pid) not in self.ctx.reported_exits:

@@ -177,8 +177,10 @@ def read_faults(mode_dir: Path) -> tuple[list[Interval], list[Mark]]:
         intervals.append(Interval(lane, f, t, stop, label, "info" if done.get("type") == "info" else "ok"))
     intervals += _crashes(ops)
     intervals += _armed_links(control, [i for i in intervals if i.kind == "link"], end)
-    marks = [Mark(ev["link"], "fired", ev["time"], f"{ev.get('fault', 'fault')} fired on call "
-                  f"{ev.get('call', '?')} ({ev.get('action', '')})") for ev in fired]
+    marks = [Mark(ev["link"], "fired", ev["time"], f"{ev.get('fault', 'fault')} fired on "
+                  + (f"connection {ev.get('connection', '?')} {ev.get('direction', '')}"
+                     if ev.get("method") == "tcp" else f"call {ev.get('call', '?')}")
+                  + f" ({ev.get('action', '')})") for ev in fired]
     marks += [Mark(h["node"], "failpoint", h["ts"], f"failpoint {h['failpoint']} hit ({h.get('action', '')})")
               for h in hits if "ts" in h]
     if heal_t is not None:

@@ -206,6 +206,10 @@ def render(run_dir, result: dict, sections: list[str], modes: list[dict], schedu
     replay_of = f'<p class="sub">replay of <code>{escape(str(result["replay_of"]))}</code></p>' \
         if result.get("replay_of") else ""
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    ext = result.get("external_nodes") or {}
+    ext_html = "" if not ext else "<h3>your own nodes (docs/contract.md)</h3><ul>" + "".join(
+        f"<li><b>{escape(n)}</b>: <code>{escape(str(e.get('command')))}</code> ran in place of the "
+        f"{escape(str(e.get('replaces')))}</li>" for n, e in sorted(ext.items())) + "</ul>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -220,7 +224,7 @@ def render(run_dir, result: dict, sections: list[str], modes: list[dict], schedu
 <p class="reasons">lost: never applied at the sink · lost-acked: the broker acknowledged it, the sink never
 applied it · duplicated: applied more than once · balances: every account equals the workload's total.
 A red cell is an anomaly; the verdict says whether the mode's promise held with it.</p>
-{abl_html}
+{abl_html}{ext_html}
 <h3>replay this run</h3>
 <pre class="cmd">./run.sh replay {escape(str(run_dir))}</pre>
 {_schedule(schedule)}

@@ -81,6 +81,7 @@ class Scenario:
 def _validate(obj: dict, path: Path) -> Scenario:
     from harness.ablations import ABLATIONS
     from harness.nemesis import NEMESES
+    from harness.nemesis.datadir import KINDS as DATADIR_KINDS, validate_step as datadir_step_error
     from nodes.common.failpoints import REGISTRY
 
     def bad(msg: str) -> ScenarioError:
@@ -112,6 +113,8 @@ def _validate(obj: dict, path: Path) -> Scenario:
             raise bad(f"step {i}: unknown failpoint {step.get('name')!r}")
         if not isinstance(step.get("must_fire", False), bool):
             raise bad(f"step {i}: 'must_fire' must be true or false")
+        if step["f"] in DATADIR_KINDS and (error := datadir_step_error(step)):
+            raise bad(f"step {i}: {error}")
     for group, table in [("expect", obj["expect"])] + [(f"ablations.{a}", t) for a, t in
                                                         obj.get("ablations", {}).items()]:
         if group.startswith("ablations.") and group[10:] not in ABLATIONS:

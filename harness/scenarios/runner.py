@@ -28,7 +28,7 @@ def mode_spec(label: str) -> ModeSpec:
 
 
 def campaign_config(sc: Scenario, labels: list[str], ablation: str | None,
-                    storage: str | None = None) -> CampaignConfig:
+                    storage: str | None = None, external: dict[str, str] | None = None) -> CampaignConfig:
     c = sc.config
     base = ClusterConfig(seed=int(c.get("seed", 1)), events=int(c.get("events", 1000)),
                          storage=storage or c.get("storage", "direct"),
@@ -36,7 +36,8 @@ def campaign_config(sc: Scenario, labels: list[str], ablation: str | None,
                          disabled=[ablation] if ablation else list(c.get("disabled", [])),
                          fetch_group=int(c.get("fetch_group", 0)),
                          sequential_sends=bool(c.get("sequential_sends", True)),
-                         extra_args={k: list(v) for k, v in c.get("extra_args", {}).items()})
+                         extra_args={k: list(v) for k, v in c.get("extra_args", {}).items()},
+                         external=dict(external or {}))
     return CampaignConfig(modes=[mode_spec(label) for label in labels], base=base, schedule=sc.schedule(),
                           drain_timeout_s=float(c.get("drain_timeout_s", 60.0)),
                           stuck_s=float(c.get("stuck_s", 10.0)),
@@ -101,7 +102,7 @@ def evaluate(entry: dict, exp: dict, mode_dir: Path) -> list[str]:
 
 async def run_scenario(sc: Scenario, run_dir: Path, *, modes: list[str] | None = None,
                        ablation: str | None = None, progress: ProgressFn = lambda *_: None,
-                       storage: str | None = None) -> dict:
+                       storage: str | None = None, external: dict[str, str] | None = None) -> dict:
     """Run ``sc`` (with ``ablation`` switched off, if given) in each selected mode.
 
     Returns the result (also written to ``run_dir/result.json``) with
@@ -113,7 +114,7 @@ async def run_scenario(sc: Scenario, run_dir: Path, *, modes: list[str] | None =
     """
     expectations = sc.expectations(ablation)
     labels = select_labels(sc, ablation, modes)
-    cfg = campaign_config(sc, labels, ablation, storage)
+    cfg = campaign_config(sc, labels, ablation, storage, external)
     entries: list[dict] = []
     run_dir.mkdir(parents=True, exist_ok=True)
     write_result(run_dir, cfg, entries, complete=False)

@@ -13,7 +13,8 @@ from nodes.broker.log import fix_partition_count
 from nodes.broker.partition_log import DEFAULT_SEGMENT_BYTES
 from nodes.broker.service import BrokerServicer
 from nodes.common.modes import DEFAULT_PARTITIONS
-from nodes.common.runtime import NodeSpec, common_options, run_node
+from nodes.broker.segment import SegmentCorruptError
+from nodes.common.runtime import NodeSpec, RefuseToStart, common_options, run_node
 from nodes.pb import broker_pb2_grpc
 
 
@@ -47,8 +48,10 @@ def main(listen: str, data_dir: Path, mode: str, log_level: str, partitions: int
 
     Serves testbed.v1.Broker (InitProducer, Produce, Fetch, CommitOffset,
     FetchCommittedOffset, ListOffsets) and NodeControl.Status. Exit codes:
-    0 graceful stop, 1 unrepairable log corruption or storage failure, 2 bad
-    flags / unwritable data dir / partition count differing from the stored one.
+    0 graceful stop, 1 storage failure while running, 2 bad flags / unwritable data
+    dir / partition count differing from the stored one / a log it refuses to serve
+    (corruption in the middle of a segment, bytes failing the recovery point's CRC32,
+    a segment shorter than its recovery point: one line naming the file).
     """
 
     def make_spec(log: logging.Logger) -> NodeSpec:
@@ -61,7 +64,10 @@ def main(listen: str, data_dir: Path, mode: str, log_level: str, partitions: int
                             fsync=not no_fsync, checkpoint_interval_s=checkpoint_interval_ms / 1000,
                             writeback_ms=writeback_ms, monotonic_commits=not no_monotonic_commits)
             servicer.broker = broker
-            await asyncio.to_thread(broker.recover)
+            try:
+                await asyncio.to_thread(broker.recover)
+            except SegmentCorruptError as e:  # never SERVING with an unreadable partition
+                raise RefuseToStart(str(e)) from None
             broker.start()
 
         async def close() -> None:

@@ -25,10 +25,11 @@ from nodes.broker.log import TopicLog
 from nodes.broker.offsets import ConsumerOffsets
 from nodes.broker.partition_log import DEFAULT_SEGMENT_BYTES
 from nodes.broker.producer_state import ProducerStateTable
+from nodes.broker.segment import SegmentCorruptError
 from nodes.broker.record import HEADER_BYTES, MAX_RECORD_BYTES, CorruptRecordError, Record
 from nodes.common.durable import atomic_write_json, read_json
 from nodes.common.failpoints import FAILPOINTS, FailpointError
-from nodes.broker.limits import _failpoint, check_group, check_partition_list  # noqa: F401 (the produce-path failpoints)
+from nodes.broker.limits import check_group, check_partition_list
 from nodes.common.limits import MAX_GROUP_BYTES, MAX_FETCH_RECORDS, MAX_WAIT_MS, short, too_long
 from nodes.common.modes import AT_MOST_ONCE, TOPIC
 
@@ -42,6 +43,15 @@ MAX_FETCH_BYTES = 32 * 1024 * 1024
 INT32_MAX = 2**31 - 1
 
 log = logging.getLogger("broker")
+
+
+async def _failpoint(name: str, partition: int) -> None:
+    """A failpoint of the produce, offset or fetch path; ``error`` becomes a StorageError
+    (UNAVAILABLE). ``partition`` -1: not about one partition."""
+    try:
+        await FAILPOINTS.hit(name)
+    except FailpointError as e:
+        raise StorageError(f"partition {partition}: {e}" if partition >= 0 else str(e)) from None
 
 
 class Broker:
@@ -99,6 +109,8 @@ class Broker:
         """
         self.recovered_bytes_dropped = self.topic.open()
         ends = self.topic.end_offsets()
+        if self.fsync:
+            self._check_committed_offsets(ends)
         starts = {p: 0 for p in ends}
         try:
             snap = read_json(self.data_dir / SNAPSHOT_FILE)
@@ -125,6 +137,23 @@ class Broker:
         log.info("recovered", extra={"end_offsets": ends, "records_scanned_for_producer_state": scanned,
                                      "bytes_dropped": self.recovered_bytes_dropped,
                                      "producers": len(self.producers)})
+
+    def _check_committed_offsets(self, ends: dict[int, int]) -> None:
+        """A consumer only reads fsynced records (the high watermark), so a committed offset
+        beyond the recovered log end means the log lost records it had served: refuse.
+        (Not with --no-fsync: there the ablation's loss is meant to reach the audit.)
+
+        Raises:
+            SegmentCorruptError: names the partition's last segment and the offsets file.
+        """
+        for group, committed in self.offsets.groups(TOPIC).items():
+            for p, off in sorted(committed.items()):
+                if p in ends and off > ends[p]:
+                    plog = self.topic.partitions[p]
+                    raise SegmentCorruptError(plog.active.path, plog.active.size, (
+                        f"partition {p} ends at offset {ends[p]} but consumer group {group!r} "
+                        f"committed offset {off} ({self.offsets.path.name}): records that were "
+                        f"served are gone from the log"))
 
     def start(self) -> None:
         self.commit.start()
@@ -208,6 +237,10 @@ class Broker:
         if self.commit.failed is not None:
             raise StorageError(f"storage failure: {self.commit.failed}")
         plog = self.topic.partitions[partition]
+        if FAILPOINTS.armed:  # every mode, idempotent or not: before the critical section
+            await _failpoint("broker.before-append", partition)
+        if self.commit.failed is not None:
+            raise StorageError(f"storage failure: {self.commit.failed}")
         # Critical section: no await from the dedupe check to the state update.
         dup = None
         if idempotent:
@@ -284,6 +317,8 @@ class Broker:
             except CorruptRecordError as e:
                 raise CorruptLog(str(e)) from None
             out.append((p, recs, hw))
+        if FAILPOINTS.armed and any(recs for _, recs, _ in out):
+            await _failpoint("broker.before-fetch-reply", -1)
         return out
 
     async def commit_offsets(self, group: str, topic: str,
@@ -300,28 +335,36 @@ class Broker:
             InvalidRequest: empty or too long group, unknown topic/partition, negative
                 offset, a partition listed twice.
             RequestTooLarge: more than MAX_FETCH_PARTITIONS offsets.
-            OffsetOutOfRange: an offset beyond the partition's log end (OUT_OF_RANGE; a
-                permanent error: checked before anything is stored, so a refused
-                commit never sticks in the monotonic committed offsets).
+            OffsetOutOfRange: an offset beyond the partition's log end and beyond its
+                committed offset (OUT_OF_RANGE; a permanent error: checked before
+                anything is stored, so a refused commit never sticks in the monotonic
+                committed offsets).
             StorageError: the offsets file could not be written.
         """
         check_group(group)
         check_partition_list("offset commit", [p for p, _ in offsets])
+        committed = self.offsets.fetch(group, topic) if offsets else {}
         for p, off in offsets:
             self._check_partition(topic, p)
             if off < 0:
                 raise InvalidRequest(f"negative offset {off} for partition {p}")
             end = self.topic.partitions[p].end_offset
-            if off > end:
+            # An offset already committed is no new claim, even past a log end that shrank
+            # (a --no-fsync broker lost its tail): the consumer re-commits where it stands.
+            if off > end and off > committed.get(p, -1):
                 raise OffsetOutOfRange(
                     f"offset {off} for partition {p} is beyond the log end offset {end}: refused "
                     "(nothing committed); a consumer that read past the log end means the broker "
                     "lost records it had served")
+        if FAILPOINTS.armed:
+            await _failpoint("broker.before-offset-commit", -1)
         try:
             kept = await self.offsets.commit(group, topic, dict(offsets))
         except OSError as e:
             storage_fault.failed(e)
             raise StorageError(f"cannot persist committed offsets: {e}") from None
+        if FAILPOINTS.armed:
+            await _failpoint("broker.after-offset-commit-before-reply", -1)
         if kept:
             log.info("offset commit below the committed offset: kept the committed one",
                      extra={"group": group, "requested": {p: o for p, o in offsets if p in kept},

@@ -149,6 +149,11 @@ class GroupCommit:
         return idx, self._snapshot(self.topic.end_offsets())
 
     def _write_checkpoint(self, idx: list[tuple[Path, bytes]], snap: dict) -> None:
+        if self.fsync:
+            # A recovery point claims its bytes are on disk: a log found shorter than it at a
+            # restart is then acknowledged data lost (the broker refuses to start), never the
+            # unsynced tail of a crash. So the segments are fsynced before it is written.
+            _fsync_all([p.active.fd for p in self.topic.partitions if p.active.fd >= 0])
         for path, data in idx:
             atomic_write_bytes(path, data, fsync=self.fsync)
         atomic_write_json(self._snapshot_path, snap, fsync=self.fsync)

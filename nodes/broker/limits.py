@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from nodes.broker.errors import InvalidRequest, RequestTooLarge, StorageError
-from nodes.common.failpoints import FAILPOINTS, FailpointError
+from nodes.broker.errors import InvalidRequest, RequestTooLarge
 from nodes.common.limits import MAX_FETCH_PARTITIONS, MAX_GROUP_BYTES, short, too_long
 
 

@@ -76,6 +76,10 @@ class ConsumerOffsets:
             self.kept += len(kept)
             return kept
 
+    def groups(self, topic: str) -> dict[str, dict[int, int]]:
+        """{group: {partition: committed offset}} of every group that committed on ``topic``."""
+        return {g: self.fetch(g, topic) for g in self._offsets if topic in self._offsets[g]}
+
     def fetch(self, group: str, topic: str) -> dict[int, int]:
         """{partition: committed offset}; partitions never committed are absent."""
         return {int(p): o for p, o in self._offsets.get(group, {}).get(topic, {}).items()}

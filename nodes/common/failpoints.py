@@ -59,7 +59,21 @@ ENV_VAR = "TESTBED_FAILPOINTS"
 ACTIONS = ("crash", "error", "delay", "pause", "count")
 
 REGISTRY: dict[str, str] = {
-    # broker (nodes/broker/broker.py): the produce path of the idempotent producer
+    # producer (nodes/producer/): the order of persist, send and ACK per mode
+    "producer.after-persist-before-send":
+        "producer (at-most-once): the source position is persisted, the batch not yet sent "
+        "(a crash here loses the batch: at-most-once's order)",
+    "producer.after-send-before-ack":
+        "producer (every mode): a Produce call returned OK (the broker appended the batch), "
+        "the ACK not yet recorded in the history nor acted on (a crash: outcome unknown)",
+    "producer.after-ack-before-persist":
+        "producer (at-least-once, exactly-once): every partition ACKed the batch, the position "
+        "and sequence numbers not yet persisted (a crash re-sends it: duplicated in "
+        "at-least-once, deduplicated by the persisted sequences in exactly-once)",
+    # broker (nodes/broker/broker.py): produce in every mode, offsets, fetch
+    "broker.before-append":
+        "broker (every mode): a Produce passed its checks, nothing appended yet "
+        "(`error` = a storage error with nothing written)",
     "broker.after-dedupe-record-before-append":
         "broker: the sequence check of an idempotent batch passed, the append not yet done "
         "(scenario 3; `error` = a storage error at that point)",
@@ -67,7 +81,18 @@ REGISTRY: dict[str, str] = {
         "broker: a batch is appended to the log (written, not yet fsynced), before the flush",
     "broker.after-fsync-before-ack":
         "broker: a batch is durable (fsynced), its Produce reply not yet sent (scenario 1 variant)",
+    "broker.before-offset-commit":
+        "broker (every mode): a CommitOffset is valid, the offsets not yet persisted "
+        "(`error` = UNAVAILABLE, nothing changed)",
+    "broker.after-offset-commit-before-reply":
+        "broker (every mode): committed offsets are durable, the CommitOffset reply not yet sent",
+    "broker.before-fetch-reply":
+        "broker (every mode): a Fetch has read its records, the reply not yet sent "
+        "(`error` = UNAVAILABLE)",
     # processor (nodes/processor/): offsets, checkpoints and the two-phase commit
+    "processor.after-fetch-before-sink":
+        "processor (at-most-once, at-least-once): a batch is fetched, no offset committed and "
+        "nothing written to the sink yet",
     "processor.after-offset-commit-before-sink":
         "processor (at-most-once, or --commit-before-sink): offsets committed, the batch not yet "
         "written to the sink (scenario 7)",
@@ -86,7 +111,16 @@ REGISTRY: dict[str, str] = {
     "processor.after-checkpoint-writes-outstanding":
         "processor (idempotent): a checkpoint was persisted while sink writes were still "
         "unacknowledged (reachable only with --no-drain-before-checkpoint; scenario 4)",
-    # sink (nodes/sink/service.py): after the database committed, before the reply
+    # sink (nodes/sink/service.py): before the database call (nothing applied yet) ...
+    "sink.before-apply": "sink: an Apply arrived, nothing applied yet (`error` = UNAVAILABLE, nothing applied)",
+    "sink.before-upsert": "sink: an Upsert arrived, nothing applied yet (`error` = UNAVAILABLE, nothing applied)",
+    "sink.before-precommit":
+        "sink: a PreCommit arrived, the transaction not yet prepared (`error` = UNAVAILABLE)",
+    "sink.before-commit":
+        "sink: a Commit arrived, the prepared transaction not yet applied (`error` = UNAVAILABLE)",
+    "sink.before-abort":
+        "sink: an Abort arrived, the prepared transaction not yet dropped (`error` = UNAVAILABLE)",
+    # ... and after the database committed, before the reply
     "sink.after-apply-before-reply":
         "sink: an Apply is committed to the database, its reply not yet sent",
     "sink.after-upsert-before-reply":

@@ -7,6 +7,7 @@ stderr as plain text, so a human watching a terminal sees them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -31,6 +32,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(obj, default=str)
 
 
+def _for_terminal(record: logging.LogRecord) -> bool:
+    """Keep off stderr: records marked ``extra={"json_only": True}`` (the caller prints its
+    own one line), and grpc's traceback for a call cancelled by the server's own stop."""
+    if getattr(record, "json_only", False):
+        return False
+    exc = record.exc_info[0] if record.exc_info else None
+    return not (record.name.startswith("grpc") and exc is not None and
+                issubclass(exc, asyncio.CancelledError))
+
+
 def setup_logging(node: str, data_dir: Path, level: str = "INFO") -> logging.Logger:
     """Configure the root logger for a node process and return the node's logger."""
     root = logging.getLogger()
@@ -42,5 +53,6 @@ def setup_logging(node: str, data_dir: Path, level: str = "INFO") -> logging.Log
     eh = logging.StreamHandler(sys.stderr)
     eh.setLevel(logging.WARNING)
     eh.setFormatter(logging.Formatter(f"{node}: %(levelname)s %(message)s"))
+    eh.addFilter(_for_terminal)
     root.addHandler(eh)
     return logging.getLogger(node)

@@ -23,6 +23,11 @@ Every server gets :class:`nodes.common.wireguard.WireGuard`: malformed protobuf
 bytes answer INVALID_ARGUMENT and an unmapped servicer exception INTERNAL (logged),
 never UNKNOWN.
 
+A recovery that finds the node's durable state unusable (a corrupt file, a file
+shorter than its own recovery point, state that vanished since the node last
+ran) raises :class:`RefuseToStart`: one line on stderr naming the file, exit
+code 2, never SERVING. Any other recovery error exits 1.
+
 Every node also serves NodeControl: ``Status`` and the failpoint RPCs
 ``ArmFailpoint`` / ``DisarmFailpoint`` / ``ListFailpoints``
 (nodes/common/failpoints.py); ``--failpoint NAME=ACTION[@N][xCOUNT]``
@@ -66,6 +71,12 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 class DataDirError(Exception):
     """The data dir cannot be created or written."""
+
+
+class RefuseToStart(Exception):
+    """Raised by a node's recovery: its durable state is corrupt or inconsistent, and
+    serving from it would serve wrong data or lose acknowledged data. The message is
+    one line naming the file; the node exits 2 without ever reporting SERVING."""
 
 
 def check_data_dir(data_dir: Path) -> Path:
@@ -188,6 +199,9 @@ class NodeSpec:
         main: optional long-running task started once SERVING.
         close: awaited on graceful stop, after the server stopped.
         service_names: full service names to report in the health service.
+        bind: optional; awaited once the gRPC server is bound, before the stdout
+            line; its dict is added to that line (the TCP proxy's ``data_address``).
+            An OSError it raises is one stderr line and exit code 2.
     """
 
     name: str
@@ -197,6 +211,7 @@ class NodeSpec:
     main: Callable[[], Awaitable[None]] | None = None
     close: Callable[[], Awaitable[None]] | None = None
     service_names: tuple[str, ...] = ()
+    bind: Callable[[], Awaitable[dict]] | None = None
 
 
 async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
@@ -224,8 +239,16 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
         log.warning("not loopback", extra={"listen": listen})
     host = listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
+    extra: dict = {}
+    if spec.bind is not None:
+        try:
+            extra = await spec.bind()
+        except OSError as e:
+            print(f"{spec.name}: error: cannot bind: {e.strerror or e}", file=sys.stderr)
+            await server.stop(0)
+            return EXIT_USAGE
     sys.stdout.write(json.dumps({"event": "listening", "node": spec.name, "address": address,
-                                 "pid": os.getpid(), "data_dir": str(data_dir)}) + "\n")
+                                 "pid": os.getpid(), "data_dir": str(data_dir), **extra}) + "\n")
     sys.stdout.flush()
     log.info("listening", extra={"address": address, "mode": mode, "pid": os.getpid()})
 
@@ -273,6 +296,14 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
                     break
                 log.info("main task finished")
         stopper.cancel()
+    except RefuseToStart as e:  # unusable durable state: one line naming the file, exit 2
+        log.error("refusing to start: %s", e, extra={"json_only": True})
+        print(f"{spec.name}: error: {e}", file=sys.stderr, flush=True)
+        # Nothing was served and nothing durable is open for writing: leave at once, so that
+        # stopping the server does not print grpc's tracebacks of the harness's health watch.
+        for h in logging.getLogger().handlers:
+            h.flush()
+        os._exit(EXIT_USAGE)
     except Exception as e:  # recovery failed: fail loudly, never serve
         storage_fault.failed(e)
         log.error("fatal: %s", e, exc_info=True)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14nodes/pb/proxy.proto\x12\ntestbed.v1\"\xb6\x02\n\tFaultSpec\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x18\n\x0bprobability\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x13\n\x0b\x61\x66ter_calls\x18\x05 \x01(\x03\x12\x10\n\x08\x64\x65lay_ms\x18\x06 \x01(\x03\x12\x11\n\tjitter_ms\x18\x07 \x01(\x03\x12\x0c\n\x04side\x18\x08 \x01(\t\x12\x0c\n\x04\x63ode\x18\t \x01(\t\x12\x0c\n\x04link\x18\n \x01(\t\x12\x0f\n\x07hold_ms\x18\x0b \x01(\x03\x12/\n\x05match\x18\x0c \x03(\x0b\x32 .testbed.v1.FaultSpec.MatchEntry\x1a,\n\nMatchEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_probability\"q\n\x05\x46\x61ult\x12\x10\n\x08\x66\x61ult_id\x18\x01 \x01(\t\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.testbed.v1.FaultSpec\x12\x0f\n\x07matched\x18\x03 \x01(\x03\x12\r\n\x05\x66ired\x18\x04 \x01(\x03\x12\x11\n\texhausted\x18\x05 \x01(\x08\"$\n\x10\x41\x64\x64\x46\x61ultResponse\x12\x10\n\x08\x66\x61ult_id\x18\x01 \x01(\t\"&\n\x12RemoveFaultRequest\x12\x10\n\x08\x66\x61ult_id\x18\x01 \x01(\t\"\x15\n\x13RemoveFaultResponse\"\x13\n\x11ListFaultsRequest\"E\n\x12ListFaultsResponse\x12\x0c\n\x04link\x18\x01 \x01(\t\x12!\n\x06\x66\x61ults\x18\x02 \x03(\x0b\x32\x11.testbed.v1.Fault\"\r\n\x0bHealRequest\"\x1f\n\x0cHealResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x05\"\xad\x01\n\x0bMethodStats\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x03\x12\x11\n\tforwarded\x18\x03 \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x03\x12\x12\n\nduplicated\x18\x05 \x01(\x03\x12\x0f\n\x07\x64\x65layed\x18\x06 \x01(\x03\x12\x0f\n\x07\x65rrored\x18\x07 \x01(\x03\x12\x17\n\x0fupstream_errors\x18\x08 \x01(\x03\x12\x0c\n\x04held\x18\t \x01(\x03\"\x0e\n\x0cStatsRequest\"V\n\rStatsResponse\x12\x0c\n\x04link\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x03\x12(\n\x07methods\x18\x03 \x03(\x0b\x32\x17.testbed.v1.MethodStats2\xe5\x02\n\x0cProxyControl\x12?\n\x08\x41\x64\x64\x46\x61ult\x12\x15.testbed.v1.FaultSpec\x1a\x1c.testbed.v1.AddFaultResponse\x12N\n\x0bRemoveFault\x12\x1e.testbed.v1.RemoveFaultRequest\x1a\x1f.testbed.v1.RemoveFaultResponse\x12K\n\nListFaults\x12\x1d.testbed.v1.ListFaultsRequest\x1a\x1e.testbed.v1.ListFaultsResponse\x12\x39\n\x04Heal\x12\x17.testbed.v1.HealRequest\x1a\x18.testbed.v1.HealResponse\x12<\n\x05Stats\x12\x18.testbed.v1.StatsRequest\x1a\x19.testbed.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14nodes/pb/proxy.proto\x12\ntestbed.v1\"\xeb\x02\n\tFaultSpec\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x18\n\x0bprobability\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x13\n\x0b\x61\x66ter_calls\x18\x05 \x01(\x03\x12\x10\n\x08\x64\x65lay_ms\x18\x06 \x01(\x03\x12\x11\n\tjitter_ms\x18\x07 \x01(\x03\x12\x0c\n\x04side\x18\x08 \x01(\t\x12\x0c\n\x04\x63ode\x18\t \x01(\t\x12\x0c\n\x04link\x18\n \x01(\t\x12\x0f\n\x07hold_ms\x18\x0b \x01(\x03\x12/\n\x05match\x18\x0c \x03(\x0b\x32 .testbed.v1.FaultSpec.MatchEntry\x12\x11\n\tdirection\x18\r \x01(\t\x12\x11\n\trate_kbps\x18\x0e \x01(\x03\x12\r\n\x05\x62ytes\x18\x0f \x01(\x03\x1a,\n\nMatchEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_probability\"q\n\x05\x46\x61ult\x12\x10\n\x08\x66\x61ult_id\x18\x01 \x01(\t\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.testbed.v1.FaultSpec\x12\x0f\n\x07matched\x18\x03 \x01(\x03\x12\r\n\x05\x66ired\x18\x04 \x01(\x03\x12\x11\n\texhausted\x18\x05 \x01(\x08\"$\n\x10\x41\x64\x64\x46\x61ultResponse\x12\x10\n\x08\x66\x61ult_id\x18\x01 \x01(\t\"&\n\x12RemoveFaultRequest\x12\x10\n\x08\x66\x61ult_id\x18\x01 \x01(\t\"\x15\n\x13RemoveFaultResponse\"\x13\n\x11ListFaultsRequest\"E\n\x12ListFaultsResponse\x12\x0c\n\x04link\x18\x01 \x01(\t\x12!\n\x06\x66\x61ults\x18\x02 \x03(\x0b\x32\x11.testbed.v1.Fault\"\r\n\x0bHealRequest\"\x1f\n\x0cHealResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x05\"\xd2\x01\n\x0bMethodStats\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x03\x12\x11\n\tforwarded\x18\x03 \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x04 \x01(\x03\x12\x12\n\nduplicated\x18\x05 \x01(\x03\x12\x0f\n\x07\x64\x65layed\x18\x06 \x01(\x03\x12\x0f\n\x07\x65rrored\x18\x07 \x01(\x03\x12\x17\n\x0fupstream_errors\x18\x08 \x01(\x03\x12\x0c\n\x04held\x18\t \x01(\x03\x12\x10\n\x08\x62ytes_in\x18\n \x01(\x03\x12\x11\n\tbytes_out\x18\x0b \x01(\x03\"\x1e\n\x0eSetDownRequest\x12\x0c\n\x04\x64own\x18\x01 \x01(\x08\"3\n\x0fSetDownResponse\x12\x10\n\x08was_down\x18\x01 \x01(\x08\x12\x0e\n\x06\x63losed\x18\x02 \x01(\x05\"\x0e\n\x0cStatsRequest\"V\n\rStatsResponse\x12\x0c\n\x04link\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x03\x12(\n\x07methods\x18\x03 \x03(\x0b\x32\x17.testbed.v1.MethodStats2\xa9\x03\n\x0cProxyControl\x12?\n\x08\x41\x64\x64\x46\x61ult\x12\x15.testbed.v1.FaultSpec\x1a\x1c.testbed.v1.AddFaultResponse\x12N\n\x0bRemoveFault\x12\x1e.testbed.v1.RemoveFaultRequest\x1a\x1f.testbed.v1.RemoveFaultResponse\x12K\n\nListFaults\x12\x1d.testbed.v1.ListFaultsRequest\x1a\x1e.testbed.v1.ListFaultsResponse\x12\x39\n\x04Heal\x12\x17.testbed.v1.HealRequest\x1a\x18.testbed.v1.HealResponse\x12<\n\x05Stats\x12\x18.testbed.v1.StatsRequest\x1a\x19.testbed.v1.StatsResponse\x12\x42\n\x07SetDown\x12\x1a.testbed.v1.SetDownRequest\x1a\x1b.testbed.v1.SetDownResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,31 +34,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FAULTSPEC_MATCHENTRY']._loaded_options = None
   _globals['_FAULTSPEC_MATCHENTRY']._serialized_options = b'8\001'
   _globals['_FAULTSPEC']._serialized_start=37
-  _globals['_FAULTSPEC']._serialized_end=347
-  _globals['_FAULTSPEC_MATCHENTRY']._serialized_start=287
-  _globals['_FAULTSPEC_MATCHENTRY']._serialized_end=331
-  _globals['_FAULT']._serialized_start=349
-  _globals['_FAULT']._serialized_end=462
-  _globals['_ADDFAULTRESPONSE']._serialized_start=464
-  _globals['_ADDFAULTRESPONSE']._serialized_end=500
-  _globals['_REMOVEFAULTREQUEST']._serialized_start=502
-  _globals['_REMOVEFAULTREQUEST']._serialized_end=540
-  _globals['_REMOVEFAULTRESPONSE']._serialized_start=542
-  _globals['_REMOVEFAULTRESPONSE']._serialized_end=563
-  _globals['_LISTFAULTSREQUEST']._serialized_start=565
-  _globals['_LISTFAULTSREQUEST']._serialized_end=584
-  _globals['_LISTFAULTSRESPONSE']._serialized_start=586
-  _globals['_LISTFAULTSRESPONSE']._serialized_end=655
-  _globals['_HEALREQUEST']._serialized_start=657
-  _globals['_HEALREQUEST']._serialized_end=670
-  _globals['_HEALRESPONSE']._serialized_start=672
-  _globals['_HEALRESPONSE']._serialized_end=703
-  _globals['_METHODSTATS']._serialized_start=706
-  _globals['_METHODSTATS']._serialized_end=879
-  _globals['_STATSREQUEST']._serialized_start=881
-  _globals['_STATSREQUEST']._serialized_end=895
-  _globals['_STATSRESPONSE']._serialized_start=897
-  _globals['_STATSRESPONSE']._serialized_end=983
-  _globals['_PROXYCONTROL']._serialized_start=986
-  _globals['_PROXYCONTROL']._serialized_end=1343
+  _globals['_FAULTSPEC']._serialized_end=400
+  _globals['_FAULTSPEC_MATCHENTRY']._serialized_start=340
+  _globals['_FAULTSPEC_MATCHENTRY']._serialized_end=384
+  _globals['_FAULT']._serialized_start=402
+  _globals['_FAULT']._serialized_end=515
+  _globals['_ADDFAULTRESPONSE']._serialized_start=517
+  _globals['_ADDFAULTRESPONSE']._serialized_end=553
+  _globals['_REMOVEFAULTREQUEST']._serialized_start=555
+  _globals['_REMOVEFAULTREQUEST']._serialized_end=593
+  _globals['_REMOVEFAULTRESPONSE']._serialized_start=595
+  _globals['_REMOVEFAULTRESPONSE']._serialized_end=616
+  _globals['_LISTFAULTSREQUEST']._serialized_start=618
+  _globals['_LISTFAULTSREQUEST']._serialized_end=637
+  _globals['_LISTFAULTSRESPONSE']._serialized_start=639
+  _globals['_LISTFAULTSRESPONSE']._serialized_end=708
+  _globals['_HEALREQUEST']._serialized_start=710
+  _globals['_HEALREQUEST']._serialized_end=723
+  _globals['_HEALRESPONSE']._serialized_start=725
+  _globals['_HEALRESPONSE']._serialized_end=756
+  _globals['_METHODSTATS']._serialized_start=759
+  _globals['_METHODSTATS']._serialized_end=969
+  _globals['_SETDOWNREQUEST']._serialized_start=971
+  _globals['_SETDOWNREQUEST']._serialized_end=1001
+  _globals['_SETDOWNRESPONSE']._serialized_start=1003
+  _globals['_SETDOWNRESPONSE']._serialized_end=1054
+  _globals['_STATSREQUEST']._serialized_start=1056
+  _globals['_STATSREQUEST']._serialized_end=1070
+  _globals['_STATSRESPONSE']._serialized_start=1072
+  _globals['_STATSRESPONSE']._serialized_end=1158
+  _globals['_PROXYCONTROL']._serialized_start=1161
+  _globals['_PROXYCONTROL']._serialized_end=1586
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FaultSpec(_message.Message):
-    __slots__ = ("kind", "method", "probability", "count", "after_calls", "delay_ms", "jitter_ms", "side", "code", "link", "hold_ms", "match")
+    __slots__ = ("kind", "method", "probability", "count", "after_calls", "delay_ms", "jitter_ms", "side", "code", "link", "hold_ms", "match", "direction", "rate_kbps", "bytes")
     class MatchEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,9 @@ class FaultSpec(_message.Message):
     LINK_FIELD_NUMBER: _ClassVar[int]
     HOLD_MS_FIELD_NUMBER: _ClassVar[int]
     MATCH_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    RATE_KBPS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
     kind: str
     method: str
     probability: float
@@ -39,7 +42,10 @@ class FaultSpec(_message.Message):
     link: str
     hold_ms: int
     match: _containers.ScalarMap[str, str]
-    def __init__(self, kind: _Optional[str] = ..., method: _Optional[str] = ..., probability: _Optional[float] = ..., count: _Optional[int] = ..., after_calls: _Optional[int] = ..., delay_ms: _Optional[int] = ..., jitter_ms: _Optional[int] = ..., side: _Optional[str] = ..., code: _Optional[str] = ..., link: _Optional[str] = ..., hold_ms: _Optional[int] = ..., match: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    direction: str
+    rate_kbps: int
+    bytes: int
+    def __init__(self, kind: _Optional[str] = ..., method: _Optional[str] = ..., probability: _Optional[float] = ..., count: _Optional[int] = ..., after_calls: _Optional[int] = ..., delay_ms: _Optional[int] = ..., jitter_ms: _Optional[int] = ..., side: _Optional[str] = ..., code: _Optional[str] = ..., link: _Optional[str] = ..., hold_ms: _Optional[int] = ..., match: _Optional[_Mapping[str, str]] = ..., direction: _Optional[str] = ..., rate_kbps: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class Fault(_message.Message):
     __slots__ = ("fault_id", "spec", "matched", "fired", "exhausted")
@@ -94,7 +100,7 @@ class HealResponse(_message.Message):
     def __init__(self, removed: _Optional[int] = ...) -> None: ...
 
 class MethodStats(_message.Message):
-    __slots__ = ("method", "calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors", "held")
+    __slots__ = ("method", "calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors", "held", "bytes_in", "bytes_out")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     FORWARDED_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +110,8 @@ class MethodStats(_message.Message):
     ERRORED_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_ERRORS_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
+    BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
     method: str
     calls: int
     forwarded: int
@@ -113,7 +121,23 @@ class MethodStats(_message.Message):
     errored: int
     upstream_errors: int
     held: int
-    def __init__(self, method: _Optional[str] = ..., calls: _Optional[int] = ..., forwarded: _Optional[int] = ..., dropped: _Optional[int] = ..., duplicated: _Optional[int] = ..., delayed: _Optional[int] = ..., errored: _Optional[int] = ..., upstream_errors: _Optional[int] = ..., held: _Optional[int] = ...) -> None: ...
+    bytes_in: int
+    bytes_out: int
+    def __init__(self, method: _Optional[str] = ..., calls: _Optional[int] = ..., forwarded: _Optional[int] = ..., dropped: _Optional[int] = ..., duplicated: _Optional[int] = ..., delayed: _Optional[int] = ..., errored: _Optional[int] = ..., upstream_errors: _Optional[int] = ..., held: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ...) -> None: ...
+
+class SetDownRequest(_message.Message):
+    __slots__ = ("down",)
+    DOWN_FIELD_NUMBER: _ClassVar[int]
+    down: bool
+    def __init__(self, down: _Optional[bool] = ...) -> None: ...
+
+class SetDownResponse(_message.Message):
+    __slots__ = ("was_down", "closed")
+    WAS_DOWN_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    was_down: bool
+    closed: int
+    def __init__(self, was_down: _Optional[bool] = ..., closed: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ()

@@ -59,6 +59,11 @@ class ProxyControlStub:
                 request_serializer=nodes_dot_pb_dot_proxy__pb2.StatsRequest.SerializeToString,
                 response_deserializer=nodes_dot_pb_dot_proxy__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.SetDown = channel.unary_unary(
+                '/testbed.v1.ProxyControl/SetDown',
+                request_serializer=nodes_dot_pb_dot_proxy__pb2.SetDownRequest.SerializeToString,
+                response_deserializer=nodes_dot_pb_dot_proxy__pb2.SetDownResponse.FromString,
+                _registered_method=True)
 
 
 class ProxyControlServicer:
@@ -84,7 +89,7 @@ class ProxyControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Heal(self, request, context):
-        """remove every fault
+        """remove every fault (TCP: and up)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,6 +97,13 @@ class ProxyControlServicer:
 
     def Stats(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDown(self, request, context):
+        """TCP proxy only
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -123,6 +135,11 @@ def add_ProxyControlServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=nodes_dot_pb_dot_proxy__pb2.StatsRequest.FromString,
                     response_serializer=nodes_dot_pb_dot_proxy__pb2.StatsResponse.SerializeToString,
+            ),
+            'SetDown': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDown,
+                    request_deserializer=nodes_dot_pb_dot_proxy__pb2.SetDownRequest.FromString,
+                    response_serializer=nodes_dot_pb_dot_proxy__pb2.SetDownResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +277,33 @@ class ProxyControl:
             '/testbed.v1.ProxyControl/Stats',
             nodes_dot_pb_dot_proxy__pb2.StatsRequest.SerializeToString,
             nodes_dot_pb_dot_proxy__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDown(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.ProxyControl/SetDown',
+            nodes_dot_pb_dot_proxy__pb2.SetDownRequest.SerializeToString,
+            nodes_dot_pb_dot_proxy__pb2.SetDownResponse.FromString,
             options,
             channel_credentials,
             insecure,

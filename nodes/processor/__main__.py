@@ -22,10 +22,16 @@ JSON fields:
 - ``sink_writes``, ``sink_retries``, ``sink_errors``, ``sink_dropped``, ``sink_in_flight``,
   ``fetch_errors``, ``commits_kept`` (partitions of offset commits the broker answered
   as below its committed offset, kept), ``incarnation``, ``phase`` (recovered/starting/running/failed/stopped)
+- ``restore_behind``: exactly-once/idempotent restarted from a checkpoint older than the
+  group's committed offsets: {"<partition>": [restored offset, committed offset]}
+  (nodes/processor/restore_check.py)
 
-Exit codes: 0 after SIGTERM, 1 when processing fails (a corrupt checkpoint, a
-pending transaction the sink no longer knows, a permanent error from the broker
-or the sink, e.g. OUT_OF_RANGE on a commit beyond the log end), 2 for a bad flag.
+Exit codes: 0 after SIGTERM, 1 when processing fails (a pending transaction the
+sink no longer knows, a permanent error from the broker or the sink, e.g.
+OUT_OF_RANGE on a commit beyond the log end), 2 for a bad flag, or a checkpoint it
+refuses to start from (corrupt or empty ``checkpoint.json``; exactly-once/transactional
+with a missing or older checkpoint than the group's committed offsets): one line
+naming the file; 3 a storage error (nodes/common/storage_fault.py).
 """
 
 from __future__ import annotations
@@ -37,8 +43,10 @@ import click
 
 from nodes.common.channels import insecure_channel
 from nodes.common.modes import SINK_STRATEGIES, SINK_IDEMPOTENT
-from nodes.common.runtime import NodeSpec, common_options, run_node
+from nodes.common.runtime import NodeSpec, RefuseToStart, common_options, run_node
+from nodes.processor.checkpoint import CheckpointCorruptError
 from nodes.processor.processor import TWOPC_ORDERS, TWOPC_SAFE, Processor, ProcessorConfig
+from nodes.processor.restore_check import check_restored
 
 
 def make_spec(log: logging.Logger, data_dir: Path, broker: str, sink: str,
@@ -50,8 +58,13 @@ def make_spec(log: logging.Logger, data_dir: Path, broker: str, sink: str,
         holder["broker"] = insecure_channel(broker)
         holder["sink"] = insecure_channel(sink)
         proc = Processor(config, data_dir, holder["broker"], holder["sink"], log)
-        proc.recover_local()
+        try:
+            proc.recover_local()
+        except CheckpointCorruptError as e:  # an empty or garbled checkpoint.json: exit 2
+            raise RefuseToStart(str(e)) from None
         holder["proc"] = proc
+        # exactly-once: a lost or rolled-back checkpoint is refused or replayed consistently
+        proc.restore_behind = await check_restored(proc)
 
     async def main() -> None:
         await holder["proc"].run()

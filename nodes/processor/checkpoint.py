@@ -25,7 +25,7 @@ INCARNATION_FILE = "incarnation.json"
 
 
 class CheckpointCorruptError(RuntimeError):
-    """``checkpoint.json`` exists but is not a valid checkpoint (the processor exits 1)."""
+    """``checkpoint.json`` exists but is not a valid checkpoint (the processor refuses to start: exit 2)."""
 
 
 @dataclass

@@ -47,6 +47,8 @@ class _Delivery:
         fetched = await (self.grouper.next_group() if self.grouper else p.consumer.fetch())
         if not fetched:
             return
+        if FAILPOINTS.armed:
+            await FAILPOINTS.hit("processor.after-fetch-before-sink")
         next_offsets = dict(p.positions)
         for part, rec in fetched:
             next_offsets[part] = rec.offset + 1

@@ -101,6 +101,7 @@ class Processor:
         self.store = CheckpointStore(self.data_dir)
         self.incarnation = 0
         self.restored: Checkpoint | None = None
+        self.restore_behind: dict[int, tuple[int, int]] = {}  # restore_check.check_restored
         self.durable_positions: dict[int, int] = {}
         self.records = 0
         self.bad_records = 0
@@ -119,7 +120,7 @@ class Processor:
         """Bump the incarnation and load the checkpoint (exactly-once only).
 
         Raises:
-            CheckpointCorruptError: checkpoint.json is unreadable (the node exits 1).
+            CheckpointCorruptError: checkpoint.json is unreadable (the node exits 2).
         """
         self.incarnation = bump_incarnation(self.data_dir)
         if self.config.mode == EXACTLY_ONCE and not self.config.no_checkpoint:
@@ -270,5 +271,6 @@ class Processor:
             "fetch_errors": self.consumer.fetch_errors,
             "commits_kept": self.consumer.commits_kept,
             "incarnation": self.incarnation,
+            "restore_behind": {str(q): list(v) for q, v in self.restore_behind.items()},
             "time": time.time(),
         }

@@ -24,6 +24,7 @@ import grpc
 import hashlib
 
 from nodes.common.limits import MAX_HISTORY_ORDER_ID_CHARS
+from nodes.common.failpoints import FAILPOINTS, FailpointError
 from nodes.common.modes import TOPIC
 from nodes.pb import broker_pb2
 from nodes.pb.events_pb2 import Order
@@ -143,6 +144,12 @@ class Sender:
             error = f"{code.name if code else 'UNKNOWN'}: {details}"
             (self.history.fail if out.type == "fail" else self.history.info)(value, error)
             return out
+        if FAILPOINTS.armed:  # the broker answered OK; not yet recorded nor acted on
+            try:
+                await FAILPOINTS.hit("producer.after-send-before-ack")
+            except FailpointError as e:  # `error`: the ACK is lost on the way in (outcome unknown)
+                self.history.info(value, f"UNAVAILABLE: {e}")
+                return Outcome("info", code=grpc.StatusCode.UNAVAILABLE, details=str(e))
         self.counters.batches_acked += 1
         self.history.ok(value, offset=resp.base_offset, duplicate=resp.duplicate)
         return Outcome("ok", response=resp)

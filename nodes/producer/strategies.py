@@ -40,6 +40,7 @@ import logging
 
 import grpc
 
+from nodes.common.failpoints import FAILPOINTS
 from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
 from nodes.common.retry import backoff_s, is_permanent
 from nodes.pb import broker_pb2
@@ -69,6 +70,8 @@ class AtMostOnce:
     async def send_batch(self, batch: int, groups: dict[int, list[Order]], end: int) -> None:
         self.state.position, self.state.batch = end, batch + 1
         self.store.save(self.state)   # BEFORE the send: a crash now loses the batch
+        if FAILPOINTS.armed:
+            await FAILPOINTS.hit("producer.after-persist-before-send")
         for partition, orders in sorted(groups.items()):
             await self._slots.acquire()
             pb = PartitionBatch(batch, partition, orders)
@@ -112,6 +115,8 @@ class AtLeastOnce:
         pbs = self._partition_batches(batch, groups)
         await self._deliver_all(pbs)
         self._after_ack(pbs)
+        if FAILPOINTS.armed:          # ACKed, not yet persisted: a crash re-sends the batch
+            await FAILPOINTS.hit("producer.after-ack-before-persist")
         self.state.position, self.state.batch = end, batch + 1
         self.store.save(self.state)   # AFTER every partition's ACK
 

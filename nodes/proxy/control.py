@@ -20,7 +20,11 @@ from nodes.proxy.table import ActiveFault, FaultTable, make_spec
 
 
 def spec_from_pb(link: str, req: proxy_pb2.FaultSpec) -> Spec:
-    """Validate a FaultSpec message for ``link``. Raises: InvalidFault naming the field."""
+    """Validate a FaultSpec message for ``link``. Raises: InvalidFault naming the field
+    (also for the TCP proxy's fields direction, rate_kbps, bytes: not for gRPC calls)."""
+    for name in ("direction", "rate_kbps", "bytes"):
+        if getattr(req, name):
+            raise InvalidFault(name, f"{name} is for TCP proxy toxics (nodes/tcpproxy) only")
     return make_spec(link, kind=req.kind, method=req.method,
                      probability=req.probability if req.HasField("probability") else None,
                      count=req.count, after_calls=req.after_calls, delay_ms=req.delay_ms,
@@ -70,6 +74,12 @@ class ProxyControlServicer(proxy_pb2_grpc.ProxyControlServicer):
         removed = self.table.heal()
         await self.table.release(removed)
         return proxy_pb2.HealResponse(removed=len(removed))
+
+    async def SetDown(self, request, context):
+        """The TCP proxy's down switch: UNIMPLEMENTED here (use a partition fault)."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            f"{self.table.link} is a gRPC proxy: no down switch (TCP proxies only); "
+                            "add a partition fault instead")
 
     async def Stats(self, request, context):
         methods = [proxy_pb2.MethodStats(method=m, **{c: getattr(s, c) for c in COUNTERS})

@@ -25,6 +25,9 @@ from nodes.sink.service import SinkRunner, SinkServicer
 @click.option("--no-txn-dedupe", is_flag=True, default=False,
               help="Ablation: Commit does not remember committed transaction ids, so a "
                    "repeated Commit re-applies the writes (scenario 6 shows duplicates).")
+@click.option("--sink-strategy", type=click.Choice(["idempotent", "transactional"]), default=None,
+              expose_value=False, help="Accepted and ignored: the sink serves both strategies (the "
+                                       "harness passes it to a node run by --sink-cmd, docs/contract.md).")
 def main(listen: str, data_dir: Path, mode: str, log_level: str, prepared_timeout_ms: int,
          no_txn_dedupe: bool) -> None:
     """Run the sink node."""

@@ -15,8 +15,9 @@ transaction id, a balance that would leave the int64 range, negative snapshot
 limit), RESOURCE_EXHAUSTED (more than 100,000 orders or 10,000 dead letters),
 NOT_FOUND (Commit of an unknown id), FAILED_PRECONDITION (Commit of an aborted
 id, Abort of a committed id), ALREADY_EXISTS (PreCommit of a committed id),
-INTERNAL (an SQLite error; logged), UNAVAILABLE (an armed ``error`` failpoint
-``sink.after-*``: the write IS applied, only the reply is replaced: a lost ACK).
+INTERNAL (an SQLite error; logged), UNAVAILABLE (an armed ``error`` failpoint:
+at ``sink.before-*`` nothing is applied (a lost request); at ``sink.after-*`` the
+write IS applied, only the reply is replaced (a lost ACK)).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from nodes.common.failpoints import FAILPOINTS, FailpointError
 from nodes.pb import sink_pb2, sink_pb2_grpc
 from nodes.sink.db import DB_FILE, SinkDB
 from nodes.sink.errors import SinkError
+from nodes.sink.identity import check_identity
 
 T = TypeVar("T")
 
@@ -63,7 +65,13 @@ class SinkRunner:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def open(self) -> None:
-        """Recovery: open the database (SQLite replays its WAL) and abort expired prepared transactions."""
+        """Recovery: check the database's identity (nodes/sink/identity.py: refuse a lost or
+        replaced database), open it (SQLite replays its WAL), abort expired prepared transactions.
+
+        Raises:
+            RefuseToStart: see :func:`nodes.sink.identity.check_identity` (the node exits 2).
+        """
+        await self.run(check_identity, self.db_path)
         self.db = await self.run(lambda: SinkDB(self.db_path, txn_dedupe=self.txn_dedupe,
                                                 prepared_timeout_ms=self.prepared_timeout_ms,
                                                 log=self.log))
@@ -127,9 +135,10 @@ class SinkServicer(sink_pb2_grpc.SinkServicer):
             await context.abort(grpc.StatusCode.INTERNAL, f"sink database error: {e}")
         raise AssertionError("unreachable")  # context.abort raises
 
-    async def _after(self, failpoint: str, context: grpc.aio.ServicerContext) -> None:
-        """Failpoint after the database committed, before the reply (``error``: UNAVAILABLE,
-        the write stays applied: the client sees a lost ACK)."""
+    async def _failpoint(self, failpoint: str, context: grpc.aio.ServicerContext) -> None:
+        """A failpoint (``error``: UNAVAILABLE). ``sink.before-*``: before the database
+        call, nothing applied; ``sink.after-*``: after it committed, the write stays
+        applied and the client sees a lost ACK."""
         if FAILPOINTS.armed:
             try:
                 await FAILPOINTS.hit(failpoint)
@@ -137,28 +146,33 @@ class SinkServicer(sink_pb2_grpc.SinkServicer):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
 
     async def Apply(self, request, context):
+        await self._failpoint("sink.before-apply", context)
         n = await self._call("Apply", context, lambda db: db.apply(order_rows(request.orders)))
-        await self._after("sink.after-apply-before-reply", context)
+        await self._failpoint("sink.after-apply-before-reply", context)
         return sink_pb2.WriteResponse(applied=n)
 
     async def Upsert(self, request, context):
+        await self._failpoint("sink.before-upsert", context)
         applied, skipped = await self._call("Upsert", context,
                                             lambda db: db.upsert(order_rows(request.orders)))
-        await self._after("sink.after-upsert-before-reply", context)
+        await self._failpoint("sink.after-upsert-before-reply", context)
         return sink_pb2.WriteResponse(applied=applied, skipped=skipped)
 
     async def PreCommit(self, request, context):
+        await self._failpoint("sink.before-precommit", context)
         await self._call("PreCommit", context,
                          lambda db: db.pre_commit(request.transaction_id, order_rows(request.orders)))
-        await self._after("sink.after-pre-commit", context)
+        await self._failpoint("sink.after-pre-commit", context)
         return sink_pb2.PreCommitResponse()
 
     async def Commit(self, request, context):
+        await self._failpoint("sink.before-commit", context)
         r = await self._call("Commit", context, lambda db: db.commit(request.transaction_id))
-        await self._after("sink.after-commit-before-reply", context)
+        await self._failpoint("sink.after-commit-before-reply", context)
         return sink_pb2.CommitResponse(already_committed=r.already_committed, applied=r.applied)
 
     async def Abort(self, request, context):
+        await self._failpoint("sink.before-abort", context)
         already = await self._call("Abort", context, lambda db: db.abort(request.transaction_id))
         return sink_pb2.AbortResponse(already_aborted=already)
 

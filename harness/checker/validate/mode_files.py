@@ -86,10 +86,17 @@ def broker_partitions(broker_dir: Path, partitions: int) -> None:
                              "a segment was removed")
 
 
-def offsets_within_log(path: Path, offsets: dict, ends: dict[int, int], what: str) -> None:
+def offsets_within_log(path: Path, offsets: dict, ends: dict[int, int], what: str,
+                       findings: list[str] | None = None) -> None:
     """Each ``partition -> offset`` of ``path`` is at most the broker log's end of that
     partition (the processor cannot have consumed records the log does not hold).
-    Raises: InputError (the log was truncated, or the file is not this run's)."""
+
+    With ``findings``, an offset beyond the end is appended to it as one line instead:
+    a broker that lost the tail of its log (a crash with ``--no-fsync``, a power loss,
+    a truncation) leaves committed offsets past its end, which is a finding of the run
+    (its records show up as lost), not an unreadable input.
+    Raises: InputError (a malformed file; without ``findings`` also an offset beyond
+    the end: the log was truncated, or the file is not this run's)."""
     if not isinstance(offsets, dict):
         raise InputError(f"{path}: {what} should be an object of partition -> offset")
     for part, off in offsets.items():
@@ -99,12 +106,16 @@ def offsets_within_log(path: Path, offsets: dict, ends: dict[int, int], what: st
             raise InputError(f"{path}: {what}: {part!r:.20} is not a partition number") from None
         if not _is(off, int) or off < 0:
             raise InputError(f"{path}: {what}[{part}] should be an offset >= 0, got {off!r:.40}")
-        if off > ends.get(p, 0):
+        if off > ends.get(p, 0) and findings is not None:
+            findings.append(f"{path.name}: {what}[{p}] is {off}, beyond the end of the broker log "
+                            f"({ends.get(p, 0)}): the log lost records under it")
+        elif off > ends.get(p, 0):
             raise InputError(f"{path}: {what}[{p}] is {off}, beyond the end of the broker log "
                              f"({ends.get(p, 0)}): the log was truncated, or this file is not this run's")
 
 
-def consumer_offsets(path: Path, ends: dict[int, int], obj: Any = None) -> None:
+def consumer_offsets(path: Path, ends: dict[int, int], obj: Any = None,
+                     findings: list[str] | None = None) -> None:
     """``broker/consumer-offsets.json`` (``obj``: its content, read before the log):
     {group: {topic: {partition: offset}}} within the log. Raises: InputError."""
     obj = read_json(path) if obj is None else obj
@@ -114,7 +125,7 @@ def consumer_offsets(path: Path, ends: dict[int, int], obj: Any = None) -> None:
         if not isinstance(topics, dict):
             raise InputError(f"{path}: group {group!r:.40} should map a topic to its offsets")
         for topic, offsets in topics.items():
-            offsets_within_log(path, offsets, ends, f"committed offset of {group}/{topic}")
+            offsets_within_log(path, offsets, ends, f"committed offset of {group}/{topic}", findings)
 
 
 def sink_snapshot(db: Path) -> tuple[dict[str, int], dict[str, int]]:
