@@ -67,16 +67,16 @@ class ScheduleError(ValueError):
     """A schedule file or a --faults list is invalid; the message says which entry."""
 
 
-LOGICAL_KILLS = ("kill-broker", "kill-processor", "kill-sink")
+LOGICAL_KILLS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink")
 """Kills that ``generate`` triggers at a failpoint's Nth hit (harness.nemesis.logical)."""
 
 
 def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZE, logical: bool = True) -> dict:
     """One schedule step of ``kind`` firing at producer position ``at``: a kill of the
-    broker, processor or sink at a failpoint's Nth hit (``"trigger": "failpoint"``) when
+    producer, broker, processor or sink at a failpoint's Nth hit (``"trigger": "failpoint"``) when
     ``logical``, every other step at the position, marked ``"timed": true``."""
     step = _step_for(kind, at, rng, batch_size)
-    if logical and kind in LOGICAL_KILLS:
+    if logical and kind in LOGICAL_KILLS:  # kill-producer: producer.after-send-before-ack
         step["trigger"] = "failpoint"
     elif not step.get("arm"):
         step["timed"] = True
@@ -116,7 +116,7 @@ def generate(seed: int, events: int, faults: tuple[str, ...] | list[str] = DEFAU
 
     The positions and durations are a pure function of (seed, events, faults,
     batch size); an empty ``faults`` gives a schedule with no step. With
-    ``logical`` the kills of the broker, processor and sink fire at a failpoint's
+    ``logical`` the kills of the producer, broker, processor and sink fire at a failpoint's
     Nth hit (harness.nemesis.logical); the other steps are timed.
 
     Raises:

@@ -41,12 +41,14 @@ def point_for(node: str, config) -> str | None:
             return "sink.after-apply-before-reply"
         return "sink.after-commit-before-reply" if config.sink_strategy == SINK_TRANSACTIONAL \
             and "checkpointing" not in disabled else "sink.after-upsert-before-reply"
-    return None  # the producer: its failpoints come with issue 14
+    if node == "producer":
+        return "producer.after-send-before-ack"  # every mode: a Produce returned OK, not yet recorded
+    return None
 
 
 def records_per_hit(point: str, batch_size: int, fetch_group: int = 0) -> int:
     """Records the producer emits per hit of ``point`` (an estimate, to turn a position into N)."""
-    if point.startswith("broker."):
+    if point.startswith(("broker.", "producer.")):
         return max(1, batch_size // 4)  # one Produce per partition of each batch
     if point in ("processor.before-checkpoint", "sink.after-commit-before-reply"):
         return 500  # a checkpoint every 500 ms at 1000 events/s
