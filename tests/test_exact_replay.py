@@ -35,10 +35,11 @@ def cfg(mode: str, sink: str | None = None, disabled=()) -> SimpleNamespace:
 
 def test_generate_marks_logical_kills_and_timed_steps():
     s = schedule_mod.generate(1, 3000)
-    kills = [st for st in s["steps"] if st["f"] == "kill" and st["node"] != "producer"]
-    assert kills and all(st.get("trigger") == "failpoint" for st in kills)
+    kills = [st for st in s["steps"] if st["f"] == "kill"]
+    assert {st["node"] for st in kills} == {"producer", "broker", "processor"}
+    assert all(st.get("trigger") == "failpoint" and not st.get("timed") for st in kills)
     others = [st for st in s["steps"] if not st.get("arm") and st not in kills]
-    assert others and all(st.get("timed") for st in others)  # kill-producer, pause, sink link fault
+    assert others and all(st.get("timed") for st in others)  # the pause, the sink link fault
     old = schedule_mod.generate(1, 3000, logical=False)
     assert not any(st.get("trigger") for st in old["steps"])
 
@@ -50,6 +51,7 @@ def test_points_follow_the_mode_and_the_ablation():
     assert point_for("processor", cfg("exactly-once", "idempotent")) == "processor.before-checkpoint"
     assert point_for("processor", cfg("exactly-once", "idempotent", ["checkpointing"])) is None
     assert point_for("sink", cfg("exactly-once", "transactional")) == "sink.after-commit-before-reply"
+    assert point_for("producer", cfg("at-most-once")) == "producer.after-send-before-ack"
     steps = [{"at": 200, "f": "kill", "node": "processor", "trigger": "failpoint"},
              {"at": 500, "f": "kill", "node": "processor", "trigger": "failpoint"},
              {"at": 300, "f": "kill", "node": "producer", "timed": True}]
@@ -109,3 +111,12 @@ def test_explore_finds_broker_dedupe_off_and_reports_time_to_detect(tmp_path):
     result = json.loads((Path(found["dir"]) / "result.json").read_text())
     assert "duplicated-in-log" in result["modes"][0]["anomalies"]
     assert "time-to-detect" in r.stdout
+
+
+def test_replay_of_chained_producer_kills_gives_identical_counts(tmp_path):
+    """kill-producer at producer.after-send-before-ack's Nth hit, twice (armed at the
+    producer's first start, so its hits count from its first send)."""
+    def crashed_twice_at_the_producer_failpoint(mode_dir: Path) -> None:
+        crashes = [op for op in history(mode_dir) if op["f"] == "failpoint-crash"]
+        assert [c["value"]["failpoint"] for c in crashes] == ["producer.after-send-before-ack"] * 2
+    _replay_identical(tmp_path, "kill-producer,kill-producer", crashed_twice_at_the_producer_failpoint)
