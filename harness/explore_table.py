@@ -50,8 +50,12 @@ def main() -> int:
                    "--budget", f"{args.budget}s", "--seed-start", str(1 + 100 * k), "--out", str(out)]
             for label in labels:
                 cmd += ["--mode", label]
-            subprocess.run(cmd, capture_output=True, text=True)
-            summary = json.loads(next(out.glob("*-explore/explore.json")).read_text())
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            found = next(out.glob("*-explore/explore.json"), None)
+            if found is None:  # the search itself failed: say so, go on
+                print(name, k, "error:", (r.stderr or r.stdout).strip()[-200:], flush=True)
+                continue
+            summary = json.loads(found.read_text())
             finds.append(summary["found"])
             print(name, k, summary["found"] and summary["found"]["time_to_detect_s"], flush=True)
         got = [f for f in finds if f]
