@@ -14,8 +14,8 @@ arming per failpoint name, and the kills of the node already use its point.
 Several kills of one node are chained: the second is armed in the restarted
 process once the first crash has happened, with ``N`` counted from there
 (harness.nemesis.failpoint). Where no failpoint of the node is on the path of
-the mode (exactly-once with ``--disable checkpointing``: no checkpoint step),
-the step stays timed: it fires at its producer position and says ``"timed": true``.
+the mode (exactly-once with ``--disable checkpointing``: no checkpoint step), or
+the node is the user's own (``--processor-cmd``, ``--sink-cmd``), the step stays timed: it fires at its producer position and says ``"timed": true``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SINK_T
 def point_for(node: str, config) -> str | None:
     """The failpoint a logical kill or pause of ``node`` hits in ``config``'s mode (None: none)."""
     disabled = set(config.disabled or ())
+    if node in (getattr(config, "external", None) or {}):
+        return None  # a user's node (--processor-cmd): no testbed failpoints, the kill stays timed
     if node == "broker":
         return "broker.after-append-before-fsync"  # every mode appends
     if node == "processor":
