@@ -86,7 +86,8 @@ class ClusterConfig:
     """How long an external node may take to report SERVING (check-node's --timeout)."""
     storage: str = "direct"
     sequential_sends: bool = False
-    """Producer ``--sequential-sends`` (a batch's partitions one after another)."""
+    """Producer ``--sequential-sends`` (a batch's partitions one after another;
+    at-most-once: ``--max-in-flight 1``)."""
     fetch_group: int = 0
     """Processor ``--fetch-group`` (at-most/at-least-once steps of K records of one
     partition, nodes/processor/grouping.py); 0 = one Fetch per step."""
@@ -134,8 +135,8 @@ class Cluster:
         elif name == "producer":
             args += ["--broker", self.address_for("producer", "broker"), "--batch-size",
                      str(c.batch_size), "--rate", str(c.rate), "--ack-timeout-ms", str(c.ack_timeout_ms)]
-            if c.sequential_sends and c.mode != "at-most-once":
-                args += ["--sequential-sends"]
+            if c.sequential_sends:  # at-most-once: one fire-and-forget send in flight at a time
+                args += ["--sequential-sends"] if c.mode != "at-most-once" else ["--max-in-flight", "1"]
             if c.workload_file:
                 args += ["--workload", str(c.workload_file)]
             else:
