@@ -15,7 +15,8 @@ Several kills of one node are chained: the second is armed in the restarted
 process once the first crash has happened, with ``N`` counted from there
 (harness.nemesis.failpoint). Where no failpoint of the node is on the path of
 the mode (exactly-once with ``--disable checkpointing``: no checkpoint step), or
-the node is the user's own (``--processor-cmd``, ``--sink-cmd``), the step stays timed: it fires at its producer position and says ``"timed": true``.
+the node is the user's own (``--processor-cmd``, ``--sink-cmd``), the step stays
+timed: it fires at its producer position and says ``"timed": true``.
 """
 
 from __future__ import annotations
