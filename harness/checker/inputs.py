@@ -49,6 +49,8 @@ class RunData:
     log_available: bool = True
     dead_letters: list[dict] = field(default_factory=list)
     """Rows of the sink's dead_letters table (harness/checker/dead_lettered.py)."""
+    replicas: dict | None = None
+    """NATS runs: server -> partition -> {messages, first_seq, last_seq} (harness/nats_dump.py)."""
 
 
 def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
@@ -129,6 +131,43 @@ def read_broker_log(broker_dir: Path, ends: dict[int, int] | None = None
     return counts, first
 
 
+def read_nats_dump(broker_dir: Path, ends: dict[int, int] | None = None
+                   ) -> tuple[Counter, dict[str, tuple[int, int]], dict]:
+    """As :func:`read_broker_log` for a NATS run: from ``broker/nats-streams.json``
+    (harness/nats_dump.py); also returns the per-replica states (``replicas``).
+
+    Raises:
+        InputError: missing (the cluster could not be read after the heal) or malformed.
+    """
+    path = broker_dir / "nats-streams.json"
+    if not path.exists():
+        why = broker_dir / "nats-dump-error.txt"
+        extra = f" ({why.read_text().strip()[:200]})" if why.exists() else ""
+        raise InputError(f"missing {path}: the NATS streams could not be read after the heal{extra}")
+    dump = validate.read_json(path)
+    if not isinstance(dump, dict) or not isinstance(dump.get("partitions"), dict):
+        raise InputError(f"{path}: expected an object with 'partitions'")
+    counts: Counter = Counter()
+    first: dict[str, tuple[int, int]] = {}
+    for p, rows in dump["partitions"].items():
+        if not str(p).isdigit() or not isinstance(rows, list):
+            raise InputError(f"{path}: partitions[{p!r:.20}] should be a list of [offset, order id]")
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 2 and isinstance(row[0], int)):
+                raise InputError(f"{path}: partition {p}: bad row {row!r:.60}")
+            if ends is not None:
+                ends[int(p)] = max(ends.get(int(p), 0), row[0] + 1)
+            if row[1] is None:
+                continue
+            oid = intern(row[1])
+            counts[oid] += 1
+            first.setdefault(oid, (int(p), row[0]))
+    if ends is not None:
+        for p, end in (dump.get("high_watermarks") or {}).items():
+            ends[int(p)] = max(ends.get(int(p), 0), int(end))
+    return counts, first, dump.get("replicas") or {}
+
+
 def read_checkpoint_state(path: Path) -> dict[str, int] | None:
     """Operator state (account -> cents) of the processor's last checkpoint, or None
     when there is no checkpoint file. Raises: InputError (damaged or wrong shape)."""
@@ -157,7 +196,10 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     # Read the committed offsets BEFORE the log: on a live cluster the log only grows,
     # so offsets read first can never point past the log read after.
     offsets = validate.read_json(offsets_file) if offsets_file.exists() else None
-    data.log_counts, data.log_positions = read_broker_log(d / "broker", ends)
+    if config.get("broker") == "nats":
+        data.log_counts, data.log_positions, data.replicas = read_nats_dump(d / "broker", ends)
+    else:
+        data.log_counts, data.log_positions = read_broker_log(d / "broker", ends)
     if offsets is not None:
         validate.consumer_offsets(offsets_file, ends, offsets)
     if not data.invoked and data.log_counts:
