@@ -14,7 +14,8 @@ from rich.table import Table
 
 from nodes.common.cli_types import FiniteFloat
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
-                                positive, resolve_storage, run_async, sink_option, storage_option)
+                                positive, resolve_storage, run_async, sink_option, storage_option,
+                                broker_options)
 from harness import interrupt, upfile
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
@@ -84,8 +85,9 @@ def audit_line(cluster: Cluster) -> str:
 @click.option("--no-restart", is_flag=True,
               help="Leave a node that exits (e.g. after your kill -9) down instead of restarting it.")
 @storage_option
+@broker_options
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
-       exit_when_drained, no_restart, storage) -> None:
+       exit_when_drained, no_restart, storage, broker, nats_sync) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -109,7 +111,7 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     config = ClusterConfig(mode=mode, sink_strategy=sink_strategy, seed=seed, events=events,
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
-                           storage=storage)
+                           storage=storage, broker=broker, nats_sync=nats_sync)
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 

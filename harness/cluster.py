@@ -224,6 +224,31 @@ class Cluster:
         self.write_manifest()
         return p
 
+    async def resolve_node(self, step: dict) -> NodeProcess:
+        """The process a process-fault step acts on: ``step["node"]``, or for ``"nats"`` the
+        server of role ``step["role"]`` ("leader": the stream leader of partition 0, asked
+        of the servers' /jsz; "follower": another server; "any": the first running one).
+
+        Raises:
+            KeyError: no such node, or no server of that role answers.
+        """
+        if step["node"] != "nats":
+            return self.nodes[step["node"]]
+        if self.nats is None:
+            raise KeyError("nats: this cluster runs the builtin broker")
+        leader = await self.nats.leader()
+        role = step.get("role", "leader")
+        by_name = {s.name: s for s in self.nats.servers}
+        if role == "leader" and leader in by_name:
+            return by_name[leader]
+        if role == "follower":
+            for s in self.nats.servers:
+                if s.name != leader and s.running:
+                    return s
+        if role == "any":
+            return next(s for s in self.nats.servers if s.running)
+        raise KeyError(f"nats: no running server of role {role!r} (leader {leader!r})")
+
     def all_processes(self) -> list[NodeProcess]:
         return [*self.nodes.values(), *self.proxies.values()]
 

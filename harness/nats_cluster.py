@@ -204,6 +204,22 @@ class NatsCluster:
             await nc.close()
         raise NodeStartError(f"JetStream streams not created within {timeout_s} s: {last!r}")
 
+    async def leader(self, partition: int = 0) -> str | None:
+        """Name of the stream leader of ``partition`` as the running servers report it
+        (their monitoring endpoint ``/jsz?streams=true``), or None."""
+        from nodes.logclient.nats import stream_name
+        for s in self.servers:
+            if not s.running or s.paused:
+                continue
+            jsz = await s.http_get("/jsz?streams=true", timeout_s=1.0)
+            for acc in (jsz or {}).get("account_details") or []:
+                for st in acc.get("stream_detail") or []:
+                    if st.get("name") == stream_name(partition):
+                        lead = (st.get("cluster") or {}).get("leader")
+                        if lead:
+                            return lead
+        return None
+
     async def stop(self, timeout_s: float = 10.0) -> None:
         for s in self.servers:
             await s.stop(timeout_s=timeout_s, cause="cluster stop")
