@@ -14,6 +14,7 @@ value is not an Order is ``null`` (poison).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -73,6 +74,14 @@ async def read_partitions(url: str, timeout_s: float = 5.0) -> tuple[dict[str, l
         await client.close()
 
 
+def _agree(replicas: dict[str, dict[str, dict]]) -> bool:
+    by_partition: dict[str, set] = {}
+    for states in replicas.values():
+        for p, s in states.items():
+            by_partition.setdefault(p, set()).add((s["messages"], s["first_seq"], s["last_seq"]))
+    return all(len(v) == 1 for v in by_partition.values())
+
+
 async def dump_streams(nats_cluster, out_dir: Path) -> Path:
     """Write ``out_dir/nats-streams.json``; return its path.
 
@@ -80,8 +89,13 @@ async def dump_streams(nats_cluster, out_dir: Path) -> Path:
         grpc.aio.AioRpcError: the cluster did not answer (no quorum, servers down).
     """
     parts, ends = await read_partitions(nats_cluster.url)
-    dump = {"url": nats_cluster.url, "partitions": parts, "high_watermarks": ends,
-            "replicas": await replica_states(nats_cluster.servers)}
+    replicas = await replica_states(nats_cluster.servers)
+    for _ in range(50):   # followers catch up after the heal: up to ~5 s for them to agree
+        if _agree(replicas) and len(replicas) == len(nats_cluster.servers):
+            break
+        await asyncio.sleep(0.1)
+        replicas = await replica_states(nats_cluster.servers)
+    dump = {"url": nats_cluster.url, "partitions": parts, "high_watermarks": ends, "replicas": replicas}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / DUMP_FILE
     tmp = path.with_suffix(".tmp")

@@ -38,6 +38,10 @@ Anomaly families, one module each:
     per account (the partition key), two orders whose log offsets are in the
     opposite order of the workload: the producer reordered a key.
 
+``divergent``
+    NATS runs: a partition whose stream replicas (one per server) report different
+    message counts or sequence ranges after the heal (informational).
+
 ``balance_ok`` says whether every sink balance equals the ideal total of the
 workload. The verdict per mode (harness.checker.verdict) says whether the
 mode's promise held.
