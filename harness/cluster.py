@@ -24,7 +24,7 @@ import grpc
 
 from harness import interrupt
 from harness.ablations import flags_for
-from harness.nats_cluster import NatsCluster
+from harness.nats_cluster import SERVERS as NATS_SERVERS, NatsCluster
 from harness.process import NodeProcess
 from harness.storage import LazyMount
 from nodes.common import control_auth
@@ -194,13 +194,22 @@ class Cluster:
         if self.config.broker != "nats":
             await self._start_node("broker")
             return
+        names = [f"nats-{i + 1}" for i in range(NATS_SERVERS)]
+        if self.config.storage == "lazy":   # each server's data dir on its own lazy FUSE mount
+            for name in names:
+                mount = self.mounts.setdefault(name, LazyMount(self.run_dir, name))
+                if not mount.running:
+                    await mount.start()
         def data_dir_for(name: str) -> Path:
-            return self.run_dir / name   # lazy storage of the servers: harness/nats_nemesis.py
+            return self.mounts[name].mount if name in self.mounts else self.run_dir / name
         self.nats = NatsCluster(self.run_dir, self.config.partitions, self.config.nats_sync,
                                 data_dir_for=data_dir_for)
         for srv in self.nats.servers:
             self.nodes[srv.name] = srv
         await self.nats.start()
+        for name in names:   # the stream definitions are on disk before the workload starts
+            if name in self.mounts:
+                await self.mounts[name].control("sync")
         self.write_manifest()
 
     async def _start_node(self, name: str) -> NodeProcess:
