@@ -8,6 +8,7 @@ schedule step's ``f``. Every operation is recorded in the nemesis history
 """
 
 from harness.nemesis.base import Nemesis, NemesisContext  # noqa: F401
+from harness.nemesis.corrupt import CorruptNemesis
 from harness.nemesis.failpoint import FailpointNemesis
 from harness.nemesis.link import LinkNemesis
 from harness.nemesis.process import KillNemesis, PauseNemesis
@@ -23,5 +24,6 @@ NEMESES: dict[str, type[Nemesis]] = {
     "power-loss": PowerLossNemesis,
     "fsync-error": FsyncErrorNemesis,
     "disk-full": DiskFullNemesis,
+    "corrupt": CorruptNemesis,
 }
 """Schedule step ``f`` -> the nemesis that carries it out."""

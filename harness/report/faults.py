@@ -57,6 +57,8 @@ def describe(f: str, v: dict) -> str:
         return f"kill -9 {_who(v)} (down {v.get('down_ms', '?')} ms)"
     if f == "pause":
         return f"pause {_who(v)} ({v.get('for_ms', '?')} ms)"
+    if f == "corrupt":
+        return f"corrupt data files of {_who(v)} ({v.get('bytes', 64)} bytes each), restart"
     if f == "stop":
         cut = f", SIGKILL after {v['kill_after_ms']} ms" if v.get("kill_after_ms") is not None else ""
         return f"SIGTERM {_who(v)}{cut} (down {v.get('down_ms', '?')} ms)"
