@@ -41,6 +41,10 @@ Anomaly families, one module each:
 ``divergent``
     NATS runs: a partition whose stream replicas (one per server) report different
     message counts or sequence ranges after the heal (informational).
+``truncated``
+    NATS runs: a partition whose log now ends before the offset the processor had
+    durably consumed: the broker lost records it had served (and new records reuse
+    those offsets, which a consumer resuming there skips: ``lost`` at broker->sink).
 
 ``balance_ok`` says whether every sink balance equals the ideal total of the
 workload. The verdict per mode (harness.checker.verdict) says whether the

@@ -49,6 +49,9 @@ class RunData:
     log_available: bool = True
     dead_letters: list[dict] = field(default_factory=list)
     """Rows of the sink's dead_letters table (harness/checker/dead_lettered.py)."""
+    truncated: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """NATS runs: partition -> (processor's durable position, log end) where the log ends
+    before what the processor had consumed (harness/checker/truncated.py)."""
     replicas: dict | None = None
     """NATS runs: server -> partition -> {messages, first_seq, last_seq} (harness/nats_dump.py)."""
 
@@ -168,6 +171,16 @@ def read_nats_dump(broker_dir: Path, ends: dict[int, int] | None = None
     return counts, first, dump.get("replicas") or {}
 
 
+def truncated_partitions(path: Path, durable: dict, ends: dict[int, int]) -> dict[int, tuple[int, int]]:
+    """Partition -> (durable position, log end) where the processor durably consumed past
+    the end of what the log holds now (checked for shape by validate.offsets_within_log
+    against an unbounded end). Raises: InputError (wrong shape)."""
+    validate.offsets_within_log(path, durable, {int(p): 2 ** 62 for p in durable if str(p).isdigit()},
+                                "durable_positions")
+    return {int(p): (int(off), ends.get(int(p), 0)) for p, off in durable.items()
+            if int(off) > ends.get(int(p), 0)}
+
+
 def read_checkpoint_state(path: Path) -> dict[str, int] | None:
     """Operator state (account -> cents) of the processor's last checkpoint, or None
     when there is no checkpoint file. Raises: InputError (damaged or wrong shape)."""
@@ -225,7 +238,10 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     if final.exists():  # what the processor consumed must be in the log
         status = validate.read_json(final)
         if isinstance(status, dict) and "durable_positions" in status:
-            validate.offsets_within_log(final, status["durable_positions"], ends, "durable_positions")
+            if config.get("broker") == "nats":   # a real broker may lose records it served: a finding
+                data.truncated = truncated_partitions(final, status["durable_positions"], ends)
+            else:
+                validate.offsets_within_log(final, status["durable_positions"], ends, "durable_positions")
     nemesis = d / "nemesis.jsonl"
     if nemesis.exists():
         validate.nemesis_ops(nemesis)
