@@ -173,6 +173,8 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
                 drained_once = True
                 console.print(f"[bold green]drained:[/] {progress_line(prog)}")
                 (run_dir / "processor" / "final-status.json").write_text(json.dumps(prog["processor"], allow_nan=False))
+                if cluster.nats is not None:   # the audit reads the streams from their dump
+                    await cluster.dump_streams()
                 console.print(audit_line(cluster))
                 console.print(f"audit it again any time with: ./run.sh audit {run_dir}")
                 if exit_when_drained:

@@ -274,7 +274,7 @@ class Cluster:
                 await p.stop(timeout_s=10, cause="cluster stop")
             if self.nats is not None:
                 try:
-                    await self._dump_streams()
+                    await self.dump_streams()
                 except Exception as e:   # servers down: the audit says the dump is missing
                     (self.run_dir / "broker").mkdir(parents=True, exist_ok=True)
                     (self.run_dir / "broker" / "nats-dump-error.txt").write_text(f"{e!r}\n")
@@ -284,7 +284,7 @@ class Cluster:
             for m in self.mounts.values():
                 await m.stop()
 
-    async def _dump_streams(self) -> None:
+    async def dump_streams(self) -> None:
         """What the NATS streams hold, per server, into ``broker/nats-streams.json`` (the
         audit's input in place of the builtin broker's log files; harness/nats_dump.py)."""
         from harness.nats_dump import dump_streams

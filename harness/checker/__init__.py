@@ -41,6 +41,10 @@ Anomaly families, one module each:
 ``divergent``
     NATS runs: a partition whose stream replicas (one per server) report different
     message counts or sequence ranges after the heal (informational).
+``lost-from-log``
+    an order of an acknowledged batch that no partition of the log holds after the
+    heal, whether or not the sink applied it first (informational; not for NATS
+    at-most-once, whose ``ok`` is no JetStream ACK).
 ``truncated``
     NATS runs: a partition whose log now ends before the offset the processor had
     durably consumed: the broker lost records it had served (and new records reuse

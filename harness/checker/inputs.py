@@ -52,6 +52,8 @@ class RunData:
     truncated: dict[int, tuple[int, int]] = field(default_factory=dict)
     """NATS runs: partition -> (processor's durable position, log end) where the log ends
     before what the processor had consumed (harness/checker/truncated.py)."""
+    broker: str = "builtin"
+    """"builtin" | "nats": the system the log was (cluster.json config.broker)."""
     replicas: dict | None = None
     """NATS runs: server -> partition -> {messages, first_seq, last_seq} (harness/nats_dump.py)."""
 
@@ -200,7 +202,7 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     if not manifest.exists():
         raise InputError(f"missing {manifest}: not a run directory")
     config = validate.cluster_config(manifest)
-    data = RunData(mode=config["mode"],
+    data = RunData(mode=config["mode"], broker=str(config.get("broker", "builtin")),
                    workload={oid: (a, amount) for oid, a, amount in workload_rows(config, d)})
     history = d / "producer" / "history.jsonl"
     data.invoked, data.acked = read_history(history)
