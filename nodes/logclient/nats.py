@@ -32,6 +32,7 @@ import nats.js.errors
 from nodes.common.modes import AT_MOST_ONCE, EXACTLY_ONCE
 from nodes.logclient.base import log_error
 from nodes.pb import broker_pb2
+from nodes.pb.events_pb2 import Order
 
 STREAM_PREFIX = "orders-"
 SUBJECT_PREFIX = "orders."
@@ -109,7 +110,6 @@ class NatsClient:
             return broker_pb2.ProduceResponse(base_offset=-1)
 
         async def acked(js):
-            from nodes.pb.events_pb2 import Order
             pubs = []
             for r in request.records:
                 headers = {KEY_HEADER: r.key.decode()}
