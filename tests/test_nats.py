@@ -150,3 +150,19 @@ def test_n01_power_loss_is_as_expected(tmp_path, sync):
         loss = [op for op in ops if op["f"] == "power-loss" and op["type"] == "ok"]
         assert loss and set(loss[0]["value"]["nodes"]) == {"nats-1", "nats-2", "nats-3"}
         assert entry["as_expected"], entry["mismatches"]
+
+
+@pytest.mark.timeout(180)
+def test_nats_leader_kill_fires_and_at_least_once_loses_nothing(tmp_path):
+    """kill -9 of the stream leader (asked of the servers' /jsz) mid-workload: the step fired on
+    a NATS server (SIGKILL, restarted under a new pid), and at-least-once lost nothing."""
+    r = run_cli("campaign", "--broker", "nats", "--mode", "at-least-once", "--faults", "kill-nats-leader",
+                "--events", "600", "--seed", "4", "--quiet", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    entry = latest(tmp_path)["modes"][0]
+    (kill,) = [op["value"] for op in nemesis_ops(tmp_path / "latest" / entry["dir"])
+               if op["f"] == "kill" and op["type"] == "ok"]
+    assert kill["role"] == "leader" and kill["server"] in ("nats-1", "nats-2", "nats-3")
+    assert kill["exit_code"] == -9 and kill["new_pid"] != kill["killed_pid"]
+    assert entry["lost"] == 0 and entry["verdict"] in ("held", "not-exercised")
+    assert "lost-from-log" not in entry["anomalies"]
