@@ -13,7 +13,7 @@ import click
 from nodes.common.cli_types import FiniteFloat
 from harness import schedule as schedule_mod
 from harness.checker import InputError, check, load_run, validate
-from harness.cli_common import resolve_storage, storage_option
+from harness.cli_common import broker_options, resolve_storage, storage_option
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
@@ -132,8 +132,9 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @storage_option
 @external_options
+@broker_options
 def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, batch_size, drain_timeout,
-             out, quiet, storage, processor_cmd, sink_cmd) -> None:
+             out, quiet, storage, processor_cmd, sink_cmd, broker, nats_sync) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
@@ -151,7 +152,8 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
             fail(f"{schedule_file} was made for {planned} events, not {events}: drop --events or regenerate it")
     else:
         events = events or DEFAULT_EVENTS
-        sched = schedule_mod.generate(seed, events, schedule_mod.DEFAULT_FAULTS if faults is None else faults,
+        default_faults = schedule_mod.NATS_DEFAULT_FAULTS if broker == "nats" else schedule_mod.DEFAULT_FAULTS
+        sched = schedule_mod.generate(seed, events, default_faults if faults is None else faults,
                                       batch_size=batch_size)
     storage = resolve_storage(storage, sched)
     try:
@@ -159,7 +161,7 @@ def campaign(mode, sink, events, seed, faults, schedule_file, disable, rate, bat
     except RunDirError as e:
         fail(str(e))
     base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
-                         storage=storage, external=external)
+                         storage=storage, external=external, broker=broker, nats_sync=nats_sync)
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)
     result = execute(cfg, run_dir, quiet)

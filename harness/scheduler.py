@@ -66,6 +66,8 @@ class ScheduleRunner:
     def _ready(self, step: dict) -> bool:
         """Whether what ``step`` acts on is up: its node running, its link's proxy started."""
         node = step.get("node")
+        if node == "nats":   # a server chosen by role when the step fires (Cluster.resolve_node)
+            return self.cluster.nats is not None
         if node is not None and not (node in self.cluster.nodes and self.cluster.nodes[node].running):
             return False
         link = step.get("link")
