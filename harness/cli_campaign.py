@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import sqlite3
 import sys
@@ -194,8 +195,12 @@ def audit_dir(d: Path) -> dict:
     if not d.is_dir():
         fail(f"cannot audit {d}: not a directory")
     try:
-        report = check(load_run(d))
+        data = load_run(d)
         config = validate.cluster_config(d / "cluster.json")
+        sent = unsent_cut(d, config)
+        if sent is not None:  # judge the orders the producer reached, not the ones never sent
+            data.workload = dict(itertools.islice(data.workload.items(), sent))
+        report = check(data)
     except AUDIT_ERRORS as e:
         fail(f"cannot audit: {e}" if isinstance(e, InputError) else
              f"cannot audit {d}: {type(e).__name__}: {e}")
@@ -206,18 +211,28 @@ def audit_dir(d: Path) -> dict:
     return j
 
 
-def completeness_notes(d: Path, config: dict) -> list[str]:
-    """Say when a run was not finished, so its lost counts are read right."""
-    notes = []
+def unsent_cut(d: Path, config: dict) -> int | None:
+    """How many orders of the workload the producer reached (its source position), when
+    it stopped before the end (an interrupted ``up`` or campaign); None when it finished
+    or its position is unknown. The orders after it were never sent: not lost."""
     state = d / "producer" / "producer-state.json"
     try:
         position = int(json.loads(state.read_text()).get("position", 0))
-    except (OSError, ValueError, AttributeError):
-        position = None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
     total = config.get("events")
-    if position is not None and total and not config.get("workload_file") and position < int(total):
-        notes.append(f"incomplete: the producer sent {position:,} of {int(total):,} orders; "
-                     "the unsent ones count as lost")
+    if total and not config.get("workload_file") and 0 <= position < int(total):
+        return position
+    return None
+
+
+def completeness_notes(d: Path, config: dict) -> list[str]:
+    """Say when a run was not finished, so its counts are read right."""
+    notes = []
+    sent = unsent_cut(d, config)
+    if sent is not None:
+        notes.append(f"incomplete: the producer sent {sent:,} of {int(config['events']):,} orders; "
+                     "the audit judges those (the rest were never sent)")
     if not (d / "processor" / "final-status.json").exists():
         notes.append("not drained: the run stopped before the pipeline drained, so orders in "
                      "flight may count as lost")
@@ -305,9 +320,13 @@ def replay(run_dir: Path, out, strict, quiet) -> None:
         fail(str(e))
     c = old.get("config") or {}
     fields = {k: v for k, v in c.items() if k in ClusterConfig.__dataclass_fields__}
+    if not old["modes"]:
+        fail(f"{run_dir}/result.json lists no finished mode: nothing to replay "
+             "(the campaign was interrupted before its first mode ended)")
     try:
         base = ClusterConfig(**fields)
-        modes = [ModeSpec(m["mode"], m.get("sink")) for m in old.get("requested_modes") or old["modes"]]
+        # only the modes the original run finished: an interrupted one has nothing to compare
+        modes = [ModeSpec(m["mode"], m.get("sink")) for m in old["modes"]]
     except (TypeError, KeyError) as e:
         fail(f"{run_dir / 'result.json'} is malformed: {e}")
     try:
