@@ -13,7 +13,7 @@ import click
 from nodes.common.cli_types import FiniteFloat
 from harness import schedule as schedule_mod
 from harness.checker import InputError, check, load_run, validate
-from harness.cli_common import resolve_storage, storage_option
+from harness.cli_common import broker_options, resolve_storage, storage_option
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
@@ -142,8 +142,9 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @storage_option
 @external_options
+@broker_options
 def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurrent_sends, schedule_file, disable,
-             rate, batch_size, drain_timeout, out, quiet, storage, processor_cmd, sink_cmd) -> None:
+             rate, batch_size, drain_timeout, out, quiet, storage, processor_cmd, sink_cmd, broker, nats_sync) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
@@ -161,7 +162,8 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
             fail(f"{schedule_file} was made for {planned} events, not {events}: drop --events or regenerate it")
     else:
         events = events or DEFAULT_EVENTS
-        sched = schedule_mod.generate(seed, events, schedule_mod.DEFAULT_FAULTS if faults is None else faults,
+        default_faults = schedule_mod.NATS_DEFAULT_FAULTS if broker == "nats" else schedule_mod.DEFAULT_FAULTS
+        sched = schedule_mod.generate(seed, events, default_faults if faults is None else faults,
                                       batch_size=batch_size, logical=not timed_kills)
     storage = resolve_storage(storage, sched)
     try:
@@ -169,8 +171,9 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
     except RunDirError as e:
         fail(str(e))
     base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
-                         storage=storage, external=external, fetch_group=fetch_group,
-                         sequential_sends=not concurrent_sends)
+                         storage=storage, external=external, broker=broker, nats_sync=nats_sync,
+                         fetch_group=fetch_group if broker == "builtin" else 0,  # NATS: its own client
+                         sequential_sends=not concurrent_sends and broker == "builtin")
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)
     result = execute(cfg, run_dir, quiet)
@@ -203,8 +206,13 @@ def audit_dir(d: Path) -> dict:
     if not d.is_dir():
         fail(f"cannot audit {d}: not a directory")
     try:
-        report = check(load_run(d))
+        data = load_run(d)
         config = validate.cluster_config(d / "cluster.json")
+        sent = unsent_cut(d, config)
+        if sent is not None:  # judge the orders the producer reached, not the ones never sent
+            data.workload = {oid: v for i, (oid, v) in enumerate(data.workload.items())
+                             if i < sent or oid in data.invoked}
+        report = check(data)
     except AUDIT_ERRORS as e:
         fail(f"cannot audit: {e}" if isinstance(e, InputError) else
              f"cannot audit {d}: {type(e).__name__}: {e}")
@@ -215,18 +223,28 @@ def audit_dir(d: Path) -> dict:
     return j
 
 
-def completeness_notes(d: Path, config: dict) -> list[str]:
-    """Say when a run was not finished, so its lost counts are read right."""
-    notes = []
+def unsent_cut(d: Path, config: dict) -> int | None:
+    """How many orders of the workload the producer reached (its source position), when
+    it stopped before the end (an interrupted ``up`` or campaign); None when it finished
+    or its position is unknown. The orders after it were never sent: not lost."""
     state = d / "producer" / "producer-state.json"
     try:
         position = int(json.loads(state.read_text()).get("position", 0))
-    except (OSError, ValueError, AttributeError):
-        position = None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
     total = config.get("events")
-    if position is not None and total and not config.get("workload_file") and position < int(total):
-        notes.append(f"incomplete: the producer sent {position:,} of {int(total):,} orders; "
-                     "the unsent ones count as lost")
+    if total and not config.get("workload_file") and 0 <= position < int(total):
+        return position
+    return None
+
+
+def completeness_notes(d: Path, config: dict) -> list[str]:
+    """Say when a run was not finished, so its counts are read right."""
+    notes = []
+    sent = unsent_cut(d, config)
+    if sent is not None:
+        notes.append(f"incomplete: the producer sent {sent:,} of {int(config['events']):,} orders; "
+                     "the audit judges those (the rest were never sent)")
     if not (d / "processor" / "final-status.json").exists():
         notes.append("not drained: the run stopped before the pipeline drained, so orders in "
                      "flight may count as lost")
@@ -316,9 +334,13 @@ def replay(run_dir: Path, out, strict, quiet) -> None:
         fail(str(e))
     c = old.get("config") or {}
     fields = {k: v for k, v in c.items() if k in ClusterConfig.__dataclass_fields__}
+    if not old["modes"]:
+        fail(f"{run_dir}/result.json lists no finished mode: nothing to replay "
+             "(the campaign was interrupted before its first mode ended)")
     try:
         base = ClusterConfig(**fields)
-        modes = [ModeSpec(m["mode"], m.get("sink")) for m in old.get("requested_modes") or old["modes"]]
+        # only the modes the original run finished: an interrupted one has nothing to compare
+        modes = [ModeSpec(m["mode"], m.get("sink")) for m in old["modes"]]
     except (TypeError, KeyError) as e:
         fail(f"{run_dir / 'result.json'} is malformed: {e}")
     try:

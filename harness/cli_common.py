@@ -79,6 +79,18 @@ storage_option = click.option(
          "[default: lazy if a step needs it, else direct]")
 
 
+def broker_options(fn):
+    """``--broker builtin|nats`` and ``--nats-sync default|always`` (harness/nats_cluster.py)."""
+    fn = click.option("--nats-sync", type=click.Choice(["default", "always"]), default="default",
+                      show_default=True,
+                      help="--broker nats: JetStream sync_interval (default: fsync every 2 min; "
+                           "always: fsync each write).")(fn)
+    return click.option("--broker", "broker", type=click.Choice(["builtin", "nats"]), default="builtin",
+                        show_default=True,
+                        help="The log under test: the testbed's broker, or a 3-server NATS JetStream "
+                             "cluster on loopback (docs/brokers.md).")(fn)
+
+
 def resolve_storage(storage: str | None, schedule: dict, default: str = "direct") -> str:
     """The storage to run with; exits 2 (one line) if lazy storage is needed but
     unavailable, or a storage fault is scheduled with --storage direct."""

@@ -27,8 +27,8 @@ The manifest (written by harness.cluster):
 "data_dir": ...}, ...}, ...}``.
 
 Exit codes: 0 done; 1 a proxy could not be reached or failed; 2 usage error
-(no cluster, unknown link, or a fault spec the proxy refused as
-INVALID_ARGUMENT, with the field's name).
+(no cluster, unknown link, an unknown fault id (NOT_FOUND), or a fault spec the
+proxy refused as INVALID_ARGUMENT, with the field's name).
 """
 
 from __future__ import annotations
@@ -125,6 +125,9 @@ def on_proxy(link: str, address: str, fn: Callable[[], Any]) -> Any:
     except grpc.aio.AioRpcError as e:
         if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
             raise FaultUsageError(f"{link}: {e.details()}") from None
+        if e.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        grpc.StatusCode.UNIMPLEMENTED):  # an unknown fault id, too many faults: usage
+            raise FaultUsageError(f"{link}: {e.code().name}: {e.details()}") from None
         if e.code() == grpc.StatusCode.UNAUTHENTICATED:
             raise FaultUsageError(f"{link}: the proxy at {address} refused the control token "
                                   "(cluster.json's control_token differs from the one it was started with)") from None

@@ -79,8 +79,13 @@ def _verdicts(exp: dict) -> str:
 @click.option("--quiet", "-q", is_flag=True)
 @storage_option
 @external_options
+@click.option("--broker", type=click.Choice(["builtin", "nats"]), default=None,
+              help="Override the scenario's broker (its config's \"broker\", default builtin).")
+@click.option("--nats-sync", type=click.Choice(["default", "always"]), default=None,
+              help="Override the scenario's JetStream sync_interval (its config's \"nats_sync\").")
 def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool,
-                 storage: str | None, processor_cmd: str | None, sink_cmd: str | None) -> None:
+                 storage: str | None, processor_cmd: str | None, sink_cmd: str | None,
+                 broker: str | None, nats_sync: str | None) -> None:
     """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations.
 
     With --processor-cmd / --sink-cmd the user's node runs in place of the built-in one:
@@ -97,6 +102,9 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         select_labels(sc, ablation, list(modes) or None)
     except scenarios_mod.ScenarioError as e:
         fail(str(e))
+    overrides = {k: v for k, v in (("broker", broker), ("nats_sync", nats_sync)) if v is not None}
+    if overrides:
+        sc.config = {**sc.config, **overrides}
     storage = resolve_storage(storage, sc.schedule(), default=sc.config.get("storage", "direct"))
     try:
         run_dir = new_run_dir(out, label=sc.name + (f"-no-{ablation}" if ablation else ""))

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from nodes.common.cli_types import FiniteFloat
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
-                                positive, resolve_storage, run_async, sink_option, storage_option)
+                                positive, resolve_storage, run_async, sink_option, storage_option,
+                                broker_options)
 from harness import interrupt, upfile
 from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
@@ -87,8 +88,9 @@ def audit_line(cluster: Cluster) -> str:
               help="Leave a node that exits (e.g. after your kill -9) down instead of restarting it.")
 @storage_option
 @external_options
+@broker_options
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
-       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd) -> None:
+       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -113,7 +115,7 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     config = ClusterConfig(mode=mode, sink_strategy=sink_strategy, seed=seed, events=events,
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
-                           storage=storage, external=external)
+                           storage=storage, external=external, broker=broker, nats_sync=nats_sync)
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 
@@ -177,6 +179,8 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
                 drained_once = True
                 console.print(f"[bold green]drained:[/] {progress_line(prog)}")
                 await record_final_state(cluster, run_dir)   # + an external sink's Snapshot
+                if cluster.nats is not None:   # the audit reads the streams from their dump
+                    await cluster.dump_streams()
                 console.print(audit_line(cluster))
                 console.print(f"audit it again any time with: ./run.sh audit {run_dir}")
                 if exit_when_drained:

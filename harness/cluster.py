@@ -24,6 +24,7 @@ import grpc
 
 from harness import interrupt
 from harness.ablations import flags_for
+from harness.nats_cluster import SERVERS as NATS_SERVERS, NatsCluster
 from harness.process import NodeProcess
 from harness.storage import LazyMount
 from nodes.common import control_auth
@@ -65,6 +66,9 @@ class ClusterConfig:
         storage: "direct" (data dirs on the real file system) | "lazy" (each node's
             data dir a lazy FUSE mount that drops unsynced writes on power loss,
             harness.storage).
+        broker: "builtin" (the testbed's gRPC broker) | "nats" (a 3-server NATS JetStream
+            cluster, harness/nats_cluster.py; no proxy on the broker links).
+        nats_sync: "default" | "always": JetStream's ``sync_interval``.
     """
 
     mode: str = "at-least-once"
@@ -91,6 +95,8 @@ class ClusterConfig:
     fetch_group: int = 0
     """Processor ``--fetch-group`` (at-most/at-least-once steps of K records of one
     partition, nodes/processor/grouping.py); 0 = one Fetch per step."""
+    broker: str = "builtin"
+    nats_sync: str = "default"
 
     def __post_init__(self) -> None:
         if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
@@ -117,6 +123,7 @@ class Cluster:
         self.nodes: dict[str, NodeProcess] = {}
         self.proxies: dict[str, NodeProcess] = {}
         self.mounts: dict[str, LazyMount] = {}
+        self.nats: NatsCluster | None = None
         self.started_at: float | None = None
         self.control_token = os.environ.get(control_auth.TOKEN_ENV) or secrets.token_hex(16)
         """Required on every node's and proxy's control calls (nodes/common/control_auth.py);
@@ -154,6 +161,8 @@ class Cluster:
     def address_for(self, client: str, server: str) -> str:
         """The address ``client`` dials to reach ``server``: the link's proxy, or direct."""
         link = f"{client}-{server}"
+        if server == "broker" and self.nats is not None:
+            return self.nats.url
         if link in self.proxies:
             return self.proxies[link].address  # type: ignore[return-value]
         return self.nodes[server].address  # type: ignore[return-value]
@@ -175,9 +184,11 @@ class Cluster:
         try:
             # Independent processes start concurrently (sink with broker, then the three
             # proxies): each pays its interpreter start-up on its own, in parallel.
-            await _all(self._start_node("sink"), self._start_node("broker"))
+            await _all(self._start_node("sink"), self._start_broker())
             if self.config.proxies:
                 for link, (client, server) in LINKS.items():
+                    if server not in self.nodes:
+                        continue   # the NATS servers: no gRPC proxy (a TCP proxy would go there)
                     self.proxies[link] = NodeProcess(
                         "proxy", self.run_dir / f"proxy-{link}",
                         ["--link", link, "--upstream", self.nodes[server].address,
@@ -207,6 +218,29 @@ class Cluster:
             settings["sink_strategy"] = c.sink_strategy
         return settings
 
+    async def _start_broker(self) -> None:
+        """The builtin broker node, or the NATS servers (registered in ``nodes`` as nats-<i>)."""
+        if self.config.broker != "nats":
+            await self._start_node("broker")
+            return
+        names = [f"nats-{i + 1}" for i in range(NATS_SERVERS)]
+        if self.config.storage == "lazy":   # each server's data dir on its own lazy FUSE mount
+            for name in names:
+                mount = self.mounts.setdefault(name, LazyMount(self.run_dir, name))
+                if not mount.running:
+                    await mount.start()
+        def data_dir_for(name: str) -> Path:
+            return self.mounts[name].mount if name in self.mounts else self.run_dir / name
+        self.nats = NatsCluster(self.run_dir, self.config.partitions, self.config.nats_sync,
+                                data_dir_for=data_dir_for)
+        for srv in self.nats.servers:
+            self.nodes[srv.name] = srv
+        await self.nats.start()
+        for name in names:   # the stream definitions are on disk before the workload starts
+            if name in self.mounts:
+                await self.mounts[name].control("sync")
+        self.write_manifest()
+
     async def _start_node(self, name: str) -> NodeProcess:
         data_dir = self.run_dir / name
         if self.config.storage == "lazy":
@@ -235,6 +269,31 @@ class Cluster:
         self.write_manifest()
         return p
 
+    async def resolve_node(self, step: dict) -> NodeProcess:
+        """The process a process-fault step acts on: ``step["node"]``, or for ``"nats"`` the
+        server of role ``step["role"]`` ("leader": the stream leader of partition 0, asked
+        of the servers' /jsz; "follower": another server; "any": the first running one).
+
+        Raises:
+            KeyError: no such node, or no server of that role answers.
+        """
+        if step["node"] != "nats":
+            return self.nodes[step["node"]]
+        if self.nats is None:
+            raise KeyError("nats: this cluster runs the builtin broker")
+        leader = await self.nats.leader()
+        role = step.get("role", "leader")
+        by_name = {s.name: s for s in self.nats.servers}
+        if role == "leader" and leader in by_name:
+            return by_name[leader]
+        if role == "follower":
+            for s in self.nats.servers:
+                if s.name != leader and s.running:
+                    return s
+        if role == "any":
+            return next(s for s in self.nats.servers if s.running)
+        raise KeyError(f"nats: no running server of role {role!r} (leader {leader!r})")
+
     def all_processes(self) -> list[NodeProcess]:
         return [*self.nodes.values(), *self.proxies.values()]
 
@@ -243,13 +302,29 @@ class Cluster:
         order = ["producer", "processor"]
         procs = [self.nodes[n] for n in order if n in self.nodes]
         procs += list(self.proxies.values())
-        procs += [self.nodes[n] for n in ("broker", "sink") if n in self.nodes]
+        servers = [self.nodes[n] for n in ("broker", "sink") if n in self.nodes]
+        if self.nats is not None:
+            servers = self.nats.servers + servers
         try:
             for p in procs:
+                await p.stop(timeout_s=10, cause="cluster stop")
+            if self.nats is not None:
+                try:
+                    await self.dump_streams()
+                except Exception as e:   # servers down: the audit says the dump is missing
+                    (self.run_dir / "broker").mkdir(parents=True, exist_ok=True)
+                    (self.run_dir / "broker" / "nats-dump-error.txt").write_text(f"{e!r}\n")
+            for p in servers:
                 await p.stop(timeout_s=10, cause="cluster stop")
         finally:
             for m in self.mounts.values():
                 await m.stop()
+
+    async def dump_streams(self) -> None:
+        """What the NATS streams hold, per server, into ``broker/nats-streams.json`` (the
+        audit's input in place of the builtin broker's log files; harness/nats_dump.py)."""
+        from harness.nats_dump import dump_streams
+        await dump_streams(self.nats, self.run_dir / "broker")
 
     def kill_all_now(self) -> None:
         """kill -9 everything at once (last resort, e.g. from an atexit hook), and unmount."""
@@ -279,6 +354,9 @@ class Cluster:
         manifest = {"run_dir": str(self.run_dir), "config": asdict(self.config),
                     "nodes": {n: info(p) for n, p in self.nodes.items()}, "links": links,
                     "control_token": self.control_token}
+        if self.nats is not None:
+            manifest["nats"] = {"url": self.nats.url, "sync": self.nats.sync,
+                                "servers": {s.name: dict(s.ports) for s in self.nats.servers}}
         (self.run_dir / "cluster.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     # ----- inspection ---------------------------------------------------------------------
@@ -312,6 +390,14 @@ class Cluster:
 
     async def high_watermarks(self, timeout_s: float = 2.0) -> dict[int, int]:
         """Broker high watermark per partition (direct)."""
+        if self.nats is not None:
+            from nodes.logclient import open_client
+            client = open_client(self.nats.url, mode=self.config.mode)
+            try:
+                resp = await client.ListOffsets(broker_pb2.ListOffsetsRequest(topic=TOPIC), timeout=timeout_s)
+            finally:
+                await client.close()
+            return {p.partition: p.offset for p in resp.high_watermarks}
         async with insecure_channel(self.nodes["broker"].address) as ch:
             resp = await broker_pb2_grpc.BrokerStub(ch).ListOffsets(
                 broker_pb2.ListOffsetsRequest(topic=TOPIC), timeout=timeout_s)

@@ -56,8 +56,13 @@ PRODUCE_CALLS_PER_BATCH = 4
 FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "pause-processor",
                "pause-broker", "drop-request", "drop-response", "sink-drop-response", "delay",
                "stop-broker", "stop-processor", "stop-sink", "stop-producer",
-               "power-loss-broker", "power-loss-all")
+               "power-loss-broker", "power-loss-all",
+               "kill-nats-leader", "kill-nats-follower", "stop-nats-leader", "pause-nats-leader")
 """Names accepted by ``--faults``; each expands to one step (see :func:`step_for`)."""
+
+NATS_DEFAULT_FAULTS = ("kill-nats-leader", "kill-processor", "pause-nats-leader", "sink-drop-response",
+                       "kill-producer", "kill-nats-follower", "pause-processor", "kill-processor")
+"""The default mix for --broker nats: no gRPC proxy on the broker links, servers by role."""
 
 DEFAULT_FAULTS = ("drop-response", "kill-processor", "drop-request", "kill-broker",
                   "sink-drop-response", "kill-producer", "pause-processor", "kill-processor")
@@ -84,6 +89,14 @@ def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZ
 
 
 def _step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZE) -> dict:
+    if kind.endswith(("-nats-leader", "-nats-follower")):   # --broker nats: a server by role
+        f, role = kind.split("-", 1)[0], kind.rsplit("-", 1)[1]
+        step = {"at": at, "f": f, "node": "nats", "role": role}
+        if f == "pause":
+            step["for_ms"] = rng.choice((300, 500, 800))
+        else:
+            step["down_ms"] = rng.choice((200, 300, 500))
+        return step
     if kind.startswith("kill-"):
         return {"at": at, "f": "kill", "node": kind[5:], "down_ms": rng.choice((200, 300, 500))}
     if kind.startswith("stop-"):  # SIGTERM, graceful; a schedule file can add "kill_after_ms"
@@ -159,7 +172,8 @@ def load(path: Path) -> dict:
     return schedule
 
 
-NODES = ("producer", "broker", "processor", "sink")
+NODES = ("producer", "broker", "processor", "sink", "nats", "nats-1", "nats-2", "nats-3")
+NATS_ROLES = ("leader", "follower", "any")
 LINKS = ("producer-broker", "processor-broker", "processor-sink")
 
 
@@ -183,6 +197,8 @@ def validate_steps(steps: list, where: str) -> None:
         for key in ("after_ms", "kill_after_ms", "down_ms", "for_ms"):
             if key in step and (not isinstance(step[key], int) or isinstance(step[key], bool) or step[key] < 0):
                 raise ScheduleError(f"{where}: step {i}: {key!r} must be an integer >= 0 (ms), got {step[key]!r}")
+        if "role" in step and (step.get("node") != "nats" or step["role"] not in NATS_ROLES):
+            raise ScheduleError(f"{where}: step {i}: 'role' needs node \"nats\" and one of {', '.join(NATS_ROLES)}")
         if "must_fire" in step and not isinstance(step["must_fire"], bool):
             raise ScheduleError(f"{where}: step {i}: 'must_fire' must be true or false")
         if step["f"] == "link" and step.get("link") not in LINKS:

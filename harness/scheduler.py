@@ -70,8 +70,10 @@ class ScheduleRunner:
         it is armed at the node's first start, so its hits count from the first one."""
         node = step.get("node")
         if node is not None and step.get("f") == "failpoint" and node not in self.cluster.nodes \
-                and node not in (self.cluster.config.external or {}):  # a user's node: no failpoints
+                and node not in (self.cluster.config.external or {}) and node != "nats":  # armed at start
             return True
+        if node == "nats":   # a server chosen by role when the step fires (Cluster.resolve_node)
+            return self.cluster.nats is not None
         if node is not None and not (node in self.cluster.nodes and self.cluster.nodes[node].running):
             return False
         link = step.get("link")

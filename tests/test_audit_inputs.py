@@ -375,3 +375,13 @@ def test_replay_refuses_a_result_config_of_the_wrong_shape(run, key, value):
     with pytest.raises(InputError) as e:
         result_file(run / R)
     assert f"config.{key} should be" in str(e.value), str(e.value)
+
+
+def test_audit_of_an_interrupted_run_judges_only_the_orders_sent(run):
+    """An `up` stopped with Ctrl-C: the producer reached 200 of 400 orders. The 200 it never
+    sent are not lost (it used to say "broken", exit 1, for them)."""
+    from harness.cli_campaign import audit_dir
+    edit_json(f"{MODE}/cluster.json", lambda o: o["config"].__setitem__("events", 400))(run)
+    row = audit_dir(run / MODE)
+    assert row["lost"] == 0 and row["verdict"] == "held", row
+    assert any(n.startswith("incomplete: the producer sent 200 of 400 orders") for n in row["notes"]), row["notes"]

@@ -231,5 +231,7 @@ async def test_a_broker_restart_during_a_producer_pause_keeps_exactly_once(tmp_p
                                 modes=["exactly-once/idempotent"])
     (entry,) = result["modes"]
     ops = [(op["type"], op["f"]) for op in read_history(tmp_path / "exactly-once-idempotent" / "nemesis.jsonl")]
-    assert ops[:4] == [("invoke", "pause"), ("invoke", "stop"), ("ok", "stop"), ("ok", "pause")], ops
+    # the stop began while the producer was paused; which ends first depends on the load
+    assert ops[:2] == [("invoke", "pause"), ("invoke", "stop")], ops
+    assert sorted(ops[2:4]) == [("ok", "pause"), ("ok", "stop")], ops
     assert entry["verdict"] == "held" and entry["as_expected"], entry["mismatches"]

@@ -38,11 +38,21 @@ def _check(result: dict, sink: str) -> None:
 
 @pytest.mark.timeout(400)
 async def test_sweep_idempotent_sink_all_held(tmp_path):
-    result = await run_sweep(tmp_path, sink="idempotent", events=1000, checkpoint_records=200)
+    # Every reachable point, at its first and a late hit (the middle hits: --all, below).
+    result = await run_sweep(tmp_path, sink="idempotent", events=1000, checkpoint_records=200,
+                             which=("first", "late"))
     _check(result, "idempotent")
     assert json.loads((tmp_path / "sweep.json").read_text())["all_held"] is True
     assert {c["failpoint"] for c in result["cells"]} >= {"processor.before-checkpoint",
                                                          "sink.after-upsert-before-reply"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_sweep_idempotent_sink_middle_hits_held(tmp_path):
+    result = await run_sweep(tmp_path, sink="idempotent", events=1000, checkpoint_records=200,
+                             which=("middle",))
+    assert result["cells"] and all(c["verdict"] == "held" for c in result["cells"]), result["cells"]
 
 
 @pytest.mark.slow

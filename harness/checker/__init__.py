@@ -38,6 +38,18 @@ Anomaly families, one module each:
     per account (the partition key), two orders whose log offsets are in the
     opposite order of the workload: the producer reordered a key.
 
+``divergent``
+    NATS runs: a partition whose stream replicas (one per server) report different
+    message counts or sequence ranges after the heal (informational).
+``lost-from-log``
+    an order of an acknowledged batch that no partition of the log holds after the
+    heal, whether or not the sink applied it first (informational; not for NATS
+    at-most-once, whose ``ok`` is no JetStream ACK).
+``truncated``
+    NATS runs: a partition whose log now ends before the offset the processor had
+    durably consumed: the broker lost records it had served (and new records reuse
+    those offsets, which a consumer resuming there skips: ``lost`` at broker->sink).
+
 ``balance_ok`` says whether every sink balance equals the ideal total of the
 workload. The verdict per mode (harness.checker.verdict) says whether the
 mode's promise held.

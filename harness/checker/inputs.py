@@ -55,6 +55,13 @@ class RunData:
     log_truncated: list[str] = field(default_factory=list)
     """Offsets (committed, or consumed by the processor) beyond the end of the broker
     log: the log lost records under them. A finding, reported in the verdict's reasons."""
+    truncated: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """NATS runs: partition -> (processor's durable position, log end) where the log ends
+    before what the processor had consumed (harness/checker/truncated.py)."""
+    broker: str = "builtin"
+    """"builtin" | "nats": the system the log was (cluster.json config.broker)."""
+    replicas: dict | None = None
+    """NATS runs: server -> partition -> {messages, first_seq, last_seq} (harness/nats_dump.py)."""
 
 
 def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
@@ -135,6 +142,53 @@ def read_broker_log(broker_dir: Path, ends: dict[int, int] | None = None
     return counts, first
 
 
+def read_nats_dump(broker_dir: Path, ends: dict[int, int] | None = None
+                   ) -> tuple[Counter, dict[str, tuple[int, int]], dict]:
+    """As :func:`read_broker_log` for a NATS run: from ``broker/nats-streams.json``
+    (harness/nats_dump.py); also returns the per-replica states (``replicas``).
+
+    Raises:
+        InputError: missing (the cluster could not be read after the heal) or malformed.
+    """
+    path = broker_dir / "nats-streams.json"
+    if not path.exists():
+        why = broker_dir / "nats-dump-error.txt"
+        extra = f" ({why.read_text().strip()[:200]})" if why.exists() else ""
+        raise InputError(f"missing {path}: the NATS streams could not be read after the heal{extra}")
+    dump = validate.read_json(path)
+    if not isinstance(dump, dict) or not isinstance(dump.get("partitions"), dict):
+        raise InputError(f"{path}: expected an object with 'partitions'")
+    counts: Counter = Counter()
+    first: dict[str, tuple[int, int]] = {}
+    for p, rows in dump["partitions"].items():
+        if not str(p).isdigit() or not isinstance(rows, list):
+            raise InputError(f"{path}: partitions[{p!r:.20}] should be a list of [offset, order id]")
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 2 and isinstance(row[0], int)):
+                raise InputError(f"{path}: partition {p}: bad row {row!r:.60}")
+            if ends is not None:
+                ends[int(p)] = max(ends.get(int(p), 0), row[0] + 1)
+            if row[1] is None:
+                continue
+            oid = intern(row[1])
+            counts[oid] += 1
+            first.setdefault(oid, (int(p), row[0]))
+    if ends is not None:
+        for p, end in (dump.get("high_watermarks") or {}).items():
+            ends[int(p)] = max(ends.get(int(p), 0), int(end))
+    return counts, first, dump.get("replicas") or {}
+
+
+def truncated_partitions(path: Path, durable: dict, ends: dict[int, int]) -> dict[int, tuple[int, int]]:
+    """Partition -> (durable position, log end) where the processor durably consumed past
+    the end of what the log holds now (checked for shape by validate.offsets_within_log
+    against an unbounded end). Raises: InputError (wrong shape)."""
+    validate.offsets_within_log(path, durable, {int(p): 2 ** 62 for p in durable if str(p).isdigit()},
+                                "durable_positions")
+    return {int(p): (int(off), ends.get(int(p), 0)) for p, off in durable.items()
+            if int(off) > ends.get(int(p), 0)}
+
+
 def read_checkpoint_state(path: Path) -> dict[str, int] | None:
     """Operator state (account -> cents) of the processor's last checkpoint, or None
     when there is no checkpoint file. Raises: InputError (damaged or wrong shape)."""
@@ -154,7 +208,7 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     if not manifest.exists():
         raise InputError(f"missing {manifest}: not a run directory")
     config = validate.cluster_config(manifest)
-    data = RunData(mode=config["mode"],
+    data = RunData(mode=config["mode"], broker=str(config.get("broker", "builtin")),
                    workload={oid: (a, amount) for oid, a, amount in workload_rows(config, d)})
     history = d / "producer" / "history.jsonl"
     data.invoked, data.acked = read_history(history)
@@ -163,7 +217,10 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     # Read the committed offsets BEFORE the log: on a live cluster the log only grows,
     # so offsets read first can never point past the log read after.
     offsets = validate.read_json(offsets_file) if offsets_file.exists() else None
-    data.log_counts, data.log_positions = read_broker_log(d / "broker", ends)
+    if config.get("broker") == "nats":
+        data.log_counts, data.log_positions, data.replicas = read_nats_dump(d / "broker", ends)
+    else:
+        data.log_counts, data.log_positions = read_broker_log(d / "broker", ends)
     if offsets is not None:
         validate.consumer_offsets(offsets_file, ends, offsets, data.log_truncated)
     if not data.invoked and data.log_counts:
@@ -191,8 +248,11 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     if final.exists():  # what the processor consumed must be in the log
         status = validate.read_json(final)
         if isinstance(status, dict) and "durable_positions" in status:
-            validate.offsets_within_log(final, status["durable_positions"], ends, "durable_positions",
-                                        data.log_truncated)
+            if config.get("broker") == "nats":   # a real broker may lose records it served: a finding
+                data.truncated = truncated_partitions(final, status["durable_positions"], ends)
+            else:
+                validate.offsets_within_log(final, status["durable_positions"], ends, "durable_positions",
+                                            data.log_truncated)
     nemesis = d / "nemesis.jsonl"
     if nemesis.exists():
         validate.nemesis_ops(nemesis)

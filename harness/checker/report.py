@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from harness.checker.anomaly import Anomaly
 from harness.checker.balance import check_balances, check_state
 from harness.checker.dead_lettered import check_dead_lettered
+from harness.checker.divergent import check_divergent
+from harness.checker.truncated import check_truncated
+from harness.checker.lost_from_log import check_lost_from_log
 from harness.checker.duplicated import check_duplicated, check_log_duplicates, check_unexpected
 from harness.checker.inputs import RunData
 from harness.checker.lost import check_lost
@@ -53,7 +56,8 @@ def check(data: RunData) -> CheckReport:
     lost, lost_ack = check_lost(data)
     mismatch, balance_ok, deltas = check_balances(data)
     families = [lost, lost_ack, check_duplicated(data), check_log_duplicates(data), check_unexpected(data), mismatch,
-                check_state(data), check_order(data), check_dead_lettered(data)]
+                check_state(data), check_order(data), check_dead_lettered(data), check_divergent(data),
+                check_truncated(data), check_lost_from_log(data)]
     anomalies = {a.name: a for a in families}
     counts = {n: a.count for n, a in anomalies.items()}
     counts["dead-lettered-poison"] = anomalies["dead-lettered"].extra.get("poison", 0)

@@ -25,6 +25,7 @@ NEMESES: dict[str, type[Nemesis]] = {
     "fsync-error": FsyncErrorNemesis,
     "disk-full": DiskFullNemesis,
     # storage faults on a stopped node's data dir (plain file operations): datadir.py
+    # (a "corrupt" aimed at a NATS server goes on to corrupt.py)
     "corrupt": DataDirNemesis,
     "snapshot": DataDirNemesis,
     "rollback": DataDirNemesis,

@@ -54,10 +54,19 @@ class DataDirError(ValueError):
     """A data-dir step is invalid or cannot be applied (no matching file, unknown snapshot)."""
 
 
+def is_nats(step: dict) -> bool:
+    """A step aimed at a NATS server ("nats" by role, or "nats-<i>"), not a built-in node."""
+    return str(step.get("node", "")).startswith("nats")
+
+
 def validate_step(step: dict) -> str | None:
     """What is wrong with a data-dir step, or None (harness.schedule.validate_steps calls it)."""
     if step.get("node") is None:
         return f"'{step['f']}' needs a 'node'"
+    if is_nats(step):
+        if step["f"] != "corrupt":
+            return f"'{step['f']}' is not available for a NATS server (corrupt is)"
+        return None  # harness/nemesis/corrupt.py: "path", "bytes", "role"
     if step.get("stop", "kill") not in ("kill", "term", "none"):
         return f"'stop' must be kill, term or none, not {step.get('stop')!r}"
     if step["f"] == "corrupt":
@@ -87,6 +96,9 @@ class DataDirNemesis(Nemesis):
         error = validate_step(step)
         if error:
             raise DataDirError(error)
+        if is_nats(step):  # a NATS server's files: corrupt.py picks the server by role
+            from harness.nemesis.corrupt import CorruptNemesis
+            return await CorruptNemesis(self.ctx).invoke(step)
         p = self.ctx.cluster.nodes[step["node"]]
         async with p.exclusive():  # one owner per node restart (harness/process.py)
             stopped = await self._stop(p, step.get("stop", "kill"), step["f"])

@@ -30,6 +30,8 @@ def point_for(node: str, config) -> str | None:
     if node in (getattr(config, "external", None) or {}):
         return None  # a user's node (--processor-cmd): no testbed failpoints, the kill stays timed
     if node == "broker":
+        if getattr(config, "broker", "builtin") != "builtin":
+            return None  # NATS JetStream: no testbed failpoints in it
         return "broker.after-append-before-fsync"  # every mode appends
     if node == "processor":
         if config.mode == AT_MOST_ONCE or (config.mode == AT_LEAST_ONCE and "commit-after-sink" in disabled):

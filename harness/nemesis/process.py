@@ -27,7 +27,7 @@ class KillNemesis(Nemesis):
     address and wait for SERVING."""
 
     async def invoke(self, step: dict) -> dict:
-        p = self.ctx.cluster.nodes[step["node"]]
+        p = await self.ctx.cluster.resolve_node(step)
         async with p.exclusive():
             if not p.running:
                 return already_dead(p)
@@ -36,7 +36,7 @@ class KillNemesis(Nemesis):
             code = await p.wait(10)
             await asyncio.sleep(step.get("down_ms", 300) / 1000)
             await p.start_owned()
-        return {"killed_pid": pid, "exit_code": code, "new_pid": p.pid}
+        return {"killed_pid": pid, "exit_code": code, "new_pid": p.pid, "server": p.name}
 
     async def heal(self) -> None:
         """Restart every node or proxy found dead. A node the harness brought down
@@ -68,7 +68,7 @@ class PauseNemesis(Nemesis):
     guard process resumes and stops the node if the harness dies meanwhile."""
 
     async def invoke(self, step: dict) -> dict:
-        p = self.ctx.cluster.nodes[step["node"]]
+        p = await self.ctx.cluster.resolve_node(step)
         if not p.running:
             return already_dead(p)
         pid = p.pid
@@ -78,7 +78,7 @@ class PauseNemesis(Nemesis):
         finally:
             if p.pid == pid:
                 p.resume()
-        return {"pid": pid}
+        return {"pid": pid, "server": p.name}
 
     async def heal(self) -> None:
         for p in self.ctx.cluster.nodes.values():

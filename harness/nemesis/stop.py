@@ -31,7 +31,7 @@ class StopNemesis(Nemesis):
     (SIGTERM to exit), plus ``new_pid``."""
 
     async def invoke(self, step: dict) -> dict:
-        p = self.ctx.cluster.nodes[step["node"]]
+        p = await self.ctx.cluster.resolve_node(step)
         kill_after = step.get("kill_after_ms")
         grace_ms = int(kill_after) if kill_after is not None else DEFAULT_GRACE_MS
         async with p.exclusive():

@@ -47,12 +47,20 @@ def _mount(nemesis: Nemesis, node: str) -> LazyMount:
     return mount
 
 
-def power_loss_nodes(step: dict) -> list[str]:
-    """The step's ``nodes`` ("all", a list, or a single ``node``) in restart order."""
+POWER_ORDER = ("sink", "nats-1", "nats-2", "nats-3", *NODE_ORDER[1:])
+"""Restart order after a power loss: the NATS servers (if any) where the broker stands."""
+
+
+def power_loss_nodes(step: dict, present=None) -> list[str]:
+    """The step's ``nodes`` ("all", a list, or a single ``node``) in restart order;
+    ``"nats"`` in the list stands for every NATS server. With ``present`` (the cluster's
+    node names), "all" means those."""
     nodes = step.get("nodes", [step["node"]] if "node" in step else "all")
     if nodes == "all":
-        nodes = list(NODE_ORDER)
-    return [n for n in NODE_ORDER if n in nodes]
+        nodes = list(present) if present is not None else list(NODE_ORDER)
+    if "nats" in nodes:
+        nodes = [*nodes, "nats-1", "nats-2", "nats-3"]
+    return [n for n in POWER_ORDER if n in nodes]
 
 
 class PowerLossNemesis(Nemesis):
@@ -60,7 +68,7 @@ class PowerLossNemesis(Nemesis):
 
     async def invoke(self, step: dict) -> dict:
         cluster = self.ctx.cluster
-        names = power_loss_nodes(step)
+        names = power_loss_nodes(step, present=cluster.nodes)
         mounts = {n: _mount(self, n) for n in names}
         procs = {n: cluster.nodes[n] for n in names if n in cluster.nodes}
         killed = {}

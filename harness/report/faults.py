@@ -46,15 +46,22 @@ class Mark:
     label: str
 
 
+def _who(v: dict) -> str:
+    """The step's node, with its role for a NATS server chosen by role ("nats leader")."""
+    return f"{v.get('node')} {v['role']}" if v.get("role") else str(v.get("node"))
+
+
 def describe(f: str, v: dict) -> str:
     """A step in words: "kill -9 processor (down 500 ms)", "drop-response on producer-broker ..."."""
     if f == "kill":
-        return f"kill -9 {v.get('node')} (down {v.get('down_ms', '?')} ms)"
+        return f"kill -9 {_who(v)} (down {v.get('down_ms', '?')} ms)"
     if f == "pause":
-        return f"pause {v.get('node')} ({v.get('for_ms', '?')} ms)"
+        return f"pause {_who(v)} ({v.get('for_ms', '?')} ms)"
+    if f == "corrupt":
+        return f"corrupt data files of {_who(v)} ({v.get('bytes', 64)} bytes each), restart"
     if f == "stop":
         cut = f", SIGKILL after {v['kill_after_ms']} ms" if v.get("kill_after_ms") is not None else ""
-        return f"SIGTERM {v.get('node')}{cut} (down {v.get('down_ms', '?')} ms)"
+        return f"SIGTERM {_who(v)}{cut} (down {v.get('down_ms', '?')} ms)"
     if f == "link":
         fault = v.get("fault") or {}
         extra = f" after {fault['after_calls']} calls" if "after_calls" in fault else ""
@@ -162,11 +169,14 @@ def read_faults(mode_dir: Path) -> tuple[list[Interval], list[Mark]]:
     for t, f, inv, done in steps:
         if f == "link" and inv.get("arm"):
             continue  # armed until the heal: drawn from the proxy's control events
-        lane = inv.get("link") if f == "link" else inv.get("node", "?")
+        server = (done.get("value") or {}).get("server") if inv.get("node") == "nats" else None
+        lane = inv.get("link") if f == "link" else (server or inv.get("node", "?"))
         if f == "power-loss":  # several nodes at once: one lane per set
             nodes = inv.get("nodes", "all")
             lane = "power: " + (nodes if isinstance(nodes, str) else "+".join(nodes))
         label, stop = describe(f, inv), max(done["time"], t + 0.02)
+        if server:   # a NATS server chosen by role when the step fired
+            label += f" = {server}"
         if f == "failpoint":  # armed until its (last) hit, else until the heal
             mine = [h["ts"] for h in hits if h["failpoint"] == inv.get("name") and h["ts"] >= t]
             stop = max(mine) if mine else (heal_t or end)

@@ -43,6 +43,7 @@ import click
 
 from nodes.common.channels import insecure_channel
 from nodes.common.modes import SINK_STRATEGIES, SINK_IDEMPOTENT
+from nodes.logclient import open_client
 from nodes.common.runtime import NodeSpec, RefuseToStart, common_options, run_node
 from nodes.processor.checkpoint import CheckpointCorruptError
 from nodes.processor.processor import TWOPC_ORDERS, TWOPC_SAFE, Processor, ProcessorConfig
@@ -55,7 +56,7 @@ def make_spec(log: logging.Logger, data_dir: Path, broker: str, sink: str,
     holder: dict = {}
 
     async def recover() -> None:
-        holder["broker"] = insecure_channel(broker)
+        holder["broker"] = open_client(broker, mode=config.mode)
         holder["sink"] = insecure_channel(sink)
         proc = Processor(config, data_dir, holder["broker"], holder["sink"], log)
         try:
@@ -84,7 +85,8 @@ def make_spec(log: logging.Logger, data_dir: Path, broker: str, sink: str,
 
 @click.command()
 @common_options
-@click.option("--broker", required=True, help="host:port of the broker (or its proxy).")
+@click.option("--broker", required=True,
+              help="host:port of the broker (or its proxy), or nats://host:port[,...] (nodes/logclient).")
 @click.option("--sink", required=True, help="host:port of the sink (or its proxy).")
 @click.option("--group", default="processor", show_default=True, help="Consumer group; prefix of txn ids.")
 @click.option("--sink-strategy", type=click.Choice(SINK_STRATEGIES), default=SINK_IDEMPOTENT,

@@ -23,7 +23,8 @@ class Consumer:
     """Fetches ``topic`` from every partition on behalf of consumer group ``group``.
 
     Args:
-        channel: a grpc.aio channel to the broker (or its proxy).
+        channel: a log client (nodes/logclient: ``LogClient``), or a grpc.aio channel to the
+            builtin broker (or its proxy).
         rpc_timeout_ms: deadline of each broker call; a Fetch gets ``max_wait_ms`` on top.
         backoff_ms: base of the retry backoff.
         max_records: Fetch's ``max_records`` (per partition).
@@ -33,7 +34,7 @@ class Consumer:
     def __init__(self, channel: grpc.aio.Channel, *, group: str, log: logging.Logger,
                  topic: str = TOPIC, rpc_timeout_ms: int = 2000, backoff_ms: int = 50,
                  max_records: int = 500, max_wait_ms: int = 500) -> None:
-        self.stub = broker_pb2_grpc.BrokerStub(channel)
+        self.stub = channel if hasattr(channel, "Fetch") else broker_pb2_grpc.BrokerStub(channel)
         self.group, self.topic, self.log = group, topic, log
         self.timeout_s = rpc_timeout_ms / 1000.0
         self.backoff_ms = backoff_ms

@@ -19,9 +19,8 @@ from pathlib import Path
 import click
 
 from nodes.common.cli_types import FiniteFloat
-from nodes.common.channels import insecure_channel
 from nodes.common.runtime import NodeSpec, common_options, run_node
-from nodes.pb import broker_pb2_grpc
+from nodes.logclient import open_client
 from nodes.producer.history import HistoryWriter
 from nodes.producer.producer import Producer, ProducerConfig
 from nodes.producer.state import StateStore
@@ -49,10 +48,9 @@ def make_spec(log: logging.Logger, *, data_dir: Path, broker: str, config: Produ
         state.incarnation += 1
         store.save(state)
         history = HistoryWriter(data_dir, state.incarnation)
-        channel = insecure_channel(broker)
-        node.update(history=history, channel=channel)
-        node["producer"] = Producer(orders, state, store, history,
-                                    broker_pb2_grpc.BrokerStub(channel), config)
+        client = open_client(broker, mode=config.mode)   # the log, whichever system it is
+        node.update(history=history, channel=client)
+        node["producer"] = Producer(orders, state, store, history, client, config)
         log.info("recovered", extra={"position": state.position, "total": len(orders),
                                      "incarnation": state.incarnation, "broker": broker})
 
@@ -77,7 +75,8 @@ def make_spec(log: logging.Logger, *, data_dir: Path, broker: str, config: Produ
 
 @click.command()
 @common_options
-@click.option("--broker", required=True, help="host:port of the broker (or of its proxy).")
+@click.option("--broker", required=True,
+              help="host:port of the broker (or of its proxy), or nats://host:port[,...] (nodes/logclient).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Workload seed.")
 @click.option("--count", type=click.IntRange(min=0), default=10000, show_default=True,
               help="Number of orders in the generated workload.")

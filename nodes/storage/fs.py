@@ -254,6 +254,12 @@ class LazyOps(PassThroughOps):
 
     def destroy(self, path: str) -> None:
         """Clean unmount: write every overlay back and fsync it (a clean shutdown)."""
+        self.sync_all()
+
+    def sync_all(self) -> dict:
+        """Write every overlay back and fsync it (``sync(1)``, or the kernel's periodic
+        writeback); return {files, synced_bytes}."""
+        files = synced = 0
         with self._mutex:
             for key, ov in list(self.overlays.items()):
                 if not ov.dirty:
@@ -265,9 +271,11 @@ class LazyOps(PassThroughOps):
                 try:
                     st = os.fstat(fd)
                     if (st.st_dev, st.st_ino) == key:
-                        ov.sync_to(fd)
+                        synced += ov.sync_to(fd)
+                        files += 1
                 except OSError as e:
                     log.error("write-back of %s at unmount failed: %s", ov.path, e)
                 finally:
                     os.close(fd)
             self.overlays.clear()
+        return {"files": files, "synced_bytes": synced}
