@@ -23,11 +23,3 @@ def check_partition_list(what: str, partitions: list[int]) -> None:
         dup = next(p for p in partitions if p in seen or seen.add(p))
         raise InvalidRequest(f"{what} lists partition {dup} more than once")
 
-
-async def _failpoint(name: str, partition: int) -> None:
-    """A failpoint of the produce path; ``error`` becomes a StorageError (UNAVAILABLE)."""
-    try:
-        await FAILPOINTS.hit(name)
-    except FailpointError as e:
-        raise StorageError(f"partition {partition}: {e}") from None
-
