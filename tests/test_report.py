@@ -122,12 +122,17 @@ def test_one_plot_per_mode_with_faults_and_rates(campaign_run, page):
     figures = {d: re.search(r"<svg.*?</svg>", s, re.S).group(0) for d, s in sections.items()}
     tables = {d: s.replace(figures[d], "") for d, s in sections.items()}
     for m in result["modes"]:
-        kills = [op["value"]["node"] for op in read_history(run_dir / m["dir"] / "nemesis.jsonl")
-                 if op["type"] == "ok" and op["f"] == "kill"]
-        assert kills, m["dir"]
+        ops = read_history(run_dir / m["dir"] / "nemesis.jsonl")
+        kills = [op["value"]["node"] for op in ops if op["type"] == "ok" and op["f"] == "kill"]
+        # the default campaign's kills are logical: a crash at a failpoint's Nth hit
+        crashes = [op["value"]["node"] for op in ops if op["type"] == "ok" and op["f"] == "failpoint-crash"]
+        assert kills or crashes, m["dir"]
         for node in set(kills):  # in the faults table, and as a bar with a hover title in the figure
             assert tables[m["dir"]].count(f"kill -9 {node} (down") == kills.count(node)
             assert figures[m["dir"]].count(f"kill -9 {node} (down") == kills.count(node)
+        for node in set(crashes):
+            assert tables[m["dir"]].count(f"{node} crashed at a failpoint") == crashes.count(node)
+            assert figures[m["dir"]].count(f"{node} crashed at a failpoint") == crashes.count(node)
         # Each firing a proxy logged is listed.
         fired = sum(1 for log in (run_dir / m["dir"]).glob("proxy-*/faults.jsonl")
                     for ev in read_history(log) if ev.get("type") == "fault")

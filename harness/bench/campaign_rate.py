@@ -38,7 +38,9 @@ async def run_campaign_rate(run_dir: Path, *, seed: int, events: int, kills: int
     t0 = time.perf_counter()
     entry = await run_mode(cfg.modes[0], cfg, run_dir)
     elapsed = time.perf_counter() - t0
-    fired = sum(n for k, n in entry["faults"].items() if k.startswith("kill-"))
+    # a kill is a timed kill step ("kill-<node>") or a logical one: a crash at a
+    # failpoint's Nth hit ("crash@<failpoint>", harness/nemesis/logical.py)
+    fired = sum(n for k, n in entry["faults"].items() if k.startswith(("kill-", "crash@")))
     return {"events": events, "rate": rate, "kills_scheduled": kills, "kills_fired": fired,
             "elapsed_s": round(elapsed, 2), "cycles_per_min": round(fired / elapsed * 60, 1),
             "verdict": entry["verdict"]}
