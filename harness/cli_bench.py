@@ -10,7 +10,7 @@ import click
 from harness.bench.report import (baseline_table, memory_table, node_table, other_table, pipeline_table,
                                   target_lines)
 from harness.bench.runner import ALL_MODES, PARTS, BenchConfig, run_bench
-from harness.cli_common import console, fail, positive, run_async
+from harness.cli_common import console, exit_if_interrupted, fail, positive, run_async
 from harness.process import NodeStartError
 from harness.cluster import DrainTimeout
 from harness.runs import RunDirError, new_run_dir
@@ -98,8 +98,7 @@ def bench(quick, events, batch_sizes, modes, links, repeats, log_records, audit_
             fail(f"{e} (partial bench.json in {run_dir})")
         return 0
 
-    if run_async(main) == 130:
-        sys.exit(130)
+    exit_if_interrupted(run_async(main), run_dir)
     result = holder["result"]
     for part, table in (("baseline", baseline_table), ("pipeline", pipeline_table), ("pipeline", node_table),
                         ("memory", memory_table)):

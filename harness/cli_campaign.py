@@ -96,6 +96,8 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
             fail(f"{e} (run data in {run_dir})")
         except StorageFailure as e:
             fail(f"{e} (partial run in {run_dir}, result.json complete: false)")
+        except InputError as e:  # the audit of a mode found an input it cannot read (an external sink's rows)
+            fail(f"cannot audit: {e} (run data in {run_dir})")
         except OSError as e:  # the harness's own writes (the runs dir's disk is full too)
             fail(f"harness: {e.strerror or e} on {e.filename or run_dir} (partial run in {run_dir})")
         return 0

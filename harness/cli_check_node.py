@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from harness.check_node import MODE_LABELS, CouldNotRun, check_node
-from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, run_async
+from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, exit_if_interrupted, fail, run_async
 from harness.cli_external import external_nodes, external_options
 from harness.runs import RunDirError, new_run_dir
 
@@ -63,9 +63,7 @@ def check_node_cmd(processor_cmd, sink_cmd, modes, per_batch, timeout_s, out, qu
             fail(f"the {node} could not be run: {e} (run data in {run_dir})")
         return 0
 
-    code = run_async(main)
-    if code in (130, 143):
-        sys.exit(code)
+    exit_if_interrupted(run_async(main), run_dir)
     results = holder["r"]
     (run_dir / "check-node.json").write_text(json.dumps(
         {"node": node, "command": command, "modes": {k: [asdict(f) for f in v] for k, v in results.items()}},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Awaitable, Callable
 
 import click
@@ -135,3 +136,11 @@ def run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         err_console.print(("terminated" if terminated else "interrupted") + ": every process was stopped")
         return 143 if terminated else 130
+
+
+def exit_if_interrupted(code: int, run_dir: Path) -> None:
+    """After :func:`run_async`: on Ctrl-C (130) or SIGTERM (143), say where the partial
+    run is and exit with that code; otherwise return."""
+    if code in (130, 143):
+        err_console.print(f"the partial run is readable in {run_dir}")
+        sys.exit(code)

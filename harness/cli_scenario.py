@@ -14,7 +14,7 @@ from rich.table import Table
 
 from harness import scenarios as scenarios_mod
 from harness.ablations import ABLATIONS
-from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, fail, resolve_storage, run_async, storage_option
+from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, exit_if_interrupted, fail, resolve_storage, run_async, storage_option
 from harness.cli_external import external_nodes, external_options
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
@@ -127,8 +127,7 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
                 fail(f"{e} (partial run in {run_dir})")
         return 0
 
-    if run_async(main) == 130:
-        sys.exit(130)
+    exit_if_interrupted(run_async(main), run_dir)
     result = holder["result"]
     print_result(result, run_dir)
     console.print(f"[bold]{sc.name}[/]" + (f" with {ablation} disabled" if ablation else "") + ": " + sc.title)
@@ -208,8 +207,7 @@ def sweep(mode: str, sink: str, events: int, seed: int, points: tuple[str, ...],
                     fail(str(e))
         return 0
 
-    if run_async(main) == 130:
-        sys.exit(130)
+    exit_if_interrupted(run_async(main), run_dir)
     ok = True
     for r in results:
         t = Table(title=f"crash-point sweep: {mode}/{r['sink']}, {r['events']} events, seed {r['seed']}")
@@ -276,8 +274,7 @@ def scenario_fidelity(names: tuple[str, ...], runs: int, ablations: bool, out: P
                 fail(f"a node did not start: {e} (run data in {run_dir})")
         return 0
 
-    if run_async(main) == 130:
-        sys.exit(130)
+    exit_if_interrupted(run_async(main), run_dir)
     r = holder["r"]
     (run_dir / "fidelity.json").write_text(json.dumps(r, indent=1, allow_nan=False) + "\n")
     t = Table(title=f"replay fidelity: {runs} runs per scenario, same seed")

@@ -16,7 +16,8 @@ import click
 from rich.table import Table
 
 from harness.checker import InputError, validate
-from harness.cli_common import ABLATION_HELP, EXIT_BROKEN, EXIT_HELD, console, fail, parse_disabled, run_async
+from harness.cli_common import (ABLATION_HELP, EXIT_BROKEN, EXIT_HELD, console, exit_if_interrupted, fail,
+                                 parse_disabled, run_async)
 from harness.progress import progress_display
 from harness.shrink import Candidate, Shrinker, Target, label_of
 
@@ -127,8 +128,7 @@ def shrink(run_dir: Path, budget: float, jobs: int, quiet: bool) -> None:
         return 0
 
     t0 = time.monotonic()
-    if run_async(main) in (130, 143):
-        sys.exit(130)
+    exit_if_interrupted(run_async(main), run_dir)
     sh, best, reproduced, minimal = holder["r"]
     if not reproduced:
         console.print(f"[bold red]could not reproduce[/] the original failure of {run_dir} "
@@ -222,8 +222,7 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
                     (found.dir / "schedule.json").read_text()), budget_s=shrink_budget, jobs=jobs, progress=progress)
         return 0
 
-    if run_async(main) in (130, 143):
-        sys.exit(130)
+    exit_if_interrupted(run_async(main), run_dir)
     found = holder["found"]
     summary = {"disabled": list(disable), "modes": labels, "seed_start": seed_start, "events": events,
                "budget_s": budget, "trials": [{"seed": t.seed, "faults": t.faults, "broken": t.broken,
