@@ -158,10 +158,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
         for node, cmd in sorted(config.external.items()):
             console.print(f"external {node}: {cmd!r} runs in place of the built-in {node}", soft_wrap=True)
         where = "" if default_out else f" --cluster {run_dir / 'cluster.json'}"
-        console.print("streaming; inject faults from another terminal, e.g.\n"
-                      f"  ./run.sh fault{where} add drop-response --link producer-broker --probability 0.3\n"
-                      f"  ./run.sh fault{where} heal\n"
-                      "Ctrl-C stops every process.", soft_wrap=True)
+        console.print(fault_hint(sorted(cluster.proxies), where), soft_wrap=True)
         drained_once = False
         last_print = 0.0
         while True:
@@ -190,3 +187,16 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
         upfile.remove(runs_base)
         await cluster.stop()
         console.print(f"stopped every process; run data in {run_dir}")
+
+
+def fault_hint(links: list[str], where: str) -> str:
+    """What to type in another terminal, for the links this cluster has fault proxies on
+    (none with --no-proxy; with --broker nats only the processor-sink link)."""
+    if not links:
+        return "streaming; no fault proxy runs (--no-proxy), so no link fault can be injected.\nCtrl-C stops every process."
+    link = "producer-broker" if "producer-broker" in links else links[0]
+    return ("streaming; inject faults from another terminal, e.g.\n"
+            f"  ./run.sh fault{where} add drop-response --link {link} --probability 0.3\n"
+            f"  ./run.sh fault{where} heal\n"
+            f"links with a fault proxy: {', '.join(links)}\n"
+            "Ctrl-C stops every process.")

@@ -140,3 +140,11 @@ def test_up_restarts_a_node_the_user_killed(tmp_path):
     assert proc.returncode == 0, out
     assert "processor exited with code -9; restarting it" in out
     assert "drained" in out and "0 lost" in out
+
+
+def test_fault_hint_names_only_links_that_have_a_proxy():
+    from harness.cli_up import fault_hint
+    nats = fault_hint(["processor-sink"], "")
+    assert "--link processor-sink" in nats and "producer-broker" not in nats
+    assert "--link producer-broker" in fault_hint(["broker-processor", "processor-sink", "producer-broker"], "")
+    assert "no link fault can be injected" in fault_hint([], "")
