@@ -76,12 +76,29 @@ ProgressFn = Callable[[str, str], None]
 
 
 def unexpected_exits(mode_dir: Path) -> list[str]:
-    """Nodes the final heal found dead although no fault step had killed them."""
+    """Nodes the final heal found dead although no fault step had killed them, each with
+    the last line the node wrote to its stderr.log (a refusal to start says why there)."""
     from harness.history import read_history
-    return [f"{op['value']['node']} (pid {op['value'].get('pid')}) exited on its own (code "
-            f"{op['value']['exit_code']}); no fault step caused it; see {op['value']['node']}/stderr.log"
-            for op in read_history(mode_dir / "nemesis.jsonl")
-            if op.get("f") == "node-exited" and op.get("type") == "info"]
+    notes = []
+    for op in read_history(mode_dir / "nemesis.jsonl"):
+        if op.get("f") == "node-exited" and op.get("type") == "info":
+            node = op["value"]["node"]
+            last = last_log_line(mode_dir / str(node) / "stderr.log")
+            notes.append(f"{node} (pid {op['value'].get('pid')}) exited on its own (code "
+                         f"{op['value']['exit_code']}); no fault step caused it"
+                         + (f"; its last words: {last!r}" if last else "") + f"; see {node}/stderr.log")
+    return notes
+
+
+def last_log_line(path: Path, limit: int = 200) -> str | None:
+    """The last non-empty line of a node's log (at most ``limit`` characters), or None."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4096))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    return lines[-1][:limit] if lines else None
 
 
 def held_by_a_fault(mode_dir: Path) -> list[str]:

@@ -235,3 +235,16 @@ async def test_a_broker_restart_during_a_producer_pause_keeps_exactly_once(tmp_p
     assert ops[:2] == [("invoke", "pause"), ("invoke", "stop")], ops
     assert sorted(ops[2:4]) == [("ok", "pause"), ("ok", "stop")], ops
     assert entry["verdict"] == "held" and entry["as_expected"], entry["mismatches"]
+
+
+def test_an_unexpected_exit_note_quotes_the_nodes_last_log_line(tmp_path):
+    from harness.campaign import unexpected_exits
+    (tmp_path / "broker").mkdir()
+    (tmp_path / "broker" / "stderr.log").write_text(
+        "broker listening\nbroker: refusing to start: partition 2 log ends at 40 before committed offset 75\n\n")
+    (tmp_path / "nemesis.jsonl").write_text(json.dumps(
+        {"type": "info", "f": "node-exited", "process": "nemesis", "time": 1.0,
+         "value": {"node": "broker", "pid": 123, "exit_code": 2}}) + "\n")
+    (note,) = unexpected_exits(tmp_path)
+    assert "exited on its own (code 2)" in note
+    assert "refusing to start: partition 2 log ends at 40 before committed offset 75" in note
