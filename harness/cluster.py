@@ -162,7 +162,7 @@ class Cluster:
         """The address ``client`` dials to reach ``server``: the link's proxy, or direct."""
         link = f"{client}-{server}"
         if server == "broker" and self.nats is not None:
-            return self.nats.url
+            return self.nats.client_url(client)
         if link in self.proxies:
             return self.proxies[link].address  # type: ignore[return-value]
         return self.nodes[server].address  # type: ignore[return-value]
@@ -194,7 +194,7 @@ class Cluster:
                         ["--link", link, "--upstream", self.nodes[server].address,
                          "--seed", str(self.config.seed)], name=f"proxy:{link}")
                     self.proxies[link].env[control_auth.TOKEN_ENV] = self.control_token
-                await _all(*(p.start() for p in self.proxies.values()))
+                await _all(*(p.start() for link, p in self.proxies.items() if link in LINKS))
             self.write_manifest()
             if links_up is not None:
                 await links_up()
@@ -232,9 +232,12 @@ class Cluster:
         def data_dir_for(name: str) -> Path:
             return self.mounts[name].mount if name in self.mounts else self.run_dir / name
         self.nats = NatsCluster(self.run_dir, self.config.partitions, self.config.nats_sync,
-                                data_dir_for=data_dir_for)
+                                data_dir_for=data_dir_for, links=self.config.proxies,
+                                seed=self.config.seed, env={control_auth.TOKEN_ENV: self.control_token})
         for srv in self.nats.servers:
             self.nodes[srv.name] = srv
+        if self.nats.links is not None:   # TCP proxies on every client link and route
+            self.proxies.update(self.nats.links.proxies)
         await self.nats.start()
         for name in names:   # the stream definitions are on disk before the workload starts
             if name in self.mounts:
@@ -294,6 +297,19 @@ class Cluster:
             return next(s for s in self.nats.servers if s.running)
         raise KeyError(f"nats: no running server of role {role!r} (leader {leader!r})")
 
+    def link_proxies(self, link: str) -> dict[str, NodeProcess]:
+        """The proxies a link step acts on: the link's own, or with NATS, for
+        "producer-broker" / "processor-broker", the client's proxy to every server
+        (harness/nats_links.py). Empty when there is none."""
+        if link in self.proxies:
+            return {link: self.proxies[link]}
+        if self.nats is not None and self.nats.links is not None and link in ("producer-broker", "processor-broker"):
+            from harness.nats_links import client_link
+            client = link.split("-", 1)[0]
+            return {n: self.proxies[n] for n in (client_link(client, s.name) for s in self.nats.servers)
+                    if n in self.proxies}
+        return {}
+
     def all_processes(self) -> list[NodeProcess]:
         return [*self.nodes.values(), *self.proxies.values()]
 
@@ -301,7 +317,8 @@ class Cluster:
         """SIGTERM every process (producer first, sink last); SIGKILL any that hangs."""
         order = ["producer", "processor"]
         procs = [self.nodes[n] for n in order if n in self.nodes]
-        procs += list(self.proxies.values())
+        # a NATS cluster's routes stay up until its servers stop (the dump needs a quorum)
+        procs += [p for n, p in self.proxies.items() if not n.startswith("route-")]
         servers = [self.nodes[n] for n in ("broker", "sink") if n in self.nodes]
         if self.nats is not None:
             servers = self.nats.servers + servers
@@ -316,6 +333,8 @@ class Cluster:
                     (self.run_dir / "broker" / "nats-dump-error.txt").write_text(f"{e!r}\n")
             for p in servers:
                 await p.stop(timeout_s=10, cause="cluster stop")
+            if self.nats is not None:
+                await self.nats.stop()   # the route proxies (the servers are down already)
         finally:
             for m in self.mounts.values():
                 await m.stop()
@@ -348,6 +367,9 @@ class Cluster:
             return out
         links = {}
         for link, p in self.proxies.items():
+            if link not in LINKS:   # a TCP proxy of a NATS cluster (harness/nats_links.py)
+                links[link] = p.manifest_entry()
+                continue
             server = LINKS[link][1]
             links[link] = {"proxy": p.address, "upstream": self.nodes[server].address if server in self.nodes else None,
                            "pid": p.pid, "data_dir": str(p.data_dir)}

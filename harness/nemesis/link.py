@@ -34,6 +34,30 @@ class LinkNemesis(Nemesis):
         f = faults.get(fid, {})
         return {"fault_id": fid, "matched": int(f.get("matched", 0)), "fired": int(f.get("fired", 0))}
 
+    async def _on_group(self, proxies: dict, step: dict) -> dict:
+        spec = dict(step["fault"])
+        kind = spec.pop("kind")
+        ids: dict[str, str] = {}
+        clients = {link: ProxyControlClient(p.address) for link, p in proxies.items()}
+        try:
+            for link, px in clients.items():
+                ids[link] = await px.add(kind, **_spec_kwargs(spec))
+            if "for_ms" not in step:
+                return {"fault_ids": ids, "armed": True}
+            fired = matched = 0
+            try:
+                await asyncio.sleep(step["for_ms"] / 1000)
+                for link, px in clients.items():
+                    f = {x["fault_id"]: x for x in await px.list()}.get(ids[link], {})
+                    fired, matched = fired + int(f.get("fired", 0)), matched + int(f.get("matched", 0))
+            finally:
+                for link, px in clients.items():
+                    await px.remove(ids[link])
+            return {"fault_ids": ids, "matched": matched, "fired": fired}
+        finally:
+            for px in clients.values():
+                await px.close()
+
     async def heal(self) -> None:
         for p in self.ctx.cluster.proxies.values():
             if p.running:

@@ -75,6 +75,7 @@ class NatsClient:
                 self.nc = await nats.connect(
                     servers=self.servers, connect_timeout=max(0.2, timeout),
                     allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.1,
+                    dont_randomize=True,   # the url's order: the same server first in every run
                     ping_interval=1, max_outstanding_pings=3)
                 self.js = self.nc.jetstream(timeout=timeout)
         return self.js
