@@ -90,7 +90,7 @@ def audit_line(cluster: Cluster) -> str:
 @external_options
 @broker_options
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
-       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync) -> None:
+       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync, nats_url) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -108,6 +108,9 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
         except (OSError, WorkloadError) as e:
             fail(str(e))
     storage = resolve_storage(storage, {})
+    from harness.cli_common import resolve_nats_url
+    nats_url = resolve_nats_url(nats_url, {}, storage)
+    broker = "nats" if nats_url else broker
     try:
         run_dir = new_run_dir(out, label=f"up-{mode}")
     except RunDirError as e:
@@ -115,7 +118,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     config = ClusterConfig(mode=mode, sink_strategy=sink_strategy, seed=seed, events=events,
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
-                           storage=storage, external=external, broker=broker, nats_sync=nats_sync)
+                           storage=storage, external=external, broker=broker, nats_sync=nats_sync,
+                           nats_url=nats_url)
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 

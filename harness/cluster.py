@@ -69,6 +69,8 @@ class ClusterConfig:
         broker: "builtin" (the testbed's gRPC broker) | "nats" (a 3-server NATS JetStream
             cluster, harness/nats_cluster.py; no proxy on the broker links).
         nats_sync: "default" | "always": JetStream's ``sync_interval``.
+        nats_url: "nats://h:p[,...]": a NATS cluster the user runs elsewhere (--nats-url,
+            harness/nats_external.py): no server started, client-link proxies only.
     """
 
     mode: str = "at-least-once"
@@ -97,6 +99,7 @@ class ClusterConfig:
     partition, nodes/processor/grouping.py); 0 = one Fetch per step."""
     broker: str = "builtin"
     nats_sync: str = "default"
+    nats_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
@@ -222,6 +225,14 @@ class Cluster:
         """The builtin broker node, or the NATS servers (registered in ``nodes`` as nats-<i>)."""
         if self.config.broker != "nats":
             await self._start_node("broker")
+            return
+        if self.config.nats_url:   # the user's cluster: proxies in front of it, streams set up
+            from harness.nats_external import ExternalNats
+            self.nats = ExternalNats(self.run_dir, self.config.nats_url, self.config.partitions,
+                                     seed=self.config.seed, env={control_auth.TOKEN_ENV: self.control_token})
+            self.proxies.update(self.nats.links.proxies)
+            await self.nats.start()
+            self.write_manifest()
             return
         names = [f"nats-{i + 1}" for i in range(NATS_SERVERS)]
         if self.config.storage == "lazy":   # each server's data dir on its own lazy FUSE mount
@@ -378,7 +389,8 @@ class Cluster:
                     "control_token": self.control_token}
         if self.nats is not None:
             manifest["nats"] = {"url": self.nats.url, "sync": self.nats.sync,
-                                "servers": {s.name: dict(s.ports) for s in self.nats.servers}}
+                                "servers": {s.name: dict(s.ports) for s in self.nats.servers},
+                                "external": bool(self.config.nats_url)}
         (self.run_dir / "cluster.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     # ----- inspection ---------------------------------------------------------------------

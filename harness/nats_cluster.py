@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import shutil
 import socket
 import sys
@@ -45,7 +46,30 @@ def server_binary() -> str:
     return found
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORTS = random.Random()   # not the run's seed: ports need not repeat, only not collide
+
+
 def free_port() -> int:
+    """A loopback port free now, below the kernel's ephemeral range when possible: the
+    servers' and proxies' fixed ports are chosen before they bind, and a port from the
+    ephemeral range could meanwhile be handed to some process's ``bind(0)`` or outgoing
+    connection (a server then fails with "address already in use")."""
+    low = _ephemeral_low()
+    for _ in range(200 if low > 11000 else 0):
+        port = _PORTS.randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

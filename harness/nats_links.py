@@ -37,6 +37,7 @@ import socket
 from pathlib import Path
 from typing import Iterable
 
+from harness.nats_cluster import free_port
 from harness.tcp_link import TcpLinkProcess
 
 CLIENTS = ("producer", "processor")
@@ -66,12 +67,6 @@ class DeadPort:
         self.sock.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class NatsLinks:
     """The proxies of one cluster (not started until :meth:`start`).
 
@@ -81,10 +76,14 @@ class NatsLinks:
         seed: the run's seed (each proxy mixes it with its link name).
         env: extra environment of each proxy (the cluster's control token).
         clients: the client nodes that get a proxy per server.
+        routes: False for a cluster whose routes are not the harness's (--nats-url:
+            harness/nats_external.py): client links only.
+        hosts: server name -> host of its ports (default 127.0.0.1).
     """
 
     def __init__(self, run_dir: Path, servers: dict[str, dict[str, int]], *, seed: int = 0,
-                 env: dict[str, str] | None = None, clients: Iterable[str] = CLIENTS) -> None:
+                 env: dict[str, str] | None = None, clients: Iterable[str] = CLIENTS,
+                 routes: bool = True, hosts: dict[str, str] | None = None) -> None:
         self.servers = list(servers)
         self.clients = list(clients)
         self.dead_port = DeadPort()
@@ -95,13 +94,14 @@ class NatsLinks:
                 link, upstream, Path(run_dir) / f"proxy-{link}", seed=seed,
                 data_listen=f"127.0.0.1:{free_port()}", env=env)
 
+        host = {name: (hosts or {}).get(name, "127.0.0.1") for name in servers}
         for client in self.clients:
             for name, ports in servers.items():
-                add(client_link(client, name), f"127.0.0.1:{ports['client']}")
-        for src in servers:
+                add(client_link(client, name), f"{host[name]}:{ports['client']}")
+        for src in servers if routes else ():
             for dst, ports in servers.items():
                 if src != dst:
-                    add(route_link(src, dst), f"127.0.0.1:{ports['route']}")
+                    add(route_link(src, dst), f"{host[dst]}:{ports['route']}")
 
     def data_address(self, link: str) -> str:
         """Where the link's traffic goes in (known before the proxy starts)."""
@@ -120,7 +120,7 @@ class NatsLinks:
         """The route links between the servers of ``side`` and the others, both directions."""
         inside = set(side)
         return [route_link(a, b) for a in self.servers for b in self.servers
-                if a != b and ((a in inside) != (b in inside))]
+                if a != b and ((a in inside) != (b in inside)) and route_link(a, b) in self.proxies]
 
     def clients_of(self, servers: Iterable[str]) -> list[str]:
         """The client links that end at one of ``servers``."""

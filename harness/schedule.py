@@ -67,6 +67,12 @@ NATS_DEFAULT_FAULTS = ("kill-nats-leader", "kill-processor", "pause-nats-leader"
                        "kill-producer", "kill-nats-follower", "pause-processor", "kill-processor")
 """The default mix for --broker nats: no gRPC proxy on the broker links, servers by role."""
 
+NATS_EXTERNAL_DEFAULT_FAULTS = ("latency-nats-producer", "kill-processor", "reset-nats-producer",
+                                "sink-drop-response", "kill-producer", "reset-nats-processor",
+                                "pause-processor", "kill-processor")
+"""The default mix for --nats-url (a cluster the harness does not run): link faults on the
+client links and faults of the testbed's own nodes."""
+
 DEFAULT_FAULTS = ("drop-response", "kill-processor", "drop-request", "kill-broker",
                   "sink-drop-response", "kill-producer", "pause-processor", "kill-processor")
 
