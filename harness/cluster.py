@@ -317,7 +317,7 @@ class Cluster:
         if self.nats is not None and self.nats.links is not None and link in ("producer-broker", "processor-broker"):
             from harness.nats_links import client_link
             client = link.split("-", 1)[0]
-            return {n: self.proxies[n] for n in (client_link(client, s.name) for s in self.nats.servers)
+            return {n: self.proxies[n] for n in (client_link(client, s) for s in self.nats.links.servers)
                     if n in self.proxies}
         return {}
 

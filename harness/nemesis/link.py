@@ -14,15 +14,22 @@ class LinkNemesis(Nemesis):
     fault on the link's proxy for T ms, then remove it (which delivers what a
     ``late`` or delayed ``duplicate`` fault still holds) and return how many
     times it fired. Without ``for_ms`` the fault stays armed until the final
-    heal (its count limit ends it)."""
+    heal (its count limit ends it).
+
+    With NATS, "producer-broker" and "processor-broker" stand for the client's TCP
+    proxy to every server (the fault is a TCP toxic, nodes/tcpproxy): the fault goes
+    on each, and the ok op sums ``fired`` (or lists ``fault_ids`` per link when armed)."""
 
     async def invoke(self, step: dict) -> dict:
         cluster = self.ctx.cluster
-        if step["link"] not in cluster.proxies:
+        proxies = cluster.link_proxies(step["link"])
+        if not proxies:
             return {"skipped": "no proxy on this link (run without --no-proxy)"}
+        if list(proxies) != [step["link"]]:
+            return await self._on_group(proxies, step)
         spec = dict(step["fault"])
         kind = spec.pop("kind")
-        async with ProxyControlClient(cluster.proxies[step["link"]].address) as px:
+        async with ProxyControlClient(proxies[step["link"]].address) as px:
             fid = await px.add(kind, **_spec_kwargs(spec))
             if "for_ms" not in step:
                 return {"fault_id": fid, "armed": True}
