@@ -9,6 +9,7 @@ published on another server does not reach it until the heal.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 
@@ -140,3 +141,40 @@ async def test_traffic_goes_through_the_proxies_and_a_partition_cuts_a_server(tm
             await client.close()
         await c.stop()
     assert not any(p.running for p in [*c.servers, *c.links.proxies.values()])
+
+
+@pytest.mark.timeout(180)
+def test_partition_and_client_latency_fire_then_at_least_once_loses_nothing(tmp_path):
+    """A campaign on the proxied cluster: latency with jitter on the producer's links, then the
+    stream leader cut off (its routes and its clients' links) for 3 s. Both are shown to fire in
+    nemesis.jsonl and the proxies' faults.jsonl before the verdict is read."""
+    import subprocess
+    import sys
+    sched = tmp_path / "schedule.json"
+    sched.write_text(json.dumps({"events": 400, "steps": [
+        {"at": 50, "f": "link", "link": "producer-broker", "for_ms": 1500,
+         "fault": {"kind": "latency", "delay_ms": 30, "jitter_ms": 20}},
+        {"at": 150, "f": "partition", "node": "nats", "role": "leader", "clients": True, "for_ms": 3000}]}))
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "campaign", "--broker", "nats", "--mode",
+                        "at-least-once", "--schedule", str(sched), "--seed", "5", "--quiet",
+                        "--out", str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert r.returncode == 0, r.stdout + r.stderr
+    latest = tmp_path / "runs" / "latest"
+    entry = json.loads((latest / "result.json").read_text())["modes"][0]
+    mode_dir = latest / entry["dir"]
+    ops = {op["f"]: op["value"] for op in read_history(mode_dir / "nemesis.jsonl") if op["type"] == "ok"}
+    assert ops["link"]["fired"] >= 1 and set(ops["link"]["fault_ids"]) == {f"producer-nats-{i}" for i in (1, 2, 3)}
+    part = ops["partition"]
+    assert part["server"] in ("nats-1", "nats-2", "nats-3") and part["fired"] >= 1
+    assert len([link for link in part["links"] if link.startswith("route-")]) == 4
+    firings = {link: [ev for ev in read_history(mode_dir / f"proxy-{link}" / "faults.jsonl")
+                      if ev.get("type") == "fault" and ev.get("fault") == "partition" and not ev.get("follow_up")]
+               for link in part["links"]}   # the routes, and the clients' links to the cut server
+    assert sum(map(len, firings.values())) == part["fired"]
+    cut = [ev for link, evs in firings.items() if link.startswith("route-") for ev in evs]
+    assert cut and all(ev["method"] == "tcp" for ev in cut)
+    # the table's faults column counts every connection the cut acted on
+    assert sum(n for k, n in entry["faults"].items() if k.startswith("partition@")) == part["fired"]
+    assert entry["faults_fired"] >= part["fired"] + ops["link"]["fired"]
+    assert entry["lost"] == 0 and entry["verdict"] in ("held", "not-exercised")
+    assert "lost-from-log" not in entry["anomalies"]
