@@ -67,7 +67,8 @@ class ClusterConfig:
             data dir a lazy FUSE mount that drops unsynced writes on power loss,
             harness.storage).
         broker: "builtin" (the testbed's gRPC broker) | "nats" (a 3-server NATS JetStream
-            cluster, harness/nats_cluster.py; no proxy on the broker links).
+            cluster, harness/nats_cluster.py; with ``proxies`` a TCP proxy on every client
+            link and route, harness/nats_links.py).
         nats_sync: "default" | "always": JetStream's ``sync_interval``.
         nats_url: "nats://h:p[,...]": a NATS cluster the user runs elsewhere (--nats-url,
             harness/nats_external.py): no server started, client-link proxies only.
