@@ -67,7 +67,7 @@ async def test_campaign_on_a_cluster_run_elsewhere(tmp_path):
         finally:
             await nc.close()
         r = await run_cli("campaign", "--nats-url", url, "--mode", "exactly-once", "--sink", "idempotent",
-                          "--faults", "reset-nats-producer", "--events", "300", "--seed", "3", "--quiet",
+                          "--faults", "reset-nats-producer", "--events", "200", "--seed", "3", "--quiet",
                           "--out", str(tmp_path / "runs"))
         assert r.returncode == 0, r.stdout + r.stderr
         latest = tmp_path / "runs" / "latest"
@@ -83,7 +83,7 @@ async def test_campaign_on_a_cluster_run_elsewhere(tmp_path):
         assert resets, "the reset on the producer's links never fired"
         assert entry["verdict"] == "held" and entry["lost"] == 0 and entry["duplicated"] == 0
         dump = json.loads((mode_dir / "broker" / "nats-streams.json").read_text())
-        assert sum(len(rows) for rows in dump["partitions"].values()) == 300
+        assert sum(len(rows) for rows in dump["partitions"].values()) == 200
 
         nc = await nats.connect(servers=url.split(","), connect_timeout=5)
         try:

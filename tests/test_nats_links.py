@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from types import SimpleNamespace
 from pathlib import Path
 
 import nats
@@ -18,6 +19,8 @@ import pytest
 
 from harness.nats_cluster import NatsCluster
 from harness.nats_links import NatsLinks, route_link
+from harness.nemesis.base import NemesisContext
+from harness.nemesis.partition import PartitionNemesis
 from harness.proxy_client import ProxyControlClient
 from harness.schedule import ScheduleError, step_for, validate_steps
 from nodes.proxy.history import read_history
@@ -76,6 +79,24 @@ async def _stats(proxy) -> dict:
         return await px.status()
 
 
+async def _heal(c) -> None:
+    for p in c.links.proxies.values():
+        async with ProxyControlClient(p.address) as px:
+            await px.heal()
+
+
+async def _crosses(pub, sub, data: bytes, tries: int = 40) -> None:
+    """Publish ``data`` until the subscriber gets it (the interest or the route may still be
+    on its way): at most ``tries`` x 0.5 s."""
+    for _ in range(tries):
+        await pub.publish("probe", data)
+        got = await _next(sub, 0.5)
+        if got is not None:
+            assert got == data
+            return
+    raise AssertionError(f"{data!r} never reached the subscriber")
+
+
 async def _next(sub, timeout_s: float) -> bytes | None:
     try:
         return (await sub.next_msg(timeout=timeout_s)).data
@@ -108,32 +129,34 @@ async def test_traffic_goes_through_the_proxies_and_a_partition_cuts_a_server(tm
         for i in (2, 3):
             assert (await _stats(c.links.proxies[f"producer-nats-{i}"]))["accepted"] == 0
 
-        # partition nats-3 from the others: a message published on nats-1 does not reach it
+        # partition nats-3 from the others (the partition nemesis, armed until healed): a
+        # message published on nats-1 does not reach a subscriber on nats-3 until the heal
         n1 = await nats.connect(f"nats://{c.servers[0].client_address}", connect_timeout=5)
         n3 = await nats.connect(f"nats://{c.servers[2].client_address}", connect_timeout=5)
         direct = [n1, n3]
         sub = await n3.subscribe("probe")
         await n3.flush()
-        got = None
-        while got is None:   # interest reaches nats-1 over the route: publish until one arrives
-            await n1.publish("probe", b"before")
-            got = await _next(sub, 0.5)
-        assert got == b"before"
-        cut = c.links.crossing(["nats-3"])
-        ids = {}
-        for link in cut:
-            async with ProxyControlClient(c.links.proxies[link].address) as px:
-                ids[link] = await px.add("partition", direction="both")
-        firings = [ev for link in cut for ev in read_history(tmp_path / f"proxy-{link}" / "faults.jsonl")
+        await _crosses(n1, sub, b"before")
+        ctx = NemesisContext(SimpleNamespace(nats=c, proxies=c.links.proxies), None)
+        out = await PartitionNemesis(ctx).invoke({"at": 0, "f": "partition", "nodes": ["nats-3"]})
+        assert out["armed"] and out["server"] == "nats-3" and sorted(out["links"]) == sorted(c.links.crossing(["nats-3"]))
+        firings = [ev for link in out["links"] for ev in read_history(tmp_path / f"proxy-{link}" / "faults.jsonl")
                    if ev.get("type") == "fault" and ev.get("fault") == "partition"]
-        assert firings, "the partition toxic fired on no route connection"
+        assert out["fired"] == len(firings) > 0, "the partition toxic fired on no route connection"
         await n1.publish("probe", b"during")
         await n1.flush()
         assert await _next(sub, 1.0) is None, "a message crossed the partition"
-        for link in cut:
-            async with ProxyControlClient(c.links.proxies[link].address) as px:
-                await px.remove(ids[link])
+        await _heal(c)
         assert await _next(sub, IO_TIMEOUT_S) == b"during"   # held, delivered on the heal
+
+        # "reject": the route proxies switched down (connections closed, new ones refused)
+        out = await PartitionNemesis(ctx).invoke({"at": 0, "f": "partition", "nodes": ["nats-3"], "how": "reject"})
+        assert out["fired"] == 4 and out["closed"] >= 1
+        await n1.publish("probe", b"lost")
+        await n1.flush()
+        assert await _next(sub, 1.0) is None, "a message crossed the partition"
+        await _heal(c)
+        await _crosses(n1, sub, b"after")   # the routes are dialled again through the proxies
     finally:
         for nc in direct:
             await nc.close()
@@ -143,6 +166,7 @@ async def test_traffic_goes_through_the_proxies_and_a_partition_cuts_a_server(tm
     assert not any(p.running for p in [*c.servers, *c.links.proxies.values()])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_partition_and_client_latency_fire_then_at_least_once_loses_nothing(tmp_path):
     """A campaign on the proxied cluster: latency with jitter on the producer's links, then the
