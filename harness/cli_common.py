@@ -107,7 +107,8 @@ def resolve_nats_url(nats_url: str | None, schedule: dict, storage: str) -> str 
         return None
     from harness.nats_external import ExternalRefused, validate_external
     try:
-        return validate_external(nats_url, schedule, storage)
+        return validate_external(nats_url, schedule, storage,
+                                 note=lambda line: err_console.print(line, soft_wrap=True, markup=False))
     except ExternalRefused as e:
         fail(str(e))
 

@@ -27,6 +27,7 @@ server, a partition of the routes): the harness does not run them.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -75,14 +76,22 @@ def check_steps(steps: list[dict]) -> None:
 
 
 async def check_reachable(addresses: list[str], partitions: int = 4,
-                          timeout_s: float = REACH_TIMEOUT_S) -> None:
+                          timeout_s: float = REACH_TIMEOUT_S) -> list[str]:
     """Each address answers as a NATS server, JetStream answers through it, and no
     stream or bucket of the testbed's names belongs to the user (:func:`check_names`).
+    Returns notes: a server that advertises other client URLs (``connect_urls``), which a
+    client may reconnect to around the proxies.
 
     Raises: ExternalRefused with the first failure."""
     import nats
+    notes = []
     for a in addresses:
-        await _probe(a, timeout_s)
+        info = await _probe(a, timeout_s)
+        others = [u for u in info.get("connect_urls") or [] if u not in addresses]
+        if others:
+            notes.append(f"note: nats://{a} advertises client URLs {', '.join(others)}: after a fault "
+                         "the clients may reconnect there around the proxies (set cluster "
+                         "{ no_advertise: true } on the servers)")
         try:
             nc = await asyncio.wait_for(nats.connect(f"nats://{a}", connect_timeout=timeout_s,
                                                      allow_reconnect=False, error_cb=_quiet),
@@ -100,14 +109,16 @@ async def check_reachable(addresses: list[str], partitions: int = 4,
             await check_names(js, partitions)
         finally:
             await nc.close()
+    return notes
 
 
 async def _quiet(e: Exception) -> None:
     """nats-py's error callback: the caller reports failures itself (no traceback on stderr)."""
 
 
-async def _probe(address: str, timeout_s: float) -> None:
-    """A TCP connect and the server's first line (a NATS server greets with ``INFO {...}``).
+async def _probe(address: str, timeout_s: float) -> dict:
+    """A TCP connect and the server's first line (a NATS server greets with ``INFO {...}``);
+    returns the INFO's JSON.
 
     Raises: ExternalRefused: refused, timed out, or not a NATS server."""
     host, _, port = address.rpartition(":")
@@ -127,6 +138,10 @@ async def _probe(address: str, timeout_s: float) -> None:
     if not line.startswith(b"INFO "):
         raise ExternalRefused(f"--nats-url: nats://{address} is not a NATS server (it did not greet "
                               "with INFO)")
+    try:
+        return json.loads(line[5:])
+    except ValueError:
+        return {}
 
 
 def _names(partitions: int) -> list[str]:
@@ -154,15 +169,18 @@ async def check_names(js, partitions: int) -> list[str]:
     return ours
 
 
-def validate_external(nats_url: str, schedule: dict, storage: str, partitions: int = 4) -> str:
+def validate_external(nats_url: str, schedule: dict, storage: str, partitions: int = 4,
+                      note=lambda line: None) -> str:
     """The CLI's check before a run: urls, steps, storage, reachability. Returns the
-    normalised url ("nats://h:p,..."). Raises: ExternalRefused (one line)."""
+    normalised url ("nats://h:p,..."); ``note`` gets each warning line (advertised URLs).
+    Raises: ExternalRefused (one line)."""
     addresses = parse_urls(nats_url)
     check_steps(schedule.get("steps", []))
     if storage == "lazy":
         raise ExternalRefused("--nats-url: --storage lazy needs the servers' data dirs; an external "
                               "cluster's are not the harness's")
-    asyncio.run(check_reachable(addresses, partitions))
+    for line in asyncio.run(check_reachable(addresses, partitions)):
+        note(line)
     return ",".join(f"nats://{a}" for a in addresses)
 
 
