@@ -26,8 +26,11 @@ client URLs and gossips its peers' route URLs to the servers it is routed to:
   connect there (ECONNREFUSED) instead of opening a direct route around the proxy; the
   configured route (through the proxy) is retried and wins.
 
-tests/test_nats_links.py checks both: every proxy's Stats show bytes, and a partitioned
-server is cut off.
+tests/test_nats_links.py checks it: the route connections the servers report are those
+the route proxies carry, each directed route was dialled through its proxy, the client's
+bytes go through its own proxy, and a partitioned server is cut off. The servers' logs
+show the gossip at work ("Error trying to connect to route ... <dead port>: connection
+refused" after a server restarts).
 """
 
 from __future__ import annotations
