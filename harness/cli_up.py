@@ -162,8 +162,11 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
         for node, cmd in sorted(config.external.items()):
             console.print(f"external {node}: {cmd!r} runs in place of the built-in {node}", soft_wrap=True)
         where = "" if default_out else f" --cluster {run_dir / 'cluster.json'}"
+        example = "drop-response --link producer-broker --probability 0.3"
+        if cluster.nats is not None and cluster.nats.links is not None:   # TCP links (harness/nats_links.py)
+            example = "latency --link producer-nats-1 --delay-ms 50 --jitter-ms 20"
         console.print("streaming; inject faults from another terminal, e.g.\n"
-                      f"  ./run.sh fault{where} add drop-response --link producer-broker --probability 0.3\n"
+                      f"  ./run.sh fault{where} add {example}\n"
                       f"  ./run.sh fault{where} heal\n"
                       "Ctrl-C stops every process.", soft_wrap=True)
         drained_once = False
