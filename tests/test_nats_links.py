@@ -113,10 +113,14 @@ async def test_traffic_goes_through_the_proxies_and_a_partition_cuts_a_server(tm
     client, direct = None, []
     try:
         await c.start()
-        routes = 0   # every route connection a server reports is carried by a route proxy
-        for s in c.servers:
-            routes += len((await s.http_get("/routez") or {}).get("routes") or [])
-        carried = [await _stats(p) for n, p in c.links.proxies.items() if n.startswith("route-")]
+        for _ in range(50):   # every route connection a server reports is carried by a route proxy
+            routes = 0        # (read again while a pooled route is still being set up: up to ~5 s)
+            for s in c.servers:
+                routes += len((await s.http_get("/routez") or {}).get("routes") or [])
+            carried = [await _stats(p) for n, p in c.links.proxies.items() if n.startswith("route-")]
+            if routes > 0 and routes == 2 * sum(st["open_connections"] for st in carried):
+                break
+            await asyncio.sleep(0.1)
         assert routes > 0 and routes == 2 * sum(st["open_connections"] for st in carried)
         assert all(st["accepted"] > 0 for st in carried)   # each directed route was dialled through its proxy
 
