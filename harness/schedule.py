@@ -234,7 +234,8 @@ def _validate_partition_step(step: dict, where: str) -> None:
         raise ScheduleError(f"{where}: partition needs \"node\": \"nats\" with a role, or \"nodes\": [\"nats-1\", ...]")
     if nodes is not None and (not isinstance(nodes, list) or not nodes
                               or any(not (isinstance(n, str) and re.fullmatch(r"nats-\d+", n)) for n in nodes)):
-        raise ScheduleError(f"{where}: partition 'nodes' must be a non-empty list of NATS servers (nats-1, ...), got {nodes!r}")
+        raise ScheduleError(f"{where}: partition 'nodes' must be a non-empty list of NATS servers "
+                            f"(nats-1, ...), got {nodes!r}")
     if step.get("how", "drop") not in ("drop", "reject"):
         raise ScheduleError(f"{where}: partition 'how' must be \"drop\" or \"reject\", got {step.get('how')!r}")
     if not isinstance(step.get("clients", False), bool):
