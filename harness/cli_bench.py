@@ -65,12 +65,15 @@ def _names(choices):
               help="Kill/restart cycles scheduled in the campaign-rate run [default 8; --quick 3].")
 @click.option("--parts", callback=_names(PARTS), default=None, metavar="LIST",
               help="Parts to run [default all]: " + ", ".join(PARTS) + ".")
+@click.option("--broker", "brokers", callback=_names(("builtin", "nats")), default=None, metavar="LIST",
+              help="builtin, nats or both: adds the 'brokers' part, the same pipeline over each broker "
+                   "side by side, direct and through the proxies (docs/bench.md).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--keep-data", is_flag=True, help="Keep the clusters' data dirs (large).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs); the run goes to OUT/<id>-bench/.")
 def bench(quick, events, batch_sizes, modes, links, repeats, log_records, audit_events, memory_events,
-          campaign_events, campaign_kills, parts, seed, keep_data, out) -> None:
+          campaign_events, campaign_kills, parts, brokers, seed, keep_data, out) -> None:
     """Measure throughput, latency, CPU and memory per mode against raw gRPC, node
     restarts, the audit and the campaign rate; print the tables, write bench.json.
 
@@ -81,6 +84,10 @@ def bench(quick, events, batch_sizes, modes, links, repeats, log_records, audit_
                                    repeats=repeats, log_records=log_records, audit_events=audit_events,
                                    memory_events=memory_events, campaign_events=campaign_events,
                                    campaign_kills=campaign_kills, parts=parts).items() if v is not None}
+    if brokers:   # the brokers part, side by side (harness/bench/brokers.py)
+        given["brokers"] = brokers
+        given["parts"] = [*given.get("parts", BenchConfig().parts), "brokers"] \
+            if "brokers" not in given.get("parts", []) else given["parts"]
     cfg = BenchConfig.quick(seed=seed, keep_data=keep_data, **given) if quick else \
         BenchConfig(seed=seed, keep_data=keep_data, **given)
     try:
@@ -106,6 +113,10 @@ def bench(quick, events, batch_sizes, modes, links, repeats, log_records, audit_
             console.print(table(result))
     if any(result.get(p) for p in ("recovery", "audit", "campaign")):
         console.print(other_table(result))
+    if result.get("brokers"):
+        from harness.bench.brokers import brokers_table, tcp_proxy_line
+        console.print(brokers_table(result))
+        console.print(tcp_proxy_line(result))
     lines = target_lines(result)
     if lines:
         console.print("[bold]targets[/] (issue 6):")

@@ -13,7 +13,7 @@ import click
 from nodes.common.cli_types import FiniteFloat
 from harness import schedule as schedule_mod
 from harness.checker import InputError, check, load_run, validate
-from harness.cli_common import broker_options, resolve_storage, storage_option
+from harness.cli_common import broker_options, resolve_nats_url, resolve_storage, storage_option
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
@@ -146,12 +146,14 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @external_options
 @broker_options
 def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurrent_sends, schedule_file, disable,
-             rate, batch_size, drain_timeout, out, quiet, storage, processor_cmd, sink_cmd, broker, nats_sync) -> None:
+             rate, batch_size, drain_timeout, out, quiet, storage, processor_cmd, sink_cmd, broker, nats_sync,
+             nats_url) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
     """
     external = external_nodes(processor_cmd, sink_cmd, disable)
+    broker = "nats" if nats_url else broker
     if schedule_file:
         try:
             sched = validate.schedule_file(schedule_file)
@@ -165,16 +167,19 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
     else:
         events = events or DEFAULT_EVENTS
         default_faults = schedule_mod.NATS_DEFAULT_FAULTS if broker == "nats" else schedule_mod.DEFAULT_FAULTS
+        if nats_url:   # the user's cluster: link faults and the testbed's own nodes only
+            default_faults = schedule_mod.NATS_EXTERNAL_DEFAULT_FAULTS
         sched = schedule_mod.generate(seed, events, default_faults if faults is None else faults,
                                       batch_size=batch_size, logical=not timed_kills)
     storage = resolve_storage(storage, sched)
+    nats_url = resolve_nats_url(nats_url, sched, storage)
     try:
         run_dir = new_run_dir(out)
     except RunDirError as e:
         fail(str(e))
     base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
                          storage=storage, external=external, broker=broker, nats_sync=nats_sync,
-                         fetch_group=fetch_group if broker == "builtin" else 0,  # NATS: its own client
+                         nats_url=nats_url, fetch_group=fetch_group if broker == "builtin" else 0,  # NATS: its own client
                          sequential_sends=not concurrent_sends and broker == "builtin")
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)

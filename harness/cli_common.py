@@ -81,7 +81,9 @@ storage_option = click.option(
 
 
 def broker_options(fn):
-    """``--broker builtin|nats`` and ``--nats-sync default|always`` (harness/nats_cluster.py)."""
+    """``--broker builtin|nats``, ``--nats-sync default|always`` (harness/nats_cluster.py) and
+    ``--nats-url URL[,URL...]`` (harness/nats_external.py)."""
+    fn = nats_url_option(fn)
     fn = click.option("--nats-sync", type=click.Choice(["default", "always"]), default="default",
                       show_default=True,
                       help="--broker nats: JetStream sync_interval (default: fsync every 2 min; "
@@ -90,6 +92,26 @@ def broker_options(fn):
                         show_default=True,
                         help="The log under test: the testbed's broker, or a 3-server NATS JetStream "
                              "cluster on loopback (docs/brokers.md).")(fn)
+
+
+nats_url_option = click.option(
+    "--nats-url", default=None, metavar="URL[,URL...]",
+    help="Audit a NATS JetStream cluster you run elsewhere (implies --broker nats): no server is "
+         "started, a TCP fault proxy goes in front of each url; link faults only. The testbed "
+         "creates streams orders-<p> and bucket offsets there (docs/brokers.md).")
+
+
+def resolve_nats_url(nats_url: str | None, schedule: dict, storage: str) -> str | None:
+    """The checked, normalised --nats-url (None without it); exits 2 with one line if a url
+    is malformed or unreachable, a step needs the servers, or a stream is the user's."""
+    if not nats_url:
+        return None
+    from harness.nats_external import ExternalRefused, validate_external
+    try:
+        return validate_external(nats_url, schedule, storage,
+                                 note=lambda line: err_console.print(line, soft_wrap=True, markup=False))
+    except ExternalRefused as e:
+        fail(str(e))
 
 
 def resolve_storage(storage: str | None, schedule: dict, default: str = "direct") -> str:

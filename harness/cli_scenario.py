@@ -14,7 +14,8 @@ from rich.table import Table
 
 from harness import scenarios as scenarios_mod
 from harness.ablations import ABLATIONS
-from harness.cli_common import EXIT_BROKEN, EXIT_HELD, console, exit_if_interrupted, fail, resolve_storage, run_async, storage_option
+from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, console, exit_if_interrupted, fail, nats_url_option,
+                                 resolve_nats_url, resolve_storage, run_async, storage_option)
 from harness.cli_external import external_nodes, external_options
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
@@ -83,9 +84,10 @@ def _verdicts(exp: dict) -> str:
               help="Override the scenario's broker (its config's \"broker\", default builtin).")
 @click.option("--nats-sync", type=click.Choice(["default", "always"]), default=None,
               help="Override the scenario's JetStream sync_interval (its config's \"nats_sync\").")
+@nats_url_option
 def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool,
                  storage: str | None, processor_cmd: str | None, sink_cmd: str | None,
-                 broker: str | None, nats_sync: str | None) -> None:
+                 broker: str | None, nats_sync: str | None, nats_url: str | None) -> None:
     """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations.
 
     With --processor-cmd / --sink-cmd the user's node runs in place of the built-in one:
@@ -106,6 +108,8 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
     if overrides:
         sc.config = {**sc.config, **overrides}
     storage = resolve_storage(storage, sc.schedule(), default=sc.config.get("storage", "direct"))
+    if nats_url:   # the user's cluster: refused if a step needs its servers (exit 2)
+        sc.config = {**sc.config, "broker": "nats", "nats_url": resolve_nats_url(nats_url, sc.schedule(), storage)}
     try:
         run_dir = new_run_dir(out, label=sc.name + (f"-no-{ablation}" if ablation else ""))
     except RunDirError as e:

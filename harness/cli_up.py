@@ -90,7 +90,7 @@ def audit_line(cluster: Cluster) -> str:
 @external_options
 @broker_options
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
-       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync) -> None:
+       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync, nats_url) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -108,6 +108,9 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
         except (OSError, WorkloadError) as e:
             fail(str(e))
     storage = resolve_storage(storage, {})
+    from harness.cli_common import resolve_nats_url
+    nats_url = resolve_nats_url(nats_url, {}, storage)
+    broker = "nats" if nats_url else broker
     try:
         run_dir = new_run_dir(out, label=f"up-{mode}")
     except RunDirError as e:
@@ -115,7 +118,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     config = ClusterConfig(mode=mode, sink_strategy=sink_strategy, seed=seed, events=events,
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
-                           storage=storage, external=external, broker=broker, nats_sync=nats_sync)
+                           storage=storage, external=external, broker=broker, nats_sync=nats_sync,
+                           nats_url=nats_url)
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 
@@ -158,7 +162,13 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
         for node, cmd in sorted(config.external.items()):
             console.print(f"external {node}: {cmd!r} runs in place of the built-in {node}", soft_wrap=True)
         where = "" if default_out else f" --cluster {run_dir / 'cluster.json'}"
-        console.print(fault_hint(sorted(cluster.proxies), where), soft_wrap=True)
+        if cluster.nats is not None and cluster.nats.links is not None:   # TCP links (harness/nats_links.py)
+            console.print("streaming; inject faults from another terminal, e.g.\n"
+                          f"  ./run.sh fault{where} add latency --link producer-nats-1 --delay-ms 50 --jitter-ms 20\n"
+                          f"  ./run.sh fault{where} heal\n"
+                          "Ctrl-C stops every process.", soft_wrap=True)
+        else:
+            console.print(fault_hint(sorted(cluster.proxies), where), soft_wrap=True)
         drained_once = False
         last_print = 0.0
         while True:

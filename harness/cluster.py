@@ -67,8 +67,11 @@ class ClusterConfig:
             data dir a lazy FUSE mount that drops unsynced writes on power loss,
             harness.storage).
         broker: "builtin" (the testbed's gRPC broker) | "nats" (a 3-server NATS JetStream
-            cluster, harness/nats_cluster.py; no proxy on the broker links).
+            cluster, harness/nats_cluster.py; with ``proxies`` a TCP proxy on every client
+            link and route, harness/nats_links.py).
         nats_sync: "default" | "always": JetStream's ``sync_interval``.
+        nats_url: "nats://h:p[,...]": a NATS cluster the user runs elsewhere (--nats-url,
+            harness/nats_external.py): no server started, client-link proxies only.
     """
 
     mode: str = "at-least-once"
@@ -97,6 +100,7 @@ class ClusterConfig:
     partition, nodes/processor/grouping.py); 0 = one Fetch per step."""
     broker: str = "builtin"
     nats_sync: str = "default"
+    nats_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
@@ -162,7 +166,7 @@ class Cluster:
         """The address ``client`` dials to reach ``server``: the link's proxy, or direct."""
         link = f"{client}-{server}"
         if server == "broker" and self.nats is not None:
-            return self.nats.url
+            return self.nats.client_url(client)
         if link in self.proxies:
             return self.proxies[link].address  # type: ignore[return-value]
         return self.nodes[server].address  # type: ignore[return-value]
@@ -194,7 +198,7 @@ class Cluster:
                         ["--link", link, "--upstream", self.nodes[server].address,
                          "--seed", str(self.config.seed)], name=f"proxy:{link}")
                     self.proxies[link].env[control_auth.TOKEN_ENV] = self.control_token
-                await _all(*(p.start() for p in self.proxies.values()))
+                await _all(*(p.start() for link, p in self.proxies.items() if link in LINKS))
             self.write_manifest()
             if links_up is not None:
                 await links_up()
@@ -223,6 +227,14 @@ class Cluster:
         if self.config.broker != "nats":
             await self._start_node("broker")
             return
+        if self.config.nats_url:   # the user's cluster: proxies in front of it, streams set up
+            from harness.nats_external import ExternalNats
+            self.nats = ExternalNats(self.run_dir, self.config.nats_url, self.config.partitions,
+                                     seed=self.config.seed, env={control_auth.TOKEN_ENV: self.control_token})
+            self.proxies.update(self.nats.links.proxies)
+            await self.nats.start()
+            self.write_manifest()
+            return
         names = [f"nats-{i + 1}" for i in range(NATS_SERVERS)]
         if self.config.storage == "lazy":   # each server's data dir on its own lazy FUSE mount
             for name in names:
@@ -232,9 +244,12 @@ class Cluster:
         def data_dir_for(name: str) -> Path:
             return self.mounts[name].mount if name in self.mounts else self.run_dir / name
         self.nats = NatsCluster(self.run_dir, self.config.partitions, self.config.nats_sync,
-                                data_dir_for=data_dir_for)
+                                data_dir_for=data_dir_for, links=self.config.proxies,
+                                seed=self.config.seed, env={control_auth.TOKEN_ENV: self.control_token})
         for srv in self.nats.servers:
             self.nodes[srv.name] = srv
+        if self.nats.links is not None:   # TCP proxies on every client link and route
+            self.proxies.update(self.nats.links.proxies)
         await self.nats.start()
         for name in names:   # the stream definitions are on disk before the workload starts
             if name in self.mounts:
@@ -294,6 +309,19 @@ class Cluster:
             return next(s for s in self.nats.servers if s.running)
         raise KeyError(f"nats: no running server of role {role!r} (leader {leader!r})")
 
+    def link_proxies(self, link: str) -> dict[str, NodeProcess]:
+        """The proxies a link step acts on: the link's own, or with NATS, for
+        "producer-broker" / "processor-broker", the client's proxy to every server
+        (harness/nats_links.py). Empty when there is none."""
+        if link in self.proxies:
+            return {link: self.proxies[link]}
+        if self.nats is not None and self.nats.links is not None and link in ("producer-broker", "processor-broker"):
+            from harness.nats_links import client_link
+            client = link.split("-", 1)[0]
+            return {n: self.proxies[n] for n in (client_link(client, s) for s in self.nats.links.servers)
+                    if n in self.proxies}
+        return {}
+
     def all_processes(self) -> list[NodeProcess]:
         return [*self.nodes.values(), *self.proxies.values()]
 
@@ -301,7 +329,8 @@ class Cluster:
         """SIGTERM every process (producer first, sink last); SIGKILL any that hangs."""
         order = ["producer", "processor"]
         procs = [self.nodes[n] for n in order if n in self.nodes]
-        procs += list(self.proxies.values())
+        # a NATS cluster's routes stay up until its servers stop (the dump needs a quorum)
+        procs += [p for n, p in self.proxies.items() if not n.startswith("route-")]
         servers = [self.nodes[n] for n in ("broker", "sink") if n in self.nodes]
         if self.nats is not None:
             servers = self.nats.servers + servers
@@ -316,6 +345,8 @@ class Cluster:
                     (self.run_dir / "broker" / "nats-dump-error.txt").write_text(f"{e!r}\n")
             for p in servers:
                 await p.stop(timeout_s=10, cause="cluster stop")
+            if self.nats is not None:
+                await self.nats.stop()   # the route proxies (the servers are down already)
         finally:
             for m in self.mounts.values():
                 await m.stop()
@@ -348,6 +379,9 @@ class Cluster:
             return out
         links = {}
         for link, p in self.proxies.items():
+            if link not in LINKS:   # a TCP proxy of a NATS cluster (harness/nats_links.py)
+                links[link] = p.manifest_entry()
+                continue
             server = LINKS[link][1]
             links[link] = {"proxy": p.address, "upstream": self.nodes[server].address if server in self.nodes else None,
                            "pid": p.pid, "data_dir": str(p.data_dir)}
@@ -356,7 +390,8 @@ class Cluster:
                     "control_token": self.control_token}
         if self.nats is not None:
             manifest["nats"] = {"url": self.nats.url, "sync": self.nats.sync,
-                                "servers": {s.name: dict(s.ports) for s in self.nats.servers}}
+                                "servers": {s.name: dict(s.ports) for s in self.nats.servers},
+                                "external": bool(self.config.nats_url)}
         (self.run_dir / "cluster.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     # ----- inspection ---------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Each server (``nats-1`` .. ``nats-3``) has its own data dir under the run dir
 (``<run>/nats-<i>/``: ``nats.conf`` written here, ``jetstream/`` its store,
 ``stderr.log``), a client port, a route port and a monitoring port, all free loopback
-ports chosen once and kept across restarts. The client and route ports are what a TCP
-fault proxy would sit in front of (``client_address`` / ``route_address``).
+ports chosen once and kept across restarts. With ``links`` every client link and every
+route goes through a TCP fault proxy (harness/nats_links.py: the layout, and how the
+servers are kept from advertising addresses around the proxies).
 
 Health = the server's ``/healthz?js-enabled-only=true`` answers 200, then (once, for
 the cluster) the streams exist: one per partition, ``orders-<p>`` on ``orders.<p>``,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import shutil
 import socket
 import sys
@@ -44,7 +46,30 @@ def server_binary() -> str:
     return found
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORTS = random.Random()   # not the run's seed: ports need not repeat, only not collide
+
+
 def free_port() -> int:
+    """A loopback port free now, below the kernel's ephemeral range when possible: the
+    servers' and proxies' fixed ports are chosen before they bind, and a port from the
+    ephemeral range could meanwhile be handed to some process's ``bind(0)`` or outgoing
+    connection (a server then fails with "address already in use")."""
+    low = _ephemeral_low()
+    for _ in range(200 if low > 11000 else 0):
+        port = _PORTS.randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -62,9 +87,10 @@ class NatsServer(NodeProcess):
     """
 
     def __init__(self, index: int, data_dir: Path, ports: dict[str, int], peers: list[str],
-                 sync: str = "default") -> None:
+                 sync: str = "default", route_advertise: str | None = None) -> None:
         super().__init__("nats", data_dir, name=f"nats-{index}")
         self.ports, self.peers, self.sync = ports, peers, sync
+        self.route_advertise = route_advertise
         self.address = self.client_address
 
     @property
@@ -82,11 +108,12 @@ class NatsServer(NodeProcess):
     def config_text(self) -> str:
         sync = "\n  sync_interval: always" if self.sync == "always" else ""
         routes = ", ".join(f'"nats-route://{p}"' for p in self.peers)
+        advertise = f'\n  advertise: "{self.route_advertise}"' if self.route_advertise else ""
         return (f'server_name: "{self.name}"\nlisten: "{self.client_address}"\n'
                 f'http: "127.0.0.1:{self.ports["monitor"]}"\n'
                 f'jetstream {{\n  store_dir: "{self.store_dir}"{sync}\n}}\n'
                 f'cluster {{\n  name: "testbed"\n  listen: "{self.route_address}"\n'
-                f'  routes: [{routes}]\n}}\n')
+                f'  routes: [{routes}]\n  no_advertise: true{advertise}\n}}\n')
 
     def command(self) -> list[str]:
         return [server_binary(), "-c", str(self.data_dir / "nats.conf")]
@@ -149,21 +176,39 @@ class NatsCluster:
         run_dir: the servers' data dirs go under it.
         partitions: one stream per partition.
         sync: "default" | "always".
+        links: put a TCP fault proxy on every client link and every route
+            (harness/nats_links.py); the proxies start before the servers.
+        seed, env: the proxies' seed and extra environment (the control token).
     """
 
     def __init__(self, run_dir: Path, partitions: int, sync: str = "default", servers: int = SERVERS,
-                 data_dir_for=None) -> None:
+                 data_dir_for=None, *, links: bool = False, seed: int = 0,
+                 env: dict[str, str] | None = None) -> None:
         self.partitions, self.sync = partitions, sync
         ports = [{"client": free_port(), "route": free_port(), "monitor": free_port()} for _ in range(servers)]
+        self.links = None
+        if links:
+            from harness.nats_links import NatsLinks
+            self.links = NatsLinks(Path(run_dir), {f"nats-{i + 1}": p for i, p in enumerate(ports)},
+                                   seed=seed, env=env)
         self.servers: list[NatsServer] = []
         for i in range(servers):
-            peers = [f"127.0.0.1:{p['route']}" for j, p in enumerate(ports) if j != i]
-            data_dir = data_dir_for(f"nats-{i + 1}") if data_dir_for else Path(run_dir) / f"nats-{i + 1}"
-            self.servers.append(NatsServer(i + 1, data_dir, ports[i], peers, sync))
+            name = f"nats-{i + 1}"
+            if self.links is not None:
+                peers, advertise = self.links.route_urls(name), self.links.dead_port.address
+            else:
+                peers, advertise = [f"127.0.0.1:{p['route']}" for j, p in enumerate(ports) if j != i], None
+            data_dir = data_dir_for(name) if data_dir_for else Path(run_dir) / name
+            self.servers.append(NatsServer(i + 1, data_dir, ports[i], peers, sync, advertise))
 
     @property
     def url(self) -> str:
+        """The servers' own client addresses (the harness's direct view: streams, dump)."""
         return ",".join(f"nats://{s.client_address}" for s in self.servers)
+
+    def client_url(self, client: str) -> str:
+        """The url ``client`` ("producer", "processor") is given: its proxies, or direct."""
+        return self.links.client_url(client) if self.links is not None else self.url
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Start every server, then create the streams and the offsets bucket (retried
@@ -172,6 +217,8 @@ class NatsCluster:
         Raises:
             NodeStartError: a server or the streams did not come up in time.
         """
+        if self.links is not None:   # first: every route is dialled through its proxy
+            await self.links.start(timeout_s)
         results = await asyncio.gather(*(s.start(timeout_s) for s in self.servers), return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
@@ -221,5 +268,8 @@ class NatsCluster:
         return None
 
     async def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the servers, then the proxies (the routes stay up until the servers end)."""
         for s in self.servers:
             await s.stop(timeout_s=timeout_s, cause="cluster stop")
+        if self.links is not None:
+            await self.links.stop(timeout_s)

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 BATCH_SIZE = 100
@@ -57,12 +58,20 @@ FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "p
                "pause-broker", "drop-request", "drop-response", "sink-drop-response", "delay",
                "stop-broker", "stop-processor", "stop-sink", "stop-producer",
                "power-loss-broker", "power-loss-all",
-               "kill-nats-leader", "kill-nats-follower", "stop-nats-leader", "pause-nats-leader")
+               "kill-nats-leader", "kill-nats-follower", "stop-nats-leader", "pause-nats-leader",
+               "partition-nats-leader", "partition-nats-follower", "latency-nats-producer",
+               "reset-nats-producer", "reset-nats-processor")
 """Names accepted by ``--faults``; each expands to one step (see :func:`step_for`)."""
 
 NATS_DEFAULT_FAULTS = ("kill-nats-leader", "kill-processor", "pause-nats-leader", "sink-drop-response",
                        "kill-producer", "kill-nats-follower", "pause-processor", "kill-processor")
 """The default mix for --broker nats: no gRPC proxy on the broker links, servers by role."""
+
+NATS_EXTERNAL_DEFAULT_FAULTS = ("latency-nats-producer", "kill-processor", "reset-nats-producer",
+                                "sink-drop-response", "kill-producer", "reset-nats-processor",
+                                "pause-processor", "kill-processor")
+"""The default mix for --nats-url (a cluster the harness does not run): link faults on the
+client links and faults of the testbed's own nodes."""
 
 DEFAULT_FAULTS = ("drop-response", "kill-processor", "drop-request", "kill-broker",
                   "sink-drop-response", "kill-producer", "pause-processor", "kill-processor")
@@ -94,9 +103,16 @@ def _step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SI
         step = {"at": at, "f": f, "node": "nats", "role": role}
         if f == "pause":
             step["for_ms"] = rng.choice((300, 500, 800))
+        elif f == "partition":   # long enough for a Raft election on the majority side
+            step["for_ms"] = rng.choice((6000, 8000, 10000))
         else:
             step["down_ms"] = rng.choice((200, 300, 500))
         return step
+    if kind.startswith(("latency-nats-", "reset-nats-")):   # a TCP toxic on the client's links
+        link = f"{kind.rsplit('-', 1)[1]}-broker"
+        fault = {"kind": "latency", "delay_ms": 50, "jitter_ms": 25} if kind.startswith("latency-") \
+            else {"kind": "reset", "count": 1}
+        return {"at": at, "f": "link", "link": link, "for_ms": 2000, "fault": fault}
     if kind.startswith("kill-"):
         return {"at": at, "f": "kill", "node": kind[5:], "down_ms": rng.choice((200, 300, 500))}
     if kind.startswith("stop-"):  # SIGTERM, graceful; a schedule file can add "kill_after_ms"
@@ -175,6 +191,8 @@ def load(path: Path) -> dict:
 NODES = ("producer", "broker", "processor", "sink", "nats", "nats-1", "nats-2", "nats-3")
 NATS_ROLES = ("leader", "follower", "any")
 LINKS = ("producer-broker", "processor-broker", "processor-sink")
+NATS_LINK = re.compile(r"^((producer|processor)-nats-\d+|route-nats-\d+-nats-\d+)$")
+"""A NATS cluster's TCP links (harness/nats_links.py): client links and directed routes."""
 
 
 def validate_steps(steps: list, where: str) -> None:
@@ -201,11 +219,27 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: 'role' needs node \"nats\" and one of {', '.join(NATS_ROLES)}")
         if "must_fire" in step and not isinstance(step["must_fire"], bool):
             raise ScheduleError(f"{where}: step {i}: 'must_fire' must be true or false")
-        if step["f"] == "link" and step.get("link") not in LINKS:
+        if step["f"] == "partition":
+            _validate_partition_step(step, f"{where}: step {i}")
+        if step["f"] == "link" and step.get("link") not in LINKS and not NATS_LINK.match(str(step.get("link"))):
             raise ScheduleError(f"{where}: step {i}: unknown link {step.get('link')!r}; choose from: {', '.join(LINKS)}")
         if step["f"] in DATADIR_KINDS and (error := datadir_step_error(step)):
             raise ScheduleError(f"{where}: step {i}: {error}")
         _validate_storage_step(step, f"{where}: step {i}")
+
+
+def _validate_partition_step(step: dict, where: str) -> None:
+    nodes = step.get("nodes")
+    if nodes is None and step.get("node") != "nats":
+        raise ScheduleError(f"{where}: partition needs \"node\": \"nats\" with a role, or \"nodes\": [\"nats-1\", ...]")
+    if nodes is not None and (not isinstance(nodes, list) or not nodes
+                              or any(not (isinstance(n, str) and re.fullmatch(r"nats-\d+", n)) for n in nodes)):
+        raise ScheduleError(f"{where}: partition 'nodes' must be a non-empty list of NATS servers "
+                            f"(nats-1, ...), got {nodes!r}")
+    if step.get("how", "drop") not in ("drop", "reject"):
+        raise ScheduleError(f"{where}: partition 'how' must be \"drop\" or \"reject\", got {step.get('how')!r}")
+    if not isinstance(step.get("clients", False), bool):
+        raise ScheduleError(f"{where}: partition 'clients' must be true or false")
 
 
 STORAGE_STEPS = ("power-loss", "fsync-error", "disk-full")

@@ -77,7 +77,7 @@ class ScheduleRunner:
         if node is not None and not (node in self.cluster.nodes and self.cluster.nodes[node].running):
             return False
         link = step.get("link")
-        if link is not None and self.cluster.config.proxies and link not in self.cluster.proxies:
+        if link is not None and self.cluster.config.proxies and not self.cluster.link_proxies(link):
             return False
         return True
 

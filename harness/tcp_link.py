@@ -25,7 +25,8 @@ it; a setup should make them advertise the proxies' data addresses or nothing
 (NATS: ``cluster { no_advertise: true }``, ``advertise``), and a test should
 check the proxies' Stats show the traffic before it trusts a partition.
 A pair of servers whose route may be opened from either side needs a proxy
-each way to be partitioned.
+each way to be partitioned. harness/nats_links.py does all of this for a NATS
+cluster (links ``producer-nats-1``, ``route-nats-1-nats-2``...).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def _procs(cluster: Cluster) -> dict:
 
 async def run_pipeline(run_dir: Path, *, mode: str, sink: str | None, proxies: bool, batch_size: int,
                        events: int, seed: int = 1, drain_timeout_s: float = 120.0,
-                       extra_args: dict[str, list[str]] | None = None) -> dict:
+                       extra_args: dict[str, list[str]] | None = None, broker: str = "builtin") -> dict:
     """Run ``events`` orders through a fresh cluster under ``run_dir`` and measure it.
 
     Returns:
@@ -44,7 +44,8 @@ async def run_pipeline(run_dir: Path, *, mode: str, sink: str | None, proxies: b
             start or drain (every process is stopped first).
     """
     config = ClusterConfig(mode=mode, sink_strategy=sink, seed=seed, events=events, rate=0.0,
-                           batch_size=batch_size, proxies=proxies, extra_args=dict(extra_args or {}))
+                           batch_size=batch_size, proxies=proxies, extra_args=dict(extra_args or {}),
+                           broker=broker)   # "nats": harness/bench/brokers.py
     cluster = Cluster(config, run_dir)
     cpu0: dict[str, float | None] = {}
     try:

@@ -24,7 +24,8 @@ from harness.bench.campaign_rate import run_campaign_rate
 from harness.bench.pipeline import run_pipeline
 from harness.bench.recovery import broker_recovery, node_recovery
 
-PARTS = ("baseline", "pipeline", "memory", "recovery", "audit", "campaign")
+PARTS = ("baseline", "pipeline", "memory", "recovery", "audit", "campaign", "brokers")
+"""Every part; "brokers" (harness/bench/brokers.py) runs when named or with --broker."""
 ALL_MODES = ("at-most-once", "at-least-once", "exactly-once/idempotent", "exactly-once/transactional")
 
 
@@ -47,8 +48,11 @@ class BenchConfig:
     campaign_rate: float = 1000.0
     restart_repeats: int = 3
     seed: int = 1
-    parts: list[str] = field(default_factory=lambda: list(PARTS))
+    parts: list[str] = field(default_factory=lambda: [p for p in PARTS if p != "brokers"])
     keep_data: bool = False
+    brokers: list[str] = field(default_factory=lambda: ["builtin", "nats"])
+    """The brokers of the "brokers" part, side by side."""
+    broker_modes: list[str] = field(default_factory=lambda: ["at-least-once", "exactly-once/idempotent"])
 
     @classmethod
     def quick(cls, **overrides) -> "BenchConfig":
@@ -56,7 +60,7 @@ class BenchConfig:
         base = dict(events=3000, batch_sizes=[100, 500], links=["direct", "proxies"], repeats=1,
                     proxy_modes=["at-least-once"], memory_events=[], log_records=100_000,
                     recovery_events=2000, audit_events=100_000, campaign_events=1500, campaign_kills=3,
-                    restart_repeats=2)
+                    restart_repeats=2, broker_modes=["at-least-once"])
         base.update(overrides)
         return cls(**base)
 
@@ -168,6 +172,14 @@ async def run_bench(cfg: BenchConfig, run_dir: Path, progress: Callable[[str], N
         lap("campaign")
         if not cfg.keep_data:
             shutil.rmtree(d, ignore_errors=True)
+    if "brokers" in cfg.parts:
+        from harness.bench.brokers import run_brokers
+        result["brokers"] = await run_brokers(
+            run_dir / "brokers", brokers=cfg.brokers, modes=cfg.broker_modes, links=cfg.links,
+            events=cfg.events, batch_size=cfg.batch_sizes[0], seed=cfg.seed, keep_data=cfg.keep_data,
+            progress=progress)
+        lap("brokers")
+        save()
     result["finished"] = time.time()
     result["elapsed_s"] = round(result["finished"] - result["started"], 1)
     result["ratios"] = ratios(result)

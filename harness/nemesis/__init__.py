@@ -11,6 +11,7 @@ from harness.nemesis.base import Nemesis, NemesisContext  # noqa: F401
 from harness.nemesis.datadir import DataDirNemesis
 from harness.nemesis.failpoint import FailpointNemesis
 from harness.nemesis.link import LinkNemesis
+from harness.nemesis.partition import PartitionNemesis
 from harness.nemesis.process import KillNemesis, PauseNemesis
 from harness.nemesis.stop import StopNemesis
 from harness.nemesis.storage import DiskFullNemesis, FsyncErrorNemesis, PowerLossNemesis
@@ -20,6 +21,7 @@ NEMESES: dict[str, type[Nemesis]] = {
     "pause": PauseNemesis,
     "stop": StopNemesis,
     "link": LinkNemesis,
+    "partition": PartitionNemesis,   # NATS: cut the routes of some servers (partition.py)
     "failpoint": FailpointNemesis,
     "power-loss": PowerLossNemesis,
     "fsync-error": FsyncErrorNemesis,

@@ -57,6 +57,9 @@ def steps_fired(mode_dir: Path, steps: list[dict]) -> list[dict]:
             n, evidence = 0, "no ok op in nemesis.jsonl (not run, failed or cancelled)"
         elif v.get("already_dead") or v.get("skipped"):
             n, evidence = 0, "its node was already down" if v.get("already_dead") else f"skipped: {v['skipped']}"
+        elif step["f"] == "link" and "fired" not in v and v.get("fault_ids"):   # a NATS client link group
+            n = sum(_link_firings(mode_dir, link, fid) for link, fid in v["fault_ids"].items())
+            evidence = f"{n} firings in proxy-{{{','.join(v['fault_ids'])}}}/faults.jsonl"
         elif step["f"] == "link" and "fired" not in v and v.get("fault_id"):
             n = _link_firings(mode_dir, step["link"], v["fault_id"])
             evidence = f"{n} firings of {v['fault_id']} in proxy-{step['link']}/faults.jsonl"

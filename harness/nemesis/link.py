@@ -14,15 +14,22 @@ class LinkNemesis(Nemesis):
     fault on the link's proxy for T ms, then remove it (which delivers what a
     ``late`` or delayed ``duplicate`` fault still holds) and return how many
     times it fired. Without ``for_ms`` the fault stays armed until the final
-    heal (its count limit ends it)."""
+    heal (its count limit ends it).
+
+    With NATS, "producer-broker" and "processor-broker" stand for the client's TCP
+    proxy to every server (the fault is a TCP toxic, nodes/tcpproxy): the fault goes
+    on each, and the ok op sums ``fired`` (or lists ``fault_ids`` per link when armed)."""
 
     async def invoke(self, step: dict) -> dict:
         cluster = self.ctx.cluster
-        if step["link"] not in cluster.proxies:
+        proxies = cluster.link_proxies(step["link"])
+        if not proxies:
             return {"skipped": "no proxy on this link (run without --no-proxy)"}
+        if list(proxies) != [step["link"]]:
+            return await self._on_group(proxies, step)
         spec = dict(step["fault"])
         kind = spec.pop("kind")
-        async with ProxyControlClient(cluster.proxies[step["link"]].address) as px:
+        async with ProxyControlClient(proxies[step["link"]].address) as px:
             fid = await px.add(kind, **_spec_kwargs(spec))
             if "for_ms" not in step:
                 return {"fault_id": fid, "armed": True}
@@ -33,6 +40,30 @@ class LinkNemesis(Nemesis):
                 await px.remove(fid)
         f = faults.get(fid, {})
         return {"fault_id": fid, "matched": int(f.get("matched", 0)), "fired": int(f.get("fired", 0))}
+
+    async def _on_group(self, proxies: dict, step: dict) -> dict:
+        spec = dict(step["fault"])
+        kind = spec.pop("kind")
+        ids: dict[str, str] = {}
+        clients = {link: ProxyControlClient(p.address) for link, p in proxies.items()}
+        try:
+            for link, px in clients.items():
+                ids[link] = await px.add(kind, **_spec_kwargs(spec))
+            if "for_ms" not in step:
+                return {"fault_ids": ids, "armed": True}
+            fired = matched = 0
+            try:
+                await asyncio.sleep(step["for_ms"] / 1000)
+                for link, px in clients.items():
+                    f = {x["fault_id"]: x for x in await px.list()}.get(ids[link], {})
+                    fired, matched = fired + int(f.get("fired", 0)), matched + int(f.get("matched", 0))
+            finally:
+                for link, px in clients.items():
+                    await px.remove(ids[link])
+            return {"fault_ids": ids, "matched": matched, "fired": fired}
+        finally:
+            for px in clients.values():
+                await px.close()
 
     async def heal(self) -> None:
         for p in self.ctx.cluster.proxies.values():

@@ -66,6 +66,10 @@ def describe(f: str, v: dict) -> str:
         fault = v.get("fault") or {}
         extra = f" after {fault['after_calls']} calls" if "after_calls" in fault else ""
         return f"{fault.get('kind', 'fault')} on {v.get('link')}{extra}"
+    if f == "partition":   # NATS routes cut (harness/nemesis/partition.py)
+        who = _who(v) if v.get("node") else "+".join(v.get("nodes") or [])
+        dur = f"{v['for_ms']} ms" if "for_ms" in v else "until the heal"
+        return f"partition {who} from the other servers ({v.get('how', 'drop')}, {dur})"
     if f == "failpoint":
         nth = f" on hit {v['nth']}" if v.get("nth", 1) != 1 else ""
         return f"failpoint {v.get('name')} armed: {v.get('action', 'crash')}{nth}"
@@ -171,6 +175,8 @@ def read_faults(mode_dir: Path) -> tuple[list[Interval], list[Mark]]:
             continue  # armed until the heal: drawn from the proxy's control events
         server = (done.get("value") or {}).get("server") if inv.get("node") == "nats" else None
         lane = inv.get("link") if f == "link" else (server or inv.get("node", "?"))
+        if f == "partition" and "nodes" in inv:
+            lane = "partition: " + "+".join(inv["nodes"])
         if f == "power-loss":  # several nodes at once: one lane per set
             nodes = inv.get("nodes", "all")
             lane = "power: " + (nodes if isinstance(nodes, str) else "+".join(nodes))

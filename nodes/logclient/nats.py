@@ -44,6 +44,12 @@ POLL_S = 0.05
 log = logging.getLogger("logclient.nats")
 
 
+async def _log_error(e: Exception) -> None:
+    """nats-py's error callback: one info line in the node's log (its default prints a
+    traceback to stderr on every failed connect; the caller sees the error as a gRPC code)."""
+    log.info("nats: %s: %s", type(e).__name__, e)
+
+
 def stream_name(partition: int) -> str:
     return f"{STREAM_PREFIX}{partition}"
 
@@ -75,7 +81,8 @@ class NatsClient:
                 self.nc = await nats.connect(
                     servers=self.servers, connect_timeout=max(0.2, timeout),
                     allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.1,
-                    ping_interval=1, max_outstanding_pings=3)
+                    dont_randomize=True,   # the url's order: the same server first in every run
+                    ping_interval=1, max_outstanding_pings=3, error_cb=_log_error)
                 self.js = self.nc.jetstream(timeout=timeout)
         return self.js
 

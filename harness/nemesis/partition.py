@@ -1,0 +1,89 @@
+"""Network partitions of a NATS cluster: cut the routes between some servers and the others.
+
+    {"at": 800, "f": "partition", "node": "nats", "role": "leader", "for_ms": 8000}
+    {"at": 800, "f": "partition", "nodes": ["nats-1"], "for_ms": 8000, "how": "reject",
+     "clients": true}
+
+The isolated side is the server of ``role`` (the stream leader of partition 0, a
+follower, harness.cluster.Cluster.resolve_node) or the servers listed in ``nodes``;
+with 3 servers every split is one server against two, a minority against a majority.
+Every route proxy between the two sides is cut, in both directions
+(harness/nats_links.py: one proxy per directed route), for ``for_ms`` ms, then healed;
+without ``for_ms`` the cut lasts until the final heal (LinkNemesis.heal heals every
+proxy). ``clients: true`` also cuts the producer's and processor's links to the
+isolated servers (a client on the minority side; nats-py pings every second and moves
+to another server after 3 unanswered pings).
+
+``how``:
+
+- ``"drop"`` (default): the TCP proxies' ``partition`` toxic: nothing passes, nothing
+  is lost (TCP would retransmit), no FIN or RST: the servers learn of the partition
+  from their own timeouts (Raft heartbeats, route pings); on heal the held bytes arrive.
+  Jepsen's partition (packets dropped by iptables DROP).
+- ``"reject"``: the proxies' down switch: open route connections are closed and new
+  ones refused at once (iptables REJECT with an RST): the servers notice at once.
+
+The ``ok`` op says which servers were isolated (``server`` when one, ``isolated``),
+which links were cut, and ``fired``: with ``drop`` the route connections the toxic
+was put on (its firings, each in the proxy's faults.jsonl); with ``reject`` the proxies
+switched down (``closed``: the connections that closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from harness.nemesis.base import Nemesis
+from harness.proxy_client import ProxyControlClient
+
+HOW = ("drop", "reject")
+
+
+class PartitionNemesis(Nemesis):
+    async def invoke(self, step: dict) -> dict:
+        cluster = self.ctx.cluster
+        links = cluster.nats.links if cluster.nats is not None else None
+        if links is None:
+            return {"skipped": "no NATS cluster with TCP proxies on its routes "
+                               "(--broker nats, without --no-proxy)"}
+        if "nodes" in step:
+            side = sorted(step["nodes"])
+        else:
+            side = [(await cluster.resolve_node(step)).name]
+        cut = links.crossing(side) + (links.clients_of(side) if step.get("clients") else [])
+        how = step.get("how", "drop")
+        clients = {link: ProxyControlClient(cluster.proxies[link].address) for link in cut}
+        ids: dict[str, str] = {}
+        fired = closed = 0
+        try:
+            for link, px in clients.items():   # every cut in place before waiting
+                if how == "reject":
+                    r = await px.set_down(True)
+                    fired, closed = fired + (not r["was_down"]), closed + r["closed"]
+                else:
+                    ids[link] = await px.add("partition", direction="both")
+            if how == "drop":
+                for link, px in clients.items():
+                    f = {x["fault_id"]: x for x in await px.list()}.get(ids[link], {})
+                    fired += int(f.get("fired", 0))
+            out = {"isolated": side, "links": cut, "how": how, "fired": fired}
+            if how == "reject":
+                out["closed"] = closed
+            if len(side) == 1:
+                out["server"] = side[0]
+            if "for_ms" not in step:
+                return dict(out, armed=True)
+            await asyncio.sleep(step["for_ms"] / 1000)
+            return out
+        finally:
+            if "for_ms" in step:   # heal this cut (an armed one waits for the final heal)
+                for link, px in clients.items():
+                    try:
+                        if how == "reject":
+                            await px.set_down(False)
+                        elif link in ids:
+                            await px.remove(ids[link])
+                    except Exception:  # the proxy is gone: the final heal restarts and heals it
+                        pass
+            for px in clients.values():
+                await px.close()
