@@ -59,6 +59,11 @@ class ProcessorConfig:
     no_checkpoint: bool = False
     twopc_order: str = TWOPC_SAFE
     no_drain_before_checkpoint: bool = False
+    member: str = ""
+    """Consumer-group member (client id, e.g. ``processor-2``): join the group, process only
+    the assigned partitions (nodes/processor/group_loop.py); "" = the standalone consumer of
+    every partition (the single-processor pipeline)."""
+    session_timeout_ms: int = 2000
 
     def validate(self) -> None:
         """Raises: ValueError: a count or time is out of range."""
@@ -111,6 +116,13 @@ class Processor:
         self.phase = "created"
         self._changed = asyncio.Event()
         self.strategy = None
+        self.member = None
+        if config.member:
+            from nodes.processor.membership import GroupMember
+            self.member = GroupMember(self.consumer.stub, group=config.group, client_id=config.member,
+                                      log=log, session_timeout_ms=config.session_timeout_ms,
+                                      rpc_timeout_ms=config.rpc_timeout_ms, backoff_ms=config.retry_backoff_ms)
+            self.consumer.member = self.member
 
     @property
     def positions(self) -> dict[int, int]:
@@ -155,6 +167,10 @@ class Processor:
         """
         if self.phase == "created":
             self.recover_local()
+        if self.member is not None:
+            from nodes.processor.group_loop import run_in_group
+            await run_in_group(self)
+            return
         self.strategy = self.make_strategy()
         self.phase = "starting"
         try:
@@ -272,5 +288,6 @@ class Processor:
             "commits_kept": self.consumer.commits_kept,
             "incarnation": self.incarnation,
             "restore_behind": {str(q): list(v) for q, v in self.restore_behind.items()},
+            "group": self.member.status() if self.member is not None else None,
             "time": time.time(),
         }
