@@ -100,3 +100,24 @@ async def group_status(cluster) -> dict:
         except (grpc.aio.AioRpcError, KeyError) as e:
             statuses[name] = {"error": e.code().name if isinstance(e, grpc.aio.AioRpcError) else "not started"}
     return merge_statuses(statuses)
+
+
+def processors_option(default: int | None = 1):
+    """``--processors N`` (1..16) for campaign, up and scenario run."""
+    import click
+    from nodes.proxy.links import MAX_MEMBERS
+    return click.option("--processors", type=click.IntRange(1, MAX_MEMBERS), default=default,
+                        show_default=default is not None,
+                        help="Processor processes in one consumer group (each its own data dir, links "
+                             "and member id; the broker assigns the partitions). 1 = the single "
+                             "standalone processor." + ("" if default else " Default: the scenario's "
+                                                        "'processors' key, else 1."))
+
+
+def check_processors(processors: int, *, external: dict, broker: str) -> str | None:
+    """Why ``processors`` > 1 cannot run with these settings (one line), or None."""
+    if processors > 1 and "processor" in external:
+        return "--processors > 1 needs the built-in processor (not --processor-cmd)"
+    if processors > 1 and broker != "builtin":
+        return "--processors > 1 needs the builtin broker (its group coordinator)"
+    return None
