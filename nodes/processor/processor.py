@@ -77,6 +77,8 @@ class ProcessorConfig:
             raise ValueError("--sink-batch must be <= 100000 (the sink's limit per call)")
         if self.fetch_max_records > 10_000 or self.fetch_max_wait_ms > 5_000:
             raise ValueError("--fetch-max-records must be <= 10000 and --fetch-max-wait-ms <= 5000")
+        if self.member and self.mode == EXACTLY_ONCE and (self.no_checkpoint or self.twopc_order != TWOPC_SAFE):
+            raise ValueError("--member (a consumer group) does not support --no-checkpoint or --twopc-order")
         if self.twopc_order not in TWOPC_ORDERS:
             raise ValueError(f"--twopc-order must be one of {TWOPC_ORDERS}")
 
@@ -123,6 +125,7 @@ class Processor:
                                       log=log, session_timeout_ms=config.session_timeout_ms,
                                       rpc_timeout_ms=config.rpc_timeout_ms, backoff_ms=config.retry_backoff_ms)
             self.consumer.member = self.member
+            self.sink.member = self.member
 
     @property
     def positions(self) -> dict[int, int]:
