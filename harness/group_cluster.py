@@ -121,3 +121,31 @@ def check_processors(processors: int, *, external: dict, broker: str) -> str | N
     if processors > 1 and broker != "builtin":
         return "--processors > 1 needs the builtin broker (its group coordinator)"
     return None
+
+
+async def add_member(cluster):
+    """Start one more processor (``processor-K``, K = one more than the highest) with its two
+    proxied links, mid-run (scale out). Returns its NodeProcess.
+
+    Raises:
+        ValueError: already MAX_MEMBERS processors, or the cluster is not a consumer group.
+        harness.process.NodeStartError: it did not reach SERVING.
+    """
+    from harness.process import NodeProcess
+    from nodes.common import control_auth
+    from nodes.proxy.links import MAX_MEMBERS
+    names = cluster.processor_names()
+    if cluster.config.processors < 2:
+        raise ValueError("add-processor needs a consumer group (--processors 2 or more)")
+    if len(names) >= MAX_MEMBERS:
+        raise ValueError(f"already {len(names)} processors (at most {MAX_MEMBERS})")
+    name = f"{PROCESSOR}-{max(int(n.rsplit('-', 1)[1]) if n != PROCESSOR else 1 for n in names) + 1}"
+    if cluster.config.proxies:
+        for link, (client, server) in member_links([name]).items():
+            proxy = NodeProcess("proxy", cluster.run_dir / f"proxy-{link}",
+                                ["--link", link, "--upstream", cluster.nodes[server].address,
+                                 "--seed", str(cluster.config.seed)], name=f"proxy:{link}")
+            proxy.env[control_auth.TOKEN_ENV] = cluster.control_token
+            cluster.proxies[link] = proxy
+            await proxy.start()
+    return await cluster._start_node(name)

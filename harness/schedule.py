@@ -177,6 +177,11 @@ NATS_ROLES = ("leader", "follower", "any")
 LINKS = ("producer-broker", "processor-broker", "processor-sink")
 
 
+def _is_member(node: object) -> bool:
+    """``processor-K`` (K >= 2): a consumer-group member (harness/group_cluster.py)."""
+    return isinstance(node, str) and node.startswith("processor-") and node[10:].isdigit() and int(node[10:]) >= 2
+
+
 def validate_steps(steps: list, where: str) -> None:
     """Check every step names a known nemesis, node or link, and a position >= 0.
 
@@ -192,7 +197,7 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: 'at' must be an integer >= 0, got {step['at']!r}")
         if step["f"] not in NEMESES:
             raise ScheduleError(f"{where}: step {i}: unknown 'f' {step['f']!r}; choose from: {', '.join(NEMESES)}")
-        if "node" in step and step["node"] not in NODES:
+        if "node" in step and step["node"] not in NODES and not _is_member(step["node"]):
             raise ScheduleError(f"{where}: step {i}: unknown node {step['node']!r}; choose from: {', '.join(NODES)}")
         for key in ("after_ms", "kill_after_ms", "down_ms", "for_ms"):
             if key in step and (not isinstance(step[key], int) or isinstance(step[key], bool) or step[key] < 0):

@@ -92,6 +92,7 @@ class GroupCheckpointing(_Checkpointing):
     async def checkpoint(self) -> None:
         p = self.p
         await _hit("processor.before-checkpoint")
+        await _hit("processor.member-before-output")
         if not self.tx:
             await self.end_of_batch()
             await self.pipeline.drain()
