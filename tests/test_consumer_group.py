@@ -38,3 +38,88 @@ async def test_three_processors_drain_every_partition(tmp_path):
     report = check(load_run(tmp_path))
     assert report.events == 2000 and report.acked == 2000
     assert {n: a.count for n, a in report.anomalies.items() if a.count} == {}
+
+
+def _nemesis_ops(mode_dir, f: str) -> list[dict]:
+    ops = [json.loads(line) for line in (mode_dir / "nemesis.jsonl").read_text().splitlines()]
+    return [op for op in ops if op["f"] == f and op["type"] == "ok"]
+
+
+def _log(mode_dir, node: str) -> str:
+    return (mode_dir / node / f"{'processor' if node.startswith('processor') else node}.log").read_text()
+
+
+def _assert_zombie_fired(mode_dir) -> dict:
+    """The pause fired and the group rebalanced without the zombie (before any verdict)."""
+    (op,) = _nemesis_ops(mode_dir, "zombie")
+    v = op["value"]
+    assert v["replaced_by_generation"] > v["generation"] >= 1, v
+    assert v["stopped_ms"] >= 1000 and v["partitions"], v       # past the 1,000 ms session timeout
+    assert v["member_id"] not in json.dumps(v["assignment_after"]), v
+    broker = _log(mode_dir, "broker")
+    assert '"msg": "group member-expired"' in broker and v["member_id"] in broker
+    return v
+
+
+ZOMBIE_CASES = [(label, ablation) for label in ("at-most-once", "at-least-once", "exactly-once/idempotent",
+                                                "exactly-once/transactional")
+                for ablation in (None, "generation-fencing")]
+
+
+def _zombie_case_marks(label, ablation):
+    fast = (label, ablation) == ("exactly-once/transactional", None)
+    return pytest.param(label, ablation, marks=() if fast else pytest.mark.slow,
+                        id=f"{label.replace('/', '-')}-{'no-' + ablation if ablation else 'fenced'}")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("label,ablation", [_zombie_case_marks(*c) for c in ZOMBIE_CASES])
+async def test_zombie_consumer(tmp_path, label, ablation):
+    """s18: the zombie is fenced in every mode; with generation-fencing disabled at-most-once
+    and exactly-once/transactional are broken by duplicates, the others keep their promise
+    (at-least-once allows duplicates; the idempotent sink's upserts make the zombie harmless)."""
+    from harness import scenarios
+    from harness.scenarios.runner import run_scenario
+    sc = scenarios.get("s18-zombie-consumer")
+    if ablation:   # every mode, also those the catalog does not list for the ablation
+        sc.ablations = {ablation: {m: {"verdict": ["held", "broken", "not-exercised"]}
+                                   for m in scenarios.MODE_LABELS}}
+    result = await run_scenario(sc, tmp_path, modes=[label], ablation=ablation)
+    (entry,) = result["modes"]
+    mode_dir = tmp_path / label.replace("/", "-")
+    _assert_zombie_fired(mode_dir)
+    dup = entry["anomalies"].get("duplicated", {}).get("count", 0)
+    assert entry["lost"] == 0
+    if ablation is None:
+        assert entry["as_expected"], entry["mismatches"]
+        if label.startswith("exactly-once") or label == "at-most-once":
+            assert dup == 0
+        if label == "exactly-once/transactional":
+            assert "FENCED" in _log(mode_dir, "sink")
+        if label in ("at-most-once", "at-least-once"):
+            assert "ILLEGAL_GENERATION" in _log(mode_dir, "broker") or \
+                "UNKNOWN_MEMBER_ID" in _log(mode_dir, "broker")
+    elif label in ("at-most-once", "exactly-once/transactional"):
+        assert entry["verdict"] == "broken" and dup >= 1, entry["anomalies"]
+    else:
+        assert entry["verdict"] in ("held", "not-exercised"), entry["anomalies"]
+
+
+@pytest.mark.timeout(120)
+async def test_a_rebalance_during_two_phase_commit_applies_nothing_twice(tmp_path):
+    """s18b: processor-2 crashes between PreCommit and Commit and stays down past its session
+    timeout; processor takes its partitions, its Fence aborts the orphaned transaction."""
+    from harness import scenarios
+    from harness.scenarios.runner import run_scenario
+    result = await run_scenario(scenarios.get("s18b-rebalance-during-2pc"), tmp_path,
+                                modes=["exactly-once/transactional"])
+    (entry,) = result["modes"]
+    mode_dir = tmp_path / "exactly-once-transactional"
+    (crash,) = _nemesis_ops(mode_dir, "failpoint-crash")
+    assert crash["value"]["node"] == "processor-2"
+    assert crash["value"]["failpoint"] == "processor.after-precommit-before-checkpoint"
+    assert '"msg": "group member-expired"' in _log(mode_dir, "broker")
+    assert "fence aborted prepared transactions" in _log(mode_dir, "sink")
+    assert entry["as_expected"], entry["mismatches"]
+    assert entry["verdict"] == "held" and entry["lost"] == 0
+    assert entry["anomalies"].get("duplicated", {}).get("count", 0) == 0
