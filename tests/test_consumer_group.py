@@ -61,6 +61,24 @@ def _assert_zombie_fired(mode_dir) -> dict:
     return v
 
 
+def _assert_lanes_and_members(run_dir, mode_dir, label, ablation, dup) -> None:
+    """The report's lanes show the partitions moving; the audit names who applied what."""
+    from harness.checker import check, load_run
+    from harness.report.timeline import load_timeline
+    tl = load_timeline(mode_dir)
+    owns = [i for i in tl.intervals if i.kind == "owns"]
+    assert {i.lane for i in owns} == {"processor", "processor-2"} and "processor-2" in tl.lanes
+    assert any(i.lane == "processor-2" and "[0, 1, 2, 3]" in i.label for i in owns)  # took the zombie's
+    if not label.startswith("exactly-once") and label != "at-most-once":
+        return
+    group = check(load_run(run_dir, mode_dir=mode_dir)).group
+    assert group and len(group["applied_by"]) >= 2 and group["moves"]
+    if label == "exactly-once/transactional" and ablation is None:
+        assert group["refused"] >= 1 and group["duplicated_across_members"] == 0
+    if ablation and dup and label != "at-most-once":
+        assert group["duplicated_across_members"] >= 1
+
+
 ZOMBIE_CASES = [(label, ablation) for label in ("at-most-once", "at-least-once", "exactly-once/idempotent",
                                                 "exactly-once/transactional")
                 for ablation in (None, "generation-fencing")]
@@ -90,6 +108,7 @@ async def test_zombie_consumer(tmp_path, label, ablation):
     _assert_zombie_fired(mode_dir)
     dup = entry["anomalies"].get("duplicated", {}).get("count", 0)
     assert entry["lost"] == 0
+    _assert_lanes_and_members(tmp_path, mode_dir, label, ablation, dup)
     if ablation is None:
         assert entry["as_expected"], entry["mismatches"]
         if label.startswith("exactly-once") or label == "at-most-once":

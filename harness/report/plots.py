@@ -36,7 +36,8 @@ from harness.report.timeline import Interval, Timeline  # noqa: E402
 
 COLORS = {"kill": "#d62728", "pause": "#ff7f0e", "link": "#9467bd", "failpoint": "#8c564b", "crash": "#7b1113",
           "fired": "#1f1f1f", "produced": "#4c72b0", "applied": "#2ca02c",
-          "p50": "#4c72b0", "p99": "#c44e52", "heal": "#555555"}
+          "p50": "#4c72b0", "p99": "#c44e52", "heal": "#555555",
+          "owns": "#9ecae1", "zombie": "#ff7f0e", "add-processor": "#17becf"}
 RC = {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
       "axes.grid": True, "grid.alpha": 0.25, "axes.titlesize": 10, "axes.labelsize": 9,
       "font.family": ["DejaVu Sans", "sans-serif"]}
