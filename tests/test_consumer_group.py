@@ -72,7 +72,8 @@ def _assert_lanes_and_members(run_dir, mode_dir, label, ablation, dup) -> None:
     if not label.startswith("exactly-once") and label != "at-most-once":
         return
     group = check(load_run(run_dir, mode_dir=mode_dir)).group
-    assert group and len(group["applied_by"]) >= 2 and group["moves"]
+    assert group and len(group["applied_by"]) >= 2
+    assert bool(group["moves"]) == label.startswith("exactly-once")   # Fence: exactly-once only
     if label == "exactly-once/transactional" and ablation is None:
         assert group["refused"] >= 1 and group["duplicated_across_members"] == 0
     if ablation and dup and label != "at-most-once":
