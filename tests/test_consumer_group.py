@@ -145,3 +145,31 @@ async def test_a_rebalance_during_two_phase_commit_applies_nothing_twice(tmp_pat
     assert entry["as_expected"], entry["mismatches"]
     assert entry["verdict"] == "held" and entry["lost"] == 0
     assert entry["anomalies"].get("duplicated", {}).get("count", 0) == 0
+
+
+@pytest.mark.slow   # ~15-27 s
+@pytest.mark.timeout(120)
+async def test_scale_out_and_a_killed_member_rebalance_without_loss(tmp_path):
+    """add-processor mid-run (a third member joins), then kill -9 of processor-2 kept down past
+    its session timeout (its partitions move): at-least-once loses nothing."""
+    import copy
+    from harness import scenarios
+    from harness.scenarios.runner import run_scenario
+    sc = copy.deepcopy(scenarios.get("s18-zombie-consumer"))
+    sc.name = "scale-out-and-kill"
+    sc.steps = [{"at": 100, "f": "add-processor", "must_fire": True},
+                {"at": 300, "f": "kill", "node": "processor-2", "down_ms": 1500, "must_fire": True}]
+    sc.expect = {"at-least-once": {"verdict": ["held", "not-exercised"], "max": {"lost": 0}}}
+    sc.ablations = {}
+    result = await run_scenario(sc, tmp_path, modes=["at-least-once"])
+    (entry,) = result["modes"]
+    mode_dir = tmp_path / "at-least-once"
+    (add,) = _nemesis_ops(mode_dir, "add-processor")
+    assert add["value"]["node"] == "processor-3" and add["value"]["generation"] > add["value"]["generation_before"]
+    assert any(m.startswith("processor-3-") and ps for m, ps in add["value"]["assignment"].items())
+    (kill,) = _nemesis_ops(mode_dir, "kill")
+    assert kill["value"]["server"] == "processor-2" and kill["value"]["new_pid"] != kill["value"]["killed_pid"]
+    assert '"msg": "group member-expired"' in _log(mode_dir, "broker")
+    assert (mode_dir / "processor-3" / "processor.log").exists()
+    assert entry["as_expected"], entry["mismatches"]
+    assert entry["lost"] == 0
