@@ -132,3 +132,16 @@ def test_broker_commit_offsets_applies_the_group_check(tmp_path):
         finally:
             await b.close()
     asyncio.run(go())
+
+
+def test_generations_survive_a_coordinator_restart(tmp_path):
+    co = GroupCoordinator(4, clock_ms=Clock(), data_dir=tmp_path)
+    g = co.group("grp")
+    a = g.join("", "p", 1000).member_id
+    g.join("", "q", 1000)
+    g.join(a, "p", 1000)
+    assert g.generation == 2
+    again = GroupCoordinator(4, clock_ms=Clock(), data_dir=tmp_path).group("grp")
+    assert again.members == {} and again.generation == 2     # members forgotten, generation kept
+    r = again.join("", "p", 1000)
+    assert r.status == OK and r.generation == 3

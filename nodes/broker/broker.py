@@ -86,7 +86,7 @@ class Broker:
         self.producers = ProducerStateTable()
         # Committed offsets stay crash-safe with --no-fsync: the ablation is about the log.
         self.offsets = ConsumerOffsets(self.data_dir, fsync=True, monotonic=monotonic_commits)
-        self.groups = GroupCoordinator(partitions, fencing=generation_fencing)
+        self.groups = GroupCoordinator(partitions, fencing=generation_fencing, data_dir=self.data_dir)
         self.commit = GroupCommit(self.topic, fsync=fsync, checkpoint_interval_s=checkpoint_interval_s,
                                   snapshot=self.producers_snapshot, snapshot_path=self.data_dir / SNAPSHOT_FILE,
                                   writeback_s=writeback_ms / 1000)

@@ -29,9 +29,13 @@ through the member epoch) is refused. A commit without a generation (id 0, no
 member id) is the standalone consumer of the single-processor pipeline: accepted
 while the group has no members.
 
-State is in memory: a broker restart forgets every group, members get
-UNKNOWN_MEMBER_ID on their next heartbeat and join again (a new generation 1).
-The committed offsets themselves are durable (offsets.py).
+Members and assignments are in memory: a broker restart forgets them, members get
+UNKNOWN_MEMBER_ID on their next heartbeat and join again. The generation id of each
+group is durable (``<data-dir>/group-generations.json``, written atomically at each
+completed rebalance), so generations only grow across restarts: the sink's owner
+epochs (nodes/sink/partitions.py) are generations, and a generation that restarted at 1
+would be refused there as older than the partitions' owners. The committed offsets
+themselves are durable (offsets.py).
 """
 
 from __future__ import annotations
@@ -39,10 +43,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from nodes.broker.errors import BrokerError
+from nodes.common.durable import atomic_write_json, read_json
 
+GENERATIONS_FILE = "group-generations.json"
 OK = "OK"
 REBALANCE_IN_PROGRESS = "REBALANCE_IN_PROGRESS"
 UNKNOWN_MEMBER_ID = "UNKNOWN_MEMBER_ID"
@@ -116,11 +123,13 @@ class ConsumerGroup:
     """
 
     def __init__(self, name: str, partitions: int, *, clock_ms: Callable[[], int] | None = None,
-                 fencing: bool = True) -> None:
+                 fencing: bool = True, generation: int = 0,
+                 on_generation: Callable[[str, int], None] | None = None) -> None:
         self.name, self.partitions, self.fencing = name, partitions, fencing
+        self._on_generation = on_generation
         self._clock = clock_ms or (lambda: int(time.monotonic() * 1000))
         self.state = "empty"            # empty | preparing | stable
-        self.generation = 0
+        self.generation = generation    # the last one before a restart (persisted)
         self.members: dict[str, _Member] = {}
         self.assignment: dict[str, list[int]] = {}
         self._rejoined: set[str] = set()
@@ -271,6 +280,8 @@ class ConsumerGroup:
             return
         self.generation += 1
         self.rebalances += 1
+        if self._on_generation is not None:
+            self._on_generation(self.name, self.generation)
         self.assignment = range_assign(list(self.members), self.partitions)
         self.state = "stable" if self.members else "empty"
         self._rejoined = set()
@@ -294,14 +305,27 @@ class GroupCoordinator:
     """
 
     def __init__(self, partitions: int, *, clock_ms: Callable[[], int] | None = None,
-                 fencing: bool = True) -> None:
+                 fencing: bool = True, data_dir: Path | None = None) -> None:
         self.partitions, self.fencing, self._clock = partitions, fencing, clock_ms
         self.groups: dict[str, ConsumerGroup] = {}
+        self.path = Path(data_dir) / GENERATIONS_FILE if data_dir is not None else None
+        self.generations: dict[str, int] = {}
+        if self.path is not None:
+            raw = read_json(self.path, {}) or {}
+            self.generations = {str(g): int(n) for g, n in raw.items()} if isinstance(raw, dict) else {}
+
+    def _persist(self, group: str, generation: int) -> None:
+        """Record ``group``'s generation durably (temp, fsync, rename) before its members
+        learn it. Raises OSError (the join/heartbeat fails: UNAVAILABLE through the servicer)."""
+        self.generations[group] = generation
+        if self.path is not None:
+            atomic_write_json(self.path, dict(sorted(self.generations.items())))
 
     def group(self, name: str, *, create: bool = True) -> ConsumerGroup | None:
         if name not in self.groups and create:
             self.groups[name] = ConsumerGroup(name, self.partitions, clock_ms=self._clock,
-                                              fencing=self.fencing)
+                                              fencing=self.fencing, generation=self.generations.get(name, 0),
+                                              on_generation=self._persist)
         return self.groups.get(name)
 
     def check_commit(self, group: str, member_id: str, generation: int, partitions: list[int]) -> None:

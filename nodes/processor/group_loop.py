@@ -51,8 +51,8 @@ async def run_in_group(p) -> None:
                 revoke = getattr(strategy, "revoke", None)
                 if revoke is not None:
                     await revoke()
-            except Fenced:
-                pass  # logged and counted by GroupMember.fenced_by; join again
+            except Fenced:   # logged and counted by GroupMember.fenced_by; join again, not in a hot loop
+                await asyncio.sleep(m.heartbeat_s)
             finally:
                 close = getattr(strategy, "close", None)
                 if close is not None:
