@@ -206,7 +206,9 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: 'role' needs node \"nats\" and one of {', '.join(NATS_ROLES)}")
         if "must_fire" in step and not isinstance(step["must_fire"], bool):
             raise ScheduleError(f"{where}: step {i}: 'must_fire' must be true or false")
-        if step["f"] == "link" and step.get("link") not in LINKS:
+        if step["f"] == "link" and step.get("link") not in LINKS and not (
+                isinstance(step.get("link"), str) and step["link"].endswith(("-broker", "-sink"))
+                and _is_member(step["link"].rsplit("-", 1)[0])):
             raise ScheduleError(f"{where}: step {i}: unknown link {step.get('link')!r}; choose from: {', '.join(LINKS)}")
         if step["f"] in DATADIR_KINDS and (error := datadir_step_error(step)):
             raise ScheduleError(f"{where}: step {i}: {error}")
