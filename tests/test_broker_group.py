@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from nodes.broker.broker import Broker
+from nodes.broker.coordinator import GroupCoordinator
 from nodes.broker.group import (ILLEGAL_GENERATION, NOT_OWNER, OK, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
-                                ConsumerGroup, GroupCoordinator, GroupError, range_assign)
+                                ConsumerGroup, GroupError, range_assign)
 from nodes.common.modes import AT_LEAST_ONCE, TOPIC
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nodes.common import storage_fault
 from nodes.broker.errors import BrokerError, CorruptLog, InvalidRequest, OffsetOutOfRange, RequestTooLarge, StorageError
-from nodes.broker.group import GroupCoordinator
+from nodes.broker.coordinator import GroupCoordinator
 from nodes.broker.group_commit import GroupCommit
 from nodes.broker.log import TopicLog
 from nodes.broker.offsets import ConsumerOffsets
