@@ -64,6 +64,12 @@ def _slots(intervals: list[Interval]) -> dict[int, tuple[int, int]]:
     return out
 
 
+def _owns_text(label: str) -> str:
+    """"processor-2-2 generation 3: partitions [0, 1]" -> "g3 [0, 1]"."""
+    head, _, parts = label.partition(": partitions ")
+    return f"g{head.rsplit(' ', 1)[-1]} {parts}" if parts else label
+
+
 def _nan(values: list[float | None]) -> list[float]:
     return [math.nan if v is None else v for v in values]
 
@@ -82,6 +88,11 @@ def _fault_panel(ax, tl: Timeline, titles: dict[str, str], prefix: str) -> None:
         gid = f"{prefix}-fault-{len(titles)}"
         bars.set_gid(gid)
         titles[gid] = f"{iv.start:.2f}-{iv.end:.2f} s: {iv.label}"
+        if iv.kind == "owns":   # a group member's assignment (group_lanes.py): say it on the bar
+            bars.set_edgecolor("#ffffff")
+            bars.set_linewidth(1.5)
+            ax.text(iv.start + tl.end / 200, y + h * 0.46, _owns_text(iv.label), fontsize=6.5,
+                    va="center", clip_on=True)
     for m in tl.marks:
         if m.kind == "heal":
             continue
