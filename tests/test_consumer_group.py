@@ -75,9 +75,9 @@ def _assert_lanes_and_members(run_dir, mode_dir, label, ablation, dup) -> None:
     assert group and len(group["applied_by"]) >= 2
     assert bool(group["moves"]) == label.startswith("exactly-once")   # Fence: exactly-once only
     if label == "exactly-once/transactional" and ablation is None:
-        assert group["refused"] >= 1 and group["duplicated_across_members"] == 0
+        assert group["refused"] >= 1 and group["duplicated_across_owners"] == 0
     if ablation and dup and label != "at-most-once":
-        assert group["duplicated_across_members"] >= 1
+        assert group["duplicated_across_owners"] >= 1
 
 
 ZOMBIE_CASES = [(label, ablation) for label in ("at-most-once", "at-least-once", "exactly-once/idempotent",
