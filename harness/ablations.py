@@ -16,6 +16,8 @@ class Ablation:
     node: str            # "broker", "producer", "processor", "sink"
     flags: tuple[str, ...]
     prevents: str        # the anomaly the mechanism prevents, in one line
+    also: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Further (node, flags) when one mechanism spans two nodes (generation-fencing)."""
 
 
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
@@ -41,6 +43,10 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
              "checkpoint persisted before pre-commit: a crash in between loses the batch (lost)"),
     Ablation("sink-txn-dedupe", "sink", ("--no-txn-dedupe",),
              "a repeated commit of one transaction id re-applies it (duplicated)"),
+    Ablation("generation-fencing", "broker", ("--no-generation-fencing",),
+             "a zombie consumer (stalled past its session timeout, its partitions moved) commits "
+             "offsets or a transaction for partitions it no longer owns (duplicated)",
+             also=(("sink", ("--no-epoch-fencing",)),)),
 )}
 
 
@@ -55,4 +61,7 @@ def flags_for(node: str, disabled: list[str] | tuple[str, ...]) -> list[str]:
         a = ABLATIONS[name]
         if a.node == node:
             out.extend(a.flags)
+        for other, flags in a.also:
+            if other == node:
+                out.extend(flags)
     return out

@@ -18,6 +18,7 @@ from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, dis
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
 from harness.cli_external import external_nodes, external_options
+from harness.group_cluster import check_processors, processors_option
 from harness.cluster import ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.progress import progress_display  # noqa: F401  (also used by other commands)
@@ -145,15 +146,18 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @storage_option
 @external_options
 @broker_options
+@processors_option()
 def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurrent_sends, schedule_file, disable,
              rate, batch_size, drain_timeout, out, quiet, storage, processor_cmd, sink_cmd, broker, nats_sync,
-             nats_url) -> None:
+             nats_url, processors) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
     """
     external = external_nodes(processor_cmd, sink_cmd, disable)
     broker = "nats" if nats_url else broker
+    if problem := check_processors(processors, external=external, broker=broker):
+        fail(problem)
     if schedule_file:
         try:
             sched = validate.schedule_file(schedule_file)
@@ -180,7 +184,8 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
     base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
                          storage=storage, external=external, broker=broker, nats_sync=nats_sync,
                          nats_url=nats_url, fetch_group=fetch_group if broker == "builtin" else 0,  # NATS: its own client
-                         sequential_sends=not concurrent_sends and broker == "builtin")
+                         sequential_sends=not concurrent_sends and broker == "builtin",
+                         processors=processors)
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)
     result = execute(cfg, run_dir, quiet)

@@ -17,6 +17,7 @@ from harness.ablations import ABLATIONS
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, console, exit_if_interrupted, fail, nats_url_option,
                                  resolve_nats_url, resolve_storage, run_async, storage_option)
 from harness.cli_external import external_nodes, external_options
+from harness.group_cluster import processors_option
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
 from harness.storage_watch import StorageFailure, storage_guard
@@ -85,9 +86,10 @@ def _verdicts(exp: dict) -> str:
 @click.option("--nats-sync", type=click.Choice(["default", "always"]), default=None,
               help="Override the scenario's JetStream sync_interval (its config's \"nats_sync\").")
 @nats_url_option
+@processors_option(default=None)
 def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool,
                  storage: str | None, processor_cmd: str | None, sink_cmd: str | None,
-                 broker: str | None, nats_sync: str | None, nats_url: str | None) -> None:
+                 broker: str | None, nats_sync: str | None, nats_url: str | None, processors: int | None) -> None:
     """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations.
 
     With --processor-cmd / --sink-cmd the user's node runs in place of the built-in one:
@@ -104,9 +106,14 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         select_labels(sc, ablation, list(modes) or None)
     except scenarios_mod.ScenarioError as e:
         fail(str(e))
-    overrides = {k: v for k, v in (("broker", broker), ("nats_sync", nats_sync)) if v is not None}
+    overrides = {k: v for k, v in (("broker", broker), ("nats_sync", nats_sync), ("processors", processors))
+                 if v is not None}
     if overrides:
         sc.config = {**sc.config, **overrides}
+    from harness.group_cluster import check_processors
+    if problem := check_processors(int(sc.config.get("processors", 1)), external=external,
+                                   broker="nats" if nats_url else sc.config.get("broker", "builtin")):
+        fail(problem)
     storage = resolve_storage(storage, sc.schedule(), default=sc.config.get("storage", "direct"))
     if nats_url:   # the user's cluster: refused if a step needs its servers (exit 2)
         sc.config = {**sc.config, "broker": "nats", "nats_url": resolve_nats_url(nats_url, sc.schedule(), storage)}

@@ -19,6 +19,7 @@ from harness.cli_common import (EXIT_USAGE, console, events_range, disable_optio
 from harness import interrupt, upfile
 from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
+from harness.group_cluster import check_processors, processors_option
 from harness.external_report import record_final_state
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
@@ -89,8 +90,10 @@ def audit_line(cluster: Cluster) -> str:
 @storage_option
 @external_options
 @broker_options
+@processors_option()
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
-       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync, nats_url) -> None:
+       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync, nats_url,
+       processors) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -101,6 +104,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     if sink_strategy and mode != "exactly-once":
         fail("--sink applies to --mode exactly-once only")
     external = external_nodes(processor_cmd, sink_cmd, disable)
+    if problem := check_processors(processors, external=external, broker="nats" if nats_url else broker):
+        fail(problem)
     if workload_file:
         from nodes.producer.workload import WorkloadError, load_jsonl
         try:
@@ -119,7 +124,7 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
                            storage=storage, external=external, broker=broker, nats_sync=nats_sync,
-                           nats_url=nats_url)
+                           nats_url=nats_url, processors=processors)
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 

@@ -24,6 +24,7 @@ import grpc
 
 from harness import interrupt
 from harness.ablations import flags_for
+from harness import group_cluster
 from harness.nats_cluster import SERVERS as NATS_SERVERS, NatsCluster
 from harness.process import NodeProcess
 from harness.storage import LazyMount
@@ -101,6 +102,11 @@ class ClusterConfig:
     broker: str = "builtin"
     nats_sync: str = "default"
     nats_url: str | None = None
+    processors: int = 1
+    """Processor processes in consumer group ``processor`` (harness/group_cluster.py); 1 =
+    the standalone single processor."""
+    session_timeout_ms: int = group_cluster.DEFAULT_SESSION_TIMEOUT_MS
+    """With processors > 1: each member's consumer-group session timeout (ms)."""
 
     def __post_init__(self) -> None:
         if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
@@ -152,15 +158,18 @@ class Cluster:
                 args += ["--workload", str(c.workload_file)]
             else:
                 args += ["--seed", str(c.seed), "--count", str(c.events), "--accounts", str(c.accounts)]
-        elif name == "processor":
-            args += ["--broker", self.address_for("processor", "broker"),
-                     "--sink", self.address_for("processor", "sink"),
+        elif group_cluster.is_processor(name):
+            args += ["--broker", self.address_for(name, "broker"),
+                     "--sink", self.address_for(name, "sink"),
                      "--sink-timeout-ms", str(c.sink_timeout_ms)]
+            if c.processors > 1:
+                args += group_cluster.member_args(name, c.session_timeout_ms)
             if c.fetch_group:
                 args += ["--fetch-group", str(c.fetch_group)]
             if c.sink_strategy:
                 args += ["--sink-strategy", c.sink_strategy]
-        return args + flags_for(name, c.disabled) + list(c.extra_args.get(name, []))
+        node = "processor" if group_cluster.is_processor(name) else name
+        return args + flags_for(node, c.disabled) + list(c.extra_args.get(name, []))
 
     def address_for(self, client: str, server: str) -> str:
         """The address ``client`` dials to reach ``server``: the link's proxy, or direct."""
@@ -190,7 +199,7 @@ class Cluster:
             # proxies): each pays its interpreter start-up on its own, in parallel.
             await _all(self._start_node("sink"), self._start_broker())
             if self.config.proxies:
-                for link, (client, server) in LINKS.items():
+                for link, (client, server) in self.links().items():
                     if server not in self.nodes:
                         continue   # the NATS servers: no gRPC proxy (a TCP proxy would go there)
                     self.proxies[link] = NodeProcess(
@@ -202,7 +211,8 @@ class Cluster:
             self.write_manifest()
             if links_up is not None:
                 await links_up()
-            await self._start_node("processor")
+            for name in self.processor_names():
+                await self._start_node(name)
             if start_producer:
                 await self._start_node("producer")
         except BaseException:
@@ -210,6 +220,17 @@ class Cluster:
             raise
         finally:
             self.write_manifest()
+
+    def processor_names(self) -> list[str]:
+        """``["processor"]``, or with ``processors`` N > 1 the N group members
+        (harness/group_cluster.py), plus any added by :meth:`add_processor`."""
+        names = group_cluster.member_names(self.config.processors)
+        return names + sorted((n for n in self.nodes if group_cluster.is_processor(n) and n not in names),
+                              key=lambda n: int(n.rsplit("-", 1)[1]))
+
+    def links(self) -> dict[str, tuple[str, str]]:
+        """Every proxied link: {link: (client, server)}."""
+        return LINKS | group_cluster.member_links(self.processor_names())
 
     def _external_settings(self, name: str) -> dict:
         """What an external node is told (flags and TESTBED_* env; docs/contract.md)."""
@@ -269,7 +290,8 @@ class Cluster:
                                                  self._external_settings(name),
                                                  start_timeout_s=self.config.external_start_s)
         else:
-            p = NodeProcess(name, data_dir, self._node_args(name), name=name)
+            module = "processor" if group_cluster.is_processor(name) else name
+            p = NodeProcess(module, data_dir, self._node_args(name), name=name)
         p.env[control_auth.TOKEN_ENV] = self.control_token
         control_auth.set_token(self.control_token)
         p.once_env.update(self.first_start_env.pop(name, {}))
@@ -327,7 +349,7 @@ class Cluster:
 
     async def stop(self) -> None:
         """SIGTERM every process (producer first, sink last); SIGKILL any that hangs."""
-        order = ["producer", "processor"]
+        order = ["producer", *self.processor_names()]
         procs = [self.nodes[n] for n in order if n in self.nodes]
         # a NATS cluster's routes stay up until its servers stop (the dump needs a quorum)
         procs += [p for n, p in self.proxies.items() if not n.startswith("route-")]
@@ -379,10 +401,10 @@ class Cluster:
             return out
         links = {}
         for link, p in self.proxies.items():
-            if link not in LINKS:   # a TCP proxy of a NATS cluster (harness/nats_links.py)
+            if link not in self.links():   # a TCP proxy of a NATS cluster (harness/nats_links.py)
                 links[link] = p.manifest_entry()
                 continue
-            server = LINKS[link][1]
+            server = self.links()[link][1]
             links[link] = {"proxy": p.address, "upstream": self.nodes[server].address if server in self.nodes else None,
                            "pid": p.pid, "data_dir": str(p.data_dir)}
         manifest = {"run_dir": str(self.run_dir), "config": asdict(self.config),
@@ -443,7 +465,9 @@ class Cluster:
         out: dict = {}
         for name in ("producer", "processor"):
             try:
-                if name == "processor" and not self.has_status("processor"):
+                if name == "processor" and self.config.processors > 1:
+                    out[name] = await group_cluster.group_status(self)
+                elif name == "processor" and not self.has_status("processor"):
                     out[name] = await self.committed_progress()
                 else:
                     out[name] = await self.status(name)

@@ -28,7 +28,10 @@ async def record_final_state(cluster, mode_dir: Path) -> None:
     """
     import json
     from harness.checker.external import capture_snapshot
-    if cluster.has_status("processor"):
+    if cluster.config.processors > 1:   # a consumer group: the members' merged Status
+        from harness.group_cluster import group_status
+        final = await group_status(cluster)
+    elif cluster.has_status("processor"):
         final = await cluster.status("processor")
     else:
         final = dict(await cluster.committed_progress(), external=True)

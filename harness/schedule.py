@@ -195,6 +195,11 @@ NATS_LINK = re.compile(r"^((producer|processor)-nats-\d+|route-nats-\d+-nats-\d+
 """A NATS cluster's TCP links (harness/nats_links.py): client links and directed routes."""
 
 
+def _is_member(node: object) -> bool:
+    """``processor-K`` (K >= 2): a consumer-group member (harness/group_cluster.py)."""
+    return isinstance(node, str) and node.startswith("processor-") and node[10:].isdigit() and int(node[10:]) >= 2
+
+
 def validate_steps(steps: list, where: str) -> None:
     """Check every step names a known nemesis, node or link, and a position >= 0.
 
@@ -210,7 +215,7 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: 'at' must be an integer >= 0, got {step['at']!r}")
         if step["f"] not in NEMESES:
             raise ScheduleError(f"{where}: step {i}: unknown 'f' {step['f']!r}; choose from: {', '.join(NEMESES)}")
-        if "node" in step and step["node"] not in NODES:
+        if "node" in step and step["node"] not in NODES and not _is_member(step["node"]):
             raise ScheduleError(f"{where}: step {i}: unknown node {step['node']!r}; choose from: {', '.join(NODES)}")
         for key in ("after_ms", "kill_after_ms", "down_ms", "for_ms"):
             if key in step and (not isinstance(step[key], int) or isinstance(step[key], bool) or step[key] < 0):
@@ -221,7 +226,9 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: 'must_fire' must be true or false")
         if step["f"] == "partition":
             _validate_partition_step(step, f"{where}: step {i}")
-        if step["f"] == "link" and step.get("link") not in LINKS and not NATS_LINK.match(str(step.get("link"))):
+        if step["f"] == "link" and step.get("link") not in LINKS and not NATS_LINK.match(str(step.get("link"))) and not (
+                isinstance(step.get("link"), str) and step["link"].endswith(("-broker", "-sink"))
+                and _is_member(step["link"].rsplit("-", 1)[0])):
             raise ScheduleError(f"{where}: step {i}: unknown link {step.get('link')!r}; choose from: {', '.join(LINKS)}")
         if step["f"] in DATADIR_KINDS and (error := datadir_step_error(step)):
             raise ScheduleError(f"{where}: step {i}: {error}")

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ONLY_AFTER_A_FAULT = {
     "sink.before-abort": "a recovery aborts a stale prepared transaction",
     "processor.after-checkpoint-writes-outstanding": "only with --no-drain-before-checkpoint",
+    "processor.member-before-output": "only with --processors 2+ (a consumer-group member; s18)",
 }
 
 

@@ -55,6 +55,8 @@ class RunData:
     log_truncated: list[str] = field(default_factory=list)
     """Offsets (committed, or consumed by the processor) beyond the end of the broker
     log: the log lost records under them. A finding, reported in the verdict's reasons."""
+    group: dict | None = None
+    """Several processors: who applied what, partition moves (harness/checker/members.py)."""
     truncated: dict[int, tuple[int, int]] = field(default_factory=dict)
     """NATS runs: partition -> (processor's durable position, log end) where the log ends
     before what the processor had consumed (harness/checker/truncated.py)."""
@@ -235,6 +237,8 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     sink_counts, data.balances = read_sink(d / "sink")   # sink.db, or an external sink's snapshot
     data.sink_counts = {intern(oid): n for oid, n in sink_counts.items()}
     from nodes.sink.schema import read_dead_letters
+    from harness.checker.members import group_facts
+    data.group = group_facts(d / "sink" / "sink.db")
     if (d / "sink" / "sink.db").exists():   # an external sink's dead letters are not in its Snapshot
         data.dead_letters = read_dead_letters(d / "sink" / "sink.db")
     del sink_counts

@@ -38,6 +38,8 @@ class CheckReport:
     balance_deltas: dict[str, int] = field(default_factory=dict)
     verdict: str = ""
     reasons: list[str] = field(default_factory=list)
+    group: dict | None = None
+    """Several processors: which member applied each order, partition moves (members.py)."""
 
     def count(self, name: str) -> int:
         return self.anomalies[name].count
@@ -48,7 +50,8 @@ class CheckReport:
                 "duplicated": self.count("duplicated"), "balance_ok": self.balance_ok,
                 "verdict": self.verdict, "reasons": self.reasons,
                 "balance_deltas": self.balance_deltas,
-                "anomalies": {n: a.to_json() for n, a in self.anomalies.items()}}
+                "anomalies": {n: a.to_json() for n, a in self.anomalies.items()},
+                **({"group": self.group} if self.group else {})}
 
 
 def check(data: RunData) -> CheckReport:
@@ -66,4 +69,5 @@ def check(data: RunData) -> CheckReport:
     reasons += data.unchecked   # said with the verdict, never a silent "held"
     acked = sum(1 for oid in data.workload if oid in data.acked)
     return CheckReport(mode=data.mode, events=len(data.workload), acked=acked, anomalies=anomalies,
-                       balance_ok=balance_ok, balance_deltas=deltas, verdict=verdict, reasons=reasons)
+                       balance_ok=balance_ok, balance_deltas=deltas, verdict=verdict, reasons=reasons,
+                       group=data.group)

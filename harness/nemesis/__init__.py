@@ -10,6 +10,7 @@ schedule step's ``f``. Every operation is recorded in the nemesis history
 from harness.nemesis.base import Nemesis, NemesisContext  # noqa: F401
 from harness.nemesis.datadir import DataDirNemesis
 from harness.nemesis.failpoint import FailpointNemesis
+from harness.nemesis.group import AddProcessorNemesis, ZombieNemesis
 from harness.nemesis.link import LinkNemesis
 from harness.nemesis.partition import PartitionNemesis
 from harness.nemesis.process import KillNemesis, PauseNemesis
@@ -32,5 +33,8 @@ NEMESES: dict[str, type[Nemesis]] = {
     "snapshot": DataDirNemesis,
     "rollback": DataDirNemesis,
     "wipe": DataDirNemesis,
+    # consumer groups (--processors N): group.py
+    "zombie": ZombieNemesis,
+    "add-processor": AddProcessorNemesis,
 }
 """Schedule step ``f`` -> the nemesis that carries it out."""

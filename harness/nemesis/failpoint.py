@@ -88,7 +88,10 @@ def fired_in_logs(mode_dir: Path) -> list[dict]:
                 ev = json.loads(line)
             except ValueError:
                 continue
-            out.append({"node": ev.get("node"), "failpoint": ev.get("failpoint"),
+            node = ev.get("node")
+            if node == "processor" and log.parent.name.startswith("processor-"):
+                node = log.parent.name   # a consumer-group member's own data dir (processor-K)
+            out.append({"node": node, "failpoint": ev.get("failpoint"),
                         "action": ev.get("action"), "ts": ev.get("ts")})
     return sorted(out, key=lambda e: e["ts"] or 0)
 

@@ -73,6 +73,11 @@ def describe(f: str, v: dict) -> str:
     if f == "failpoint":
         nth = f" on hit {v['nth']}" if v.get("nth", 1) != 1 else ""
         return f"failpoint {v.get('name')} armed: {v.get('action', 'crash')}{nth}"
+    if f == "zombie":
+        return (f"zombie: {_who(v)} paused at its hit {v.get('nth', 1)} of processor.member-before-output, "
+                "SIGSTOP past its session timeout, resumed")
+    if f == "add-processor":
+        return "add a processor (scale out)"
     if f == "power-loss":
         nodes = v.get("nodes", "all")
         return f"power loss of {nodes if isinstance(nodes, str) else ', '.join(nodes)} (unsynced writes dropped)"

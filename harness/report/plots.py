@@ -36,7 +36,8 @@ from harness.report.timeline import Interval, Timeline  # noqa: E402
 
 COLORS = {"kill": "#d62728", "pause": "#ff7f0e", "link": "#9467bd", "failpoint": "#8c564b", "crash": "#7b1113",
           "fired": "#1f1f1f", "produced": "#4c72b0", "applied": "#2ca02c",
-          "p50": "#4c72b0", "p99": "#c44e52", "heal": "#555555"}
+          "p50": "#4c72b0", "p99": "#c44e52", "heal": "#555555",
+          "owns": "#9ecae1", "zombie": "#ff7f0e", "add-processor": "#17becf"}
 RC = {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
       "axes.grid": True, "grid.alpha": 0.25, "axes.titlesize": 10, "axes.labelsize": 9,
       "font.family": ["DejaVu Sans", "sans-serif"]}
@@ -63,6 +64,12 @@ def _slots(intervals: list[Interval]) -> dict[int, tuple[int, int]]:
     return out
 
 
+def _owns_text(label: str) -> str:
+    """"processor-2-2 generation 3: partitions [0, 1]" -> "g3 [0, 1]"."""
+    head, _, parts = label.partition(": partitions ")
+    return f"g{head.rsplit(' ', 1)[-1]} {parts}" if parts else label
+
+
 def _nan(values: list[float | None]) -> list[float]:
     return [math.nan if v is None else v for v in values]
 
@@ -81,6 +88,11 @@ def _fault_panel(ax, tl: Timeline, titles: dict[str, str], prefix: str) -> None:
         gid = f"{prefix}-fault-{len(titles)}"
         bars.set_gid(gid)
         titles[gid] = f"{iv.start:.2f}-{iv.end:.2f} s: {iv.label}"
+        if iv.kind == "owns":   # a group member's assignment (group_lanes.py): say it on the bar
+            bars.set_edgecolor("#ffffff")
+            bars.set_linewidth(1.5)
+            ax.text(iv.start + tl.end / 200, y + h * 0.46, _owns_text(iv.label), fontsize=6.5,
+                    va="center", clip_on=True)
     for m in tl.marks:
         if m.kind == "heal":
             continue

@@ -21,6 +21,7 @@ from pathlib import Path
 from harness.history import read_history
 from harness.metrics import ack_samples, first_invoke_times, percentile, sink_apply_times
 from harness.report.faults import NODES, Interval, Mark, read_faults
+from harness.report.group_lanes import read_group
 
 LINKS = ("producer-broker", "processor-broker", "processor-sink")
 
@@ -112,6 +113,8 @@ def load_timeline(mode_dir: Path) -> Timeline:
     """Read one mode directory into a :class:`Timeline` (missing files give empty parts)."""
     mode_dir = Path(mode_dir)
     intervals, marks = read_faults(mode_dir)
+    owns, fenced = read_group(mode_dir)   # a lane per consumer-group member (group_lanes.py)
+    intervals, marks = sorted(intervals + owns, key=lambda i: i.start), sorted(marks + fenced, key=lambda m: m.t)
     first = read_history(mode_dir / "nemesis.jsonl")[:1]  # the nemesis starts before the workload
     times = [op["time"] for op in first] + [i.start for i in intervals] + [m.t for m in marks] \
         + _all_times(mode_dir)
@@ -130,7 +133,7 @@ def fault_rows(tl: Timeline) -> list[dict]:
     (``kind`` as in :class:`Interval` and :class:`Mark`)."""
     rows = [{"t_s": round(i.start, 2), "lane": i.lane, "kind": i.kind, "label": i.label,
              "duration_ms": round((i.end - i.start) * 1000), "outcome": i.outcome}
-            for i in tl.intervals]
+            for i in tl.intervals if i.kind != "owns"]
     rows += [{"t_s": round(m.t, 2), "lane": m.lane, "kind": "fired" if m.kind == "fired" else "hit",
               "label": m.label, "duration_ms": None, "outcome": "ok"}
              for m in tl.marks if m.kind in ("fired", "failpoint")]

@@ -13,7 +13,9 @@ scenario, shared/scenarios.md's eight plus a few more). Shape::
                 "disabled": [ablation names switched off for the run as written: a shrunk
                              scenario (testbed shrink) of a run with --disable],
                 "fetch_group": 25 (processor --fetch-group; default 0),
-                "sequential_sends": true (producer --sequential-sends; the default)},
+                "sequential_sends": true (producer --sequential-sends; the default),
+                "processors": 3 (processors in one consumer group; default 1),
+                "session_timeout_ms": 2000 (their group session timeout)},
      "steps": [ ...fault schedule steps (harness/schedule.py; "f": kill|pause|stop|link|failpoint|
                 power-loss|fsync-error|disk-full: the last three need "storage": "lazy"); each may
                 say "must_fire": true (the run is NOT as expected if it did not fire)... ],

@@ -39,7 +39,9 @@ def campaign_config(sc: Scenario, labels: list[str], ablation: str | None,
                          broker=c.get("broker", "builtin"), nats_sync=c.get("nats_sync", "default"),
                          nats_url=c.get("nats_url"),
                          extra_args={k: list(v) for k, v in c.get("extra_args", {}).items()},
-                         external=dict(external or {}))
+                         external=dict(external or {}),
+                         processors=int(c.get("processors", 1)),
+                         session_timeout_ms=int(c.get("session_timeout_ms", 2000)))
     return CampaignConfig(modes=[mode_spec(label) for label in labels], base=base, schedule=sc.schedule(),
                           drain_timeout_s=float(c.get("drain_timeout_s", 60.0)),
                           stuck_s=float(c.get("stuck_s", 10.0)),

@@ -39,15 +39,19 @@ from nodes.pb import broker_pb2_grpc
               help="ABLATION: an offset commit below the committed offset overwrites it (the last "
                    "commit wins), so a late or reordered CommitOffset sets a group back and a "
                    "restarted consumer re-reads what it processed (incident 9).")
+@click.option("--no-generation-fencing", is_flag=True,
+              help="ABLATION: accept offset commits from any member and generation of a consumer "
+                   "group (no ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID / NOT_OWNER): a zombie "
+                   "consumer's late commit counts (incident 11).")
 @click.option("--writeback-ms", type=click.IntRange(0, 600_000), default=1000, show_default=True,
               help="With --no-fsync: delay before buffered records are written to the segment file.")
 def main(listen: str, data_dir: Path, mode: str, log_level: str, partitions: int, segment_bytes: int,
          checkpoint_interval_ms: int, no_dedupe: bool, no_fsync: bool, no_monotonic_commits: bool,
-         writeback_ms: int) -> None:
+         writeback_ms: int, no_generation_fencing: bool) -> None:
     """Broker: a partitioned, CRC-framed, append-only log with an idempotent producer.
 
     Serves testbed.v1.Broker (InitProducer, Produce, Fetch, CommitOffset,
-    FetchCommittedOffset, ListOffsets) and NodeControl.Status. Exit codes:
+    FetchCommittedOffset, ListOffsets, JoinGroup, Heartbeat, LeaveGroup) and NodeControl.Status. Exit codes:
     0 graceful stop, 1 storage failure while running, 2 bad flags / unwritable data
     dir / partition count differing from the stored one / a log it refuses to serve
     (corruption in the middle of a segment, bytes failing the recovery point's CRC32,
@@ -62,7 +66,8 @@ def main(listen: str, data_dir: Path, mode: str, log_level: str, partitions: int
             nonlocal broker
             broker = Broker(data_dir, partitions, mode, segment_bytes=segment_bytes, dedupe=not no_dedupe,
                             fsync=not no_fsync, checkpoint_interval_s=checkpoint_interval_ms / 1000,
-                            writeback_ms=writeback_ms, monotonic_commits=not no_monotonic_commits)
+                            writeback_ms=writeback_ms, monotonic_commits=not no_monotonic_commits,
+                            generation_fencing=not no_generation_fencing)
             servicer.broker = broker
             try:
                 await asyncio.to_thread(broker.recover)

@@ -19,7 +19,8 @@ import logging
 from pathlib import Path
 
 from nodes.common import storage_fault
-from nodes.broker.errors import CorruptLog, InvalidRequest, OffsetOutOfRange, RequestTooLarge, StorageError
+from nodes.broker.errors import BrokerError, CorruptLog, InvalidRequest, OffsetOutOfRange, RequestTooLarge, StorageError
+from nodes.broker.coordinator import GroupCoordinator
 from nodes.broker.group_commit import GroupCommit
 from nodes.broker.log import TopicLog
 from nodes.broker.offsets import ConsumerOffsets
@@ -67,12 +68,14 @@ class Broker:
             snapshot) is persisted while running (seconds), so a crash restart scans little.
         monotonic_commits: False = ablation --no-monotonic-commits: an offset commit
             below the committed offset overwrites it (offsets.py).
+        generation_fencing: False = ablation --no-generation-fencing: offset commits are
+            accepted from any member and generation of a consumer group (group.py).
     """
 
     def __init__(self, data_dir: Path, partitions: int, mode: str, *,
                  segment_bytes: int = DEFAULT_SEGMENT_BYTES, dedupe: bool = True, fsync: bool = True,
                  checkpoint_interval_s: float = 10.0, writeback_ms: int = 1000,
-                 monotonic_commits: bool = True) -> None:
+                 monotonic_commits: bool = True, generation_fencing: bool = True) -> None:
         self.data_dir = Path(data_dir)
         self.mode = mode
         self.dedupe = dedupe
@@ -83,6 +86,7 @@ class Broker:
         self.producers = ProducerStateTable()
         # Committed offsets stay crash-safe with --no-fsync: the ablation is about the log.
         self.offsets = ConsumerOffsets(self.data_dir, fsync=True, monotonic=monotonic_commits)
+        self.groups = GroupCoordinator(partitions, fencing=generation_fencing, data_dir=self.data_dir)
         self.commit = GroupCommit(self.topic, fsync=fsync, checkpoint_interval_s=checkpoint_interval_s,
                                   snapshot=self.producers_snapshot, snapshot_path=self.data_dir / SNAPSHOT_FILE,
                                   writeback_s=writeback_ms / 1000)
@@ -321,8 +325,8 @@ class Broker:
             await _failpoint("broker.before-fetch-reply", -1)
         return out
 
-    async def commit_offsets(self, group: str, topic: str,
-                             offsets: list[tuple[int, int]]) -> dict[int, int]:
+    async def commit_offsets(self, group: str, topic: str, offsets: list[tuple[int, int]], *,
+                             member_id: str = "", generation: int = 0) -> dict[int, int]:
         """Persist committed offsets (fsync) before returning.
 
         Committed offsets never move backwards (offsets.py): a partition whose
@@ -340,9 +344,17 @@ class Broker:
                 anything is stored, so a refused commit never sticks in the monotonic
                 committed offsets).
             StorageError: the offsets file could not be written.
+            GroupError: a consumer-group member's commit refused (FAILED_PRECONDITION:
+                UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, NOT_OWNER; group.py).
         """
         check_group(group)
         check_partition_list("offset commit", [p for p, _ in offsets])
+        try:
+            self.groups.check_commit(group, member_id, generation, [p for p, _ in offsets])
+        except BrokerError as e:
+            log.warning("offset commit refused", extra={"group": group, "member_id": member_id,
+                                                        "generation": generation, "error": str(e)})
+            raise
         committed = self.offsets.fetch(group, topic) if offsets else {}
         for p, off in offsets:
             self._check_partition(topic, p)
@@ -392,4 +404,5 @@ class Broker:
                 "fsyncs": self.commit.fsyncs, "producers": len(self.producers),
                 "recovered_bytes_dropped": self.recovered_bytes_dropped,
                 "dedupe": self.dedupe, "fsync": self.fsync,
-                "monotonic_commits": self.offsets.monotonic, "offset_commits_kept": self.offsets.kept, "failed": str(self.commit.failed) if self.commit.failed else None}
+                "monotonic_commits": self.offsets.monotonic, "groups": self.groups.status(),
+                "generation_fencing": self.groups.fencing, "offset_commits_kept": self.offsets.kept, "failed": str(self.commit.failed) if self.commit.failed else None}

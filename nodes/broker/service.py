@@ -12,6 +12,7 @@ import grpc
 
 from nodes.broker.broker import Broker
 from nodes.broker.errors import BrokerError
+from nodes.broker.group_service import GroupServicerMixin
 from nodes.pb import broker_pb2 as pb
 from nodes.pb import broker_pb2_grpc
 
@@ -31,7 +32,7 @@ def _record_pb(r) -> pb.Record:
                      producer_id=r.producer_id, producer_epoch=r.epoch, sequence=r.sequence)
 
 
-class BrokerServicer(broker_pb2_grpc.BrokerServicer):
+class BrokerServicer(GroupServicerMixin, broker_pb2_grpc.BrokerServicer):
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
 
@@ -60,7 +61,9 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     @_errors_to_status
     async def CommitOffset(self, request, context):
         kept = await self.broker.commit_offsets(request.group, request.topic,
-                                                [(po.partition, po.offset) for po in request.offsets])
+                                                [(po.partition, po.offset) for po in request.offsets],
+                                                member_id=request.member_id,
+                                                generation=request.generation_id)
         return pb.CommitOffsetResponse(
             kept=[pb.PartitionOffset(partition=p, offset=o) for p, o in sorted(kept.items())])
 

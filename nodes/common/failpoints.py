@@ -100,6 +100,11 @@ REGISTRY: dict[str, str] = {
         "processor (at-least-once): the sink acknowledged the batch, its offsets not yet committed",
     "processor.before-checkpoint":
         "processor (exactly-once): a checkpoint is due, nothing of it done yet",
+    "processor.member-before-output":
+        "processor (a consumer-group member, --member; every mode): records are processed, nothing "
+        "of them committed or written to the sink yet (at-most-once / at-least-once: after the "
+        "fetch; exactly-once: a checkpoint is due). A zombie paused here (issue 14) wakes up "
+        "owning records of partitions that moved",
     "processor.after-precommit-before-checkpoint":
         "processor (transactional): PreCommit acknowledged, the checkpoint not yet persisted",
     "processor.after-checkpoint-before-commit":

@@ -17,6 +17,8 @@ class BuiltinClient:
         self.InitProducer, self.Produce, self.ListOffsets = stub.InitProducer, stub.Produce, stub.ListOffsets
         self.Fetch, self.CommitOffset = stub.Fetch, stub.CommitOffset
         self.FetchCommittedOffset = stub.FetchCommittedOffset
+        # Consumer groups (builtin broker only; nodes/broker/group.py).
+        self.JoinGroup, self.Heartbeat, self.LeaveGroup = stub.JoinGroup, stub.Heartbeat, stub.LeaveGroup
 
     async def close(self) -> None:
         await self.channel.close()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15nodes/pb/broker.proto\x12\ntestbed.v1\"\x89\x01\n\x06Record\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x03\x12\x13\n\x0bproducer_id\x18\x05 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x06 \x01(\x05\x12\x10\n\x08sequence\x18\x07 \x01(\x05\"4\n\x0fPartitionOffset\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"*\n\x13InitProducerRequest\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\"x\n\x14InitProducerResponse\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x02 \x01(\x05\x12\x33\n\x0enext_sequences\x18\x03 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\"\x9b\x01\n\x0eProduceRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x13\n\x0bproducer_id\x18\x03 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x04 \x01(\x05\x12\x15\n\rbase_sequence\x18\x05 \x01(\x05\x12#\n\x07records\x18\x06 \x03(\x0b\x32\x12.testbed.v1.Record\"Q\n\x0fProduceResponse\x12\x13\n\x0b\x62\x61se_offset\x18\x01 \x01(\x03\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x16\n\x0elog_end_offset\x18\x03 \x01(\x03\"x\n\x0c\x46\x65tchRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12/\n\npartitions\x18\x02 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\x12\x13\n\x0bmax_records\x18\x03 \x01(\x05\x12\x13\n\x0bmax_wait_ms\x18\x04 \x01(\x05\"b\n\x10PartitionRecords\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12#\n\x07records\x18\x02 \x03(\x0b\x32\x12.testbed.v1.Record\x12\x16\n\x0ehigh_watermark\x18\x03 \x01(\x03\"A\n\rFetchResponse\x12\x30\n\npartitions\x18\x01 \x03(\x0b\x32\x1c.testbed.v1.PartitionRecords\"a\n\x13\x43ommitOffsetRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12,\n\x07offsets\x18\x03 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\"A\n\x14\x43ommitOffsetResponse\x12)\n\x04kept\x18\x01 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\";\n\x1b\x46\x65tchCommittedOffsetRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\"L\n\x1c\x46\x65tchCommittedOffsetResponse\x12,\n\x07offsets\x18\x01 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\"#\n\x12ListOffsetsRequest\x12\r\n\x05topic\x18\x01 \x01(\t\"d\n\x13ListOffsetsResponse\x12\x17\n\x0fpartition_count\x18\x01 \x01(\x05\x12\x34\n\x0fhigh_watermarks\x18\x02 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset2\xeb\x03\n\x06\x42roker\x12Q\n\x0cInitProducer\x12\x1f.testbed.v1.InitProducerRequest\x1a .testbed.v1.InitProducerResponse\x12\x42\n\x07Produce\x12\x1a.testbed.v1.ProduceRequest\x1a\x1b.testbed.v1.ProduceResponse\x12<\n\x05\x46\x65tch\x12\x18.testbed.v1.FetchRequest\x1a\x19.testbed.v1.FetchResponse\x12Q\n\x0c\x43ommitOffset\x12\x1f.testbed.v1.CommitOffsetRequest\x1a .testbed.v1.CommitOffsetResponse\x12i\n\x14\x46\x65tchCommittedOffset\x12\'.testbed.v1.FetchCommittedOffsetRequest\x1a(.testbed.v1.FetchCommittedOffsetResponse\x12N\n\x0bListOffsets\x12\x1e.testbed.v1.ListOffsetsRequest\x1a\x1f.testbed.v1.ListOffsetsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15nodes/pb/broker.proto\x12\ntestbed.v1\"\x89\x01\n\x06Record\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x03\x12\x13\n\x0bproducer_id\x18\x05 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x06 \x01(\x05\x12\x10\n\x08sequence\x18\x07 \x01(\x05\"4\n\x0fPartitionOffset\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"*\n\x13InitProducerRequest\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\"x\n\x14InitProducerResponse\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x02 \x01(\x05\x12\x33\n\x0enext_sequences\x18\x03 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\"\x9b\x01\n\x0eProduceRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x13\n\x0bproducer_id\x18\x03 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x04 \x01(\x05\x12\x15\n\rbase_sequence\x18\x05 \x01(\x05\x12#\n\x07records\x18\x06 \x03(\x0b\x32\x12.testbed.v1.Record\"Q\n\x0fProduceResponse\x12\x13\n\x0b\x62\x61se_offset\x18\x01 \x01(\x03\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x16\n\x0elog_end_offset\x18\x03 \x01(\x03\"x\n\x0c\x46\x65tchRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12/\n\npartitions\x18\x02 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\x12\x13\n\x0bmax_records\x18\x03 \x01(\x05\x12\x13\n\x0bmax_wait_ms\x18\x04 \x01(\x05\"b\n\x10PartitionRecords\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12#\n\x07records\x18\x02 \x03(\x0b\x32\x12.testbed.v1.Record\x12\x16\n\x0ehigh_watermark\x18\x03 \x01(\x03\"A\n\rFetchResponse\x12\x30\n\npartitions\x18\x01 \x03(\x0b\x32\x1c.testbed.v1.PartitionRecords\"\x8b\x01\n\x13\x43ommitOffsetRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12,\n\x07offsets\x18\x03 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\x12\x15\n\rgeneration_id\x18\x04 \x01(\x05\x12\x11\n\tmember_id\x18\x05 \x01(\t\"A\n\x14\x43ommitOffsetResponse\x12)\n\x04kept\x18\x01 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\";\n\x1b\x46\x65tchCommittedOffsetRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\"L\n\x1c\x46\x65tchCommittedOffsetResponse\x12,\n\x07offsets\x18\x01 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\"#\n\x12ListOffsetsRequest\x12\r\n\x05topic\x18\x01 \x01(\t\"d\n\x13ListOffsetsResponse\x12\x17\n\x0fpartition_count\x18\x01 \x01(\x05\x12\x34\n\x0fhigh_watermarks\x18\x02 \x03(\x0b\x32\x1b.testbed.v1.PartitionOffset\"r\n\x10JoinGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x1a\n\x12session_timeout_ms\x18\x05 \x01(\x05\"p\n\x0fGroupAssignment\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x15\n\rgeneration_id\x18\x02 \x01(\x05\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x12\n\npartitions\x18\x04 \x03(\x05\x12\x0f\n\x07members\x18\x05 \x03(\t\"K\n\x10HeartbeatRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x15\n\rgeneration_id\x18\x03 \x01(\x05\"5\n\x11LeaveGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\"#\n\x12LeaveGroupResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x32\xc8\x05\n\x06\x42roker\x12Q\n\x0cInitProducer\x12\x1f.testbed.v1.InitProducerRequest\x1a .testbed.v1.InitProducerResponse\x12\x42\n\x07Produce\x12\x1a.testbed.v1.ProduceRequest\x1a\x1b.testbed.v1.ProduceResponse\x12<\n\x05\x46\x65tch\x12\x18.testbed.v1.FetchRequest\x1a\x19.testbed.v1.FetchResponse\x12Q\n\x0c\x43ommitOffset\x12\x1f.testbed.v1.CommitOffsetRequest\x1a .testbed.v1.CommitOffsetResponse\x12i\n\x14\x46\x65tchCommittedOffset\x12\'.testbed.v1.FetchCommittedOffsetRequest\x1a(.testbed.v1.FetchCommittedOffsetResponse\x12N\n\x0bListOffsets\x12\x1e.testbed.v1.ListOffsetsRequest\x1a\x1f.testbed.v1.ListOffsetsResponse\x12\x46\n\tJoinGroup\x12\x1c.testbed.v1.JoinGroupRequest\x1a\x1b.testbed.v1.GroupAssignment\x12\x46\n\tHeartbeat\x12\x1c.testbed.v1.HeartbeatRequest\x1a\x1b.testbed.v1.GroupAssignment\x12K\n\nLeaveGroup\x12\x1d.testbed.v1.LeaveGroupRequest\x1a\x1e.testbed.v1.LeaveGroupResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,18 +49,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARTITIONRECORDS']._serialized_end=858
   _globals['_FETCHRESPONSE']._serialized_start=860
   _globals['_FETCHRESPONSE']._serialized_end=925
-  _globals['_COMMITOFFSETREQUEST']._serialized_start=927
-  _globals['_COMMITOFFSETREQUEST']._serialized_end=1024
-  _globals['_COMMITOFFSETRESPONSE']._serialized_start=1026
-  _globals['_COMMITOFFSETRESPONSE']._serialized_end=1091
-  _globals['_FETCHCOMMITTEDOFFSETREQUEST']._serialized_start=1093
-  _globals['_FETCHCOMMITTEDOFFSETREQUEST']._serialized_end=1152
-  _globals['_FETCHCOMMITTEDOFFSETRESPONSE']._serialized_start=1154
-  _globals['_FETCHCOMMITTEDOFFSETRESPONSE']._serialized_end=1230
-  _globals['_LISTOFFSETSREQUEST']._serialized_start=1232
-  _globals['_LISTOFFSETSREQUEST']._serialized_end=1267
-  _globals['_LISTOFFSETSRESPONSE']._serialized_start=1269
-  _globals['_LISTOFFSETSRESPONSE']._serialized_end=1369
-  _globals['_BROKER']._serialized_start=1372
-  _globals['_BROKER']._serialized_end=1863
+  _globals['_COMMITOFFSETREQUEST']._serialized_start=928
+  _globals['_COMMITOFFSETREQUEST']._serialized_end=1067
+  _globals['_COMMITOFFSETRESPONSE']._serialized_start=1069
+  _globals['_COMMITOFFSETRESPONSE']._serialized_end=1134
+  _globals['_FETCHCOMMITTEDOFFSETREQUEST']._serialized_start=1136
+  _globals['_FETCHCOMMITTEDOFFSETREQUEST']._serialized_end=1195
+  _globals['_FETCHCOMMITTEDOFFSETRESPONSE']._serialized_start=1197
+  _globals['_FETCHCOMMITTEDOFFSETRESPONSE']._serialized_end=1273
+  _globals['_LISTOFFSETSREQUEST']._serialized_start=1275
+  _globals['_LISTOFFSETSREQUEST']._serialized_end=1310
+  _globals['_LISTOFFSETSRESPONSE']._serialized_start=1312
+  _globals['_LISTOFFSETSRESPONSE']._serialized_end=1412
+  _globals['_JOINGROUPREQUEST']._serialized_start=1414
+  _globals['_JOINGROUPREQUEST']._serialized_end=1528
+  _globals['_GROUPASSIGNMENT']._serialized_start=1530
+  _globals['_GROUPASSIGNMENT']._serialized_end=1642
+  _globals['_HEARTBEATREQUEST']._serialized_start=1644
+  _globals['_HEARTBEATREQUEST']._serialized_end=1719
+  _globals['_LEAVEGROUPREQUEST']._serialized_start=1721
+  _globals['_LEAVEGROUPREQUEST']._serialized_end=1774
+  _globals['_LEAVEGROUPRESPONSE']._serialized_start=1776
+  _globals['_LEAVEGROUPRESPONSE']._serialized_end=1811
+  _globals['_BROKER']._serialized_start=1814
+  _globals['_BROKER']._serialized_end=2526
 # @@protoc_insertion_point(module_scope)

@@ -64,6 +64,21 @@ class BrokerStub:
                 request_serializer=nodes_dot_pb_dot_broker__pb2.ListOffsetsRequest.SerializeToString,
                 response_deserializer=nodes_dot_pb_dot_broker__pb2.ListOffsetsResponse.FromString,
                 _registered_method=True)
+        self.JoinGroup = channel.unary_unary(
+                '/testbed.v1.Broker/JoinGroup',
+                request_serializer=nodes_dot_pb_dot_broker__pb2.JoinGroupRequest.SerializeToString,
+                response_deserializer=nodes_dot_pb_dot_broker__pb2.GroupAssignment.FromString,
+                _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/testbed.v1.Broker/Heartbeat',
+                request_serializer=nodes_dot_pb_dot_broker__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=nodes_dot_pb_dot_broker__pb2.GroupAssignment.FromString,
+                _registered_method=True)
+        self.LeaveGroup = channel.unary_unary(
+                '/testbed.v1.Broker/LeaveGroup',
+                request_serializer=nodes_dot_pb_dot_broker__pb2.LeaveGroupRequest.SerializeToString,
+                response_deserializer=nodes_dot_pb_dot_broker__pb2.LeaveGroupResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -105,6 +120,24 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def JoinGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Heartbeat(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaveGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +170,21 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.ListOffsets,
                     request_deserializer=nodes_dot_pb_dot_broker__pb2.ListOffsetsRequest.FromString,
                     response_serializer=nodes_dot_pb_dot_broker__pb2.ListOffsetsResponse.SerializeToString,
+            ),
+            'JoinGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinGroup,
+                    request_deserializer=nodes_dot_pb_dot_broker__pb2.JoinGroupRequest.FromString,
+                    response_serializer=nodes_dot_pb_dot_broker__pb2.GroupAssignment.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=nodes_dot_pb_dot_broker__pb2.HeartbeatRequest.FromString,
+                    response_serializer=nodes_dot_pb_dot_broker__pb2.GroupAssignment.SerializeToString,
+            ),
+            'LeaveGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaveGroup,
+                    request_deserializer=nodes_dot_pb_dot_broker__pb2.LeaveGroupRequest.FromString,
+                    response_serializer=nodes_dot_pb_dot_broker__pb2.LeaveGroupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +349,87 @@ class Broker:
             '/testbed.v1.Broker/ListOffsets',
             nodes_dot_pb_dot_broker__pb2.ListOffsetsRequest.SerializeToString,
             nodes_dot_pb_dot_broker__pb2.ListOffsetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.Broker/JoinGroup',
+            nodes_dot_pb_dot_broker__pb2.JoinGroupRequest.SerializeToString,
+            nodes_dot_pb_dot_broker__pb2.GroupAssignment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.Broker/Heartbeat',
+            nodes_dot_pb_dot_broker__pb2.HeartbeatRequest.SerializeToString,
+            nodes_dot_pb_dot_broker__pb2.GroupAssignment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaveGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.Broker/LeaveGroup',
+            nodes_dot_pb_dot_broker__pb2.LeaveGroupRequest.SerializeToString,
+            nodes_dot_pb_dot_broker__pb2.LeaveGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,

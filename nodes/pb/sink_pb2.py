@@ -25,45 +25,59 @@ _sym_db = _symbol_database.Default()
 from nodes.pb import events_pb2 as nodes_dot_pb_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13nodes/pb/sink.proto\x12\ntestbed.v1\x1a\x15nodes/pb/events.proto\"1\n\x0cWriteRequest\x12!\n\x06orders\x18\x01 \x03(\x0b\x32\x11.testbed.v1.Order\"1\n\rWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\x0f\n\x07skipped\x18\x02 \x01(\x05\"M\n\x10PreCommitRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12!\n\x06orders\x18\x02 \x03(\x0b\x32\x11.testbed.v1.Order\"\x13\n\x11PreCommitResponse\",\n\x12TransactionRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"<\n\x0e\x43ommitResponse\x12\x19\n\x11\x61lready_committed\x18\x01 \x01(\x08\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x05\"(\n\rAbortResponse\x12\x17\n\x0f\x61lready_aborted\x18\x01 \x01(\x08\"\x15\n\x13ListPreparedRequest\"/\n\x14ListPreparedResponse\x12\x17\n\x0ftransaction_ids\x18\x01 \x03(\t\"8\n\x0fSnapshotRequest\x12\x16\n\x0e\x61\x66ter_order_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"\\\n\nOrderCount\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x15\n\rapplied_count\x18\x04 \x01(\x05\"1\n\x07\x42\x61lance\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x15\n\rbalance_cents\x18\x02 \x01(\x03\"o\n\x10SnapshotResponse\x12&\n\x06orders\x18\x01 \x03(\x0b\x32\x16.testbed.v1.OrderCount\x12%\n\x08\x62\x61lances\x18\x02 \x03(\x0b\x32\x13.testbed.v1.Balance\x12\x0c\n\x04\x64one\x18\x03 \x01(\x08\"\x92\x01\n\x0f\x44\x65\x61\x64LetterEntry\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x13\n\x0bvalue_bytes\x18\x05 \x01(\x03\x12\x0f\n\x07\x61\x63\x63ount\x18\x06 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x07 \x01(\x03\"A\n\x11\x44\x65\x61\x64LetterRequest\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.testbed.v1.DeadLetterEntry\"5\n\x12\x44\x65\x61\x64LetterResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x05\x32\xbe\x04\n\x04Sink\x12<\n\x05\x41pply\x12\x18.testbed.v1.WriteRequest\x1a\x19.testbed.v1.WriteResponse\x12=\n\x06Upsert\x12\x18.testbed.v1.WriteRequest\x1a\x19.testbed.v1.WriteResponse\x12H\n\tPreCommit\x12\x1c.testbed.v1.PreCommitRequest\x1a\x1d.testbed.v1.PreCommitResponse\x12\x44\n\x06\x43ommit\x12\x1e.testbed.v1.TransactionRequest\x1a\x1a.testbed.v1.CommitResponse\x12\x42\n\x05\x41\x62ort\x12\x1e.testbed.v1.TransactionRequest\x1a\x19.testbed.v1.AbortResponse\x12Q\n\x0cListPrepared\x12\x1f.testbed.v1.ListPreparedRequest\x1a .testbed.v1.ListPreparedResponse\x12\x45\n\x08Snapshot\x12\x1b.testbed.v1.SnapshotRequest\x1a\x1c.testbed.v1.SnapshotResponse\x12K\n\nDeadLetter\x12\x1d.testbed.v1.DeadLetterRequest\x1a\x1e.testbed.v1.DeadLetterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13nodes/pb/sink.proto\x12\ntestbed.v1\x1a\x15nodes/pb/events.proto\"S\n\x0cWriteRequest\x12!\n\x06orders\x18\x01 \x03(\x0b\x32\x11.testbed.v1.Order\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\"1\n\rWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\x0f\n\x07skipped\x18\x02 \x01(\x05\"\xa5\x01\n\x10PreCommitRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12!\n\x06orders\x18\x02 \x03(\x0b\x32\x11.testbed.v1.Order\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\x12\x11\n\tmember_id\x18\x04 \x01(\t\x12\x34\n\x0b\x63heckpoints\x18\x05 \x03(\x0b\x32\x1f.testbed.v1.PartitionCheckpoint\"\x13\n\x11PreCommitResponse\";\n\x12TransactionRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\"<\n\x0e\x43ommitResponse\x12\x19\n\x11\x61lready_committed\x18\x01 \x01(\x08\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x05\"(\n\rAbortResponse\x12\x17\n\x0f\x61lready_aborted\x18\x01 \x01(\x08\"\x15\n\x13ListPreparedRequest\"/\n\x14ListPreparedResponse\x12\x17\n\x0ftransaction_ids\x18\x01 \x03(\t\"8\n\x0fSnapshotRequest\x12\x16\n\x0e\x61\x66ter_order_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"\\\n\nOrderCount\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x15\n\rapplied_count\x18\x04 \x01(\x05\"1\n\x07\x42\x61lance\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x15\n\rbalance_cents\x18\x02 \x01(\x03\"o\n\x10SnapshotResponse\x12&\n\x06orders\x18\x01 \x03(\x0b\x32\x16.testbed.v1.OrderCount\x12%\n\x08\x62\x61lances\x18\x02 \x03(\x0b\x32\x13.testbed.v1.Balance\x12\x0c\n\x04\x64one\x18\x03 \x01(\x08\"\x92\x01\n\x0f\x44\x65\x61\x64LetterEntry\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x13\n\x0bvalue_bytes\x18\x05 \x01(\x03\x12\x0f\n\x07\x61\x63\x63ount\x18\x06 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x07 \x01(\x03\"A\n\x11\x44\x65\x61\x64LetterRequest\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.testbed.v1.DeadLetterEntry\"5\n\x12\x44\x65\x61\x64LetterResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x05\"\xda\x01\n\x13PartitionCheckpoint\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x39\n\x05state\x18\x03 \x03(\x0b\x32*.testbed.v1.PartitionCheckpoint.StateEntry\x12\x15\n\rcheckpoint_id\x18\x04 \x01(\x03\x12\r\n\x05\x65poch\x18\x05 \x01(\x05\x12\x11\n\tmember_id\x18\x06 \x01(\t\x1a,\n\nStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"D\n\x0c\x46\x65nceRequest\x12\x12\n\npartitions\x18\x01 \x03(\x05\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x11\n\tmember_id\x18\x03 \x01(\t\"V\n\rFenceResponse\x12\x34\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1f.testbed.v1.PartitionCheckpoint\x12\x0f\n\x07\x61\x62orted\x18\x02 \x03(\t\"p\n\x16SaveCheckpointsRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x34\n\x0b\x63heckpoints\x18\x03 \x03(\x0b\x32\x1f.testbed.v1.PartitionCheckpoint\"\x19\n\x17SaveCheckpointsResponse2\xd8\x05\n\x04Sink\x12<\n\x05\x41pply\x12\x18.testbed.v1.WriteRequest\x1a\x19.testbed.v1.WriteResponse\x12=\n\x06Upsert\x12\x18.testbed.v1.WriteRequest\x1a\x19.testbed.v1.WriteResponse\x12H\n\tPreCommit\x12\x1c.testbed.v1.PreCommitRequest\x1a\x1d.testbed.v1.PreCommitResponse\x12\x44\n\x06\x43ommit\x12\x1e.testbed.v1.TransactionRequest\x1a\x1a.testbed.v1.CommitResponse\x12\x42\n\x05\x41\x62ort\x12\x1e.testbed.v1.TransactionRequest\x1a\x19.testbed.v1.AbortResponse\x12Q\n\x0cListPrepared\x12\x1f.testbed.v1.ListPreparedRequest\x1a .testbed.v1.ListPreparedResponse\x12\x45\n\x08Snapshot\x12\x1b.testbed.v1.SnapshotRequest\x1a\x1c.testbed.v1.SnapshotResponse\x12K\n\nDeadLetter\x12\x1d.testbed.v1.DeadLetterRequest\x1a\x1e.testbed.v1.DeadLetterResponse\x12<\n\x05\x46\x65nce\x12\x18.testbed.v1.FenceRequest\x1a\x19.testbed.v1.FenceResponse\x12Z\n\x0fSaveCheckpoints\x12\".testbed.v1.SaveCheckpointsRequest\x1a#.testbed.v1.SaveCheckpointsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nodes.pb.sink_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PARTITIONCHECKPOINT_STATEENTRY']._loaded_options = None
+  _globals['_PARTITIONCHECKPOINT_STATEENTRY']._serialized_options = b'8\001'
   _globals['_WRITEREQUEST']._serialized_start=58
-  _globals['_WRITEREQUEST']._serialized_end=107
-  _globals['_WRITERESPONSE']._serialized_start=109
-  _globals['_WRITERESPONSE']._serialized_end=158
-  _globals['_PRECOMMITREQUEST']._serialized_start=160
-  _globals['_PRECOMMITREQUEST']._serialized_end=237
-  _globals['_PRECOMMITRESPONSE']._serialized_start=239
-  _globals['_PRECOMMITRESPONSE']._serialized_end=258
-  _globals['_TRANSACTIONREQUEST']._serialized_start=260
-  _globals['_TRANSACTIONREQUEST']._serialized_end=304
-  _globals['_COMMITRESPONSE']._serialized_start=306
-  _globals['_COMMITRESPONSE']._serialized_end=366
-  _globals['_ABORTRESPONSE']._serialized_start=368
-  _globals['_ABORTRESPONSE']._serialized_end=408
-  _globals['_LISTPREPAREDREQUEST']._serialized_start=410
-  _globals['_LISTPREPAREDREQUEST']._serialized_end=431
-  _globals['_LISTPREPAREDRESPONSE']._serialized_start=433
-  _globals['_LISTPREPAREDRESPONSE']._serialized_end=480
-  _globals['_SNAPSHOTREQUEST']._serialized_start=482
-  _globals['_SNAPSHOTREQUEST']._serialized_end=538
-  _globals['_ORDERCOUNT']._serialized_start=540
-  _globals['_ORDERCOUNT']._serialized_end=632
-  _globals['_BALANCE']._serialized_start=634
-  _globals['_BALANCE']._serialized_end=683
-  _globals['_SNAPSHOTRESPONSE']._serialized_start=685
-  _globals['_SNAPSHOTRESPONSE']._serialized_end=796
-  _globals['_DEADLETTERENTRY']._serialized_start=799
-  _globals['_DEADLETTERENTRY']._serialized_end=945
-  _globals['_DEADLETTERREQUEST']._serialized_start=947
-  _globals['_DEADLETTERREQUEST']._serialized_end=1012
-  _globals['_DEADLETTERRESPONSE']._serialized_start=1014
-  _globals['_DEADLETTERRESPONSE']._serialized_end=1067
-  _globals['_SINK']._serialized_start=1070
-  _globals['_SINK']._serialized_end=1644
+  _globals['_WRITEREQUEST']._serialized_end=141
+  _globals['_WRITERESPONSE']._serialized_start=143
+  _globals['_WRITERESPONSE']._serialized_end=192
+  _globals['_PRECOMMITREQUEST']._serialized_start=195
+  _globals['_PRECOMMITREQUEST']._serialized_end=360
+  _globals['_PRECOMMITRESPONSE']._serialized_start=362
+  _globals['_PRECOMMITRESPONSE']._serialized_end=381
+  _globals['_TRANSACTIONREQUEST']._serialized_start=383
+  _globals['_TRANSACTIONREQUEST']._serialized_end=442
+  _globals['_COMMITRESPONSE']._serialized_start=444
+  _globals['_COMMITRESPONSE']._serialized_end=504
+  _globals['_ABORTRESPONSE']._serialized_start=506
+  _globals['_ABORTRESPONSE']._serialized_end=546
+  _globals['_LISTPREPAREDREQUEST']._serialized_start=548
+  _globals['_LISTPREPAREDREQUEST']._serialized_end=569
+  _globals['_LISTPREPAREDRESPONSE']._serialized_start=571
+  _globals['_LISTPREPAREDRESPONSE']._serialized_end=618
+  _globals['_SNAPSHOTREQUEST']._serialized_start=620
+  _globals['_SNAPSHOTREQUEST']._serialized_end=676
+  _globals['_ORDERCOUNT']._serialized_start=678
+  _globals['_ORDERCOUNT']._serialized_end=770
+  _globals['_BALANCE']._serialized_start=772
+  _globals['_BALANCE']._serialized_end=821
+  _globals['_SNAPSHOTRESPONSE']._serialized_start=823
+  _globals['_SNAPSHOTRESPONSE']._serialized_end=934
+  _globals['_DEADLETTERENTRY']._serialized_start=937
+  _globals['_DEADLETTERENTRY']._serialized_end=1083
+  _globals['_DEADLETTERREQUEST']._serialized_start=1085
+  _globals['_DEADLETTERREQUEST']._serialized_end=1150
+  _globals['_DEADLETTERRESPONSE']._serialized_start=1152
+  _globals['_DEADLETTERRESPONSE']._serialized_end=1205
+  _globals['_PARTITIONCHECKPOINT']._serialized_start=1208
+  _globals['_PARTITIONCHECKPOINT']._serialized_end=1426
+  _globals['_PARTITIONCHECKPOINT_STATEENTRY']._serialized_start=1382
+  _globals['_PARTITIONCHECKPOINT_STATEENTRY']._serialized_end=1426
+  _globals['_FENCEREQUEST']._serialized_start=1428
+  _globals['_FENCEREQUEST']._serialized_end=1496
+  _globals['_FENCERESPONSE']._serialized_start=1498
+  _globals['_FENCERESPONSE']._serialized_end=1584
+  _globals['_SAVECHECKPOINTSREQUEST']._serialized_start=1586
+  _globals['_SAVECHECKPOINTSREQUEST']._serialized_end=1698
+  _globals['_SAVECHECKPOINTSRESPONSE']._serialized_start=1700
+  _globals['_SAVECHECKPOINTSRESPONSE']._serialized_end=1725
+  _globals['_SINK']._serialized_start=1728
+  _globals['_SINK']._serialized_end=2456
 # @@protoc_insertion_point(module_scope)

@@ -8,10 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WriteRequest(_message.Message):
-    __slots__ = ("orders",)
+    __slots__ = ("orders", "member_id", "epoch")
     ORDERS_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     orders: _containers.RepeatedCompositeFieldContainer[_events_pb2.Order]
-    def __init__(self, orders: _Optional[_Iterable[_Union[_events_pb2.Order, _Mapping]]] = ...) -> None: ...
+    member_id: str
+    epoch: int
+    def __init__(self, orders: _Optional[_Iterable[_Union[_events_pb2.Order, _Mapping]]] = ..., member_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class WriteResponse(_message.Message):
     __slots__ = ("applied", "skipped")
@@ -22,22 +26,30 @@ class WriteResponse(_message.Message):
     def __init__(self, applied: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
 
 class PreCommitRequest(_message.Message):
-    __slots__ = ("transaction_id", "orders")
+    __slots__ = ("transaction_id", "orders", "epoch", "member_id", "checkpoints")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     ORDERS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     orders: _containers.RepeatedCompositeFieldContainer[_events_pb2.Order]
-    def __init__(self, transaction_id: _Optional[str] = ..., orders: _Optional[_Iterable[_Union[_events_pb2.Order, _Mapping]]] = ...) -> None: ...
+    epoch: int
+    member_id: str
+    checkpoints: _containers.RepeatedCompositeFieldContainer[PartitionCheckpoint]
+    def __init__(self, transaction_id: _Optional[str] = ..., orders: _Optional[_Iterable[_Union[_events_pb2.Order, _Mapping]]] = ..., epoch: _Optional[int] = ..., member_id: _Optional[str] = ..., checkpoints: _Optional[_Iterable[_Union[PartitionCheckpoint, _Mapping]]] = ...) -> None: ...
 
 class PreCommitResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class TransactionRequest(_message.Message):
-    __slots__ = ("transaction_id",)
+    __slots__ = ("transaction_id", "epoch")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
-    def __init__(self, transaction_id: _Optional[str] = ...) -> None: ...
+    epoch: int
+    def __init__(self, transaction_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class CommitResponse(_message.Message):
     __slots__ = ("already_committed", "applied")
@@ -132,3 +144,58 @@ class DeadLetterResponse(_message.Message):
     added: int
     existing: int
     def __init__(self, added: _Optional[int] = ..., existing: _Optional[int] = ...) -> None: ...
+
+class PartitionCheckpoint(_message.Message):
+    __slots__ = ("partition", "offset", "state", "checkpoint_id", "epoch", "member_id")
+    class StateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    offset: int
+    state: _containers.ScalarMap[str, int]
+    checkpoint_id: int
+    epoch: int
+    member_id: str
+    def __init__(self, partition: _Optional[int] = ..., offset: _Optional[int] = ..., state: _Optional[_Mapping[str, int]] = ..., checkpoint_id: _Optional[int] = ..., epoch: _Optional[int] = ..., member_id: _Optional[str] = ...) -> None: ...
+
+class FenceRequest(_message.Message):
+    __slots__ = ("partitions", "epoch", "member_id")
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    partitions: _containers.RepeatedScalarFieldContainer[int]
+    epoch: int
+    member_id: str
+    def __init__(self, partitions: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ..., member_id: _Optional[str] = ...) -> None: ...
+
+class FenceResponse(_message.Message):
+    __slots__ = ("checkpoints", "aborted")
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    ABORTED_FIELD_NUMBER: _ClassVar[int]
+    checkpoints: _containers.RepeatedCompositeFieldContainer[PartitionCheckpoint]
+    aborted: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, checkpoints: _Optional[_Iterable[_Union[PartitionCheckpoint, _Mapping]]] = ..., aborted: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SaveCheckpointsRequest(_message.Message):
+    __slots__ = ("epoch", "member_id", "checkpoints")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    member_id: str
+    checkpoints: _containers.RepeatedCompositeFieldContainer[PartitionCheckpoint]
+    def __init__(self, epoch: _Optional[int] = ..., member_id: _Optional[str] = ..., checkpoints: _Optional[_Iterable[_Union[PartitionCheckpoint, _Mapping]]] = ...) -> None: ...
+
+class SaveCheckpointsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

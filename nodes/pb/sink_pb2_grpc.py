@@ -74,6 +74,16 @@ class SinkStub:
                 request_serializer=nodes_dot_pb_dot_sink__pb2.DeadLetterRequest.SerializeToString,
                 response_deserializer=nodes_dot_pb_dot_sink__pb2.DeadLetterResponse.FromString,
                 _registered_method=True)
+        self.Fence = channel.unary_unary(
+                '/testbed.v1.Sink/Fence',
+                request_serializer=nodes_dot_pb_dot_sink__pb2.FenceRequest.SerializeToString,
+                response_deserializer=nodes_dot_pb_dot_sink__pb2.FenceResponse.FromString,
+                _registered_method=True)
+        self.SaveCheckpoints = channel.unary_unary(
+                '/testbed.v1.Sink/SaveCheckpoints',
+                request_serializer=nodes_dot_pb_dot_sink__pb2.SaveCheckpointsRequest.SerializeToString,
+                response_deserializer=nodes_dot_pb_dot_sink__pb2.SaveCheckpointsResponse.FromString,
+                _registered_method=True)
 
 
 class SinkServicer:
@@ -127,6 +137,18 @@ class SinkServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Fence(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveCheckpoints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SinkServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +191,16 @@ def add_SinkServicer_to_server(servicer, server):
                     servicer.DeadLetter,
                     request_deserializer=nodes_dot_pb_dot_sink__pb2.DeadLetterRequest.FromString,
                     response_serializer=nodes_dot_pb_dot_sink__pb2.DeadLetterResponse.SerializeToString,
+            ),
+            'Fence': grpc.unary_unary_rpc_method_handler(
+                    servicer.Fence,
+                    request_deserializer=nodes_dot_pb_dot_sink__pb2.FenceRequest.FromString,
+                    response_serializer=nodes_dot_pb_dot_sink__pb2.FenceResponse.SerializeToString,
+            ),
+            'SaveCheckpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveCheckpoints,
+                    request_deserializer=nodes_dot_pb_dot_sink__pb2.SaveCheckpointsRequest.FromString,
+                    response_serializer=nodes_dot_pb_dot_sink__pb2.SaveCheckpointsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +419,60 @@ class Sink:
             '/testbed.v1.Sink/DeadLetter',
             nodes_dot_pb_dot_sink__pb2.DeadLetterRequest.SerializeToString,
             nodes_dot_pb_dot_sink__pb2.DeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.Sink/Fence',
+            nodes_dot_pb_dot_sink__pb2.FenceRequest.SerializeToString,
+            nodes_dot_pb_dot_sink__pb2.FenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveCheckpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/testbed.v1.Sink/SaveCheckpoints',
+            nodes_dot_pb_dot_sink__pb2.SaveCheckpointsRequest.SerializeToString,
+            nodes_dot_pb_dot_sink__pb2.SaveCheckpointsResponse.FromString,
             options,
             channel_credentials,
             insecure,

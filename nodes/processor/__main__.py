@@ -25,6 +25,8 @@ JSON fields:
 - ``restore_behind``: exactly-once/idempotent restarted from a checkpoint older than the
   group's committed offsets: {"<partition>": [restored offset, committed offset]}
   (nodes/processor/restore_check.py)
+- ``group``: with ``--member``: {member_id, generation, assignment, joins, fenced, assignments:
+  [{generation, partitions, time}]} (nodes/processor/membership.py); null otherwise
 
 Exit codes: 0 after SIGTERM, 1 when processing fails (a pending transaction the
 sink no longer knows, a permanent error from the broker or the sink, e.g.
@@ -65,12 +67,16 @@ def make_spec(log: logging.Logger, data_dir: Path, broker: str, sink: str,
             raise RefuseToStart(str(e)) from None
         holder["proc"] = proc
         # exactly-once: a lost or rolled-back checkpoint is refused or replayed consistently
-        proc.restore_behind = await check_restored(proc)
+        if proc.member is None:  # a group member restores per partition (group_loop.py)
+            proc.restore_behind = await check_restored(proc)
 
     async def main() -> None:
         await holder["proc"].run()
 
     async def close() -> None:
+        proc = holder.get("proc")
+        if proc is not None and proc.member is not None:
+            await proc.member.leave()
         for key in ("broker", "sink"):
             if key in holder:
                 await holder[key].close()
@@ -118,6 +124,12 @@ def make_spec(log: logging.Logger, data_dir: Path, broker: str, sink: str,
                    "checkpoint-before-precommit -> loss on a crash.")
 @click.option("--no-drain-before-checkpoint", is_flag=True,
               help="Ablation (idempotent): checkpoint while Upserts are in flight -> loss on a crash.")
+@click.option("--member", default="", metavar="CLIENT_ID",
+              help="Join consumer group --group as a member (e.g. processor-2) and process only the "
+                   "partitions the broker's group coordinator assigns; default: the standalone "
+                   "consumer of every partition.")
+@click.option("--session-timeout-ms", type=click.IntRange(100, 300_000), default=2000, show_default=True,
+              help="With --member: the coordinator removes this member when silent this long.")
 def main(listen: str, data_dir: Path, mode: str, log_level: str, broker: str, sink: str,
          **knobs) -> None:
     """The processor node: a Flink-like stateful engine between the broker and the sink."""

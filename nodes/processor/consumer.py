@@ -16,6 +16,7 @@ import grpc
 from nodes.common.modes import TOPIC
 from nodes.pb import broker_pb2, broker_pb2_grpc
 from nodes.common.retry import PermanentRpcError, is_permanent
+from nodes.processor.membership import is_fencing
 from nodes.processor.retry import backoff_s, retry_rpc
 
 
@@ -44,6 +45,10 @@ class Consumer:
         self.fetch_errors = 0
         self.commits_kept = 0
         self._fetch_failures = 0
+        self.member = None
+        """A nodes.processor.membership.GroupMember when the processor is one member of a
+        consumer group: committed offsets are read for its partitions only and every commit
+        carries its generation id and member id."""
 
     async def partition_count(self) -> int:
         """ListOffsets (retried until it answers); also records the high watermarks."""
@@ -68,6 +73,8 @@ class Consumer:
         offsets = {p: 0 for p in range(partitions)}
         for po in resp.offsets:
             offsets[po.partition] = po.offset
+        if self.member is not None:
+            return {p: o for p, o in offsets.items() if p in self.member.partitions}
         return offsets
 
     async def fetch(self, max_wait_ms: int | None = None) -> list[tuple[int, broker_pb2.Record]]:
@@ -123,23 +130,44 @@ class Consumer:
             PermanentRpcError: with ``retry``, a permanent code, e.g. OUT_OF_RANGE
                 (an offset beyond the broker's log end: the broker lost records
                 this consumer already processed); the processor stops with it.
+            Fenced: a group member's commit refused as ILLEGAL_GENERATION,
+                UNKNOWN_MEMBER_ID or NOT_OWNER (membership.py): nothing committed.
         """
+        m = self.member
         req = broker_pb2.CommitOffsetRequest(
             group=self.group, topic=self.topic,
-            offsets=[broker_pb2.PartitionOffset(partition=p, offset=o) for p, o in sorted(offsets.items())])
+            offsets=[broker_pb2.PartitionOffset(partition=p, offset=o) for p, o in sorted(offsets.items())],
+            member_id=m.member_id if m else "", generation_id=m.generation if m else 0)
         call = lambda: self.stub.CommitOffset(req, timeout=self.timeout_s)  # noqa: E731
-        if retry:
-            resp = await retry_rpc(call, what="CommitOffset", base_ms=self.backoff_ms, log=self.log)
-        else:
-            try:
-                resp = await call()
-            except grpc.aio.AioRpcError as e:
-                self.log.info("CommitOffset failed (not retried)",
-                              extra={"code": e.code().name, "details": e.details()})
-                return False
+        fatal = (grpc.StatusCode.FAILED_PRECONDITION,) if m else ()
+        try:
+            resp = await self._commit_call(call, retry, fatal)
+        except grpc.aio.AioRpcError as e:
+            if m is not None and is_fencing(e):
+                raise m.fenced_by("CommitOffset", e) from None
+            raise PermanentRpcError("CommitOffset", e.code(), e.details() or "") from None
+        if resp is None:
+            return False
         if resp.kept:
             self.commits_kept += len(resp.kept)
             self.log.warning("CommitOffset below the committed offset: the broker kept the newer one",
                              extra={"requested": offsets,
                                     "kept": {po.partition: po.offset for po in resp.kept}})
         return True
+
+    async def _commit_call(self, call, retry: bool, fatal):
+        """The CommitOffset call, retried or once; None when a single attempt failed with
+        a code not in ``fatal`` (logged)."""
+        if retry:
+            resp = await retry_rpc(call, what="CommitOffset", base_ms=self.backoff_ms, log=self.log,
+                                   fatal=fatal)
+        else:
+            try:
+                resp = await call()
+            except grpc.aio.AioRpcError as e:
+                if e.code() in fatal:
+                    raise
+                self.log.info("CommitOffset failed (not retried)",
+                              extra={"code": e.code().name, "details": e.details()})
+                return None
+        return resp

@@ -49,6 +49,8 @@ class _Delivery:
             return
         if FAILPOINTS.armed:
             await FAILPOINTS.hit("processor.after-fetch-before-sink")
+            if p.member is not None:
+                await FAILPOINTS.hit("processor.member-before-output")
         next_offsets = dict(p.positions)
         for part, rec in fetched:
             next_offsets[part] = rec.offset + 1

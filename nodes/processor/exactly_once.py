@@ -51,6 +51,9 @@ from nodes.processor.sinks import TransactionLostError, WritePipeline
 def make_exactly_once(p):
     """The strategy object for ``p.config`` (sink strategy x --no-checkpoint)."""
     tx = p.config.sink_strategy == SINK_TRANSACTIONAL
+    if getattr(p, "member", None) is not None:   # a consumer-group member: checkpoints in the sink
+        from nodes.processor.group_exactly_once import GroupCheckpointing
+        return GroupCheckpointing(p)
     if p.config.no_checkpoint:
         return UncheckpointedTransactional(p) if tx else UncheckpointedIdempotent(p)
     return TransactionalCheckpointing(p) if tx else IdempotentCheckpointing(p)

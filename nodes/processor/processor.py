@@ -59,6 +59,11 @@ class ProcessorConfig:
     no_checkpoint: bool = False
     twopc_order: str = TWOPC_SAFE
     no_drain_before_checkpoint: bool = False
+    member: str = ""
+    """Consumer-group member (client id, e.g. ``processor-2``): join the group, process only
+    the assigned partitions (nodes/processor/group_loop.py); "" = the standalone consumer of
+    every partition (the single-processor pipeline)."""
+    session_timeout_ms: int = 2000
 
     def validate(self) -> None:
         """Raises: ValueError: a count or time is out of range."""
@@ -72,6 +77,8 @@ class ProcessorConfig:
             raise ValueError("--sink-batch must be <= 100000 (the sink's limit per call)")
         if self.fetch_max_records > 10_000 or self.fetch_max_wait_ms > 5_000:
             raise ValueError("--fetch-max-records must be <= 10000 and --fetch-max-wait-ms <= 5000")
+        if self.member and self.mode == EXACTLY_ONCE and (self.no_checkpoint or self.twopc_order != TWOPC_SAFE):
+            raise ValueError("--member (a consumer group) does not support --no-checkpoint or --twopc-order")
         if self.twopc_order not in TWOPC_ORDERS:
             raise ValueError(f"--twopc-order must be one of {TWOPC_ORDERS}")
 
@@ -111,6 +118,14 @@ class Processor:
         self.phase = "created"
         self._changed = asyncio.Event()
         self.strategy = None
+        self.member = None
+        if config.member:
+            from nodes.processor.membership import GroupMember
+            self.member = GroupMember(self.consumer.stub, group=config.group, client_id=config.member,
+                                      log=log, session_timeout_ms=config.session_timeout_ms,
+                                      rpc_timeout_ms=config.rpc_timeout_ms, backoff_ms=config.retry_backoff_ms)
+            self.consumer.member = self.member
+            self.sink.member = self.member
 
     @property
     def positions(self) -> dict[int, int]:
@@ -155,6 +170,10 @@ class Processor:
         """
         if self.phase == "created":
             self.recover_local()
+        if self.member is not None:
+            from nodes.processor.group_loop import run_in_group
+            await run_in_group(self)
+            return
         self.strategy = self.make_strategy()
         self.phase = "starting"
         try:
@@ -272,5 +291,6 @@ class Processor:
             "commits_kept": self.consumer.commits_kept,
             "incarnation": self.incarnation,
             "restore_behind": {str(q): list(v) for q, v in self.restore_behind.items()},
+            "group": self.member.status() if self.member is not None else None,
             "time": time.time(),
         }

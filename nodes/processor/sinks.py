@@ -29,6 +29,7 @@ import grpc
 from nodes.pb import sink_pb2, sink_pb2_grpc
 from nodes.pb.events_pb2 import Order
 from nodes.common.retry import PermanentRpcError, is_transient
+from nodes.processor.membership import is_fencing
 from nodes.processor.retry import retry_rpc
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -59,6 +60,9 @@ class SinkClient:
         self.refused = 0
         self.on_refused: Callable[[Order, str], None] | None = None
         """Called with each order the sink refused (INVALID_ARGUMENT) once isolated."""
+        self.member = None
+        """A nodes.processor.membership.GroupMember: writes name the member and its epoch
+        (generation); a FENCED refusal raises Fenced (nodes/sink/partitions.py)."""
 
     def _on_error(self, e: grpc.aio.AioRpcError) -> None:
         self.errors += 1
@@ -93,7 +97,9 @@ class SinkClient:
 
     async def _write_once(self, method: str, orders: Sequence[Order], retry: bool) -> bool:
         rpc = getattr(self.stub, method)
-        req = sink_pb2.WriteRequest(orders=list(orders))
+        m = self.member
+        req = sink_pb2.WriteRequest(orders=list(orders), member_id=m.member_id if m else "",
+                                    epoch=m.generation if m else 0)
         call = lambda: rpc(req, timeout=self.timeout_s)  # noqa: E731
         if retry:
             await retry_rpc(call, what=method, base_ms=self.backoff_ms, log=self.log,
@@ -120,13 +126,47 @@ class SinkClient:
                         what="DeadLetter", base_ms=self.backoff_ms, log=self.log,
                         on_error=self._on_error)
 
-    async def precommit(self, txn: str, orders: Sequence[Order]) -> None:
-        """PreCommit(txn, orders), retried with the same transaction id until acknowledged."""
-        req = sink_pb2.PreCommitRequest(transaction_id=txn, orders=list(orders))
-        await retry_rpc(lambda: self.stub.PreCommit(req, timeout=self.timeout_s),
-                        what=f"PreCommit {txn}", base_ms=self.backoff_ms, log=self.log,
-                        on_error=self._on_error)
+    async def precommit(self, txn: str, orders: Sequence[Order],
+                        checkpoints: Sequence[sink_pb2.PartitionCheckpoint] = ()) -> None:
+        """PreCommit(txn, orders), retried with the same transaction id until acknowledged.
+        A group member's carries its epoch and its partitions' ``checkpoints``.
+
+        Raises:
+            Fenced: a group member's pre-commit refused as FENCED (a newer owner).
+        """
+        m = self.member
+        req = sink_pb2.PreCommitRequest(transaction_id=txn, orders=list(orders),
+                                        epoch=m.generation if m else 0, member_id=m.member_id if m else "",
+                                        checkpoints=list(checkpoints))
+        await self._fenceable(lambda: self.stub.PreCommit(req, timeout=self.timeout_s), f"PreCommit {txn}")
         self.writes += 1
+
+    async def _fenceable(self, call, what: str):
+        """retry_rpc(call); for a group member a FENCED answer raises Fenced."""
+        m = self.member
+        try:
+            return await retry_rpc(call, what=what, base_ms=self.backoff_ms, log=self.log,
+                                   on_error=self._on_error,
+                                   fatal=(grpc.StatusCode.FAILED_PRECONDITION,) if m else ())
+        except grpc.aio.AioRpcError as e:
+            if m is not None and is_fencing(e):
+                raise m.fenced_by(what, e) from None
+            raise PermanentRpcError(what, e.code(), e.details() or "") from None
+
+    async def fence(self, partitions: Sequence[int]) -> sink_pb2.FenceResponse:
+        """Fence(partitions) for the member's generation, retried; returns their checkpoints.
+        Raises: Fenced (a newer owner already claimed one)."""
+        m = self.member
+        req = sink_pb2.FenceRequest(partitions=list(partitions), epoch=m.generation, member_id=m.member_id)
+        return await self._fenceable(lambda: self.stub.Fence(req, timeout=self.timeout_s), "Fence")
+
+    async def save_checkpoints(self, checkpoints: Sequence[sink_pb2.PartitionCheckpoint]) -> None:
+        """SaveCheckpoints for the member's generation, retried. Raises: Fenced."""
+        m = self.member
+        req = sink_pb2.SaveCheckpointsRequest(epoch=m.generation, member_id=m.member_id,
+                                              checkpoints=list(checkpoints))
+        await self._fenceable(lambda: self.stub.SaveCheckpoints(req, timeout=self.timeout_s),
+                              "SaveCheckpoints")
 
     async def commit(self, txn: str) -> sink_pb2.CommitResponse:
         """Commit(txn), retried until acknowledged; ``already_committed`` is success.
@@ -134,12 +174,15 @@ class SinkClient:
         Raises:
             TransactionLostError: the sink answered NOT_FOUND or FAILED_PRECONDITION.
         """
-        req = sink_pb2.TransactionRequest(transaction_id=txn)
+        m = self.member
+        req = sink_pb2.TransactionRequest(transaction_id=txn, epoch=m.generation if m else 0)
         try:
             resp = await retry_rpc(lambda: self.stub.Commit(req, timeout=self.timeout_s),
                                    what=f"Commit {txn}", base_ms=self.backoff_ms, log=self.log,
                                    fatal=TXN_LOST_CODES, on_error=self._on_error)
         except grpc.aio.AioRpcError as e:
+            if m is not None and is_fencing(e):
+                raise m.fenced_by(f"Commit {txn}", e) from None
             raise TransactionLostError(f"sink cannot commit transaction {txn}: "
                                        f"{e.code().name} {e.details()}") from None
         self.writes += 1

@@ -3,6 +3,8 @@
     producer-broker   producer  -> broker   testbed.v1.Broker
     processor-broker  processor -> broker   testbed.v1.Broker
     processor-sink    processor -> sink     testbed.v1.Sink
+    processor-K-broker, processor-K-sink    the same for consumer-group member K (2..16;
+                      harness/group_cluster.py)
 
 Method names in fault specs are checked against the upstream service's
 descriptor (from the generated ``nodes.pb.*_pb2`` modules).
@@ -21,6 +23,11 @@ LINKS: dict[str, ServiceDescriptor] = {
     "processor-broker": broker_pb2.DESCRIPTOR.services_by_name["Broker"],
     "processor-sink": sink_pb2.DESCRIPTOR.services_by_name["Sink"],
 }
+MAX_MEMBERS = 16
+"""Processors of one consumer group that get their own links (``--processors`` at most this)."""
+for _k in range(2, MAX_MEMBERS + 1):
+    LINKS[f"processor-{_k}-broker"] = LINKS["processor-broker"]
+    LINKS[f"processor-{_k}-sink"] = LINKS["processor-sink"]
 
 FORWARDED_PREFIX = "/testbed.v1."
 """Every method under this prefix that the proxy does not serve itself is forwarded."""

@@ -25,15 +25,19 @@ from nodes.sink.service import SinkRunner, SinkServicer
 @click.option("--no-txn-dedupe", is_flag=True, default=False,
               help="Ablation: Commit does not remember committed transaction ids, so a "
                    "repeated Commit re-applies the writes (scenario 6 shows duplicates).")
+@click.option("--no-epoch-fencing", is_flag=True, default=False,
+              help="Ablation (generation-fencing): accept pre-commits, commits and checkpoint saves "
+                   "of consumer-group members from any epoch, so a zombie's late transaction is "
+                   "applied (nodes/sink/partitions.py).")
 @click.option("--sink-strategy", type=click.Choice(["idempotent", "transactional"]), default=None,
               expose_value=False, help="Accepted and ignored: the sink serves both strategies (the "
                                        "harness passes it to a node run by --sink-cmd, docs/contract.md).")
 def main(listen: str, data_dir: Path, mode: str, log_level: str, prepared_timeout_ms: int,
-         no_txn_dedupe: bool) -> None:
+         no_txn_dedupe: bool, no_epoch_fencing: bool) -> None:
     """Run the sink node."""
 
     def make_spec(log: logging.Logger) -> NodeSpec:
-        runner = SinkRunner(data_dir, txn_dedupe=not no_txn_dedupe,
+        runner = SinkRunner(data_dir, txn_dedupe=not no_txn_dedupe, epoch_fencing=not no_epoch_fencing,
                             prepared_timeout_ms=prepared_timeout_ms, log=log)
         return NodeSpec(
             name="sink",

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from nodes.common.limits import MAX_ORDER_ID_BYTES, too_long
-from nodes.sink import dead_letters
+from nodes.sink import dead_letters, partitions
 from nodes.sink.money import add_balances
 from nodes.sink.errors import (AlreadyCommitted, InvalidInput, TransactionAborted, TransactionCommitted,
                                TransactionNotFound)
@@ -111,13 +111,18 @@ class SinkDB:
     """
 
     def __init__(self, path: Path, *, txn_dedupe: bool = True, prepared_timeout_ms: int = 0,
-                 clock_ms: Callable[[], int] = _now_ms, log: logging.Logger | None = None) -> None:
+                 clock_ms: Callable[[], int] = _now_ms, log: logging.Logger | None = None,
+                 epoch_fencing: bool = True) -> None:
         self.path = Path(path)
         self.txn_dedupe = txn_dedupe
         self.prepared_timeout_ms = prepared_timeout_ms
         self._clock_ms = clock_ms
         self._log = log or logging.getLogger("sink")
         self._con = connect(self.path)
+        self._con.executescript(partitions.SCHEMA)
+        self.epoch_fencing = epoch_fencing
+        """False = the ``generation-fencing`` ablation (nodes/sink/partitions.py)."""
+        self.fenced_refusals = 0
         self.counters = SinkCounters()
         self._reapplied = 0
         self._load_counters()
@@ -180,18 +185,20 @@ class SinkDB:
 
     # -- the RPCs ------------------------------------------------------------------------
 
-    def apply(self, rows: Sequence[OrderRow]) -> int:
+    def apply(self, rows: Sequence[OrderRow], *, member: str = "", epoch: int = 0) -> int:
         """Apply a batch (NON-idempotent); returns the number of orders applied (= len(rows)).
+        ``member``: a consumer-group member, recorded per order (order_applications).
 
         Raises: InvalidInput, TooManyOrders (nothing applied).
         """
         check_orders(rows)
         with self._txn() as con:
             new, newly_dup = self._apply_rows(con, rows)
+            partitions.record_applications(con, (r[0] for r in rows), member, epoch, self._clock_ms())
         self._count_applied(new, len(rows), newly_dup)
         return len(rows)
 
-    def upsert(self, rows: Sequence[OrderRow]) -> tuple[int, int]:
+    def upsert(self, rows: Sequence[OrderRow], *, member: str = "", epoch: int = 0) -> tuple[int, int]:
         """Insert the orders not yet present (idempotent by order id); returns (applied, skipped).
 
         Raises: InvalidInput, TooManyOrders (nothing applied).
@@ -200,29 +207,40 @@ class SinkDB:
         applied = 0
         per_account: dict[str, int] = defaultdict(int)
         with self._txn() as con:
+            done = []
             for order_id, account, amount in rows:
                 if con.execute(_UPSERT_ORDER, (order_id, account, amount)).fetchall():
                     applied += 1
                     per_account[account] += amount
+                    done.append(order_id)
             add_balances(con, per_account)
+            partitions.record_applications(con, done, member, epoch, self._clock_ms())
         self._count_applied(applied, applied, 0)
         return applied, len(rows) - applied
 
-    def pre_commit(self, transaction_id: str, rows: Sequence[OrderRow]) -> None:
+    def pre_commit(self, transaction_id: str, rows: Sequence[OrderRow], *, epoch: int = 0, member: str = "",
+                   checkpoints: Sequence[partitions.Checkpoint] = ()) -> None:
         """Store ``rows`` durably as the prepared writes of ``transaction_id`` (Flink's preCommit).
+        A consumer-group member also stages its partitions' ``checkpoints`` (installed at commit)
+        under its ``epoch`` (nodes/sink/partitions.py).
 
         Raises:
+            Fenced: a partition of ``checkpoints`` has a newer owner epoch (FAILED_PRECONDITION).
             InvalidInput, TooManyOrders: bad id or batch.
             AlreadyCommitted: the id is already committed (gRPC ALREADY_EXISTS; not
                 with ``txn_dedupe=False``, which forgets commits and re-prepares).
         """
         check_transaction_id(transaction_id)
         check_orders(rows)
-        with self._txn() as con:
+        with self._fenced_logged(member, epoch), self._txn() as con:
             row = con.execute("SELECT state FROM transactions WHERE transaction_id = ?",
                               (transaction_id,)).fetchone()
             if row and row[0] == "committed" and self.txn_dedupe:
                 raise AlreadyCommitted(f"pre-commit {transaction_id!r}: transaction already committed")
+            if checkpoints:
+                partitions.check_epoch(con, f"pre-commit {transaction_id!r}", [c[0] for c in checkpoints],
+                                       epoch, member, self._clock_ms(), self.epoch_fencing)
+                partitions.stage(con, transaction_id, checkpoints, epoch, member)
             con.execute("DELETE FROM prepared WHERE transaction_id = ?", (transaction_id,))
             con.executemany("INSERT INTO prepared(transaction_id, seq, order_id, account, amount_cents) "
                             "VALUES (?, ?, ?, ?, ?)",
@@ -234,23 +252,33 @@ class SinkDB:
                         (transaction_id, self._clock_ms(), len(rows)))
         self._refresh_transactions()
 
-    def commit(self, transaction_id: str) -> CommitResult:
-        """Apply the prepared writes of ``transaction_id`` (Apply semantics) and mark it committed.
+    def commit(self, transaction_id: str, *, epoch: int = 0) -> CommitResult:
+        """Apply the prepared writes of ``transaction_id`` (Apply semantics) and mark it committed;
+        a consumer-group member's transaction also installs its staged partition checkpoints.
 
         Raises:
+            Fenced: ``epoch`` > 0 and a partition of the transaction has a newer owner epoch, or a
+                newer owner aborted it at its fence (FAILED_PRECONDITION "FENCED: ...").
             InvalidInput: empty id.
             TransactionNotFound: never pre-committed (gRPC NOT_FOUND).
             TransactionAborted: aborted by a call or by the prepared timeout (FAILED_PRECONDITION).
         """
         check_transaction_id(transaction_id)
         self.abort_expired()
-        with self._txn() as con:
+        with self._fenced_logged("", epoch), self._txn() as con:
             row = con.execute("SELECT state, abort_reason, finished_at_ms FROM transactions "
                               "WHERE transaction_id = ?", (transaction_id,)).fetchone()
             if row is None:
                 raise TransactionNotFound(f"commit {transaction_id!r}: unknown transaction "
                                           "(never pre-committed)")
             state, reason, finished_ms = row
+            if state == "aborted" and reason == "fenced":
+                raise partitions.Fenced(f"commit {transaction_id!r}: aborted at {finished_ms} ms by a "
+                                        "newer owner of its partitions (their fence)")
+            staged = partitions.staged(con, transaction_id)
+            if staged and epoch and state == "prepared":
+                partitions.check_epoch(con, f"commit {transaction_id!r}", [r[0] for r in staged], epoch,
+                                       staged[0][5], self._clock_ms(), self.epoch_fencing)
             if state == "aborted":
                 how = ("aborted by timeout (prepared longer than --prepared-timeout-ms="
                        f"{self.prepared_timeout_ms})" if reason == "timeout" else "aborted by an Abort call")
@@ -261,6 +289,10 @@ class SinkDB:
             rows = con.execute("SELECT order_id, account, amount_cents FROM prepared "
                                "WHERE transaction_id = ? ORDER BY seq", (transaction_id,)).fetchall()
             new, newly_dup = self._apply_rows(con, rows)
+            if staged:
+                now = self._clock_ms()
+                partitions.record_applications(con, (r[0] for r in rows), staged[0][5], staged[0][4], now)
+                partitions.install_staged(con, transaction_id, now)
             con.execute("UPDATE transactions SET state = 'committed', finished_at_ms = ?, "
                         "commit_count = commit_count + 1 WHERE transaction_id = ?",
                         (self._clock_ms(), transaction_id))
@@ -318,6 +350,34 @@ class SinkDB:
             self._log.warning("aborted %d prepared transaction(s) by timeout: %s", len(expired), expired)
             self._refresh_transactions()
         return expired
+
+    def fence(self, parts: Sequence[int], epoch: int, member: str) -> tuple[list[tuple], list[str]]:
+        """Claim ``parts`` for ``epoch`` and return their checkpoints (partitions.fence).
+
+        Raises: Fenced (a newer owner), InvalidInput."""
+        with self._fenced_logged(member, epoch), self._txn() as con:
+            out = partitions.fence(con, parts, epoch, member, self._clock_ms(), self.epoch_fencing)
+        if out[1]:
+            self._log.warning("fence aborted prepared transactions of older owners: %s", out[1])
+            self._refresh_transactions()
+        return out
+
+    def save_checkpoints(self, cks: Sequence[partitions.Checkpoint], epoch: int, member: str) -> None:
+        """Replace the partitions' checkpoints. Raises: Fenced, InvalidInput."""
+        with self._fenced_logged(member, epoch), self._txn() as con:
+            partitions.save(con, cks, epoch, member, self._clock_ms(), self.epoch_fencing)
+
+    @contextmanager
+    def _fenced_logged(self, member: str, epoch: int) -> Iterator[None]:
+        """Record a Fenced refusal in group_events (after the refused call rolled back)."""
+        try:
+            yield
+        except partitions.Fenced as e:
+            self.fenced_refusals += 1
+            self._log.warning("refused a zombie's call: %s", e)
+            with self._txn() as con:
+                partitions.record_refusal(con, self._clock_ms(), str(e), member, epoch)
+            raise
 
     def dead_letter(self, entries: Sequence[dead_letters.DeadLetter]) -> tuple[int, int]:
         """Store poison records in ``dead_letters`` (nodes/sink/dead_letters.py); returns

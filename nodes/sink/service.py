@@ -23,6 +23,7 @@ write IS applied, only the reply is replaced (a lost ACK)).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections import Counter
@@ -48,11 +49,17 @@ def order_rows(orders: Any) -> list[tuple[str, str, int]]:
     return [(o.order_id, o.account, o.amount_cents) for o in orders]
 
 
+def checkpoint_rows(cks: Any) -> list[tuple[int, int, dict, int]]:
+    """Protobuf ``repeated PartitionCheckpoint`` -> [(partition, offset, state, checkpoint_id)]."""
+    return [(c.partition, c.offset, dict(c.state), c.checkpoint_id) for c in cks]
+
+
 class SinkRunner:
     """Owns the worker thread and the SinkDB living on it; counts calls per RPC."""
 
     def __init__(self, data_dir: Path, *, txn_dedupe: bool, prepared_timeout_ms: int,
-                 log: logging.Logger) -> None:
+                 log: logging.Logger, epoch_fencing: bool = True) -> None:
+        self.epoch_fencing = epoch_fencing
         self.db_path = Path(data_dir) / DB_FILE
         self.txn_dedupe = txn_dedupe
         self.prepared_timeout_ms = prepared_timeout_ms
@@ -74,7 +81,7 @@ class SinkRunner:
         await self.run(check_identity, self.db_path)
         self.db = await self.run(lambda: SinkDB(self.db_path, txn_dedupe=self.txn_dedupe,
                                                 prepared_timeout_ms=self.prepared_timeout_ms,
-                                                log=self.log))
+                                                log=self.log, epoch_fencing=self.epoch_fencing))
         await self.run(self.db.abort_expired)
         c = self.db.counters
         self.log.info("sink database open", extra={"path": str(self.db_path), "orders": c.orders,
@@ -110,7 +117,9 @@ class SinkRunner:
                    "aborted_transactions": c.aborted_transactions,
                    "aborted_by_timeout": c.aborted_by_timeout,
                    "reapplied_commits": c.reapplied_commits, "dead_letters": c.dead_letters}
-        out.update(calls=dict(self.calls), txn_dedupe=self.txn_dedupe,
+        if self.db is not None:
+            out["fenced_refusals"] = self.db.fenced_refusals
+        out.update(calls=dict(self.calls), txn_dedupe=self.txn_dedupe, epoch_fencing=self.epoch_fencing,
                    prepared_timeout_ms=self.prepared_timeout_ms)
         return out
 
@@ -147,27 +156,31 @@ class SinkServicer(sink_pb2_grpc.SinkServicer):
 
     async def Apply(self, request, context):
         await self._failpoint("sink.before-apply", context)
-        n = await self._call("Apply", context, lambda db: db.apply(order_rows(request.orders)))
+        n = await self._call("Apply", context, lambda db: db.apply(order_rows(request.orders),
+                                                                   member=request.member_id, epoch=request.epoch))
         await self._failpoint("sink.after-apply-before-reply", context)
         return sink_pb2.WriteResponse(applied=n)
 
     async def Upsert(self, request, context):
         await self._failpoint("sink.before-upsert", context)
         applied, skipped = await self._call("Upsert", context,
-                                            lambda db: db.upsert(order_rows(request.orders)))
+                                            lambda db: db.upsert(order_rows(request.orders),
+                                                                 member=request.member_id, epoch=request.epoch))
         await self._failpoint("sink.after-upsert-before-reply", context)
         return sink_pb2.WriteResponse(applied=applied, skipped=skipped)
 
     async def PreCommit(self, request, context):
         await self._failpoint("sink.before-precommit", context)
         await self._call("PreCommit", context,
-                         lambda db: db.pre_commit(request.transaction_id, order_rows(request.orders)))
+                         lambda db: db.pre_commit(request.transaction_id, order_rows(request.orders),
+                                                  epoch=request.epoch, member=request.member_id,
+                                                  checkpoints=checkpoint_rows(request.checkpoints)))
         await self._failpoint("sink.after-pre-commit", context)
         return sink_pb2.PreCommitResponse()
 
     async def Commit(self, request, context):
         await self._failpoint("sink.before-commit", context)
-        r = await self._call("Commit", context, lambda db: db.commit(request.transaction_id))
+        r = await self._call("Commit", context, lambda db: db.commit(request.transaction_id, epoch=request.epoch))
         await self._failpoint("sink.after-commit-before-reply", context)
         return sink_pb2.CommitResponse(already_committed=r.already_committed, applied=r.applied)
 
@@ -185,6 +198,19 @@ class SinkServicer(sink_pb2_grpc.SinkServicer):
                    for e in request.entries]
         added, existing = await self._call("DeadLetter", context, lambda db: db.dead_letter(entries))
         return sink_pb2.DeadLetterResponse(added=added, existing=existing)
+
+    async def Fence(self, request, context):
+        rows, aborted = await self._call("Fence", context, lambda db: db.fence(
+            list(request.partitions), request.epoch, request.member_id))
+        return sink_pb2.FenceResponse(checkpoints=[
+            sink_pb2.PartitionCheckpoint(partition=p, offset=o, state=json.loads(st), checkpoint_id=c,
+                                         epoch=e, member_id=m) for p, o, st, c, e, m in rows],
+            aborted=aborted)
+
+    async def SaveCheckpoints(self, request, context):
+        await self._call("SaveCheckpoints", context, lambda db: db.save_checkpoints(
+            checkpoint_rows(request.checkpoints), request.epoch, request.member_id))
+        return sink_pb2.SaveCheckpointsResponse()
 
     async def Snapshot(self, request, context):
         orders, balances, done = await self._call(

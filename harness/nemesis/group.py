@@ -1,0 +1,130 @@
+"""Consumer-group faults (issue 14): the zombie consumer and scale-out.
+
+``{"f": "zombie", "node": "processor", "nth": 3, "after_ms": 1000}`` (incident 11: a
+consumer stalls past its session timeout, its partitions move, it wakes up):
+
+1. arm failpoint ``processor.member-before-output`` (action ``pause``, the ``nth`` hit
+   counted from the arming) in the node: the member stops with processed records whose
+   output (offset commit, sink write or transaction) is not done yet;
+2. once it fired, SIGSTOP the process: its heartbeats stop too (a long GC pause);
+3. wait until the broker's group coordinator completed a rebalance without the member
+   (a generation newer than the one the member had), then ``after_ms`` more so that the
+   partitions' new owner claims and processes them;
+4. SIGCONT and disarm the failpoint: the zombie carries on with the output it held, for
+   partitions it no longer owns. Fencing (broker: ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID;
+   sink: FENCED) refuses it; the ``generation-fencing`` ablation lets it through.
+
+The ``ok`` record says which member was paused, its generation, the generation that
+replaced it and how long it was stopped. A failpoint that never fires within
+``timeout_ms`` (default 60 s) is recorded as ``info`` ``zombie`` with "not fired".
+
+``{"f": "add-processor"}``: start one more processor (``processor-K``, its own data dir
+and links) mid-run: it joins the group and the partitions are rebalanced (scale out).
+Killing one member is the ordinary ``kill`` step aimed at ``processor-K``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import grpc
+
+from harness.nemesis.base import Nemesis
+from harness.nemesis.failpoint import arm_failpoint, disarm_failpoint, list_failpoints
+from harness.nemesis.process import already_dead
+
+FAILPOINT = "processor.member-before-output"
+GROUP = "processor"
+
+
+async def group_state(cluster) -> dict:
+    """The broker's view of consumer group ``processor`` ({} before anyone joined)."""
+    st = await cluster.status("broker")
+    return (st.get("groups") or {}).get(GROUP, {})
+
+
+async def _until(pred, timeout_s: float, poll_s: float = 0.05):
+    """Poll the async ``pred()`` until it returns a truthy value (returned) or time runs out (None)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            got = await pred()
+        except grpc.aio.AioRpcError:
+            got = None
+        if got:
+            return got
+        await asyncio.sleep(poll_s)
+    return None
+
+
+class ZombieNemesis(Nemesis):
+    """Carries out ``"f": "zombie"`` steps (module doc)."""
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.stopped: list = []
+
+    async def invoke(self, step: dict) -> dict:
+        cluster = self.ctx.cluster
+        p = cluster.nodes[step.get("node", "processor")]
+        if not p.running:
+            return already_dead(p)
+        timeout_s = int(step.get("timeout_ms", 60_000)) / 1000
+        await arm_failpoint(p.address, FAILPOINT, "pause", nth=int(step.get("nth", 1)), count=1)
+
+        async def fired():
+            return any(f["name"] == FAILPOINT and f["fired"] for f in await list_failpoints(p.address))
+        if not await _until(fired, timeout_s):
+            await disarm_failpoint(p.address, FAILPOINT)
+            raise TimeoutError(f"not fired: {FAILPOINT} in {p.name} within {timeout_s:.0f} s")
+        before = (await cluster.status(p.name)).get("group") or {}
+        pid, t0 = p.pid, time.monotonic()
+        p.pause()
+        self.stopped.append(p)
+        try:
+            async def replaced():
+                g = await group_state(cluster)
+                return g if (g.get("state") == "stable" and g.get("generation", 0) > before.get("generation", 0)
+                             and before.get("member_id") not in g.get("members", [])) else None
+            after = await _until(replaced, timeout_s)
+            await asyncio.sleep(int(step.get("after_ms", 1000)) / 1000)
+        finally:
+            if p.pid == pid and p.paused:
+                p.resume()
+                self.stopped.remove(p)
+        stopped_ms = int((time.monotonic() - t0) * 1000)
+        await disarm_failpoint(p.address, FAILPOINT)
+        if after is None:
+            raise TimeoutError(f"{p.name} (member {before.get('member_id')}) paused {stopped_ms} ms, but the "
+                               "group did not rebalance without it")
+        return {"pid": pid, "node": p.name, "member_id": before.get("member_id"),
+                "generation": before.get("generation"), "partitions": before.get("assignment"),
+                "replaced_by_generation": after["generation"],
+                "assignment_after": after.get("assignment"), "stopped_ms": stopped_ms,
+                "failpoint": FAILPOINT}
+
+    async def heal(self) -> None:
+        for p in list(self.stopped):
+            if p.paused:
+                p.resume()
+        self.stopped.clear()
+
+
+class AddProcessorNemesis(Nemesis):
+    """Carries out ``"f": "add-processor"`` steps: scale the group out by one member."""
+
+    async def invoke(self, step: dict) -> dict:
+        from harness.group_cluster import add_member
+        before = await group_state(self.ctx.cluster)
+        p = await add_member(self.ctx.cluster)
+
+        async def rebalanced():
+            g = await group_state(self.ctx.cluster)
+            return g if g.get("state") == "stable" and g.get("generation", 0) > before.get("generation", 0) \
+                and any(m.startswith(p.name + "-") for m in g.get("members", [])) else None
+        after = await _until(rebalanced, int(step.get("timeout_ms", 30_000)) / 1000)
+        return {"node": p.name, "pid": p.pid, "generation_before": before.get("generation"),
+                "generation": after.get("generation") if after else None,
+                "assignment": json.loads(json.dumps(after.get("assignment"))) if after else None}
