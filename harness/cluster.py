@@ -207,7 +207,7 @@ class Cluster:
                         ["--link", link, "--upstream", self.nodes[server].address,
                          "--seed", str(self.config.seed)], name=f"proxy:{link}")
                     self.proxies[link].env[control_auth.TOKEN_ENV] = self.control_token
-                await _all(*(p.start() for link, p in self.proxies.items() if link in LINKS))
+                await _all(*(p.start() for link, p in self.proxies.items() if link in self.links()))
             self.write_manifest()
             if links_up is not None:
                 await links_up()
