@@ -80,15 +80,36 @@ storage_option = click.option(
 
 
 def broker_options(fn):
-    """``--broker builtin|nats`` and ``--nats-sync default|always`` (harness/nats_cluster.py)."""
+    """``--broker builtin|nats|mosquitto``, ``--nats-sync default|always``
+    (harness/nats_cluster.py) and ``--mqtt-autosave`` (harness/mosquitto.py)."""
+    fn = click.option("--mqtt-autosave", default="default", show_default=True, metavar="default|always|SECONDS",
+                      help="--broker mosquitto: when mosquitto writes its persistence file (default: "
+                           "mosquitto's autosave_interval, 1800 s, and at shutdown; always: after every "
+                           "change; SECONDS: autosave_interval). A kill -9 loses what was not saved.")(fn)
     fn = click.option("--nats-sync", type=click.Choice(["default", "always"]), default="default",
                       show_default=True,
                       help="--broker nats: JetStream sync_interval (default: fsync every 2 min; "
                            "always: fsync each write).")(fn)
-    return click.option("--broker", "broker", type=click.Choice(["builtin", "nats"]), default="builtin",
+    return click.option("--broker", "broker", type=click.Choice(BROKERS), default="builtin",
                         show_default=True,
-                        help="The log under test: the testbed's broker, or a 3-server NATS JetStream "
-                             "cluster on loopback (docs/brokers.md).")(fn)
+                        help="The log under test: the testbed's broker, a 3-server NATS JetStream "
+                             "cluster, or one mosquitto MQTT broker, on loopback (docs/brokers.md).")(fn)
+
+
+BROKERS = ["builtin", "nats", "mosquitto"]
+
+
+def check_broker(broker: str, mqtt_autosave: str = "default") -> str:
+    """Exit 2 with one line if ``broker`` cannot run here (mosquitto missing) or
+    ``--mqtt-autosave`` is malformed; returns the autosave value normalised."""
+    if broker != "mosquitto":
+        return mqtt_autosave
+    from harness.mosquitto import check_autosave, mosquitto_binary
+    try:
+        mosquitto_binary()
+        return check_autosave(str(mqtt_autosave))
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
 
 
 def resolve_storage(storage: str | None, schedule: dict, default: str = "direct") -> str:

@@ -79,13 +79,15 @@ def _verdicts(exp: dict) -> str:
 @click.option("--quiet", "-q", is_flag=True)
 @storage_option
 @external_options
-@click.option("--broker", type=click.Choice(["builtin", "nats"]), default=None,
+@click.option("--broker", type=click.Choice(["builtin", "nats", "mosquitto"]), default=None,
               help="Override the scenario's broker (its config's \"broker\", default builtin).")
 @click.option("--nats-sync", type=click.Choice(["default", "always"]), default=None,
               help="Override the scenario's JetStream sync_interval (its config's \"nats_sync\").")
+@click.option("--mqtt-autosave", default=None, metavar="default|always|SECONDS",
+              help="Override the scenario's mosquitto autosave (its config's \"mqtt_autosave\").")
 def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool,
                  storage: str | None, processor_cmd: str | None, sink_cmd: str | None,
-                 broker: str | None, nats_sync: str | None) -> None:
+                 broker: str | None, nats_sync: str | None, mqtt_autosave: str | None) -> None:
     """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations.
 
     With --processor-cmd / --sink-cmd the user's node runs in place of the built-in one:
@@ -102,9 +104,13 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         select_labels(sc, ablation, list(modes) or None)
     except scenarios_mod.ScenarioError as e:
         fail(str(e))
-    overrides = {k: v for k, v in (("broker", broker), ("nats_sync", nats_sync)) if v is not None}
+    overrides = {k: v for k, v in (("broker", broker), ("nats_sync", nats_sync),
+                                   ("mqtt_autosave", mqtt_autosave)) if v is not None}
     if overrides:
         sc.config = {**sc.config, **overrides}
+    from harness.cli_common import check_broker
+    sc.config["mqtt_autosave"] = check_broker(sc.config.get("broker", "builtin"),
+                                              str(sc.config.get("mqtt_autosave", "default")))
     storage = resolve_storage(storage, sc.schedule(), default=sc.config.get("storage", "direct"))
     try:
         run_dir = new_run_dir(out, label=sc.name + (f"-no-{ablation}" if ablation else ""))

@@ -15,7 +15,7 @@ from rich.table import Table
 from nodes.common.cli_types import FiniteFloat
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, resolve_storage, run_async, sink_option, storage_option,
-                                broker_options)
+                                broker_options, check_broker)
 from harness import interrupt, upfile
 from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
@@ -90,7 +90,8 @@ def audit_line(cluster: Cluster) -> str:
 @external_options
 @broker_options
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
-       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync) -> None:
+       exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync,
+       mqtt_autosave) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -101,6 +102,7 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     if sink_strategy and mode != "exactly-once":
         fail("--sink applies to --mode exactly-once only")
     external = external_nodes(processor_cmd, sink_cmd, disable)
+    mqtt_autosave = check_broker(broker, mqtt_autosave)
     if workload_file:
         from nodes.producer.workload import WorkloadError, load_jsonl
         try:
@@ -115,7 +117,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     config = ClusterConfig(mode=mode, sink_strategy=sink_strategy, seed=seed, events=events,
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
-                           storage=storage, external=external, broker=broker, nats_sync=nats_sync)
+                           storage=storage, external=external, broker=broker, nats_sync=nats_sync,
+                           mqtt_autosave=mqtt_autosave)
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 

@@ -24,6 +24,7 @@ import grpc
 
 from harness import interrupt
 from harness.ablations import flags_for
+from harness.mosquitto import MosquittoServer
 from harness.nats_cluster import SERVERS as NATS_SERVERS, NatsCluster
 from harness.process import NodeProcess
 from harness.storage import LazyMount
@@ -39,6 +40,9 @@ LINKS = {
     "processor-sink": ("processor", "sink"),
 }
 NODE_ORDER = ("sink", "broker", "processor", "producer")
+MQTT_QUIET_MS = 1000
+"""--broker mosquitto: drained needs the processor's session connected and silent this
+long (mosquitto pushes every queued message at once to a connected subscriber)."""
 
 
 class DrainTimeout(Exception):
@@ -69,6 +73,8 @@ class ClusterConfig:
         broker: "builtin" (the testbed's gRPC broker) | "nats" (a 3-server NATS JetStream
             cluster, harness/nats_cluster.py; no proxy on the broker links).
         nats_sync: "default" | "always": JetStream's ``sync_interval``.
+        mqtt_autosave: ``--broker mosquitto``: "default" (mosquitto's autosave_interval,
+            1800 s) | "always" (autosave on every change) | "<seconds>" (harness/mosquitto.py).
     """
 
     mode: str = "at-least-once"
@@ -97,6 +103,7 @@ class ClusterConfig:
     partition, nodes/processor/grouping.py); 0 = one Fetch per step."""
     broker: str = "builtin"
     nats_sync: str = "default"
+    mqtt_autosave: str = "default"
 
     def __post_init__(self) -> None:
         if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
@@ -124,6 +131,7 @@ class Cluster:
         self.proxies: dict[str, NodeProcess] = {}
         self.mounts: dict[str, LazyMount] = {}
         self.nats: NatsCluster | None = None
+        self.mosquitto: MosquittoServer | None = None
         self.started_at: float | None = None
         self.control_token = os.environ.get(control_auth.TOKEN_ENV) or secrets.token_hex(16)
         """Required on every node's and proxy's control calls (nodes/common/control_auth.py);
@@ -163,6 +171,8 @@ class Cluster:
         link = f"{client}-{server}"
         if server == "broker" and self.nats is not None:
             return self.nats.url
+        if server == "broker" and self.mosquitto is not None:
+            return self.mqtt_url(client)
         if link in self.proxies:
             return self.proxies[link].address  # type: ignore[return-value]
         return self.nodes[server].address  # type: ignore[return-value]
@@ -218,8 +228,26 @@ class Cluster:
             settings["sink_strategy"] = c.sink_strategy
         return settings
 
+    def mqtt_url(self, client: str) -> str:
+        """The address ``client`` is given for the MQTT broker (nodes/logclient/mqtt.py)."""
+        return f"mqtt://{self.mosquitto.address}?partitions={self.config.partitions}&client={client}"
+
+    async def _start_mosquitto(self) -> None:
+        """mosquitto (registered in ``nodes`` as ``mosquitto``), then the processor's persistent
+        session, subscribed before anything is published (nodes/logclient/mqtt.py)."""
+        from nodes.logclient.mqtt import create_session
+        self.mosquitto = MosquittoServer(self.run_dir / "mosquitto", self.config.mqtt_autosave)
+        self.nodes["mosquitto"] = self.mosquitto
+        await self.mosquitto.start()
+        await create_session(self.mqtt_url("processor"), self.config.mode)
+        self.write_manifest()
+
     async def _start_broker(self) -> None:
-        """The builtin broker node, or the NATS servers (registered in ``nodes`` as nats-<i>)."""
+        """The builtin broker node, or the NATS servers (registered in ``nodes`` as nats-<i>),
+        or mosquitto."""
+        if self.config.broker == "mosquitto":
+            await self._start_mosquitto()
+            return
         if self.config.broker != "nats":
             await self._start_node("broker")
             return
@@ -305,6 +333,8 @@ class Cluster:
         servers = [self.nodes[n] for n in ("broker", "sink") if n in self.nodes]
         if self.nats is not None:
             servers = self.nats.servers + servers
+        if self.mosquitto is not None:
+            servers = [self.mosquitto, *servers]
         try:
             for p in procs:
                 await p.stop(timeout_s=10, cause="cluster stop")
@@ -357,6 +387,9 @@ class Cluster:
         if self.nats is not None:
             manifest["nats"] = {"url": self.nats.url, "sync": self.nats.sync,
                                 "servers": {s.name: dict(s.ports) for s in self.nats.servers}}
+        if self.mosquitto is not None:
+            manifest["mosquitto"] = {"address": self.mosquitto.address, "autosave": self.mosquitto.autosave,
+                                     "persistence": str(self.mosquitto.data_dir / "mosquitto.db")}
         (self.run_dir / "cluster.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     # ----- inspection ---------------------------------------------------------------------
@@ -389,7 +422,20 @@ class Cluster:
         return {"durable_positions": offsets, "positions": offsets, "source": "broker committed offsets"}
 
     async def high_watermarks(self, timeout_s: float = 2.0) -> dict[int, int]:
-        """Broker high watermark per partition (direct)."""
+        """Broker high watermark per partition (direct). MQTT keeps no log: the processor's
+        local queue ends, once its session is connected and no message arrived for
+        :data:`MQTT_QUIET_MS` (else UNAVAILABLE: not drained yet)."""
+        if self.mosquitto is not None:
+            st = await self.status("processor", timeout_s)
+            lc = st.get("log_client") or {}
+            ends = lc.get("ends") or {}
+            if not lc.get("connected") or int(lc.get("quiet_ms", 0)) < MQTT_QUIET_MS \
+                    or len(ends) < self.config.partitions:
+                from nodes.logclient import log_error
+                raise log_error(grpc.StatusCode.UNAVAILABLE,
+                                f"mqtt session {'quiet' if lc.get('connected') else 'disconnected'} "
+                                f"for {lc.get('quiet_ms')} ms")
+            return {int(p): o for p, o in ends.items()}
         if self.nats is not None:
             from nodes.logclient import open_client
             client = open_client(self.nats.url, mode=self.config.mode)

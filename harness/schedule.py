@@ -57,12 +57,18 @@ FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "p
                "pause-broker", "drop-request", "drop-response", "sink-drop-response", "delay",
                "stop-broker", "stop-processor", "stop-sink", "stop-producer",
                "power-loss-broker", "power-loss-all",
-               "kill-nats-leader", "kill-nats-follower", "stop-nats-leader", "pause-nats-leader")
+               "kill-nats-leader", "kill-nats-follower", "stop-nats-leader", "pause-nats-leader",
+               "kill-mosquitto", "stop-mosquitto", "pause-mosquitto")
 """Names accepted by ``--faults``; each expands to one step (see :func:`step_for`)."""
 
 NATS_DEFAULT_FAULTS = ("kill-nats-leader", "kill-processor", "pause-nats-leader", "sink-drop-response",
                        "kill-producer", "kill-nats-follower", "pause-processor", "kill-processor")
 """The default mix for --broker nats: no gRPC proxy on the broker links, servers by role."""
+
+MQTT_DEFAULT_FAULTS = ("kill-mosquitto", "kill-processor", "pause-mosquitto", "sink-drop-response",
+                       "kill-producer", "stop-mosquitto", "pause-processor", "kill-processor")
+"""The default mix for --broker mosquitto: the broker's process faults in place of the
+gRPC proxy's link faults (none on the broker links with MQTT)."""
 
 DEFAULT_FAULTS = ("drop-response", "kill-processor", "drop-request", "kill-broker",
                   "sink-drop-response", "kill-producer", "pause-processor", "kill-processor")
@@ -172,7 +178,7 @@ def load(path: Path) -> dict:
     return schedule
 
 
-NODES = ("producer", "broker", "processor", "sink", "nats", "nats-1", "nats-2", "nats-3")
+NODES = ("producer", "broker", "processor", "sink", "nats", "nats-1", "nats-2", "nats-3", "mosquitto")
 NATS_ROLES = ("leader", "follower", "any")
 LINKS = ("producer-broker", "processor-broker", "processor-sink")
 

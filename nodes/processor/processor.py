@@ -273,4 +273,6 @@ class Processor:
             "incarnation": self.incarnation,
             "restore_behind": {str(q): list(v) for q, v in self.restore_behind.items()},
             "time": time.time(),
+            **({"log_client": self.consumer.stub.status()}   # a real broker's client (MQTT)
+               if callable(getattr(self.consumer.stub, "status", None)) else {}),
         }
