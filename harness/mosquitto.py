@@ -25,6 +25,7 @@ installs it when run as root.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from pathlib import Path
 
@@ -78,7 +79,10 @@ class MosquittoServer(NodeProcess):
         else:
             interval = AUTOSAVE_DEFAULT_S if self.autosave == "default" else int(self.autosave)
             save = f"autosave_interval {interval}\n"
-        return (f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        # As root, mosquitto switches to user "mosquitto" (which cannot write the run dir):
+        # "user root" keeps it as the harness's user, as it is for everyone else.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        return (f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                 f"persistence true\npersistence_location {self.data_dir}/\npersistence_file mosquitto.db\n"
                 f"{save}max_inflight_messages 0\nmax_queued_messages 0\n"
                 "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
