@@ -145,7 +145,7 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @broker_options
 def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurrent_sends, schedule_file, disable,
              rate, batch_size, drain_timeout, out, quiet, storage, processor_cmd, sink_cmd, broker, nats_sync,
-             mqtt_autosave) -> None:
+             mqtt_autosave, mqtt_subscribe_qos) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
@@ -175,7 +175,9 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
         fail(str(e))
     base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
                          storage=storage, external=external, broker=broker, nats_sync=nats_sync,
-                         mqtt_autosave=mqtt_autosave, fetch_group=fetch_group if broker == "builtin" else 0,  # NATS: its own client
+                         mqtt_autosave=mqtt_autosave,
+                         mqtt_subscribe_qos=None if mqtt_subscribe_qos is None else int(mqtt_subscribe_qos),
+                         fetch_group=fetch_group if broker == "builtin" else 0,  # NATS: its own client
                          sequential_sends=not concurrent_sends and broker == "builtin")
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,
                          drain_timeout_s=drain_timeout)

@@ -82,6 +82,10 @@ storage_option = click.option(
 def broker_options(fn):
     """``--broker builtin|nats|mosquitto``, ``--nats-sync default|always``
     (harness/nats_cluster.py) and ``--mqtt-autosave`` (harness/mosquitto.py)."""
+    fn = click.option("--mqtt-subscribe-qos", type=click.Choice(["0", "1", "2"]), default=None,
+                      help="--broker mosquitto: the processor subscribes at this QoS instead of the "
+                           "mode's (e.g. 1 in exactly-once: redelivery after a processor crash, "
+                           "duplicates left to the idempotent sink).")(fn)
     fn = click.option("--mqtt-autosave", default="default", show_default=True, metavar="default|always|SECONDS",
                       help="--broker mosquitto: when mosquitto writes its persistence file (default: "
                            "mosquitto's autosave_interval, 1800 s, and at shutdown; always: after every "

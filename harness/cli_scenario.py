@@ -83,11 +83,14 @@ def _verdicts(exp: dict) -> str:
               help="Override the scenario's broker (its config's \"broker\", default builtin).")
 @click.option("--nats-sync", type=click.Choice(["default", "always"]), default=None,
               help="Override the scenario's JetStream sync_interval (its config's \"nats_sync\").")
+@click.option("--mqtt-subscribe-qos", type=click.Choice(["0", "1", "2"]), default=None,
+              help="Override the processor's MQTT subscription QoS (its config's \"mqtt_subscribe_qos\").")
 @click.option("--mqtt-autosave", default=None, metavar="default|always|SECONDS",
               help="Override the scenario's mosquitto autosave (its config's \"mqtt_autosave\").")
 def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool,
                  storage: str | None, processor_cmd: str | None, sink_cmd: str | None,
-                 broker: str | None, nats_sync: str | None, mqtt_autosave: str | None) -> None:
+                 broker: str | None, nats_sync: str | None, mqtt_autosave: str | None,
+                 mqtt_subscribe_qos: str | None) -> None:
     """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations.
 
     With --processor-cmd / --sink-cmd the user's node runs in place of the built-in one:
@@ -105,7 +108,9 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
     except scenarios_mod.ScenarioError as e:
         fail(str(e))
     overrides = {k: v for k, v in (("broker", broker), ("nats_sync", nats_sync),
-                                   ("mqtt_autosave", mqtt_autosave)) if v is not None}
+                                   ("mqtt_autosave", mqtt_autosave),
+                                   ("mqtt_subscribe_qos", None if mqtt_subscribe_qos is None
+                                    else int(mqtt_subscribe_qos))) if v is not None}
     if overrides:
         sc.config = {**sc.config, **overrides}
     from harness.cli_common import check_broker

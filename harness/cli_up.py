@@ -91,7 +91,7 @@ def audit_line(cluster: Cluster) -> str:
 @broker_options
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
        exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync,
-       mqtt_autosave) -> None:
+       mqtt_autosave, mqtt_subscribe_qos) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -118,7 +118,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
                            storage=storage, external=external, broker=broker, nats_sync=nats_sync,
-                           mqtt_autosave=mqtt_autosave)
+                           mqtt_autosave=mqtt_autosave,
+                           mqtt_subscribe_qos=None if mqtt_subscribe_qos is None else int(mqtt_subscribe_qos))
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 

@@ -104,6 +104,8 @@ class ClusterConfig:
     broker: str = "builtin"
     nats_sync: str = "default"
     mqtt_autosave: str = "default"
+    mqtt_subscribe_qos: int | None = None
+    """--broker mosquitto: the processor's subscription QoS; None = the mode's (0/1/2)."""
 
     def __post_init__(self) -> None:
         if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
@@ -230,7 +232,10 @@ class Cluster:
 
     def mqtt_url(self, client: str) -> str:
         """The address ``client`` is given for the MQTT broker (nodes/logclient/mqtt.py)."""
-        return f"mqtt://{self.mosquitto.address}?partitions={self.config.partitions}&client={client}"
+        url = f"mqtt://{self.mosquitto.address}?partitions={self.config.partitions}&client={client}"
+        if client == "processor" and self.config.mqtt_subscribe_qos is not None:
+            url += f"&sub_qos={self.config.mqtt_subscribe_qos}"
+        return url
 
     async def _start_mosquitto(self) -> None:
         """mosquitto (registered in ``nodes`` as ``mosquitto``), then the processor's persistent

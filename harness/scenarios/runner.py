@@ -38,6 +38,7 @@ def campaign_config(sc: Scenario, labels: list[str], ablation: str | None,
                          sequential_sends=bool(c.get("sequential_sends", True)),
                          broker=c.get("broker", "builtin"), nats_sync=c.get("nats_sync", "default"),
                          mqtt_autosave=str(c.get("mqtt_autosave", "default")),
+                         mqtt_subscribe_qos=c.get("mqtt_subscribe_qos"),
                          extra_args={k: list(v) for k, v in c.get("extra_args", {}).items()},
                          external=dict(external or {}))
     return CampaignConfig(modes=[mode_spec(label) for label in labels], base=base, schedule=sc.schedule(),

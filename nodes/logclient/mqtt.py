@@ -57,6 +57,8 @@ KEEPALIVE_S = 5
 RECONNECT_S = 0.1
 
 log = logging.getLogger("logclient.mqtt")
+_paho_log = logging.getLogger("logclient.mqtt.aiomqtt")
+_paho_log.setLevel(logging.ERROR)   # aiomqtt warns at every 10th concurrent publish of a batch
 
 
 def topic(partition: int) -> str:
@@ -72,6 +74,9 @@ class MqttAddress:
     port: int
     partitions: int
     client: str
+    sub_qos: int | None = None
+    """``&sub_qos=Q``: the processor subscribes at Q instead of the mode's QoS (the broker
+    delivers at min(publish QoS, subscription QoS))."""
 
     @classmethod
     def parse(cls, url: str) -> "MqttAddress":
@@ -83,7 +88,10 @@ class MqttAddress:
         parts = int(q.get("partitions", ["4"])[0])
         if parts < 1:
             raise ValueError(f"partitions must be >= 1: {url!r}")
-        return cls(u.hostname, u.port, parts, q.get("client", ["producer"])[0])
+        sub_qos = int(q["sub_qos"][0]) if "sub_qos" in q else None
+        if sub_qos not in (None, 0, 1, 2):
+            raise ValueError(f"sub_qos must be 0, 1 or 2: {url!r}")
+        return cls(u.hostname, u.port, parts, q.get("client", ["producer"])[0], sub_qos)
 
     @property
     def client_id(self) -> str:
@@ -114,6 +122,7 @@ class MqttClient:
         self.addr = MqttAddress.parse(url)
         self.mode = mode
         self.qos = QOS[mode]
+        self.sub_qos = self.qos if self.addr.sub_qos is None else self.addr.sub_qos
         self._pub: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
         # consumer side
@@ -150,7 +159,8 @@ class MqttClient:
         async with self._lock:
             if self._pub is None:
                 c = aiomqtt.Client(self.addr.host, self.addr.port, identifier=self.addr.client_id,
-                                   clean_session=True, keepalive=KEEPALIVE_S, max_inflight_messages=0)
+                                   clean_session=True, keepalive=KEEPALIVE_S, max_inflight_messages=0,
+                                   logger=_paho_log)
                 try:
                     await c.__aenter__()
                 except BaseException:
@@ -200,14 +210,15 @@ class MqttClient:
         """Connect (persistent session), subscribe, move messages into the local queues;
         on a lost connection reconnect with the same client id until cancelled."""
         c = aiomqtt.Client(self.addr.host, self.addr.port, identifier=self.addr.client_id,
-                           clean_session=False, keepalive=KEEPALIVE_S, timeout=5)
+                           clean_session=False, keepalive=KEEPALIVE_S, timeout=5,
+                           logger=_paho_log)
         c._client.manual_ack_set(True)   # paho >= 2.0: PUBACK / PUBCOMP when CommitOffset says
         self._sub = c
         while True:
             try:
                 async with c:
                     self.gen += 1
-                    await c.subscribe(SUBSCRIPTION, qos=self.qos)
+                    await c.subscribe(SUBSCRIPTION, qos=self.sub_qos)
                     self.connected = True
                     log.info("subscribed", extra={"client_id": self.addr.client_id, "gen": self.gen})
                     async for m in c.messages:
@@ -346,7 +357,7 @@ async def _close(c: aiomqtt.Client) -> None:
 async def create_session(url: str, mode: str, timeout_s: float = 10.0) -> None:
     """Create the processor's persistent session before anything is published: connect as
     ``testbed-processor`` (``clean_session`` false), subscribe to ``orders/#`` at the
-    mode's QoS, disconnect. The broker queues every later message for it.
+    mode's QoS (or the URL's ``sub_qos``), disconnect. The broker queues every later message for it.
 
     Raises:
         aiomqtt.MqttError, asyncio.TimeoutError: the broker did not answer.
@@ -355,5 +366,5 @@ async def create_session(url: str, mode: str, timeout_s: float = 10.0) -> None:
     c = aiomqtt.Client(a.host, a.port, identifier=a.client_id, clean_session=False, keepalive=KEEPALIVE_S)
     async def go():
         async with c:
-            await c.subscribe(SUBSCRIPTION, qos=QOS[mode])
+            await c.subscribe(SUBSCRIPTION, qos=QOS[mode] if a.sub_qos is None else a.sub_qos)
     await asyncio.wait_for(go(), timeout_s)
