@@ -206,7 +206,7 @@ class Cluster:
                         ["--link", link, "--upstream", self.nodes[server].address,
                          "--seed", str(self.config.seed)], name=f"proxy:{link}")
                     self.proxies[link].env[control_auth.TOKEN_ENV] = self.control_token
-                await _all(*(p.start() for p in self.proxies.values()))
+                await _all(*(p.start() for p in self.proxies.values() if not p.running))
             self.write_manifest()
             if links_up is not None:
                 await links_up()
@@ -232,7 +232,9 @@ class Cluster:
 
     def mqtt_url(self, client: str) -> str:
         """The address ``client`` is given for the MQTT broker (nodes/logclient/mqtt.py)."""
-        url = f"mqtt://{self.mosquitto.address}?partitions={self.config.partitions}&client={client}"
+        link = self.proxies.get(f"{client}-broker")   # a TCP fault proxy on the client's link
+        where = getattr(link, "data_address", None) or self.mosquitto.address
+        url = f"mqtt://{where}?partitions={self.config.partitions}&client={client}"
         if client == "processor" and self.config.mqtt_subscribe_qos is not None:
             url += f"&sub_qos={self.config.mqtt_subscribe_qos}"
         return url
@@ -244,7 +246,14 @@ class Cluster:
         self.mosquitto = MosquittoServer(self.run_dir / "mosquitto", self.config.mqtt_autosave)
         self.nodes["mosquitto"] = self.mosquitto
         await self.mosquitto.start()
-        await create_session(self.mqtt_url("processor"), self.config.mode)
+        await create_session(self.mqtt_url("processor"), self.config.mode)   # direct, no proxy yet
+        if self.config.proxies:   # producer and processor reach mosquitto through a TCP fault proxy
+            from harness.tcp_link import TcpLinkProcess
+            for link in ("producer-broker", "processor-broker"):
+                self.proxies[link] = TcpLinkProcess(link, self.mosquitto.address, self.run_dir / f"proxy-{link}",
+                                                    seed=self.config.seed,
+                                                    env={control_auth.TOKEN_ENV: self.control_token})
+            await _all(*(self.proxies[link].start() for link in ("producer-broker", "processor-broker")))
         self.write_manifest()
 
     async def _start_broker(self) -> None:
@@ -383,6 +392,9 @@ class Cluster:
             return out
         links = {}
         for link, p in self.proxies.items():
+            if hasattr(p, "manifest_entry"):   # a TCP proxy (MQTT's client links)
+                links[link] = p.manifest_entry()
+                continue
             server = LINKS[link][1]
             links[link] = {"proxy": p.address, "upstream": self.nodes[server].address if server in self.nodes else None,
                            "pid": p.pid, "data_dir": str(p.data_dir)}

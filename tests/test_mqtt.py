@@ -2,7 +2,7 @@
 
 Units drive the MQTT log client's local queues, offsets and acknowledgements with a fake
 connection (no process); the real tests start mosquitto by pid: a no-fault campaign over
-every mode, and m01 (kill -9 of the broker while the subscriber is stalled), asserting the
+every mode, and m01 (kill -9 of the broker while the subscriber is down), asserting the
 kill FIRED (nemesis.jsonl: SIGKILL, a new pid) before the verdict. Skipped with the reason
 when Debian's mosquitto is not installed.
 """
@@ -196,17 +196,18 @@ def test_no_fault_run_every_mode(tmp_path):
         assert "lost-from-log" not in entry["anomalies"] and "divergent" not in entry["anomalies"]
 
 
-def _m01(tmp_path: Path, *modes: str) -> dict:
+def _m01(tmp_path: Path, *modes: str, name: str = "m01-mqtt-qos-under-broker-kill") -> dict:
+    """Run an m01 scenario; assert mosquitto's kill FIRED (SIGKILL, restarted under a new pid)
+    while the processor was down or stalled, as the scenario's first step says."""
     args = [a for m in modes for a in ("--mode", m)]
-    r = run_cli("scenario", "run", "m01-mqtt-qos-under-broker-kill", *args, "--quiet", "--out", str(tmp_path),
-                timeout=900)
+    r = run_cli("scenario", "run", name, *args, "--quiet", "--out", str(tmp_path), timeout=900)
     assert r.returncode in (0, 1), r.stdout + r.stderr
     res = latest(tmp_path)
     for entry in res["modes"]:
-        ops = nemesis_ops(tmp_path / "latest" / entry["dir"])
-        (kill,) = [op["value"] for op in ops if op["f"] == "kill" and op["type"] == "ok"]
+        ops = [op for op in nemesis_ops(tmp_path / "latest" / entry["dir"]) if op["type"] == "ok"]
+        (kill,) = [op["value"] for op in ops if op["f"] == "kill" and op["value"]["node"] == "mosquitto"]
         assert kill["server"] == "mosquitto" and kill["exit_code"] == -9 and kill["new_pid"] != kill["killed_pid"]
-        assert [op for op in ops if op["f"] == "pause" and op["type"] == "ok"]
+        assert [op for op in ops if op["f"] in ("kill", "pause") and op["value"].get("node") == "processor"]
     return res
 
 
@@ -223,8 +224,10 @@ def test_m01_broker_kill_fires_and_loses_acknowledged_qos1(tmp_path):
 @needs_mosquitto
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_m01_every_mode_as_expected(tmp_path):
-    for entry in _m01(tmp_path)["modes"]:
+@pytest.mark.parametrize("name", ["m01-mqtt-qos-under-broker-kill", "m01b-mqtt-autosave-always-broker-kill",
+                                  "m01c-mqtt-stalled-subscriber-broker-kill"])
+def test_m01_scenarios_every_mode_as_expected(tmp_path, name):
+    for entry in _m01(tmp_path, name=name)["modes"]:
         assert entry["as_expected"], entry["mismatches"]
 
 
