@@ -66,7 +66,7 @@ class FakePaho:
 def consumer(mode: str = "at-least-once") -> tuple[MqttClient, FakePaho]:
     c = MqttClient("mqtt://127.0.0.1:1?partitions=2&client=processor", mode=mode)
     paho = FakePaho()
-    c._sub, c.connected, c.gen = SimpleNamespace(_client=paho), True, 1
+    c._sub, c.q.connected, c.q.gen = SimpleNamespace(_client=paho), True, 1
     c._ensure_subscriber = lambda: None   # no connection: messages are fed by hand
     return c, paho
 
@@ -126,15 +126,15 @@ def test_a_redelivery_after_reconnect_is_the_same_message_and_acked_then():
     and is acknowledged at once. A new message reusing a packet id is a new message."""
     c, paho = consumer()
     c._on_message(msg(1, 5, b"a"))
-    c.connected = False
+    c.q.connected = False
     fetch(c, 1, 0)
     commit(c, 1, 1)
     assert paho.acks == []
-    c.gen, c.connected = 2, True
+    c.q.gen, c.q.connected = 2, True
     c._on_message(msg(1, 5, b"a"))
-    assert paho.acks == [(5, 1)] and c.redelivered_matched == 1 and len(c.queues[1]) == 1
+    assert paho.acks == [(5, 1)] and c.q.redelivered_matched == 1 and len(c.q.queues[1]) == 1
     c._on_message(msg(1, 5, b"b"))
-    assert len(c.queues[1]) == 2
+    assert len(c.q.queues[1]) == 2
 
 
 def test_at_most_once_is_qos_0_and_never_acks():

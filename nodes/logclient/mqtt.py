@@ -12,7 +12,7 @@ mapping (docs/brokers.md, "MQTT"):
 * **Processor**: a persistent session (``clean_session`` false, client id
   ``testbed-<client>``, created by the harness before the producer starts) subscribed to
   ``orders/#`` at the mode's QoS. Received messages go to a local in-memory queue per
-  partition; ``Fetch(offset)`` serves from it. The offsets are local to this client: the
+  partition (nodes/logclient/mqtt_queue.py); ``Fetch(offset)`` serves from it. The offsets are local to this client: the
   first Fetch of a partition sets the offset its first queued message gets (the
   processor's committed offset, 0, or its checkpoint's), so a restored checkpoint's
   offsets and a new incarnation's line up. ``CommitOffset(p, n)`` is the MQTT
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,6 +46,7 @@ import grpc
 
 from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE
 from nodes.logclient.base import log_error
+from nodes.logclient.mqtt_queue import CommitBeyondEnd, SessionQueues
 from nodes.pb import broker_pb2
 
 QOS = {AT_MOST_ONCE: 0, AT_LEAST_ONCE: 1, EXACTLY_ONCE: 2}
@@ -98,18 +98,6 @@ class MqttAddress:
         return f"{CLIENT_ID_PREFIX}{self.client}"
 
 
-@dataclass
-class _Entry:
-    """One received message: its packet id, QoS, connection generation, payload."""
-
-    mid: int
-    qos: int
-    gen: int
-    payload: bytes
-    done: bool = False    # committed by the processor
-    acked: bool = False   # PUBACK / PUBCOMP sent
-
-
 class MqttClient:
     """``base.LogClient`` over one MQTT broker.
 
@@ -128,16 +116,7 @@ class MqttClient:
         # consumer side
         self._sub: aiomqtt.Client | None = None
         self._sub_task: asyncio.Task | None = None
-        self.connected = False
-        self.gen = 0
-        self.queues: dict[int, list[_Entry]] = {p: [] for p in range(self.addr.partitions)}
-        self.base: dict[int, int] = {}
-        self.committed: dict[int, int] = {}   # local index (not offset) committed per partition
-        self.unacked: dict[tuple[int, int], _Entry] = {}   # (partition, packet id) -> not yet acked
-        self.received = 0
-        self.redelivered_matched = 0
-        self.last_receive = time.monotonic()
-        self._arrived = asyncio.Event()
+        self.q = SessionQueues(self.addr.partitions, self._send_ack)
 
     # ----- connections ---------------------------------------------------------------------
 
@@ -197,7 +176,7 @@ class MqttClient:
             self._ensure_subscriber()
         return broker_pb2.ListOffsetsResponse(
             partition_count=self.addr.partitions,
-            high_watermarks=[broker_pb2.PartitionOffset(partition=p, offset=self._end(p))
+            high_watermarks=[broker_pb2.PartitionOffset(partition=p, offset=self.q.end(p))
                              for p in range(self.addr.partitions)])
 
     # ----- consumer ------------------------------------------------------------------------
@@ -217,16 +196,16 @@ class MqttClient:
         while True:
             try:
                 async with c:
-                    self.gen += 1
+                    self.q.gen += 1
                     await c.subscribe(SUBSCRIPTION, qos=self.sub_qos)
-                    self.connected = True
-                    log.info("subscribed", extra={"client_id": self.addr.client_id, "gen": self.gen})
+                    self.q.connected = True
+                    log.info("subscribed", extra={"client_id": self.addr.client_id, "gen": self.q.gen})
                     async for m in c.messages:
                         self._on_message(m)
             except aiomqtt.MqttError as e:
                 log.info("connection lost", extra={"error": str(e)})
             finally:
-                self.connected = False
+                self.q.connected = False
             await asyncio.sleep(RECONNECT_S)
 
     def _on_message(self, m: aiomqtt.Message) -> None:
@@ -234,40 +213,12 @@ class MqttClient:
             p = int(str(m.topic)[len(TOPIC_PREFIX):])
         except ValueError:
             return
-        if p not in self.queues:
-            return
-        payload = bytes(m.payload) if m.payload is not None else b""
-        self.last_receive = time.monotonic()
-        if m.qos > 0:
-            old = self.unacked.get((p, m.mid))
-            if old is not None and old.gen < self.gen and old.payload == payload:
-                old.gen = self.gen      # the same message, redelivered after a reconnect
-                self.redelivered_matched += 1
-                if old.done:
-                    self._ack(p, old)
-                return
-        e = _Entry(m.mid, m.qos, self.gen, payload)
-        self.queues[p].append(e)
-        if m.qos > 0:
-            self.unacked[(p, m.mid)] = e
-        self.received += 1
-        self._arrived.set()
+        if p in self.q.queues:
+            self.q.receive(p, m.mid, m.qos, bytes(m.payload) if m.payload is not None else b"")
 
-    def committed_index(self, p: int) -> int:
-        return self.committed.get(p, 0)
-
-    def _ack(self, p: int, e: _Entry) -> None:
-        """PUBACK / PUBCOMP of ``e`` if it came on the current connection (one from an
-        earlier connection is acknowledged when the broker redelivers it)."""
-        if e.qos == 0 or e.acked or e.gen != self.gen or not self.connected or self._sub is None:
-            return
-        self._sub._client.ack(e.mid, e.qos)
-        e.acked = True
-        if self.unacked.get((p, e.mid)) is e:
-            del self.unacked[(p, e.mid)]
-
-    def _end(self, p: int) -> int:
-        return self.base.get(p, 0) + len(self.queues[p])
+    def _send_ack(self, mid: int, qos: int) -> None:
+        if self._sub is not None:
+            self._sub._client.ack(mid, qos)
 
     async def Fetch(self, request, *, timeout: float):
         """Records of the local queues from each partition's offset, up to ``max_records``;
@@ -275,27 +226,23 @@ class MqttClient:
         its base offset (the offset of its first queued message) to the requested one."""
         self._ensure_subscriber()
         for po in request.partitions:
-            self.base.setdefault(po.partition, po.offset)
+            if po.partition not in self.q.queues:
+                raise log_error(grpc.StatusCode.INVALID_ARGUMENT, f"mqtt: no partition {po.partition}")
+            self.q.set_base(po.partition, po.offset)
         def ready() -> bool:
-            return any(self._end(po.partition) > po.offset for po in request.partitions
-                       if po.partition in self.queues)
+            return any(self.q.end(po.partition) > po.offset for po in request.partitions)
+        self.q.arrived.clear()   # cleared before the look: a message arriving after it sets it
         if not ready():
-            self._arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), request.max_wait_ms / 1000)
+                await asyncio.wait_for(self.q.arrived.wait(), request.max_wait_ms / 1000)
             except asyncio.TimeoutError:
                 pass
-        out = []
         limit = max(1, request.max_records or 500)
-        for po in request.partitions:
-            p = po.partition
-            if p not in self.queues:
-                raise log_error(grpc.StatusCode.INVALID_ARGUMENT, f"mqtt: no partition {p}")
-            base, q = self.base[p], self.queues[p]
-            start = max(0, po.offset - base)
-            recs = [broker_pb2.Record(offset=base + i, value=q[i].payload)
-                    for i in range(start, min(len(q), start + limit))]
-            out.append(broker_pb2.PartitionRecords(partition=p, records=recs, high_watermark=self._end(p)))
+        out = [broker_pb2.PartitionRecords(
+                   partition=po.partition, high_watermark=self.q.end(po.partition),
+                   records=[broker_pb2.Record(offset=o, value=v)
+                            for o, v in self.q.records(po.partition, po.offset, limit)])
+               for po in request.partitions]
         return broker_pb2.FetchResponse(partitions=out)
 
     async def CommitOffset(self, request, *, timeout: float):
@@ -305,21 +252,14 @@ class MqttClient:
         earlier connection is acknowledged when the broker redelivers it."""
         kept = []
         for po in request.offsets:
-            p = po.partition
-            if p not in self.queues:
-                raise log_error(grpc.StatusCode.INVALID_ARGUMENT, f"mqtt: no partition {p}")
-            base = self.base.setdefault(p, po.offset)
-            idx = po.offset - base
-            if idx > len(self.queues[p]):
-                raise log_error(grpc.StatusCode.OUT_OF_RANGE,
-                                f"mqtt: commit {po.offset} beyond the local end {self._end(p)} of partition {p}")
-            if idx < self.committed_index(p):
-                kept.append(broker_pb2.PartitionOffset(partition=p, offset=base + self.committed_index(p)))
-                continue
-            for e in self.queues[p][self.committed_index(p):idx]:
-                e.done = True
-                self._ack(p, e)
-            self.committed[p] = idx
+            if po.partition not in self.q.queues:
+                raise log_error(grpc.StatusCode.INVALID_ARGUMENT, f"mqtt: no partition {po.partition}")
+            try:
+                k = self.q.commit(po.partition, po.offset)
+            except CommitBeyondEnd as e:
+                raise log_error(grpc.StatusCode.OUT_OF_RANGE, f"mqtt: {e}") from None
+            if k is not None:
+                kept.append(broker_pb2.PartitionOffset(partition=po.partition, offset=k))
         return broker_pb2.CommitOffsetResponse(kept=kept)
 
     async def FetchCommittedOffset(self, request, *, timeout: float):
@@ -328,14 +268,9 @@ class MqttClient:
         return broker_pb2.FetchCommittedOffsetResponse()
 
     def status(self) -> dict:
-        """The subscriber's state for the processor's Status (``log_client``): connected,
-        messages received, redeliveries matched, ms since the last message arrived, and
-        ``ends``: each fetched partition's local queue end (its high watermark)."""
-        return {"system": "mqtt", "connected": self.connected, "received": self.received,
-                "redelivered_matched": self.redelivered_matched, "generation": self.gen,
-                "quiet_ms": int((time.monotonic() - self.last_receive) * 1000),
-                "unacked": len(self.unacked),
-                "ends": {str(p): self._end(p) for p in sorted(self.base)}}
+        """The subscriber's state for the processor's Status (``log_client``,
+        nodes/logclient/mqtt_queue.py): connected, received, quiet_ms, ``ends``..."""
+        return {"system": "mqtt", **self.q.status()}
 
     async def close(self) -> None:
         if self._sub_task is not None:
