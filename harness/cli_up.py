@@ -163,7 +163,9 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
             console.print(f"external {node}: {cmd!r} runs in place of the built-in {node}", soft_wrap=True)
         where = "" if default_out else f" --cluster {run_dir / 'cluster.json'}"
         console.print("streaming; inject faults from another terminal, e.g.\n"
-                      f"  ./run.sh fault{where} add drop-response --link producer-broker --probability 0.3\n"
+                      + (f"  ./run.sh fault{where} add reset --link producer-broker   # a TCP proxy (MQTT)\n"
+                         if cluster.mosquitto is not None else
+                         f"  ./run.sh fault{where} add drop-response --link producer-broker --probability 0.3\n") +
                       f"  ./run.sh fault{where} heal\n"
                       "Ctrl-C stops every process.", soft_wrap=True)
         drained_once = False
