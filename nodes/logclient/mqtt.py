@@ -12,8 +12,9 @@ mapping (docs/brokers.md, "MQTT"):
 * **Processor**: a persistent session (``clean_session`` false, client id
   ``testbed-<client>``, created by the harness before the producer starts) subscribed to
   ``orders/#`` at the mode's QoS. Received messages go to a local in-memory queue per
-  partition (nodes/logclient/mqtt_queue.py); ``Fetch(offset)`` serves from it. The offsets are local to this client: the
-  first Fetch of a partition sets the offset its first queued message gets (the
+  partition (nodes/logclient/mqtt_queue.py); ``Fetch(offset)`` serves from it. The
+  offsets are local to this client: the first Fetch of a partition sets the offset its
+  first queued message gets (the
   processor's committed offset, 0, or its checkpoint's), so a restored checkpoint's
   offsets and a new incarnation's line up. ``CommitOffset(p, n)`` is the MQTT
   acknowledgement (paho's manual ack: PUBACK for QoS 1, PUBCOMP for QoS 2) of every
