@@ -56,6 +56,10 @@ SUBSCRIPTION = "orders/#"
 CLIENT_ID_PREFIX = "testbed-"
 KEEPALIVE_S = 5
 RECONNECT_S = 0.1
+SUB_TIMEOUT_S = 2.0
+"""The subscriber's wait for CONNACK / SUBACK (s): a broker that does not answer (paused,
+restarting) is given up and dialled again; a QoS 0 session is offline, losing messages,
+for as long as this lasts."""
 
 log = logging.getLogger("logclient.mqtt")
 _paho_log = logging.getLogger("logclient.mqtt.aiomqtt")
@@ -190,7 +194,7 @@ class MqttClient:
         """Connect (persistent session), subscribe, move messages into the local queues;
         on a lost connection reconnect with the same client id until cancelled."""
         c = aiomqtt.Client(self.addr.host, self.addr.port, identifier=self.addr.client_id,
-                           clean_session=False, keepalive=KEEPALIVE_S, timeout=5,
+                           clean_session=False, keepalive=KEEPALIVE_S, timeout=SUB_TIMEOUT_S,
                            logger=_paho_log)
         c._client.manual_ack_set(True)   # paho >= 2.0: PUBACK / PUBCOMP when CommitOffset says
         self._sub = c
