@@ -40,9 +40,26 @@ ensure_fuse() {
     fi
 }
 
+# --broker mosquitto needs Debian's mosquitto (the MQTT broker). Installed here when root and
+# missing; tried once per venv; never fatal (its tests skip, saying how to install it).
+ensure_mosquitto() {
+    command -v mosquitto >/dev/null 2>&1 && return 0
+    [[ -x /usr/sbin/mosquitto ]] && return 0
+    [[ -f "$VENV/.mosquitto-tried" ]] && return 0
+    touch "$VENV/.mosquitto-tried"
+    if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "run.sh: installing mosquitto (for --broker mosquitto)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; } >/dev/null 2>&1 \
+            || echo "run.sh: could not install mosquitto; --broker mosquitto is unavailable and its tests skip" >&2
+    else
+        echo "run.sh: no mosquitto; --broker mosquitto needs Debian's mosquitto (as root: apt-get install mosquitto)" >&2
+    fi
+}
+
 bootstrap
 CALLER_CWD="$PWD"
 ensure_fuse
+ensure_mosquitto
 cd "$ROOT"
 cmd="${1:-campaign}"
 case "$cmd" in

@@ -13,7 +13,7 @@ import click
 from nodes.common.cli_types import FiniteFloat
 from harness import schedule as schedule_mod
 from harness.checker import InputError, check, load_run, validate
-from harness.cli_common import broker_options, resolve_nats_url, resolve_storage, storage_option
+from harness.cli_common import broker_options, check_broker, resolve_nats_url, resolve_storage, storage_option
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
@@ -149,7 +149,7 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 @processors_option()
 def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurrent_sends, schedule_file, disable,
              rate, batch_size, drain_timeout, out, quiet, storage, processor_cmd, sink_cmd, broker, nats_sync,
-             nats_url, processors) -> None:
+             nats_url, processors, mqtt_autosave, mqtt_subscribe_qos) -> None:
     """Run the workload under the fault schedule in each mode, audit, print the table.
 
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
@@ -158,6 +158,7 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
     broker = "nats" if nats_url else broker
     if problem := check_processors(processors, external=external, broker=broker):
         fail(problem)
+    mqtt_autosave = check_broker(broker, mqtt_autosave)
     if schedule_file:
         try:
             sched = validate.schedule_file(schedule_file)
@@ -170,7 +171,8 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
             fail(f"{schedule_file} was made for {planned} events, not {events}: drop --events or regenerate it")
     else:
         events = events or DEFAULT_EVENTS
-        default_faults = schedule_mod.NATS_DEFAULT_FAULTS if broker == "nats" else schedule_mod.DEFAULT_FAULTS
+        default_faults = {"nats": schedule_mod.NATS_DEFAULT_FAULTS,
+                          "mosquitto": schedule_mod.MQTT_DEFAULT_FAULTS}.get(broker, schedule_mod.DEFAULT_FAULTS)
         if nats_url:   # the user's cluster: link faults and the testbed's own nodes only
             default_faults = schedule_mod.NATS_EXTERNAL_DEFAULT_FAULTS
         sched = schedule_mod.generate(seed, events, default_faults if faults is None else faults,
@@ -183,7 +185,9 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
         fail(str(e))
     base = ClusterConfig(seed=seed, events=events, rate=rate, batch_size=batch_size, disabled=list(disable),
                          storage=storage, external=external, broker=broker, nats_sync=nats_sync,
-                         nats_url=nats_url, fetch_group=fetch_group if broker == "builtin" else 0,  # NATS: its own client
+                         nats_url=nats_url, mqtt_autosave=mqtt_autosave,
+                         mqtt_subscribe_qos=None if mqtt_subscribe_qos is None else int(mqtt_subscribe_qos),
+                         fetch_group=fetch_group if broker == "builtin" else 0,  # NATS, MQTT: their own clients
                          sequential_sends=not concurrent_sends and broker == "builtin",
                          processors=processors)
     cfg = CampaignConfig(modes=expand_modes(mode, sink), base=base, schedule=sched,

@@ -81,17 +81,42 @@ storage_option = click.option(
 
 
 def broker_options(fn):
-    """``--broker builtin|nats``, ``--nats-sync default|always`` (harness/nats_cluster.py) and
-    ``--nats-url URL[,URL...]`` (harness/nats_external.py)."""
+    """``--broker builtin|nats|mosquitto``, ``--nats-sync default|always``
+    (harness/nats_cluster.py), ``--nats-url URL[,URL...]`` (harness/nats_external.py) and
+    ``--mqtt-autosave`` / ``--mqtt-subscribe-qos`` (harness/mosquitto.py)."""
     fn = nats_url_option(fn)
+    fn = click.option("--mqtt-subscribe-qos", type=click.Choice(["0", "1", "2"]), default=None,
+                      help="--broker mosquitto: the processor subscribes at this QoS instead of the "
+                           "mode's (e.g. 1 in exactly-once: redelivery after a processor crash, "
+                           "duplicates left to the idempotent sink).")(fn)
+    fn = click.option("--mqtt-autosave", default="default", show_default=True, metavar="default|always|SECONDS",
+                      help="--broker mosquitto: when mosquitto writes its persistence file (default: "
+                           "mosquitto's autosave_interval, 1800 s, and at shutdown; always: after every "
+                           "change; SECONDS: autosave_interval). A kill -9 loses what was not saved.")(fn)
     fn = click.option("--nats-sync", type=click.Choice(["default", "always"]), default="default",
                       show_default=True,
                       help="--broker nats: JetStream sync_interval (default: fsync every 2 min; "
                            "always: fsync each write).")(fn)
-    return click.option("--broker", "broker", type=click.Choice(["builtin", "nats"]), default="builtin",
+    return click.option("--broker", "broker", type=click.Choice(BROKERS), default="builtin",
                         show_default=True,
-                        help="The log under test: the testbed's broker, or a 3-server NATS JetStream "
-                             "cluster on loopback (docs/brokers.md).")(fn)
+                        help="The log under test: the testbed's broker, a 3-server NATS JetStream "
+                             "cluster, or one mosquitto MQTT broker, on loopback (docs/brokers.md).")(fn)
+
+
+BROKERS = ["builtin", "nats", "mosquitto"]
+
+
+def check_broker(broker: str, mqtt_autosave: str = "default") -> str:
+    """Exit 2 with one line if ``broker`` cannot run here (mosquitto missing) or
+    ``--mqtt-autosave`` is malformed; returns the autosave value normalised."""
+    if broker != "mosquitto":
+        return mqtt_autosave
+    from harness.mosquitto import check_autosave, mosquitto_binary
+    try:
+        mosquitto_binary()
+        return check_autosave(str(mqtt_autosave))
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
 
 
 nats_url_option = click.option(

@@ -81,15 +81,20 @@ def _verdicts(exp: dict) -> str:
 @click.option("--quiet", "-q", is_flag=True)
 @storage_option
 @external_options
-@click.option("--broker", type=click.Choice(["builtin", "nats"]), default=None,
+@click.option("--broker", type=click.Choice(["builtin", "nats", "mosquitto"]), default=None,
               help="Override the scenario's broker (its config's \"broker\", default builtin).")
 @click.option("--nats-sync", type=click.Choice(["default", "always"]), default=None,
               help="Override the scenario's JetStream sync_interval (its config's \"nats_sync\").")
 @nats_url_option
 @processors_option(default=None)
+@click.option("--mqtt-subscribe-qos", type=click.Choice(["0", "1", "2"]), default=None,
+              help="Override the processor's MQTT subscription QoS (its config's \"mqtt_subscribe_qos\").")
+@click.option("--mqtt-autosave", default=None, metavar="default|always|SECONDS",
+              help="Override the scenario's mosquitto autosave (its config's \"mqtt_autosave\").")
 def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: Path | None, quiet: bool,
                  storage: str | None, processor_cmd: str | None, sink_cmd: str | None,
-                 broker: str | None, nats_sync: str | None, nats_url: str | None, processors: int | None) -> None:
+                 broker: str | None, nats_sync: str | None, nats_url: str | None, processors: int | None,
+                 mqtt_autosave: str | None, mqtt_subscribe_qos: str | None) -> None:
     """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations.
 
     With --processor-cmd / --sink-cmd the user's node runs in place of the built-in one:
@@ -106,14 +111,19 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         select_labels(sc, ablation, list(modes) or None)
     except scenarios_mod.ScenarioError as e:
         fail(str(e))
-    overrides = {k: v for k, v in (("broker", broker), ("nats_sync", nats_sync), ("processors", processors))
-                 if v is not None}
+    overrides = {k: v for k, v in (("broker", broker), ("nats_sync", nats_sync), ("processors", processors),
+                                   ("mqtt_autosave", mqtt_autosave),
+                                   ("mqtt_subscribe_qos", None if mqtt_subscribe_qos is None
+                                    else int(mqtt_subscribe_qos))) if v is not None}
     if overrides:
         sc.config = {**sc.config, **overrides}
     from harness.group_cluster import check_processors
     if problem := check_processors(int(sc.config.get("processors", 1)), external=external,
                                    broker="nats" if nats_url else sc.config.get("broker", "builtin")):
         fail(problem)
+    from harness.cli_common import check_broker
+    sc.config["mqtt_autosave"] = check_broker(sc.config.get("broker", "builtin"),
+                                              str(sc.config.get("mqtt_autosave", "default")))
     storage = resolve_storage(storage, sc.schedule(), default=sc.config.get("storage", "direct"))
     if nats_url:   # the user's cluster: refused if a step needs its servers (exit 2)
         sc.config = {**sc.config, "broker": "nats", "nats_url": resolve_nats_url(nats_url, sc.schedule(), storage)}

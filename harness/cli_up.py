@@ -15,7 +15,7 @@ from rich.table import Table
 from nodes.common.cli_types import FiniteFloat
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, resolve_storage, run_async, sink_option, storage_option,
-                                broker_options)
+                                broker_options, check_broker)
 from harness import interrupt, upfile
 from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
@@ -93,7 +93,7 @@ def audit_line(cluster: Cluster) -> str:
 @processors_option()
 def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_proxy, disable, out,
        exit_when_drained, no_restart, storage, processor_cmd, sink_cmd, broker, nats_sync, nats_url,
-       processors) -> None:
+       processors, mqtt_autosave, mqtt_subscribe_qos) -> None:
     """Launch producer, broker, processor and sink (each behind a fault proxy) on
     loopback, stream the workload end to end, and stop everything on Ctrl-C.
 
@@ -106,6 +106,7 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     external = external_nodes(processor_cmd, sink_cmd, disable)
     if problem := check_processors(processors, external=external, broker="nats" if nats_url else broker):
         fail(problem)
+    mqtt_autosave = check_broker(broker, mqtt_autosave)
     if workload_file:
         from nodes.producer.workload import WorkloadError, load_jsonl
         try:
@@ -124,7 +125,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
                            workload_file=str(Path(workload_file).resolve()) if workload_file else None,
                            rate=rate, batch_size=batch_size, proxies=not no_proxy, disabled=list(disable),
                            storage=storage, external=external, broker=broker, nats_sync=nats_sync,
-                           nats_url=nats_url, processors=processors)
+                           nats_url=nats_url, processors=processors, mqtt_autosave=mqtt_autosave,
+                           mqtt_subscribe_qos=None if mqtt_subscribe_qos is None else int(mqtt_subscribe_qos))
     raise SystemExit(run_async(lambda: _up(config, run_dir, exit_when_drained, not no_restart,
                                            default_out=out is None)))
 
@@ -170,6 +172,11 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
         if cluster.nats is not None and cluster.nats.links is not None:   # TCP links (harness/nats_links.py)
             console.print("streaming; inject faults from another terminal, e.g.\n"
                           f"  ./run.sh fault{where} add latency --link producer-nats-1 --delay-ms 50 --jitter-ms 20\n"
+                          f"  ./run.sh fault{where} heal\n"
+                          "Ctrl-C stops every process.", soft_wrap=True)
+        elif cluster.mosquitto is not None:
+            console.print("streaming; inject faults from another terminal, e.g.\n"
+                          f"  ./run.sh fault{where} add reset --link producer-broker   # a TCP proxy (MQTT)\n"
                           f"  ./run.sh fault{where} heal\n"
                           "Ctrl-C stops every process.", soft_wrap=True)
         else:

@@ -25,6 +25,7 @@ import grpc
 from harness import interrupt
 from harness.ablations import flags_for
 from harness import group_cluster
+from harness.mosquitto import MosquittoServer
 from harness.nats_cluster import SERVERS as NATS_SERVERS, NatsCluster
 from harness.process import NodeProcess
 from harness.storage import LazyMount
@@ -40,6 +41,9 @@ LINKS = {
     "processor-sink": ("processor", "sink"),
 }
 NODE_ORDER = ("sink", "broker", "processor", "producer")
+MQTT_QUIET_MS = 1000
+"""--broker mosquitto: drained needs the processor's session connected and silent this
+long (mosquitto pushes every queued message at once to a connected subscriber)."""
 
 
 class DrainTimeout(Exception):
@@ -107,6 +111,9 @@ class ClusterConfig:
     the standalone single processor."""
     session_timeout_ms: int = group_cluster.DEFAULT_SESSION_TIMEOUT_MS
     """With processors > 1: each member's consumer-group session timeout (ms)."""
+    mqtt_autosave: str = "default"
+    mqtt_subscribe_qos: int | None = None
+    """--broker mosquitto: the processor's subscription QoS; None = the mode's (0/1/2)."""
 
     def __post_init__(self) -> None:
         if self.mode == EXACTLY_ONCE and self.sink_strategy is None:
@@ -134,6 +141,7 @@ class Cluster:
         self.proxies: dict[str, NodeProcess] = {}
         self.mounts: dict[str, LazyMount] = {}
         self.nats: NatsCluster | None = None
+        self.mosquitto: MosquittoServer | None = None
         self.started_at: float | None = None
         self.control_token = os.environ.get(control_auth.TOKEN_ENV) or secrets.token_hex(16)
         """Required on every node's and proxy's control calls (nodes/common/control_auth.py);
@@ -176,6 +184,8 @@ class Cluster:
         link = f"{client}-{server}"
         if server == "broker" and self.nats is not None:
             return self.nats.client_url(client)
+        if server == "broker" and self.mosquitto is not None:
+            return self.mqtt_url(client)
         if link in self.proxies:
             return self.proxies[link].address  # type: ignore[return-value]
         return self.nodes[server].address  # type: ignore[return-value]
@@ -207,7 +217,7 @@ class Cluster:
                         ["--link", link, "--upstream", self.nodes[server].address,
                          "--seed", str(self.config.seed)], name=f"proxy:{link}")
                     self.proxies[link].env[control_auth.TOKEN_ENV] = self.control_token
-                await _all(*(p.start() for link, p in self.proxies.items() if link in self.links()))
+                await _all(*(p.start() for p in self.proxies.values() if not p.running))
             self.write_manifest()
             if links_up is not None:
                 await links_up()
@@ -243,8 +253,38 @@ class Cluster:
             settings["sink_strategy"] = c.sink_strategy
         return settings
 
+    def mqtt_url(self, client: str) -> str:
+        """The address ``client`` is given for the MQTT broker (nodes/logclient/mqtt.py)."""
+        link = self.proxies.get(f"{client}-broker")   # a TCP fault proxy on the client's link
+        where = getattr(link, "data_address", None) or self.mosquitto.address
+        url = f"mqtt://{where}?partitions={self.config.partitions}&client={client}"
+        if client == "processor" and self.config.mqtt_subscribe_qos is not None:
+            url += f"&sub_qos={self.config.mqtt_subscribe_qos}"
+        return url
+
+    async def _start_mosquitto(self) -> None:
+        """mosquitto (registered in ``nodes`` as ``mosquitto``), then the processor's persistent
+        session, subscribed before anything is published (nodes/logclient/mqtt.py)."""
+        from nodes.logclient.mqtt import create_session
+        self.mosquitto = MosquittoServer(self.run_dir / "mosquitto", self.config.mqtt_autosave)
+        self.nodes["mosquitto"] = self.mosquitto
+        await self.mosquitto.start()
+        await create_session(self.mqtt_url("processor"), self.config.mode)   # direct, no proxy yet
+        if self.config.proxies:   # producer and processor reach mosquitto through a TCP fault proxy
+            from harness.tcp_link import TcpLinkProcess
+            for link in ("producer-broker", "processor-broker"):
+                self.proxies[link] = TcpLinkProcess(link, self.mosquitto.address, self.run_dir / f"proxy-{link}",
+                                                    seed=self.config.seed,
+                                                    env={control_auth.TOKEN_ENV: self.control_token})
+            await _all(*(self.proxies[link].start() for link in ("producer-broker", "processor-broker")))
+        self.write_manifest()
+
     async def _start_broker(self) -> None:
-        """The builtin broker node, or the NATS servers (registered in ``nodes`` as nats-<i>)."""
+        """The builtin broker node, or the NATS servers (registered in ``nodes`` as nats-<i>),
+        or mosquitto."""
+        if self.config.broker == "mosquitto":
+            await self._start_mosquitto()
+            return
         if self.config.broker != "nats":
             await self._start_node("broker")
             return
@@ -356,6 +396,8 @@ class Cluster:
         servers = [self.nodes[n] for n in ("broker", "sink") if n in self.nodes]
         if self.nats is not None:
             servers = self.nats.servers + servers
+        if self.mosquitto is not None:
+            servers = [self.mosquitto, *servers]
         try:
             for p in procs:
                 await p.stop(timeout_s=10, cause="cluster stop")
@@ -401,7 +443,7 @@ class Cluster:
             return out
         links = {}
         for link, p in self.proxies.items():
-            if link not in self.links():   # a TCP proxy of a NATS cluster (harness/nats_links.py)
+            if hasattr(p, "manifest_entry"):   # a TCP proxy (MQTT's client links)
                 links[link] = p.manifest_entry()
                 continue
             server = self.links()[link][1]
@@ -414,6 +456,9 @@ class Cluster:
             manifest["nats"] = {"url": self.nats.url, "sync": self.nats.sync,
                                 "servers": {s.name: dict(s.ports) for s in self.nats.servers},
                                 "external": bool(self.config.nats_url)}
+        if self.mosquitto is not None:
+            manifest["mosquitto"] = {"address": self.mosquitto.address, "autosave": self.mosquitto.autosave,
+                                     "persistence": str(self.mosquitto.data_dir / "mosquitto.db")}
         (self.run_dir / "cluster.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     # ----- inspection ---------------------------------------------------------------------
@@ -446,7 +491,20 @@ class Cluster:
         return {"durable_positions": offsets, "positions": offsets, "source": "broker committed offsets"}
 
     async def high_watermarks(self, timeout_s: float = 2.0) -> dict[int, int]:
-        """Broker high watermark per partition (direct)."""
+        """Broker high watermark per partition (direct). MQTT keeps no log: the processor's
+        local queue ends, once its session is connected and no message arrived for
+        :data:`MQTT_QUIET_MS` (else UNAVAILABLE: not drained yet)."""
+        if self.mosquitto is not None:
+            st = await self.status("processor", timeout_s)
+            lc = st.get("log_client") or {}
+            ends = lc.get("ends") or {}
+            if not lc.get("connected") or int(lc.get("quiet_ms", 0)) < MQTT_QUIET_MS \
+                    or len(ends) < self.config.partitions:
+                from nodes.logclient import log_error
+                raise log_error(grpc.StatusCode.UNAVAILABLE,
+                                f"mqtt session {'quiet' if lc.get('connected') else 'disconnected'} "
+                                f"for {lc.get('quiet_ms')} ms")
+            return {int(p): o for p, o in ends.items()}
         if self.nats is not None:
             from nodes.logclient import open_client
             client = open_client(self.nats.url, mode=self.config.mode)

@@ -60,7 +60,8 @@ FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "p
                "power-loss-broker", "power-loss-all",
                "kill-nats-leader", "kill-nats-follower", "stop-nats-leader", "pause-nats-leader",
                "partition-nats-leader", "partition-nats-follower", "latency-nats-producer",
-               "reset-nats-producer", "reset-nats-processor")
+               "reset-nats-producer", "reset-nats-processor",
+               "kill-mosquitto", "stop-mosquitto", "pause-mosquitto")
 """Names accepted by ``--faults``; each expands to one step (see :func:`step_for`)."""
 
 NATS_DEFAULT_FAULTS = ("kill-nats-leader", "kill-processor", "pause-nats-leader", "sink-drop-response",
@@ -72,6 +73,11 @@ NATS_EXTERNAL_DEFAULT_FAULTS = ("latency-nats-producer", "kill-processor", "rese
                                 "pause-processor", "kill-processor")
 """The default mix for --nats-url (a cluster the harness does not run): link faults on the
 client links and faults of the testbed's own nodes."""
+
+MQTT_DEFAULT_FAULTS = ("kill-mosquitto", "kill-processor", "pause-mosquitto", "sink-drop-response",
+                       "kill-producer", "stop-mosquitto", "pause-processor", "kill-processor")
+"""The default mix for --broker mosquitto: the broker's process faults in place of the
+gRPC proxy's link faults (none on the broker links with MQTT)."""
 
 DEFAULT_FAULTS = ("drop-response", "kill-processor", "drop-request", "kill-broker",
                   "sink-drop-response", "kill-producer", "pause-processor", "kill-processor")
@@ -188,7 +194,7 @@ def load(path: Path) -> dict:
     return schedule
 
 
-NODES = ("producer", "broker", "processor", "sink", "nats", "nats-1", "nats-2", "nats-3")
+NODES = ("producer", "broker", "processor", "sink", "nats", "nats-1", "nats-2", "nats-3", "mosquitto")
 NATS_ROLES = ("leader", "follower", "any")
 LINKS = ("producer-broker", "processor-broker", "processor-sink")
 NATS_LINK = re.compile(r"^((producer|processor)-nats-\d+|route-nats-\d+-nats-\d+)$")

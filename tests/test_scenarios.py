@@ -102,6 +102,12 @@ async def test_every_scenario_in_every_mode(tmp_path, name):
     from harness.storage import fuse_missing
     if scenarios.get(name).config.get("storage") == "lazy" and fuse_missing():
         pytest.skip(fuse_missing())
+    if scenarios.get(name).config.get("broker") == "mosquitto":
+        from harness.mosquitto import INSTALL_HINT, mosquitto_binary
+        try:
+            mosquitto_binary()
+        except FileNotFoundError:
+            pytest.skip(INSTALL_HINT)
     result = await run_scenario(scenarios.get(name), tmp_path)
     bad = {e["dir"]: e["mismatches"] for e in result["modes"] if not e["as_expected"]}
     assert not bad, bad

@@ -10,6 +10,8 @@ EXAMPLES = 10
 HOP_PRODUCER_BROKER = "producer->broker"
 HOP_BROKER_SINK = "broker->sink"
 HOP_SINK = "sink"
+HOP_END_TO_END = "producer->sink"
+"""Where an order fell out when no log can be read (MQTT): somewhere between the two."""
 
 
 @dataclass

@@ -3,13 +3,14 @@
 The hop: ``producer->broker`` when the broker log already holds the order
 more than once (a retried batch appended again: no idempotent producer or
 dedupe off), ``broker->sink`` when the sink applied one log record more than
-once (a replay after a crash, a retried write whose ACK was lost).
+once (a replay after a crash, a retried write whose ACK was lost); ``producer->sink``
+when there is no log to read (MQTT).
 ``extra_applications`` is the total of (applied count - 1).
 """
 
 from __future__ import annotations
 
-from harness.checker.anomaly import HOP_BROKER_SINK, HOP_PRODUCER_BROKER, Anomaly
+from harness.checker.anomaly import HOP_BROKER_SINK, HOP_END_TO_END, HOP_PRODUCER_BROKER, Anomaly
 from harness.checker.inputs import RunData
 
 
@@ -22,7 +23,8 @@ def check_duplicated(data: RunData) -> Anomaly:
         if n <= 1:
             continue
         copies = data.log_counts.get(oid, 0)
-        dup.add(oid, HOP_PRODUCER_BROKER if copies > 1 else HOP_BROKER_SINK)
+        dup.add(oid, HOP_END_TO_END if not data.log_available
+                else HOP_PRODUCER_BROKER if copies > 1 else HOP_BROKER_SINK)
         extra += n - 1
         in_log_twice += copies > 1
     if dup.count:

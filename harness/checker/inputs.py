@@ -61,7 +61,9 @@ class RunData:
     """NATS runs: partition -> (processor's durable position, log end) where the log ends
     before what the processor had consumed (harness/checker/truncated.py)."""
     broker: str = "builtin"
-    """"builtin" | "nats": the system the log was (cluster.json config.broker)."""
+    """"builtin" | "nats" | "mosquitto": the system the log was (cluster.json config.broker).
+    With mosquitto ``log_available`` is False: MQTT offsets are local to a client session
+    and nothing can be read back from the broker."""
     replicas: dict | None = None
     """NATS runs: server -> partition -> {messages, first_seq, last_seq} (harness/nats_dump.py)."""
 
@@ -221,6 +223,10 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     offsets = validate.read_json(offsets_file) if offsets_file.exists() else None
     if config.get("broker") == "nats":
         data.log_counts, data.log_positions, data.replicas = read_nats_dump(d / "broker", ends)
+    elif config.get("broker") == "mosquitto":
+        # MQTT keeps no log a client can read back: judged from the history and the sink
+        # alone (no lost-from-log, divergent, truncated, reordered; docs/brokers.md).
+        data.log_available = False
     else:
         data.log_counts, data.log_positions = read_broker_log(d / "broker", ends)
     if offsets is not None:
@@ -251,7 +257,7 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     final = d / "processor" / "final-status.json"
     if final.exists():  # what the processor consumed must be in the log
         status = validate.read_json(final)
-        if isinstance(status, dict) and "durable_positions" in status:
+        if isinstance(status, dict) and "durable_positions" in status and data.log_available:
             if config.get("broker") == "nats":   # a real broker may lose records it served: a finding
                 data.truncated = truncated_partitions(final, status["durable_positions"], ends)
             else:

@@ -8,7 +8,7 @@ never applied it (offsets committed past it, a dropped write, a lost batch).
 
 from __future__ import annotations
 
-from harness.checker.anomaly import HOP_BROKER_SINK, HOP_PRODUCER_BROKER, Anomaly
+from harness.checker.anomaly import HOP_BROKER_SINK, HOP_END_TO_END, HOP_PRODUCER_BROKER, Anomaly
 from harness.checker.inputs import RunData
 
 
@@ -22,6 +22,8 @@ def check_lost(data: RunData) -> tuple[Anomaly, Anomaly]:
             continue
         in_log = data.log_counts.get(oid, 0) > 0
         hop = HOP_BROKER_SINK if in_log else HOP_PRODUCER_BROKER
+        if not data.log_available:   # MQTT: no log to tell the hop
+            hop = HOP_END_TO_END
         lost.add(oid, hop)
         if not in_log and oid not in data.invoked:
             never_sent += 1

@@ -239,7 +239,7 @@ class FailpointNemesis(Nemesis):
         hits: dict[str, dict[str, int]] = {}
         errors: dict[str, str] = {}
         for p in self.ctx.cluster.nodes.values():
-            if not p.running or p.paused or getattr(p, "control", True) is False or p.module == "nats":
+            if not p.running or p.paused or getattr(p, "control", True) is False or p.module in ("nats", "mosquitto"):
                 continue  # an external node without NodeControl, or a real broker: no failpoints
             try:
                 armed = [f for f in await list_failpoints(p.address) if f["armed"]]

@@ -293,4 +293,6 @@ class Processor:
             "restore_behind": {str(q): list(v) for q, v in self.restore_behind.items()},
             "group": self.member.status() if self.member is not None else None,
             "time": time.time(),
+            **({"log_client": self.consumer.stub.status()}   # a real broker's client (MQTT)
+               if callable(getattr(self.consumer.stub, "status", None)) else {}),
         }
