@@ -147,3 +147,14 @@ def test_generated_ids_parse_to_their_row_and_nothing_else_does():
     assert _parse_generated(ids, 100).tolist() == [0, 41, 99, -1, -1, -1, -1, -1, -1, -1]
     assert _parse_generated(["order-00000003"], 100).tolist() == [3]
     assert _parse_generated(["x"], 100).tolist() == [-1]
+
+
+def test_keep_sent_cuts_the_table_as_it_cuts_the_dicts():
+    d = random_run(11, 40)
+    d.invoked = {o for i, o in enumerate(d.workload) if i < 25 or i == 33}
+    loaded = RunData("at-least-once", table=d.order_table())
+    loaded.balances = d.balances
+    d.keep_sent(20)
+    loaded.keep_sent(20)
+    assert loaded.table is not None and len(loaded.table) == 26   # 20 sent + 21..24 and 33 invoked
+    assert check(loaded).to_json() == check(d).to_json()

@@ -62,7 +62,7 @@ class BenchConfig:
         base = dict(events=3000, batch_sizes=[100, 500], links=["direct", "proxies"], repeats=1,
                     proxy_modes=["at-least-once"], memory_events=[], log_records=100_000,
                     recovery_events=2000, audit_events=100_000, campaign_events=1500, campaign_kills=3,
-                    restart_repeats=2, proxy_events=10_000, detect=["producer-retry"], preset="quick")
+                    restart_repeats=1, proxy_events=10_000, detect=["producer-retry"], preset="quick")
         base.update(overrides)
         return cls(**base)
 

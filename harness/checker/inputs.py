@@ -92,6 +92,17 @@ class RunData:
             return self.table.contains(order_id)
         return order_id in self._keyed["workload"]
 
+    def keep_sent(self, sent: int) -> None:
+        """Judge only the orders the producer reached: the first ``sent`` of the workload
+        and any other it invoked (an interrupted run: the rest were never sent, not lost)."""
+        if self.table is not None:
+            t = self.table
+            self.table = t.restrict((np.arange(len(t)) < sent) | t.invoked)
+        else:
+            k = self._keyed
+            k["workload"] = {oid: v for i, (oid, v) in enumerate(k["workload"].items())
+                             if i < sent or oid in k["invoked"]}
+
     def _to_keyed(self) -> dict:
         t, k = self.table, self._keyed
         if t is not None:
