@@ -20,7 +20,7 @@ Ids outside the workload are kept apart: ``sink_other`` (id -> applied count),
 from __future__ import annotations
 
 from itertools import repeat
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -188,17 +188,20 @@ def hop_counts(mask: np.ndarray, split: np.ndarray, if_true: str, if_false: str)
     return out
 
 
-def iter_true(mask: np.ndarray) -> Iterator[int]:
-    return iter(np.flatnonzero(mask).tolist())
-
-
 _PREFIX = np.array([ord(c) for c in "order-"], np.uint32)
+
+
+_CHUNK = 1 << 16
+"""Ids parsed per numpy array: one long id widens its whole chunk's array (256 bytes -> 1 KiB
+per id), so the memory of a chunk stays bounded (<= 64 MiB) whatever the ids hold."""
 
 
 def _parse_generated(ids: list[str], count: int) -> np.ndarray:
     """Rows of generated ids (``order-%08d``; row = the number) without a dict: the ids
-    as one numpy unicode array, prefix and 8 digits checked column by column. Any other
+    as numpy unicode arrays, prefix and 8 digits checked column by column. Any other
     id (another shape, a number >= count) is -1: generated ids are exactly these."""
+    if len(ids) > _CHUNK:
+        return np.concatenate([_parse_generated(ids[i:i + _CHUNK], count) for i in range(0, len(ids), _CHUNK)])
     a = np.array(ids)
     width = a.dtype.itemsize // 4
     if a.dtype.kind != "U" or width < 14:
