@@ -158,3 +158,17 @@ def test_keep_sent_cuts_the_table_as_it_cuts_the_dicts():
     loaded.keep_sent(20)
     assert loaded.table is not None and len(loaded.table) == 26   # 20 sent + 21..24 and 33 invoked
     assert check(loaded).to_json() == check(d).to_json()
+
+
+def test_balances_stay_exact_beyond_int64():
+    big = 10 ** 12
+    w = {f"o-{i}": ("a" if i % 2 else "b", big - i) for i in range(6)}
+    d = RunData("at-least-once", w)
+    d.sink_counts = {oid: 3_000_000 for oid in w}     # 3e18 per order: the sums leave int64
+    d.balances = {"a": 0, "b": 0}
+    r = check(d)
+    want = {"a": -sum(big - i for i in (1, 3, 5)), "b": -sum(big - i for i in (0, 2, 4))}
+    assert r.balance_deltas == want and r.count("balance-mismatch") == 2
+    from harness.checker.balance import implied_balances
+    assert implied_balances(d) == {"a": 3_000_000 * sum(big - i for i in (1, 3, 5)),
+                                   "b": 3_000_000 * sum(big - i for i in (0, 2, 4))}

@@ -11,7 +11,10 @@ from harness.checker.table import OrderTable
 
 
 def _per_account(t: OrderTable, cents: np.ndarray) -> dict[str, int]:
-    """account -> sum of ``cents`` (int64, exact: no float weights) over its orders."""
+    """account -> sum of ``cents`` over its orders, exact: int64 when no sum can leave its
+    range, else Python ints (never float weights)."""
+    if cents.dtype != object and int(np.abs(cents).max(initial=0)) * max(1, len(cents)) >= 2 ** 62:
+        cents = cents.astype(object)
     out = np.zeros(len(t.accounts), cents.dtype if cents.dtype == object else np.int64)
     if cents.dtype == object:
         out[:] = 0

@@ -12,9 +12,6 @@ from harness.checker.table import OrderTable
 _KEYED = ("workload", "invoked", "acked", "log_counts", "log_positions", "sink_counts")
 
 
-_KEYED = ("workload", "invoked", "acked", "log_counts", "log_positions", "sink_counts")
-
-
 class RunData:
     """Everything the checker looks at.
 
