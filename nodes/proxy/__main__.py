@@ -81,8 +81,7 @@ def main(listen: str, data_dir: Path, mode: str, log_level: str, link: str, upst
          seed: int) -> None:
     """Fault-injecting gRPC proxy in front of one downstream node."""
     run_node(lambda log: make_spec(log, data_dir=data_dir, link=link, upstream=upstream, seed=seed),
-             name="proxy", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level,
-             uvloop=True)   # a stateless forwarder: 15-20% less CPU per call (docs/bench.md)
+             name="proxy", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level)
 
 
 if __name__ == "__main__":
