@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from harness.bench.report import (baseline_table, memory_table, node_table, other_table, pipeline_table,
-                                  target_lines)
+from harness.ablations import ABLATIONS
+from harness.bench.report import (baseline_table, detect_table, memory_table, node_table, other_table,
+                                  pipeline_table, target_lines)
 from harness.bench.runner import ALL_MODES, PARTS, BenchConfig, run_bench
 from harness.cli_common import console, exit_if_interrupted, fail, positive, run_async
 from harness.process import NodeStartError
@@ -63,6 +64,11 @@ def _names(choices):
               help="Events of the campaign-rate run [default 3000; --quick 1500].")
 @click.option("--campaign-kills", type=int, default=None, callback=positive,
               help="Kill/restart cycles scheduled in the campaign-rate run [default 8; --quick 3].")
+@click.option("--detect", "detect", callback=_names(tuple(ABLATIONS)), default=None, metavar="LIST",
+              help="Ablations the detect part times with their targeted scenario [default all; "
+                   "--quick producer-retry].")
+@click.option("--proxy-events", type=int, default=None, callback=positive,
+              help="Orders sent through the proxy-cost part [default 40000; --quick 10000].")
 @click.option("--parts", callback=_names(PARTS), default=None, metavar="LIST",
               help="Parts to run [default all]: " + ", ".join(PARTS) + ".")
 @click.option("--broker", "brokers", callback=_names(("builtin", "nats")), default=None, metavar="LIST",
@@ -73,7 +79,7 @@ def _names(choices):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs); the run goes to OUT/<id>-bench/.")
 def bench(quick, events, batch_sizes, modes, links, repeats, log_records, audit_events, memory_events,
-          campaign_events, campaign_kills, parts, brokers, seed, keep_data, out) -> None:
+          campaign_events, campaign_kills, detect, proxy_events, parts, brokers, seed, keep_data, out) -> None:
     """Measure throughput, latency, CPU and memory per mode against raw gRPC, node
     restarts, the audit and the campaign rate; print the tables, write bench.json.
 
@@ -83,7 +89,8 @@ def bench(quick, events, batch_sizes, modes, links, repeats, log_records, audit_
     given = {k: v for k, v in dict(events=events, batch_sizes=batch_sizes, modes=modes, links=links,
                                    repeats=repeats, log_records=log_records, audit_events=audit_events,
                                    memory_events=memory_events, campaign_events=campaign_events,
-                                   campaign_kills=campaign_kills, parts=parts).items() if v is not None}
+                                   campaign_kills=campaign_kills, detect=detect, proxy_events=proxy_events,
+                                   parts=parts).items() if v is not None}
     if brokers:   # the brokers part, side by side (harness/bench/brokers.py)
         given["brokers"] = brokers
         given["parts"] = [*given.get("parts", BenchConfig().parts), "brokers"] \
@@ -111,15 +118,17 @@ def bench(quick, events, batch_sizes, modes, links, repeats, log_records, audit_
                         ("memory", memory_table)):
         if result.get(part):
             console.print(table(result))
-    if any(result.get(p) for p in ("recovery", "audit", "campaign")):
+    if any(result.get(p) for p in ("proxy", "recovery", "audit", "campaign")):
         console.print(other_table(result))
+    if result.get("detect"):
+        console.print(detect_table(result))
     if result.get("brokers"):
         from harness.bench.brokers import brokers_table, tcp_proxy_line
         console.print(brokers_table(result))
         console.print(tcp_proxy_line(result))
     lines = target_lines(result)
     if lines:
-        console.print("[bold]targets[/] (issue 6):")
+        console.print("[bold]targets[/] (issues 6 and 16):")
         for line in lines:
             console.print(f"  {line}", soft_wrap=True)
     console.print(f"load average now {__import__('os').getloadavg()[0]:.1f} on "

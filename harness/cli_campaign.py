@@ -226,8 +226,7 @@ def audit_dir(d: Path) -> dict:
         config = validate.cluster_config(d / "cluster.json")
         sent = unsent_cut(d, config)
         if sent is not None:  # judge the orders the producer reached, not the ones never sent
-            data.workload = {oid: v for i, (oid, v) in enumerate(data.workload.items())
-                             if i < sent or oid in data.invoked}
+            data.keep_sent(sent)
         report = check(data)
     except AUDIT_ERRORS as e:
         fail(f"cannot audit: {e}" if isinstance(e, InputError) else

@@ -51,16 +51,43 @@ def test_ratios_compare_to_baseline_at_least_once_and_direct():
 def test_bad_batch_sizes_exit_2(tmp_path):
     r = run_cli("bench", "--batch-sizes", "100,0", "--out", str(tmp_path))
     assert r.returncode == 2 and "must be > 0" in r.stderr
+    r = run_cli("bench", "--detect", "no-such-mechanism", "--out", str(tmp_path))
+    assert r.returncode == 2 and "unknown 'no-such-mechanism'" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.timeout(240)
+def test_issue_16_targets_are_reported_met_or_missed():
+    from harness.bench.report import target_lines
+    MiB = 1024 * 1024
+
+    def row(mode, sink, links, b, eps):
+        return {"mode": mode, "sink": sink, "links": links, "batch_size": b, "events_per_s": eps}
+    result = {"baseline": [{"batch_size": 1000, "events_per_s": 100_000.0}],
+              "pipeline": [row("at-least-once", None, "direct", 1000, 20_000.0),
+                           row("at-least-once", None, "proxies", 1000, 17_000.0),
+                           row("at-most-once", None, "direct", 1000, 14_000.0),
+                           row("exactly-once", "idempotent", "direct", 1000, 16_000.0)],
+              "audit": {"events": 1_000_000, "total_s": 4.2, "cpu_s": 4.0, "peak_rss_bytes": 600 * MiB},
+              "config": {"preset": "quick"}, "elapsed_s": 58.0}
+    result["ratios"] = ratios(result)
+    lines = "\n".join(target_lines(result))
+    assert "[red]missed[/] proxies cost <= 10% (at-least-once, batch 1000): 15%" in lines
+    assert "[green]met[/] exactly-once/idempotent >= 0.8x at-least-once (direct, batch 1000): 0.80x" in lines
+    assert "[green]met[/] at-least-once >= 15% of baseline (batch 1000): 20%" in lines
+    assert "[red]missed[/] at-most-once >= 15% of baseline (batch 1000): 14%" in lines
+    assert "[green]met[/] audit < 5 s (1,000,000 events): 4.2 s (CPU 4.0 s)" in lines
+    assert "[red]missed[/] audit < 512 MiB (1,000,000 events): 600 MiB" in lines
+    assert "[green]met[/] bench --quick < 60 s: 58 s" in lines
+
+
+@pytest.mark.timeout(300)
 def test_bench_tiny_run_writes_every_part(tmp_path):
     """Every part with tiny sizes: the table prints with its ratios, bench.json has every
     figure, and the figures are positive (throughput, CPU, memory, restart times)."""
     r = run_cli("bench", "--events", "600", "--batch-sizes", "50,200", "--links", "direct,proxies",
                 "--modes", "at-least-once,exactly-once/idempotent", "--repeats", "1",
                 "--log-records", "3000", "--audit-events", "2000", "--memory-events", "500",
-                "--campaign-events", "600", "--campaign-kills", "1", "--out", str(tmp_path))
+                "--campaign-events", "600", "--campaign-kills", "1", "--proxy-events", "600",
+                "--detect", "producer-retry", "--out", str(tmp_path), timeout=280)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "x baseline" in r.stdout and "bench.json" in r.stdout
     res = json.loads((tmp_path / "latest" / "bench.json").read_text())
@@ -87,6 +114,18 @@ def test_bench_tiny_run_writes_every_part(tmp_path):
     assert audit["total_s"] > 0 and audit["peak_rss_bytes"] > audit["rss_before_bytes"] > 0
     camp = res["campaign"]
     assert camp["kills_fired"] == 1 and camp["cycles_per_min"] > 0 and camp["verdict"] in ("held", "not-exercised")
+    assert [p["batch_size"] for p in res["proxy"]] == [50, 200]
+    for p in res["proxy"]:
+        assert p["calls"] > 0 and p["proxy_cpu_us_per_call"] >= 0 and p["direct_s"] > 0 and p["via_proxy_s"] > 0
+    det = res["detect"]
+    assert det["total"] == 1 and [r["ablation"] for r in det["rows"]] == ["producer-retry"]
+    row = det["rows"][0]
+    assert row["scenario"].startswith("s09") and row["mode"] == "at-least-once"
+    assert row["detected"] and row["verdict"] == "broken" and row["time_to_detect_s"] > 0
+    assert audit["cpu_s"] > 0
+    assert set(res["part_s"]) == {"baseline", "proxy", "pipeline", "memory", "recovery", "audit", "campaign",
+                                  "detect"}
+    assert "time to detect" in r.stdout and "CPU per forwarded call" in r.stdout
     assert not (tmp_path / "latest" / "pipeline").exists() or not any((tmp_path / "latest" / "pipeline").iterdir())
 
 

@@ -77,7 +77,8 @@ def build_audit_run(run_dir: Path, *, seed: int, events: int) -> None:
 async def run_audit(run_dir: Path, timeout_s: float = 600.0) -> dict:
     """Audit ``run_dir`` in a child process.
 
-    Returns {"events", "verdict", "anomalies", "load_s", "check_s", "total_s",
+    Returns {"events", "verdict", "anomalies", "load_s", "check_s", "total_s", "cpu_s"
+    (user+system CPU of load and check: the figure that holds on a loaded machine),
     "rss_before_bytes" (after imports), "peak_rss_bytes"}.
 
     Raises:
@@ -111,14 +112,17 @@ def _vm_hwm() -> int:
 def _child(run_dir: Path) -> dict:
     from harness.checker import check, load_run
     rss0 = _vm_hwm()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     data = load_run(run_dir)
     t1 = time.perf_counter()
     report = check(data)
     t2 = time.perf_counter()
+    c2 = time.process_time()
     return {"events": report.events, "verdict": report.verdict,
             "anomalies": {n: a.count for n, a in report.anomalies.items() if a.count},
             "load_s": round(t1 - t0, 3), "check_s": round(t2 - t1, 3), "total_s": round(t2 - t0, 3),
+            "cpu_s": round(c2 - c0, 3),
             "rss_before_bytes": rss0,
             "peak_rss_bytes": _vm_hwm()}
 

@@ -1,9 +1,10 @@
 """Run every part of the benchmark in one go and write ``bench.json``.
 
-Order: baseline, pipeline (every mode x links x batch size, ``repeats`` rounds
+Order: baseline, proxy (CPU per forwarded call), pipeline (every mode x links x batch size, ``repeats`` rounds
 interleaved so that a noisy minute hits every configuration alike; the median
 of the rounds is the figure), node memory as events grow, recovery (broker
-log, processor, sink), audit, campaign rate. ``bench.json`` is rewritten
+log, processor, sink), audit, campaign rate, detect (time to catch each
+ablation with its targeted scenario). ``bench.json`` is rewritten
 after every part, so an interrupted run keeps what it measured.
 """
 
@@ -21,10 +22,12 @@ from typing import Callable
 from harness.bench.audit import build_audit_run, run_audit
 from harness.bench.baseline import run_baseline
 from harness.bench.campaign_rate import run_campaign_rate
+from harness.bench.detect import run_detect
 from harness.bench.pipeline import run_pipeline
+from harness.bench.proxy_cost import run_proxy_cost
 from harness.bench.recovery import broker_recovery, node_recovery
 
-PARTS = ("baseline", "pipeline", "memory", "recovery", "audit", "campaign", "brokers")
+PARTS = ("baseline", "proxy", "pipeline", "memory", "recovery", "audit", "campaign", "detect", "brokers")
 """Every part; "brokers" (harness/bench/brokers.py) runs when named or with --broker."""
 ALL_MODES = ("at-most-once", "at-least-once", "exactly-once/idempotent", "exactly-once/transactional")
 
@@ -47,7 +50,10 @@ class BenchConfig:
     campaign_kills: int = 8
     campaign_rate: float = 1000.0
     restart_repeats: int = 3
+    proxy_events: int = 40_000
+    detect: list[str] | None = None    # ablations timed by the detect part (None: every one)
     seed: int = 1
+    preset: str = "full"   # "quick" for --quick (its elapsed time is a target)
     parts: list[str] = field(default_factory=lambda: [p for p in PARTS if p != "brokers"])
     keep_data: bool = False
     brokers: list[str] = field(default_factory=lambda: ["builtin", "nats"])
@@ -60,7 +66,8 @@ class BenchConfig:
         base = dict(events=3000, batch_sizes=[100, 500], links=["direct", "proxies"], repeats=1,
                     proxy_modes=["at-least-once"], memory_events=[], log_records=100_000,
                     recovery_events=2000, audit_events=100_000, campaign_events=1500, campaign_kills=3,
-                    restart_repeats=2, broker_modes=["at-least-once"])
+                    restart_repeats=1, proxy_events=10_000, detect=["producer-retry"], preset="quick",
+                    broker_modes=["at-least-once"])
         base.update(overrides)
         return cls(**base)
 
@@ -102,6 +109,13 @@ async def run_bench(cfg: BenchConfig, run_dir: Path, progress: Callable[[str], N
             progress(f"baseline: batch size {b}")
             result["baseline"].append(await run_baseline(seed=cfg.seed, events=cfg.events, batch_size=b))
         lap("baseline")
+        save()
+    if "proxy" in cfg.parts:
+        result["proxy"] = []
+        for b in cfg.batch_sizes:
+            progress(f"proxy: CPU per forwarded call, batch size {b}")
+            result["proxy"].append(await run_proxy_cost(seed=cfg.seed, events=cfg.proxy_events, batch_size=b))
+        lap("proxy")
         save()
     if "pipeline" in cfg.parts:
         combos = [(m, links, b) for m in cfg.modes for links in cfg.links for b in cfg.batch_sizes
@@ -170,6 +184,12 @@ async def run_bench(cfg: BenchConfig, run_dir: Path, progress: Callable[[str], N
         result["campaign"] = await run_campaign_rate(d, seed=cfg.seed, events=cfg.campaign_events,
                                                      kills=cfg.campaign_kills, rate=cfg.campaign_rate)
         lap("campaign")
+        if not cfg.keep_data:
+            shutil.rmtree(d, ignore_errors=True)
+    if "detect" in cfg.parts:
+        d = run_dir / "detect"
+        result["detect"] = await run_detect(d, cfg.detect, keep_data=cfg.keep_data, progress=progress)
+        lap("detect")
         if not cfg.keep_data:
             shutil.rmtree(d, ignore_errors=True)
     if "brokers" in cfg.parts:

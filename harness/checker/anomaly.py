@@ -39,6 +39,12 @@ class Anomaly:
         if hop:
             self.by_hop[hop] = self.by_hop.get(hop, 0) + 1
 
+    @classmethod
+    def of(cls, name: str, examples: list[str], count: int, by_hop: dict[str, int] | None = None) -> "Anomaly":
+        """A family computed in bulk (harness.checker.table): the first ``examples`` (at most
+        EXAMPLES, in workload order), the ``count`` and the count per hop."""
+        return cls(name, count, list(examples[:EXAMPLES]), dict(by_hop or {}))
+
     def to_json(self) -> dict:
         out = {"count": self.count, "examples": self.examples}
         if self.by_hop:

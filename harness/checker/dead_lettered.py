@@ -44,7 +44,7 @@ def check_dead_lettered(data: RunData) -> Anomaly:
     reasons: dict[str, int] = {}
     for row in getattr(data, "dead_letters", None) or []:
         dead.add(ident(row), HOP_BROKER_SINK)
-        if row.get("order_id") in data.workload:
+        if data.in_workload(row.get("order_id")):
             in_workload += 1
         else:
             poison += 1

@@ -10,44 +10,39 @@ when there is no log to read (MQTT).
 
 from __future__ import annotations
 
-from harness.checker.anomaly import HOP_BROKER_SINK, HOP_END_TO_END, HOP_PRODUCER_BROKER, Anomaly
+from harness.checker.anomaly import EXAMPLES, HOP_BROKER_SINK, HOP_END_TO_END, HOP_PRODUCER_BROKER, Anomaly
 from harness.checker.inputs import RunData
+from harness.checker.table import OrderTable, first_ids, hop_counts
 
 
-def check_duplicated(data: RunData) -> Anomaly:
-    dup = Anomaly("duplicated")
-    extra = 0
-    in_log_twice = 0
-    for oid in data.workload:
-        n = data.sink_counts.get(oid, 0)
-        if n <= 1:
-            continue
-        copies = data.log_counts.get(oid, 0)
-        dup.add(oid, HOP_END_TO_END if not data.log_available
-                else HOP_PRODUCER_BROKER if copies > 1 else HOP_BROKER_SINK)
-        extra += n - 1
-        in_log_twice += copies > 1
+def check_duplicated(data: RunData, t: OrderTable | None = None) -> Anomaly:
+    t = data.order_table() if t is None else t
+    rows = t.sink_count > 1
+    n = int(rows.sum())
+    by_hop = ({HOP_END_TO_END: n} if n else {}) if not data.log_available else \
+        hop_counts(rows, t.log_count > 1, HOP_PRODUCER_BROKER, HOP_BROKER_SINK)
+    dup = Anomaly.of("duplicated", first_ids(t, rows, EXAMPLES), n, by_hop)
     if dup.count:
-        dup.extra["extra_applications"] = extra
+        dup.extra["extra_applications"] = int((t.sink_count[rows] - 1).sum())
     return dup
 
 
-def check_log_duplicates(data: RunData) -> Anomaly:
+def check_log_duplicates(data: RunData, t: OrderTable | None = None) -> Anomaly:
     """``duplicated-in-log``: orders the broker log holds more than once (a retried
     batch appended again). Informational: an idempotent sink can still apply such
     an order once, but every downstream consumer sees it twice (the operator state
     counts it twice: ``state-mismatch``)."""
-    log_dup = Anomaly("duplicated-in-log")
-    for oid in data.workload:
-        if data.log_counts.get(oid, 0) > 1:
-            log_dup.add(oid, HOP_PRODUCER_BROKER)
-    return log_dup
+    t = data.order_table() if t is None else t
+    rows = t.log_count > 1
+    n = int(rows.sum())
+    return Anomaly.of("duplicated-in-log", first_ids(t, rows, EXAMPLES), n, {HOP_PRODUCER_BROKER: n} if n else {})
 
 
-def check_unexpected(data: RunData) -> Anomaly:
+def check_unexpected(data: RunData, t: OrderTable | None = None) -> Anomaly:
     """Orders the sink holds that the workload never had (phantoms)."""
+    t = data.order_table() if t is None else t
     unexpected = Anomaly("unexpected")
-    for oid, n in sorted(data.sink_counts.items()):
-        if n > 0 and oid not in data.workload:
+    for oid, n in sorted(t.sink_other.items()):
+        if n > 0:
             unexpected.add(oid)
     return unexpected

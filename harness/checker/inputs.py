@@ -8,64 +8,17 @@ Run directory layout read here (see README, "Files of a run"):
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from dataclasses import dataclass, field
+from array import array
 from pathlib import Path
-from sys import intern
 from typing import Iterable
+
+import numpy as np
 
 from harness.checker import validate
 from harness.checker.validate import InputError
+from harness.checker.rundata import RunData  # noqa: F401  (its home before issue 16)
+from harness.checker.table import OrderTable
 from nodes.pb import events_pb2
-
-
-@dataclass
-class RunData:
-    """Everything the checker looks at, keyed by order id.
-
-    Attributes:
-        mode: the guarantee mode of the run.
-        workload: order id -> (account, amount_cents), in workload order.
-        invoked: order ids the producer attempted at least once.
-        acked: order ids in a batch the broker acknowledged (history ``ok``).
-        log_counts: order id -> number of records holding it in the broker log.
-        log_positions: order id -> (partition, offset) of its first record.
-        sink_counts: order id -> applied count at the sink (absent = 0).
-        balances: account -> balance at the sink, in cents.
-        operator_state: account -> total in cents from the processor's last
-            checkpoint, or None when the mode keeps no checkpoint.
-    """
-
-    mode: str
-    workload: dict[str, tuple[str, int]]
-    invoked: set[str] = field(default_factory=set)
-    acked: set[str] = field(default_factory=set)
-    log_counts: Counter = field(default_factory=Counter)
-    log_positions: dict[str, tuple[int, int]] = field(default_factory=dict)
-    sink_counts: dict[str, int] = field(default_factory=dict)
-    balances: dict[str, int] = field(default_factory=dict)
-    operator_state: dict[str, int] | None = None
-    log_available: bool = True
-    unchecked: list[str] = field(default_factory=list)
-    """Checks the audit could not make, each in words (an external node that does not
-    expose what they need, harness/checker/external.py); reported with the verdict."""
-    dead_letters: list[dict] = field(default_factory=list)
-    """Rows of the sink's dead_letters table (harness/checker/dead_lettered.py)."""
-    log_truncated: list[str] = field(default_factory=list)
-    """Offsets (committed, or consumed by the processor) beyond the end of the broker
-    log: the log lost records under them. A finding, reported in the verdict's reasons."""
-    group: dict | None = None
-    """Several processors: who applied what, partition moves (harness/checker/members.py)."""
-    truncated: dict[int, tuple[int, int]] = field(default_factory=dict)
-    """NATS runs: partition -> (processor's durable position, log end) where the log ends
-    before what the processor had consumed (harness/checker/truncated.py)."""
-    broker: str = "builtin"
-    """"builtin" | "nats" | "mosquitto": the system the log was (cluster.json config.broker).
-    With mosquitto ``log_available`` is False: MQTT offsets are local to a client session
-    and nothing can be read back from the broker."""
-    replicas: dict | None = None
-    """NATS runs: server -> partition -> {messages, first_seq, last_seq} (harness/nats_dump.py)."""
 
 
 def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
@@ -87,67 +40,75 @@ def workload_rows(config: dict, base: Path) -> Iterable[tuple[str, str, int]]:
     return generate_rows(int(config["seed"]), int(config["events"]), int(config.get("accounts", 16)))
 
 
-def read_history(path: Path) -> tuple[set[str], set[str]]:
-    """(invoked, acked) order ids from a producer history (checked by validate.history_ops;
-    only a torn last line is ignored).
+def workload_table(config: dict, base: Path) -> OrderTable:
+    """The run's workload as an :class:`OrderTable` (a generated one as numpy columns,
+    harness/checker/workload_columns.py). Raises: InputError (as :func:`workload_rows`)."""
+    if config.get("workload_file"):
+        return OrderTable.from_rows(workload_rows(config, base))
+    from harness.checker.workload_columns import generated_columns
+    return OrderTable(*generated_columns(int(config["seed"]), int(config["events"]), int(config.get("accounts", 16))),
+                      generated=True)
+
+
+def read_history(path: Path, table: OrderTable) -> None:
+    """Mark the order ids a producer history invoked and got an ``ok`` for in ``table``
+    (checked by validate.history_ops; only a torn last line is ignored).
 
     Raises:
         InputError: missing, damaged or of the wrong shape; an ``ok`` for orders never invoked.
     """
-    invoked: set[str] = set()
-    acked: set[str] = set()
+    invoked: list[str] = []
+    acked: list[str] = []
     for op in validate.history_ops(path):
         t = op["type"]
-        orders = op["value"].get("orders") or []
         if t == "invoke":
-            invoked.update(map(intern, orders))
+            invoked += op["value"].get("orders") or ()
         elif t == "ok":
-            acked.update(map(intern, orders))
-    stray = acked - invoked
+            acked += op["value"].get("orders") or ()
+    table.mark_history(invoked, acked)
+    del invoked, acked
+    stray_rows = table.acked & ~table.invoked
+    stray = {table.ids[i] for i in np.flatnonzero(stray_rows)} | (table.acked_other - table.invoked_other)
     if stray:
         raise InputError(f"{path}: {len(stray)} order(s) acknowledged but never invoked "
                          f"(first {min(stray)!r:.40}): not a consistent history")
-    return invoked, acked
 
 
-def read_broker_log(broker_dir: Path, ends: dict[int, int] | None = None
-                    ) -> tuple[Counter, dict[str, tuple[int, int]]]:
-    """Count every order id in every partition log of the broker (offline); ``ends``
-    (if given) receives each partition's end offset (validated by validate.broker_partitions)."""
+def read_broker_log(broker_dir: Path, table: OrderTable, ends: dict[int, int] | None = None) -> None:
+    """Count every order id in every partition log of the broker (offline) into ``table``
+    (``log_count``, first ``log_partition`` / ``log_offset``; records of other ids in
+    ``log_other``); ``ends`` (if given) receives each partition's end offset (validated by
+    validate.broker_partitions). Raises: InputError (a corrupt or unreadable log)."""
     from nodes.broker.log import read_values
     from nodes.broker.record import CorruptRecordError
-    counts: Counter = Counter()
-    first: dict[str, tuple[int, int]] = {}
     n = validate.broker_meta(broker_dir)
     validate.broker_partitions(broker_dir, n)
     order = events_pb2.Order()
     parse = order.ParseFromString
-    plain: dict[str, int] = {}   # a dict's get is faster than Counter.__missing__ on 1M new keys
-    get = plain.get
+    ids: list[str] = []
+    parts, offs = array("q"), array("q")
+    add_id, add_part, add_off = ids.append, parts.append, offs.append
     for p in range(n):
+        offset = -1
         try:
             for offset, value in read_values(broker_dir, p):
-                if ends is not None:
-                    ends[p] = offset + 1
                 try:
                     parse(value)
                 except Exception:  # a poison record (undecodable value, CRC intact): not an order
                     continue
-                oid = intern(order.order_id)   # one str object per order id across every structure
-                c = get(oid, 0)
-                plain[oid] = c + 1
-                if not c:
-                    first[oid] = (p, offset)
+                add_id(order.order_id)
+                add_part(p)
+                add_off(offset)
         except CorruptRecordError as e:
             raise InputError(f"broker log: {e}") from None
         except OSError as e:
             raise InputError(f"{broker_dir}: partition {p}: cannot read ({e.strerror or e})") from None
-    counts.update(plain)
-    return counts, first
+        if ends is not None and offset >= 0:
+            ends[p] = offset + 1
+    table.set_log(ids, parts, offs)
 
 
-def read_nats_dump(broker_dir: Path, ends: dict[int, int] | None = None
-                   ) -> tuple[Counter, dict[str, tuple[int, int]], dict]:
+def read_nats_dump(broker_dir: Path, table: OrderTable, ends: dict[int, int] | None = None) -> dict:
     """As :func:`read_broker_log` for a NATS run: from ``broker/nats-streams.json``
     (harness/nats_dump.py); also returns the per-replica states (``replicas``).
 
@@ -162,8 +123,8 @@ def read_nats_dump(broker_dir: Path, ends: dict[int, int] | None = None
     dump = validate.read_json(path)
     if not isinstance(dump, dict) or not isinstance(dump.get("partitions"), dict):
         raise InputError(f"{path}: expected an object with 'partitions'")
-    counts: Counter = Counter()
-    first: dict[str, tuple[int, int]] = {}
+    ids: list[str] = []
+    parts, offs = array("q"), array("q")
     for p, rows in dump["partitions"].items():
         if not str(p).isdigit() or not isinstance(rows, list):
             raise InputError(f"{path}: partitions[{p!r:.20}] should be a list of [offset, order id]")
@@ -174,13 +135,14 @@ def read_nats_dump(broker_dir: Path, ends: dict[int, int] | None = None
                 ends[int(p)] = max(ends.get(int(p), 0), row[0] + 1)
             if row[1] is None:
                 continue
-            oid = intern(row[1])
-            counts[oid] += 1
-            first.setdefault(oid, (int(p), row[0]))
+            ids.append(str(row[1]))
+            parts.append(int(p))
+            offs.append(row[0])
+    table.set_log(ids, parts, offs)
     if ends is not None:
         for p, end in (dump.get("high_watermarks") or {}).items():
             ends[int(p)] = max(ends.get(int(p), 0), int(end))
-    return counts, first, dump.get("replicas") or {}
+    return dump.get("replicas") or {}
 
 
 def truncated_partitions(path: Path, durable: dict, ends: dict[int, int]) -> dict[int, tuple[int, int]]:
@@ -212,42 +174,50 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     if not manifest.exists():
         raise InputError(f"missing {manifest}: not a run directory")
     config = validate.cluster_config(manifest)
-    data = RunData(mode=config["mode"], broker=str(config.get("broker", "builtin")),
-                   workload={oid: (a, amount) for oid, a, amount in workload_rows(config, d)})
+    table = workload_table(config, d)
+    data = RunData(mode=config["mode"], broker=str(config.get("broker", "builtin")))
     history = d / "producer" / "history.jsonl"
-    data.invoked, data.acked = read_history(history)
+    read_history(history, table)
     ends: dict[int, int] = {}
     offsets_file = d / "broker" / "consumer-offsets.json"
     # Read the committed offsets BEFORE the log: on a live cluster the log only grows,
     # so offsets read first can never point past the log read after.
     offsets = validate.read_json(offsets_file) if offsets_file.exists() else None
     if config.get("broker") == "nats":
-        data.log_counts, data.log_positions, data.replicas = read_nats_dump(d / "broker", ends)
+    if config.get("broker") == "nats":
+        data.replicas = read_nats_dump(d / "broker", table, ends)
     elif config.get("broker") == "mosquitto":
         # MQTT keeps no log a client can read back: judged from the history and the sink
         # alone (no lost-from-log, divergent, truncated, reordered; docs/brokers.md).
         data.log_available = False
     else:
-        data.log_counts, data.log_positions = read_broker_log(d / "broker", ends)
+        read_broker_log(d / "broker", table, ends)
     if offsets is not None:
         validate.consumer_offsets(offsets_file, ends, offsets, data.log_truncated)
-    if not data.invoked and data.log_counts:
+    records = int(table.log_count.sum()) + table.log_other
+    if not table.invoked.any() and not table.invoked_other and records:
         raise InputError(f"{history}: no operation, but the broker log holds "
-                         f"{sum(data.log_counts.values()):,} records: history lost or truncated")
-    strangers = {o for o in data.invoked.difference(data.workload)
+                         f"{records:,} records: history lost or truncated")
+    strangers = {o for o in table.invoked_other
                  if not o.startswith("<sha256:")}  # a long id the producer wrote as its hash
     if strangers:
         raise InputError(f"{history}: {len(strangers):,} order id(s) not in this run's workload "
                          f"(first {min(strangers)!r:.40}): not this run's history")
     from harness.checker.external import operator_state, read_sink
-    sink_counts, data.balances = read_sink(d / "sink")   # sink.db, or an external sink's snapshot
-    data.sink_counts = {intern(oid): n for oid, n in sink_counts.items()}
+    if (d / "sink" / "sink.db").exists() or not (d / "sink" / "snapshot.json").exists():
+        chunks = validate.sink_columns(d / "sink" / "sink.db")   # streamed: no dict of every order
+        data.balances = next(chunks)   # type: ignore[assignment]
+        for ids, counts in chunks:     # type: ignore[misc]
+            table.set_sink(ids, counts)
+    else:   # an external sink's snapshot (harness/checker/external.py)
+        sink_counts, data.balances = read_sink(d / "sink")
+        table.set_sink(list(sink_counts), list(sink_counts.values()))
+    data.table = table
     from nodes.sink.schema import read_dead_letters
     from harness.checker.members import group_facts
     data.group = group_facts(d / "sink" / "sink.db")
     if (d / "sink" / "sink.db").exists():   # an external sink's dead letters are not in its Snapshot
         data.dead_letters = read_dead_letters(d / "sink" / "sink.db")
-    del sink_counts
     if config["mode"] == "exactly-once":
         # The processor's live state captured by the harness after the drain, else
         # the last checkpoint's: both must equal the ideal totals once drained.

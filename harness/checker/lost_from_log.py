@@ -15,15 +15,15 @@ promise is judged at the sink); printed under the table.
 
 from __future__ import annotations
 
-from harness.checker.anomaly import HOP_PRODUCER_BROKER, Anomaly
+from harness.checker.anomaly import EXAMPLES, HOP_PRODUCER_BROKER, Anomaly
 from harness.checker.inputs import RunData
+from harness.checker.table import OrderTable, first_ids
 
 
-def check_lost_from_log(data: RunData) -> Anomaly:
-    out = Anomaly("lost-from-log")
+def check_lost_from_log(data: RunData, t: OrderTable | None = None) -> Anomaly:
     if not data.log_available or (data.broker == "nats" and data.mode == "at-most-once"):
-        return out
-    for oid in data.workload:
-        if oid in data.acked and not data.log_counts.get(oid):
-            out.add(oid, HOP_PRODUCER_BROKER)
-    return out
+        return Anomaly("lost-from-log")
+    t = data.order_table() if t is None else t
+    rows = t.acked & (t.log_count == 0)
+    n = int(rows.sum())
+    return Anomaly.of("lost-from-log", first_ids(t, rows, EXAMPLES), n, {HOP_PRODUCER_BROKER: n} if n else {})

@@ -56,18 +56,18 @@ class CheckReport:
 
 def check(data: RunData) -> CheckReport:
     """Run every anomaly family on ``data`` and decide the verdict for ``data.mode``."""
-    lost, lost_ack = check_lost(data)
-    mismatch, balance_ok, deltas = check_balances(data)
-    families = [lost, lost_ack, check_duplicated(data), check_log_duplicates(data), check_unexpected(data), mismatch,
-                check_state(data), check_order(data), check_dead_lettered(data), check_divergent(data),
-                check_truncated(data), check_lost_from_log(data)]
+    t = data.order_table()
+    lost, lost_ack = check_lost(data, t)
+    mismatch, balance_ok, deltas = check_balances(data, t)
+    families = [lost, lost_ack, check_duplicated(data, t), check_log_duplicates(data, t), check_unexpected(data, t),
+                mismatch, check_state(data, t), check_order(data, t), check_dead_lettered(data),
+                check_divergent(data), check_truncated(data), check_lost_from_log(data, t)]
     anomalies = {a.name: a for a in families}
     counts = {n: a.count for n, a in anomalies.items()}
     counts["dead-lettered-poison"] = anomalies["dead-lettered"].extra.get("poison", 0)
     verdict, reasons = decide(data.mode, counts, balance_ok)
     reasons += [f"note: {line}" for line in data.log_truncated[:4]]
     reasons += data.unchecked   # said with the verdict, never a silent "held"
-    acked = sum(1 for oid in data.workload if oid in data.acked)
-    return CheckReport(mode=data.mode, events=len(data.workload), acked=acked, anomalies=anomalies,
+    return CheckReport(mode=data.mode, events=len(t), acked=int(t.acked.sum()), anomalies=anomalies,
                        balance_ok=balance_ok, balance_deltas=deltas, verdict=verdict, reasons=reasons,
                        group=data.group)

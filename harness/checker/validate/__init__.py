@@ -17,7 +17,7 @@ Validators (file -> what is checked):
 - :func:`operator_state`  ``processor/final-status.json`` / ``checkpoint.json``:
   ``state`` an object of account -> integer cents;
 - :func:`broker_meta`  ``broker/broker-meta.json``: ``partitions`` an int >= 1;
-- :func:`sink_snapshot`  ``sink/sink.db``: an SQLite database with ``orders``
+- :func:`sink_snapshot` (:func:`sink_columns`, streamed)  ``sink/sink.db``: an SQLite database with ``orders``
   and ``balances``, integer counts and balances (a float balance is an
   overflowed write);
 - :func:`result_file`  ``result.json``: ``modes`` a list of {mode, dir};
@@ -32,6 +32,7 @@ from harness.checker.validate.base import (MAX_JSON_BYTES, OP_TYPES, InputError,
                                            jsonl_objects, loads, read_bytes, read_json)
 from harness.checker.validate.mode_files import (broker_meta, broker_partitions, cluster_config,  # noqa: F401
                                                  consumer_offsets, history_ops, nemesis_ops,
-                                                 offsets_within_log, operator_state, sink_snapshot)
+                                                 offsets_within_log, operator_state, sink_columns,
+                                                 sink_snapshot)
 from harness.checker.validate.run_files import (MODE_ROW_FIELDS, RESULT_FIELDS, check_report,  # noqa: F401
                                                 proxy_events, report_inputs, result_file, schedule_file)

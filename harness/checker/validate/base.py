@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+import orjson
+
 OP_TYPES = ("invoke", "ok", "fail", "info")
 MAX_JSON_BYTES = 256 * 1024 * 1024
 """Largest JSON document (not JSONL) the audit reads into memory (bytes)."""
@@ -23,6 +25,17 @@ def _no_constant(name: str) -> Any:
 def loads(data: bytes | str) -> Any:
     """Strict JSON (NaN / Infinity refused). Raises: ValueError."""
     return json.loads(data, parse_constant=_no_constant)
+
+
+def fast_loads(raw: bytes) -> Any:
+    """:func:`loads` of one UTF-8 line, by orjson (strict RFC 8259 too: no NaN, no
+    Infinity; about 3x faster) with the standard library as the fallback for what orjson
+    refuses and Python reads (integers beyond 64 bits) or to raise the same errors.
+    Raises: UnicodeDecodeError, ValueError."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return loads(raw.decode("utf-8"))
 
 
 def read_bytes(path: Path, *, allow_empty: bool = False, limit: int = MAX_JSON_BYTES) -> bytes:
@@ -105,7 +118,7 @@ def jsonl_objects(path: Path, *, allow_torn_tail: bool = True) -> Iterator[tuple
                 if not raw.strip():
                     continue
                 try:
-                    obj = loads(raw.decode("utf-8"))
+                    obj = fast_loads(raw)
                 except (UnicodeDecodeError, ValueError) as e:
                     if allow_torn_tail and not raw.endswith(b"\n"):
                         return  # torn by a kill -9 in the middle of a write
