@@ -184,7 +184,6 @@ def load_run(run_dir: Path, *, mode_dir: Path | None = None) -> RunData:
     # so offsets read first can never point past the log read after.
     offsets = validate.read_json(offsets_file) if offsets_file.exists() else None
     if config.get("broker") == "nats":
-    if config.get("broker") == "nats":
         data.replicas = read_nats_dump(d / "broker", table, ends)
     elif config.get("broker") == "mosquitto":
         # MQTT keeps no log a client can read back: judged from the history and the sink
