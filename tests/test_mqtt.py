@@ -159,8 +159,8 @@ def test_autosave_knob_and_config():
 
 
 def test_without_a_log_a_lost_order_is_lost_end_to_end():
-    data = RunData(mode="at-least-once", workload={"o1": ("a", 1), "o2": ("a", 2)},
-                   invoked={"o1", "o2"}, acked={"o1", "o2"}, sink_counts={"o1": 1})
+    data = RunData(mode="at-least-once", workload={"o1": ("a", 1), "o2": ("a", 2)})
+    data.invoked, data.acked, data.sink_counts = {"o1", "o2"}, {"o1", "o2"}, {"o1": 1}
     data.log_available = False
     lost, lost_ack = check_lost(data)
     assert lost.count == 1 and lost.by_hop == {HOP_END_TO_END: 1} and lost_ack.count == 1
