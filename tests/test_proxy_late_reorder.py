@@ -233,7 +233,7 @@ async def test_unknown_match_field_is_refused_naming_the_valid_ones(spawn, upstr
             await px.add("drop-request", method="CommitOffset", match={"partitoin": 2})
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert err.value.details().startswith("match: unknown field 'partitoin'")
-        assert "group, offset, partition, topic" in err.value.details()
+        assert "generation_id, group, member_id, offset, partition, topic" in err.value.details()
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await px.add("drop-request", method="Fetch", match={"partition": "two"})
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -245,7 +245,7 @@ async def test_unknown_match_field_is_refused_naming_the_valid_ones(spawn, upstr
     cluster.write_text(json.dumps({"links": {"processor-broker": {
         "proxy": proxy.address, "upstream": upstream.address, "pid": proxy.pid}}}))
     runner = CliRunner()
-    for args, text in ((["--match", "partitoin=2"], "valid fields: group, offset, partition, topic"),
+    for args, text in ((["--match", "partitoin=2"], "valid fields: generation_id, group, member_id, offset, partition, topic"),
                        (["--match", "partition"], "expected FIELD=VALUE")):
         r = await asyncio.to_thread(runner.invoke, fault, [
             "--cluster", str(cluster), "add", "late", "--link", "processor-broker",
@@ -298,7 +298,7 @@ def test_match_rules_on_sink_requests():
     assert acct.matches("/testbed.v1.Sink/Apply", write) and acct.matches("/testbed.v1.Sink/Upsert", write)
     assert not acct.matches("/testbed.v1.Sink/Commit", req)
     assert not acct.matches("/testbed.v1.Sink/Apply", sink_pb2.WriteRequest(orders=[order(1)]).SerializeToString())
-    with pytest.raises(InvalidFault, match="valid fields: account, amount_cents, order_id"):
+    with pytest.raises(InvalidFault, match="valid fields: account, amount_cents, epoch, member_id, order_id"):
         Matcher(link, "/testbed.v1.Sink/Apply", [("acount", "x")])
 
 
