@@ -119,8 +119,15 @@ def check_broker(broker: str, mqtt_autosave: str = "default") -> str:
         fail(str(e))
 
 
+def _nonempty_url(ctx, param, value: str | None) -> str | None:
+    """An empty ``--nats-url`` was taken as absent: a builtin run the user did not ask for."""
+    if value is not None and not value.strip(" ,"):
+        raise click.BadParameter("empty; expected nats://HOST:PORT[,nats://HOST:PORT...]")
+    return value
+
+
 nats_url_option = click.option(
-    "--nats-url", default=None, metavar="URL[,URL...]",
+    "--nats-url", default=None, metavar="URL[,URL...]", callback=_nonempty_url,
     help="Audit a NATS JetStream cluster you run elsewhere (implies --broker nats): no server is "
          "started, a TCP fault proxy goes in front of each url; link faults only. The testbed "
          "creates streams orders-<p> and bucket offsets there (docs/brokers.md).")

@@ -1,0 +1,26 @@
+"""Broker flags given empty or to the wrong command: one line, exit 2, nothing started."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "TESTBED_RUNS": str(tmp_path / "runs")})
+
+
+@pytest.mark.parametrize("url", ["", " , "])
+def test_empty_nats_url_is_refused_not_a_builtin_run(tmp_path, url):
+    r = _run(tmp_path, "campaign", "--events", "20", "--nats-url", url)
+    assert r.returncode == 2, r.stderr
+    assert "--nats-url" in r.stderr and "empty" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "runs").exists()
