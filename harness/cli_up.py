@@ -38,10 +38,16 @@ def nodes_table(cluster: Cluster) -> Table:
     return t
 
 
-def progress_line(prog: dict) -> str:
+def progress_line(prog: dict, mqtt_running: bool | None = None) -> str:
+    """One status line. ``mqtt_running`` (``--broker mosquitto``: is the mosquitto process
+    up) replaces the log count: MQTT keeps no log, and its "ends" are UNAVAILABLE until the
+    processor's session has been quiet, which is not "down"."""
     prod, proc, hw = prog.get("producer", {}), prog.get("processor", {}), prog.get("high_watermarks", {})
     p = "down" if "error" in prod else f"{prod.get('position', 0)}/{prod.get('total', '?')} sent"
     b = "down" if "error" in hw else f"{sum(hw.values())} in log"
+    if mqtt_running is not None:
+        b = ("down" if not mqtt_running else "up (mqtt: no log)" if "error" in hw
+             else f"up, {sum(hw.values())} received")
     if "error" in proc:
         q = "down"
     else:
@@ -50,6 +56,11 @@ def progress_line(prog: dict) -> str:
             q += f", {proc['dead_lettered']} dead-lettered"
     retries = prod.get("retries", 0) if "error" not in prod else 0
     return f"producer {p} ({retries} retries) | broker {b} | processor {q}"
+
+
+def mqtt_running(cluster: Cluster) -> bool | None:
+    """Whether the mosquitto process runs (None: not an MQTT cluster)."""
+    return None if cluster.mosquitto is None else cluster.mosquitto.running
 
 
 def audit_line(cluster: Cluster) -> str:
@@ -188,7 +199,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
             prog = await cluster.drain_progress()
             now = time.monotonic()
             if now - last_print >= 2.0:
-                console.print(progress_line(prog))
+                console.print(progress_line(prog, mqtt_running(cluster)))
                 last_print = now
             from harness.cluster import _drained
             stop_on_storage_error(cluster)
@@ -196,7 +207,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
                 await restart_exited(cluster)
             if _drained(prog) and not drained_once:
                 drained_once = True
-                console.print(f"[bold green]drained:[/] {progress_line(prog)}")
+                console.print(f"[bold green]drained:[/] {progress_line(prog, mqtt_running(cluster))}")
                 await record_final_state(cluster, run_dir)   # + an external sink's Snapshot
                 if cluster.nats is not None:   # the audit reads the streams from their dump
                     await cluster.dump_streams()

@@ -24,3 +24,15 @@ def test_empty_nats_url_is_refused_not_a_builtin_run(tmp_path, url):
     assert "--nats-url" in r.stderr and "empty" in r.stderr and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0
     assert not (tmp_path / "runs").exists()
+
+
+def test_up_status_line_does_not_call_a_running_mosquitto_down():
+    """MQTT has no log: its ends are UNAVAILABLE while messages still arrive (cluster.py's
+    high_watermarks); `up --broker mosquitto` printed "broker down" all run long."""
+    from harness.cli_up import progress_line
+    prog = {"producer": {"position": 100, "total": 3000}, "processor": {"durable_positions": {"0": 74}},
+            "high_watermarks": {"error": "UNAVAILABLE"}}
+    assert "broker up (mqtt: no log)" in progress_line(prog, mqtt_running=True)
+    assert "broker down" in progress_line(prog, mqtt_running=False)
+    assert "broker up, 74 received" in progress_line({**prog, "high_watermarks": {0: 74}}, mqtt_running=True)
+    assert "broker down" in progress_line(prog)   # builtin / NATS: an error is down
