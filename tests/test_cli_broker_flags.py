@@ -36,3 +36,17 @@ def test_up_status_line_does_not_call_a_running_mosquitto_down():
     assert "broker down" in progress_line(prog, mqtt_running=False)
     assert "broker up, 74 received" in progress_line({**prog, "high_watermarks": {0: 74}}, mqtt_running=True)
     assert "broker down" in progress_line(prog)   # builtin / NATS: an error is down
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--broker", ","], "empty; choose from: builtin, nats"),
+    (["--broker", "builtin,builtin"], "'builtin' named twice"),
+    (["--modes", ""], "empty; choose from"),
+    (["--parts", " "], "empty; choose from"),
+])
+def test_bench_list_options_refuse_empty_and_repeated_names(tmp_path, args, message):
+    """An empty list ran the default one; a repeated name ran that part twice."""
+    r = _run(tmp_path, "bench", "--parts", "brokers", *args)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and r.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "runs").exists()
