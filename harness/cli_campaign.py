@@ -13,7 +13,8 @@ import click
 from nodes.common.cli_types import FiniteFloat
 from harness import schedule as schedule_mod
 from harness.checker import InputError, check, load_run, validate
-from harness.cli_common import broker_options, check_broker, resolve_nats_url, resolve_storage, storage_option
+from harness.cli_common import (broker_flag_conflict, broker_options, check_broker, resolve_nats_url, resolve_storage,
+                                storage_option)
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
@@ -155,6 +156,8 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
     """
     external = external_nodes(processor_cmd, sink_cmd, disable)
+    if problem := broker_flag_conflict(broker, nats_url, nats_sync, mqtt_autosave, mqtt_subscribe_qos):
+        fail(problem)
     broker = "nats" if nats_url else broker
     if problem := check_processors(processors, external=external, broker=broker):
         fail(problem)

@@ -15,7 +15,7 @@ from rich.table import Table
 from nodes.common.cli_types import FiniteFloat
 from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
                                 positive, resolve_storage, run_async, sink_option, storage_option,
-                                broker_options, check_broker)
+                                broker_flag_conflict, broker_options, check_broker)
 from harness import interrupt, upfile
 from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
@@ -115,6 +115,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     if sink_strategy and mode != "exactly-once":
         fail("--sink applies to --mode exactly-once only")
     external = external_nodes(processor_cmd, sink_cmd, disable)
+    if problem := broker_flag_conflict(broker, nats_url, nats_sync, mqtt_autosave, mqtt_subscribe_qos):
+        fail(problem)
     if problem := check_processors(processors, external=external, broker="nats" if nats_url else broker):
         fail(problem)
     mqtt_autosave = check_broker(broker, mqtt_autosave)

@@ -50,3 +50,18 @@ def test_bench_list_options_refuse_empty_and_repeated_names(tmp_path, args, mess
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and r.stderr.strip().count("\n") == 0
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["campaign", "--mqtt-autosave", "5"], "--mqtt-autosave applies to --broker mosquitto only (not builtin)"),
+    (["up", "--mqtt-subscribe-qos", "1", "--broker", "nats"], "--mqtt-subscribe-qos applies to --broker mosquitto"),
+    (["campaign", "--nats-sync", "always"], "--nats-sync applies to --broker nats only"),
+    (["up", "--broker", "mosquitto", "--nats-url", "nats://127.0.0.1:1"], "cannot go with --broker mosquitto"),
+    (["campaign", "--nats-url", "nats://127.0.0.1:1", "--nats-sync", "always"], "your servers' config decides"),
+])
+def test_a_flag_of_another_broker_is_refused_not_ignored(tmp_path, args, message):
+    """Each ran a campaign or cluster on another broker, the flag silently ignored."""
+    r = _run(tmp_path, *args, "--events", "20")
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and r.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "runs").exists()
