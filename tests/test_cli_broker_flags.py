@@ -65,3 +65,12 @@ def test_a_flag_of_another_broker_is_refused_not_ignored(tmp_path, args, message
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and r.stderr.strip().count("\n") == 0
     assert not (tmp_path / "runs").exists()
+
+
+def test_help_of_an_unbounded_finite_float_has_no_none_range():
+    """click's FloatRange printed "[default: 1000.0; x<=None]" for --rate and --drain-timeout."""
+    for command in ("campaign", "up"):
+        r = subprocess.run([sys.executable, "-m", "harness.cli", command, "--help"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "--rate" in r.stdout
+        assert "None" not in r.stdout, r.stdout
