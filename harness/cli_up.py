@@ -13,7 +13,8 @@ import grpc
 from rich.table import Table
 
 from nodes.common.cli_types import FiniteFloat
-from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
+from harness.cli_common import (EXIT_USAGE, console, err_console, events_range, disable_option, fail, mode_option,
+                                non_negative,
                                 positive, resolve_storage, run_async, sink_option, storage_option,
                                 broker_flag_conflict, broker_options, check_broker)
 from harness import interrupt, upfile
@@ -177,7 +178,10 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
             await cluster.start()
         except NodeStartError as e:
             fail(f"cluster did not start: {e}")
-        upfile.write(runs_base, run_dir / "cluster.json")
+        if (other := upfile.write(runs_base, run_dir / "cluster.json")) is not None:
+            err_console.print(f"note: another up (pid {other.get('pid')}) is running; `fault` now picks this "
+                              f"one until it exits, the other with --cluster {other.get('cluster')}",
+                              soft_wrap=True, markup=False)
         console.print(nodes_table(cluster))
         for node, cmd in sorted(config.external.items()):
             console.print(f"external {node}: {cmd!r} runs in place of the built-in {node}", soft_wrap=True)
