@@ -64,3 +64,53 @@ def test_cli_one_line_exit_2_before_anything_starts(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
     assert "config 'processors' should be an integer, got 'two'" in r.stderr
     assert not runs.exists() or not any(runs.iterdir())   # no run started
+
+
+@pytest.mark.parametrize("step,message", [
+    ({"at": 0, "f": "zombie", "node": "sink"}, "'node' must be a processor"),
+    ({"at": 0, "f": "zombie", "nth": 0}, "'nth' must be an integer >= 1, got 0"),
+    ({"at": 0, "f": "zombie", "nth": "x"}, "'nth' must be an integer >= 1"),
+    ({"at": 0, "f": "zombie", "timeout_ms": -1}, "'timeout_ms' must be an integer >= 1"),
+    ({"at": 0, "f": "add-processor", "timeout_ms": "soon"}, "'timeout_ms' must be an integer >= 1"),
+])
+def test_bad_group_steps_are_refused_on_load(tmp_path, step, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "x", "title": "t", "incident": "i", "steps": [step],
+                                "config": {"events": 20, "processors": 2},
+                                "expect": {"at-most-once": {"verdict": "held"}}}))
+    with pytest.raises(scenarios.ScenarioError, match=message):
+        scenarios.load_file(path)
+
+
+@pytest.mark.parametrize("config,steps,message", [
+    ({"processors": 1}, [{"at": 0, "f": "zombie", "nth": 3}], "zombie step needs a consumer group"),
+    ({"processors": 1}, [{"at": 10, "f": "add-processor"}], "add-processor step needs a consumer group"),
+    ({"processors": 2}, [{"at": 0, "f": "zombie", "node": "processor-9"}], "at most 2 processors"),
+    ({}, [{"at": 10, "f": "partition", "node": "nats", "role": "leader", "for_ms": 100}],
+     "it needs --broker nats (not builtin)"),
+])
+def test_group_and_partition_steps_need_their_cluster(tmp_path, config, steps, message):
+    """Each ran: a zombie with one processor paused the only one (the run hung); a zombie on
+    a member that never exists, an add-processor without a group or a partition on the
+    builtin broker failed as a step, and the scenario said "NOT as expected"."""
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"name": "x", "title": "t", "incident": "i", "steps": steps,
+                                "config": {"events": 20, **config},
+                                "expect": {"at-most-once": {"verdict": "held"}}}))
+    runs = tmp_path / "runs"
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "scenario", "run", str(path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60,
+                       env={**__import__("os").environ, "TESTBED_RUNS": str(runs)})
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and not runs.exists()
+
+
+def test_campaign_schedule_with_a_zombie_needs_processors(tmp_path):
+    sched = tmp_path / "sched.json"
+    sched.write_text(json.dumps({"seed": 1, "events": 20, "steps": [{"at": 0, "f": "zombie"}]}))
+    runs = tmp_path / "runs"
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "campaign", "--schedule", str(sched)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60,
+                       env={**__import__("os").environ, "TESTBED_RUNS": str(runs)})
+    assert r.returncode == 2 and "zombie step needs a consumer group" in r.stderr, r.stderr
+    assert not runs.exists()
