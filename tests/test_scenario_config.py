@@ -88,11 +88,15 @@ def test_bad_group_steps_are_refused_on_load(tmp_path, step, message):
     ({"processors": 2}, [{"at": 0, "f": "zombie", "node": "processor-9"}], "at most 2 processors"),
     ({}, [{"at": 10, "f": "partition", "node": "nats", "role": "leader", "for_ms": 100}],
      "it needs --broker nats (not builtin)"),
+    ({}, [{"at": 10, "f": "kill", "node": "mosquitto"}], "aimed at mosquitto, which a builtin cluster"),
+    ({"processors": 2}, [{"at": 10, "f": "kill", "node": "processor-3"}], "aimed at processor-3"),
+    ({"broker": "mosquitto"}, [{"at": 10, "f": "kill", "node": "broker"}], "aimed at broker, which a mosquitto"),
 ])
 def test_group_and_partition_steps_need_their_cluster(tmp_path, config, steps, message):
     """Each ran: a zombie with one processor paused the only one (the run hung); a zombie on
     a member that never exists, an add-processor without a group or a partition on the
-    builtin broker failed as a step, and the scenario said "NOT as expected"."""
+    builtin broker failed as a step, and the scenario said "NOT as expected"; a kill of a
+    node the cluster lacks was an info "KeyError" and the scenario said "as expected"."""
     path = tmp_path / "s.json"
     path.write_text(json.dumps({"name": "x", "title": "t", "incident": "i", "steps": steps,
                                 "config": {"events": 20, **config},

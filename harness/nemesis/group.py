@@ -74,6 +74,18 @@ def schedule_problem(steps: list, processors: int, broker: str) -> str | None:
             return f"zombie step on {node}: the group has at most {most} processors"
     if broker != "nats" and any(isinstance(s, dict) and s.get("f") == "partition" for s in steps):
         return f"a partition step cuts NATS routes: it needs --broker nats (not {broker})"
+    present = {"producer", "processor", "sink", *(f"processor-{k}" for k in range(2, most + 1)),
+               *{"builtin": ("broker",), "nats": ("nats", "nats-1", "nats-2", "nats-3"),
+                 "mosquitto": ("mosquitto",)}.get(broker, ())}
+    for i, s in enumerate(steps):   # a step on a node this cluster lacks failed as "KeyError" and
+        if not isinstance(s, dict):   # the run went on as if it were a fault that did not hit
+            continue
+        named = [s["node"]] if isinstance(s.get("node"), str) else []
+        named += [n for n in s["nodes"] if isinstance(n, str)] if isinstance(s.get("nodes"), list) else []
+        for node in named:
+            if node not in present:
+                return (f"step {i} ({s.get('f')}) is aimed at {node}, which a {broker} cluster with "
+                        f"{most} processor(s) does not have ({', '.join(sorted(present))})")
     return None
 
 
