@@ -74,3 +74,13 @@ def test_help_of_an_unbounded_finite_float_has_no_none_range():
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and "--rate" in r.stdout
         assert "None" not in r.stdout, r.stdout
+
+
+def test_report_of_an_up_cluster_points_to_audit(tmp_path):
+    """`report` of an `up` directory said only "not a run directory"."""
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "cluster.json").write_text("{}")
+    r = _run(tmp_path, "report", str(up))
+    assert r.returncode == 2 and "not a run directory" in r.stderr
+    assert f"./run.sh audit {up}" in r.stderr and r.stderr.strip().count("\n") == 0
