@@ -84,3 +84,27 @@ def test_report_of_an_up_cluster_points_to_audit(tmp_path):
     r = _run(tmp_path, "report", str(up))
     assert r.returncode == 2 and "not a run directory" in r.stderr
     assert f"./run.sh audit {up}" in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+def test_nats_url_without_jetstream_says_so_in_words(tmp_path):
+    """nats-py's ServiceUnavailableError printed as "code=None err_code=None description='None'"."""
+    import socket
+    from harness.nats_cluster import free_port, server_binary
+    port = free_port()
+    server = subprocess.Popen([server_binary(), "-a", "127.0.0.1", "-p", str(port)],   # no -js
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):   # bounded: until it accepts
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert server.poll() is None, "nats-server exited"
+                __import__("time").sleep(0.05)   # poll until it listens (bounded above)
+        r = _run(tmp_path, "campaign", "--events", "20", "--nats-url", f"nats://127.0.0.1:{port}")
+    finally:
+        server.kill()
+        server.wait(10)
+    assert r.returncode == 2, r.stderr
+    assert "answers but JetStream does not: no JetStream there" in r.stderr and "None" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0
