@@ -19,7 +19,7 @@ from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, dis
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
 from harness.cli_external import external_nodes, external_options
-from harness.group_cluster import check_processors, processors_option
+from harness.group_cluster import ablation_problem, check_processors, processors_option
 from harness.cluster import ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.progress import progress_display  # noqa: F401  (also used by other commands)
@@ -159,7 +159,8 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
     if problem := broker_flag_conflict(broker, nats_url, nats_sync, mqtt_autosave, mqtt_subscribe_qos):
         fail(problem)
     broker = "nats" if nats_url else broker
-    if problem := check_processors(processors, external=external, broker=broker):
+    if problem := check_processors(processors, external=external, broker=broker) \
+            or ablation_problem(disable, processors):
         fail(problem)
     mqtt_autosave = check_broker(broker, mqtt_autosave)
     if schedule_file:

@@ -200,6 +200,10 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
 
     from harness.cli_campaign import DEFAULT_RATE
     from harness.cli_common import resolve_storage
+    from harness.group_cluster import ablation_problem
+    if problem := ablation_problem(disable, 1):   # explore runs one processor
+        fail(problem.replace("add --processors 2 or more", "explore runs one processor (try "
+                             "./run.sh scenario run s18-zombie-consumer --disable generation-fencing)"))
     from harness.cluster import ClusterConfig
     from harness.explore import Explorer
     from harness.runs import RunDirError, new_run_dir

@@ -20,7 +20,7 @@ from harness.cli_common import (EXIT_USAGE, console, err_console, events_range, 
 from harness import interrupt, upfile
 from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
-from harness.group_cluster import check_processors, processors_option
+from harness.group_cluster import ablation_problem, check_processors, processors_option
 from harness.external_report import record_final_state
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
@@ -118,7 +118,8 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     external = external_nodes(processor_cmd, sink_cmd, disable)
     if problem := broker_flag_conflict(broker, nats_url, nats_sync, mqtt_autosave, mqtt_subscribe_qos):
         fail(problem)
-    if problem := check_processors(processors, external=external, broker="nats" if nats_url else broker):
+    if problem := check_processors(processors, external=external, broker="nats" if nats_url else broker) \
+            or ablation_problem(disable, processors):
         fail(problem)
     mqtt_autosave = check_broker(broker, mqtt_autosave)
     if workload_file:

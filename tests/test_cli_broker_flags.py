@@ -108,3 +108,15 @@ def test_nats_url_without_jetstream_says_so_in_words(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "answers but JetStream does not: no JetStream there" in r.stderr and "None" not in r.stderr
     assert r.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["campaign", "--disable", "generation-fencing", "--events", "20"], "add --processors 2 or more"),
+    (["up", "--disable", "generation-fencing", "--events", "20"], "add --processors 2 or more"),
+    (["explore", "--disable", "generation-fencing", "--budget", "5s"], "explore runs one processor"),
+])
+def test_generation_fencing_off_without_a_group_is_refused(tmp_path, args, message):
+    """It ran with every mechanism on (fencing only acts in a consumer group), 'held'."""
+    r = _run(tmp_path, *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and not (tmp_path / "runs").exists()
