@@ -34,9 +34,13 @@ def _names(choices):
         if value is None:
             return None
         out = [s.strip() for s in value.split(",") if s.strip()]
+        if not out:   # was taken as "not given": the default list ran
+            raise click.BadParameter(f"empty; choose from: {', '.join(choices)}")
         for s in out:
             if s not in choices:
                 raise click.BadParameter(f"unknown {s!r}; choose from: {', '.join(choices)}")
+        if len(set(out)) < len(out):   # was run twice
+            raise click.BadParameter(f"{next(s for s in out if out.count(s) > 1)!r} named twice")
         return out
     return parse
 

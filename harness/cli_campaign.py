@@ -13,12 +13,13 @@ import click
 from nodes.common.cli_types import FiniteFloat
 from harness import schedule as schedule_mod
 from harness.checker import InputError, check, load_run, validate
-from harness.cli_common import broker_options, check_broker, resolve_nats_url, resolve_storage, storage_option
+from harness.cli_common import (broker_flag_conflict, broker_options, check_broker, resolve_nats_url, resolve_storage,
+                                storage_option)
 from harness.cli_common import (EXIT_BROKEN, EXIT_HELD, EXIT_USAGE, console, disable_option, err_console, events_range,
                                 fail, non_negative, positive, run_async)
 from harness.campaign import CampaignConfig, ModeSpec, expand_modes, run_campaign
 from harness.cli_external import external_nodes, external_options
-from harness.group_cluster import check_processors, processors_option
+from harness.group_cluster import ablation_problem, check_processors, processors_option
 from harness.cluster import ClusterConfig, DrainTimeout
 from harness.process import NodeStartError
 from harness.progress import progress_display  # noqa: F401  (also used by other commands)
@@ -155,8 +156,11 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
     Exit code 0: every promise held; 1: a promise was broken; 2: usage or environment error.
     """
     external = external_nodes(processor_cmd, sink_cmd, disable)
+    if problem := broker_flag_conflict(broker, nats_url, nats_sync, mqtt_autosave, mqtt_subscribe_qos):
+        fail(problem)
     broker = "nats" if nats_url else broker
-    if problem := check_processors(processors, external=external, broker=broker):
+    if problem := check_processors(processors, external=external, broker=broker) \
+            or ablation_problem(disable, processors):
         fail(problem)
     mqtt_autosave = check_broker(broker, mqtt_autosave)
     if schedule_file:
@@ -177,6 +181,9 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
             default_faults = schedule_mod.NATS_EXTERNAL_DEFAULT_FAULTS
         sched = schedule_mod.generate(seed, events, default_faults if faults is None else faults,
                                       batch_size=batch_size, logical=not timed_kills)
+    from harness.nemesis.group import schedule_problem
+    if problem := schedule_problem(sched.get("steps", []), processors, broker):
+        fail(problem)
     storage = resolve_storage(storage, sched)
     nats_url = resolve_nats_url(nats_url, sched, storage)
     try:

@@ -106,6 +106,22 @@ def broker_options(fn):
 BROKERS = ["builtin", "nats", "mosquitto"]
 
 
+def broker_flag_conflict(broker: str, nats_url: str | None, nats_sync: str, mqtt_autosave: str,
+                         mqtt_subscribe_qos: str | None) -> str | None:
+    """Why the user's broker flags contradict each other (one line), or None: a flag of
+    one broker given with another was silently ignored (campaign, up)."""
+    if nats_url and broker not in ("builtin", "nats"):
+        return f"--nats-url audits a NATS cluster: it cannot go with --broker {broker}"
+    if nats_sync != "default" and nats_url:
+        return "--nats-sync sets the testbed's own NATS servers; with --nats-url your servers' config decides"
+    if nats_sync != "default" and broker != "nats":
+        return f"--nats-sync applies to --broker nats only (not {broker})"
+    if broker != "mosquitto" and (mqtt_autosave != "default" or mqtt_subscribe_qos is not None):
+        flag = "--mqtt-autosave" if mqtt_autosave != "default" else "--mqtt-subscribe-qos"
+        return f"{flag} applies to --broker mosquitto only (not {'nats' if nats_url else broker})"
+    return None
+
+
 def check_broker(broker: str, mqtt_autosave: str = "default") -> str:
     """Exit 2 with one line if ``broker`` cannot run here (mosquitto missing) or
     ``--mqtt-autosave`` is malformed; returns the autosave value normalised."""
@@ -119,8 +135,15 @@ def check_broker(broker: str, mqtt_autosave: str = "default") -> str:
         fail(str(e))
 
 
+def _nonempty_url(ctx, param, value: str | None) -> str | None:
+    """An empty ``--nats-url`` was taken as absent: a builtin run the user did not ask for."""
+    if value is not None and not value.strip(" ,"):
+        raise click.BadParameter("empty; expected nats://HOST:PORT[,nats://HOST:PORT...]")
+    return value
+
+
 nats_url_option = click.option(
-    "--nats-url", default=None, metavar="URL[,URL...]",
+    "--nats-url", default=None, metavar="URL[,URL...]", callback=_nonempty_url,
     help="Audit a NATS JetStream cluster you run elsewhere (implies --broker nats): no server is "
          "started, a TCP fault proxy goes in front of each url; link faults only. The testbed "
          "creates streams orders-<p> and bucket offsets there (docs/brokers.md).")

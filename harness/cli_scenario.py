@@ -121,6 +121,10 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
     if problem := check_processors(int(sc.config.get("processors", 1)), external=external,
                                    broker="nats" if nats_url else sc.config.get("broker", "builtin")):
         fail(problem)
+    from harness.nemesis.group import schedule_problem
+    if problem := schedule_problem(sc.steps, int(sc.config.get("processors", 1)),
+                                   "nats" if nats_url else sc.config.get("broker", "builtin")):
+        fail(f"{sc.name}: {problem}")
     from harness.cli_common import check_broker
     sc.config["mqtt_autosave"] = check_broker(sc.config.get("broker", "builtin"),
                                               str(sc.config.get("mqtt_autosave", "default")))

@@ -81,6 +81,12 @@ def scenario_for(sh: Shrinker, best: Candidate, minimal: bool) -> dict:
         config["fetch_group"] = int(b["fetch_group"])
     if b.get("sequential_sends"):
         config["sequential_sends"] = True
+    # the system under test: without these a shrunk NATS, MQTT or consumer-group run replayed
+    # on the builtin broker with one processor (and a zombie step paused the only one)
+    for k, default in (("broker", "builtin"), ("nats_sync", "default"), ("nats_url", None), ("processors", 1),
+                       ("session_timeout_ms", 2000), ("mqtt_autosave", "default"), ("mqtt_subscribe_qos", None)):
+        if b.get(k, default) != default:
+            config[k] = b[k]
     final = {label_of(m): m for m in sh.results.get(best.key(), {}).get("modes", [])}
     expect = {}
     for label in best.labels:
@@ -194,6 +200,10 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
 
     from harness.cli_campaign import DEFAULT_RATE
     from harness.cli_common import resolve_storage
+    from harness.group_cluster import ablation_problem
+    if problem := ablation_problem(disable, 1):   # explore runs one processor
+        fail(problem.replace("add --processors 2 or more", "explore runs one processor (try "
+                             "./run.sh scenario run s18-zombie-consumer --disable generation-fencing)"))
     from harness.cluster import ClusterConfig
     from harness.explore import Explorer
     from harness.runs import RunDirError, new_run_dir

@@ -13,13 +13,14 @@ import grpc
 from rich.table import Table
 
 from nodes.common.cli_types import FiniteFloat
-from harness.cli_common import (EXIT_USAGE, console, events_range, disable_option, fail, mode_option, non_negative,
+from harness.cli_common import (EXIT_USAGE, console, err_console, events_range, disable_option, fail, mode_option,
+                                non_negative,
                                 positive, resolve_storage, run_async, sink_option, storage_option,
-                                broker_options, check_broker)
+                                broker_flag_conflict, broker_options, check_broker)
 from harness import interrupt, upfile
 from harness.cli_external import external_nodes, external_options
 from harness.cluster import Cluster, ClusterConfig, DrainTimeout
-from harness.group_cluster import check_processors, processors_option
+from harness.group_cluster import ablation_problem, check_processors, processors_option
 from harness.external_report import record_final_state
 from harness.process import NodeStartError
 from harness.runs import RunDirError, new_run_dir
@@ -38,10 +39,16 @@ def nodes_table(cluster: Cluster) -> Table:
     return t
 
 
-def progress_line(prog: dict) -> str:
+def progress_line(prog: dict, mqtt_running: bool | None = None) -> str:
+    """One status line. ``mqtt_running`` (``--broker mosquitto``: is the mosquitto process
+    up) replaces the log count: MQTT keeps no log, and its "ends" are UNAVAILABLE until the
+    processor's session has been quiet, which is not "down"."""
     prod, proc, hw = prog.get("producer", {}), prog.get("processor", {}), prog.get("high_watermarks", {})
     p = "down" if "error" in prod else f"{prod.get('position', 0)}/{prod.get('total', '?')} sent"
     b = "down" if "error" in hw else f"{sum(hw.values())} in log"
+    if mqtt_running is not None:
+        b = ("down" if not mqtt_running else "up (mqtt: no log)" if "error" in hw
+             else f"up, {sum(hw.values())} received")
     if "error" in proc:
         q = "down"
     else:
@@ -50,6 +57,11 @@ def progress_line(prog: dict) -> str:
             q += f", {proc['dead_lettered']} dead-lettered"
     retries = prod.get("retries", 0) if "error" not in prod else 0
     return f"producer {p} ({retries} retries) | broker {b} | processor {q}"
+
+
+def mqtt_running(cluster: Cluster) -> bool | None:
+    """Whether the mosquitto process runs (None: not an MQTT cluster)."""
+    return None if cluster.mosquitto is None else cluster.mosquitto.running
 
 
 def audit_line(cluster: Cluster) -> str:
@@ -104,7 +116,10 @@ def up(mode, sink_strategy, events, rate, seed, batch_size, workload_file, no_pr
     if sink_strategy and mode != "exactly-once":
         fail("--sink applies to --mode exactly-once only")
     external = external_nodes(processor_cmd, sink_cmd, disable)
-    if problem := check_processors(processors, external=external, broker="nats" if nats_url else broker):
+    if problem := broker_flag_conflict(broker, nats_url, nats_sync, mqtt_autosave, mqtt_subscribe_qos):
+        fail(problem)
+    if problem := check_processors(processors, external=external, broker="nats" if nats_url else broker) \
+            or ablation_problem(disable, processors):
         fail(problem)
     mqtt_autosave = check_broker(broker, mqtt_autosave)
     if workload_file:
@@ -164,7 +179,10 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
             await cluster.start()
         except NodeStartError as e:
             fail(f"cluster did not start: {e}")
-        upfile.write(runs_base, run_dir / "cluster.json")
+        if (other := upfile.write(runs_base, run_dir / "cluster.json")) is not None:
+            err_console.print(f"note: another up (pid {other.get('pid')}) is running; `fault` now picks this "
+                              f"one until it exits, the other with --cluster {other.get('cluster')}",
+                              soft_wrap=True, markup=False)
         console.print(nodes_table(cluster))
         for node, cmd in sorted(config.external.items()):
             console.print(f"external {node}: {cmd!r} runs in place of the built-in {node}", soft_wrap=True)
@@ -188,7 +206,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
             prog = await cluster.drain_progress()
             now = time.monotonic()
             if now - last_print >= 2.0:
-                console.print(progress_line(prog))
+                console.print(progress_line(prog, mqtt_running(cluster)))
                 last_print = now
             from harness.cluster import _drained
             stop_on_storage_error(cluster)
@@ -196,7 +214,7 @@ async def _up(config: ClusterConfig, run_dir: Path, exit_when_drained: bool, res
                 await restart_exited(cluster)
             if _drained(prog) and not drained_once:
                 drained_once = True
-                console.print(f"[bold green]drained:[/] {progress_line(prog)}")
+                console.print(f"[bold green]drained:[/] {progress_line(prog, mqtt_running(cluster))}")
                 await record_final_state(cluster, run_dir)   # + an external sink's Snapshot
                 if cluster.nats is not None:   # the audit reads the streams from their dump
                     await cluster.dump_streams()

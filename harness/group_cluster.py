@@ -123,6 +123,15 @@ def check_processors(processors: int, *, external: dict, broker: str) -> str | N
     return None
 
 
+def ablation_problem(disabled, processors: int) -> str | None:
+    """Why ``--disable generation-fencing`` would do nothing here (one line), or None: the
+    fencing only acts in a consumer group, so with one processor the run silently tested
+    every mechanism on."""
+    if "generation-fencing" in (disabled or ()) and processors < 2:
+        return "--disable generation-fencing acts only in a consumer group: add --processors 2 or more"
+    return None
+
+
 async def add_member(cluster):
     """Start one more processor (``processor-K``, K = one more than the highest) with its two
     proxied links, mid-run (scale out). Returns its NodeProcess.

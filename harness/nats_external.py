@@ -104,8 +104,12 @@ async def check_reachable(addresses: list[str], partitions: int = 4,
             try:
                 await js.account_info()
             except Exception as e:  # JetStream not enabled, no quorum
-                raise ExternalRefused(f"--nats-url: nats://{a} answers but JetStream does not: "
-                                      f"{type(e).__name__}: {e}") from None
+                from nats.errors import NoRespondersError
+                from nats.js.errors import ServiceUnavailableError
+                why = ("no JetStream there (a server started without -js, or a cluster without quorum)"
+                       if isinstance(e, (ServiceUnavailableError, NoRespondersError))   # nats-py's repr is
+                       else f"{type(e).__name__}: {e}")                                  # all "None" fields
+                raise ExternalRefused(f"--nats-url: nats://{a} answers but JetStream does not: {why}") from None
             await check_names(js, partitions)
         finally:
             await nc.close()

@@ -214,6 +214,7 @@ def validate_steps(steps: list, where: str) -> None:
     """
     from harness.nemesis import NEMESES
     from harness.nemesis.datadir import KINDS as DATADIR_KINDS, validate_step as datadir_step_error
+    from harness.nemesis.group import validate_step as group_step_error
     for i, step in enumerate(steps):
         if not isinstance(step, dict) or "at" not in step or "f" not in step:
             raise ScheduleError(f"{where}: step {i} needs 'at' and 'f'")
@@ -237,6 +238,8 @@ def validate_steps(steps: list, where: str) -> None:
                 and _is_member(step["link"].rsplit("-", 1)[0])):
             raise ScheduleError(f"{where}: step {i}: unknown link {step.get('link')!r}; choose from: {', '.join(LINKS)}")
         if step["f"] in DATADIR_KINDS and (error := datadir_step_error(step)):
+            raise ScheduleError(f"{where}: step {i}: {error}")
+        if step["f"] in ("zombie", "add-processor") and (error := group_step_error(step)):
             raise ScheduleError(f"{where}: step {i}: {error}")
         _validate_storage_step(step, f"{where}: step {i}")
 

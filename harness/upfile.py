@@ -38,24 +38,65 @@ def start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def write(base: Path | None, cluster_json: Path) -> Path:
-    """Record this process as the running ``up`` (atomically). Returns the file's path."""
+def _alive(info: dict) -> bool:
+    """Whether the ``up`` an up.json entry names still runs (same pid, same start time)."""
+    try:
+        pid, ticks = int(info["pid"]), info.get("start_ticks")
+    except (KeyError, TypeError, ValueError):
+        return False
+    now = start_ticks(pid)
+    return now is not None and not (ticks and now and now != ticks)
+
+
+def _read(p: Path) -> dict | None:
+    try:
+        info = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _replace(p: Path, info: dict) -> None:
+    tmp = p.with_name(f".{UP_FILE}.{os.getpid()}")
+    tmp.write_text(json.dumps(info) + "\n")
+    os.replace(tmp, p)
+
+
+def write(base: Path | None, cluster_json: Path) -> dict | None:
+    """Record this process as the running ``up`` (atomically). A live ``up`` already
+    recorded there is kept under ``previous`` (and named again when this one exits, see
+    :func:`remove`), so two ``up`` at once do not lose the first one for ``fault``.
+
+    Returns: the entry of the live ``up`` this one replaced, or None.
+    """
     p = path(base)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{UP_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "start_ticks": start_ticks(os.getpid()),
-                               "cluster": str(Path(cluster_json).resolve()), "started": time.time()}) + "\n")
-    os.replace(tmp, p)
-    return p
+    before = _read(p)
+    previous = before if before is not None and _alive(before) else None
+    info = {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid()),
+            "cluster": str(Path(cluster_json).resolve()), "started": time.time()}
+    if previous is not None:
+        info["previous"] = previous
+    _replace(p, info)
+    return previous
 
 
 def remove(base: Path | None) -> None:
-    """Remove the file if it is still this process's (another ``up`` may have replaced it)."""
+    """Remove the file if it is still this process's (another ``up`` may have replaced it);
+    if an ``up`` it replaced still runs, that one is recorded again instead."""
     p = path(base)
+    info = _read(p)
+    if info is None or info.get("pid") != os.getpid():
+        return
+    previous = info.get("previous")
+    while isinstance(previous, dict) and not _alive(previous):
+        previous = previous.get("previous")
     try:
-        if json.loads(p.read_text()).get("pid") == os.getpid():
+        if isinstance(previous, dict):
+            _replace(p, previous)
+        else:
             p.unlink()
-    except (OSError, ValueError, AttributeError):
+    except OSError:
         pass
 
 

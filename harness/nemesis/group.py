@@ -39,6 +39,56 @@ FAILPOINT = "processor.member-before-output"
 GROUP = "processor"
 
 
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def validate_step(step: dict) -> str | None:
+    """Why a ``zombie`` / ``add-processor`` step is malformed (one line), or None:
+    ``node`` a processor (``processor`` or ``processor-K``), ``nth`` and ``timeout_ms``
+    integers >= 1."""
+    if step["f"] == "zombie":
+        node = step.get("node", "processor")
+        if not (node == "processor" or (isinstance(node, str) and node.startswith("processor-")
+                                        and node[10:].isdigit())):
+            return f"zombie: 'node' must be a processor (processor or processor-K), got {node!r:.60}"
+        if "nth" in step and not _positive_int(step["nth"]):
+            return f"zombie: 'nth' must be an integer >= 1, got {step['nth']!r:.60}"
+    if "timeout_ms" in step and not _positive_int(step["timeout_ms"]):
+        return f"{step['f']}: 'timeout_ms' must be an integer >= 1 (ms), got {step['timeout_ms']!r:.60}"
+    return None
+
+
+def schedule_problem(steps: list, processors: int, broker: str) -> str | None:
+    """Why this schedule cannot run with ``processors`` members on ``broker`` (one line), or None:
+    a ``zombie`` or ``add-processor`` step needs a consumer group (2+ processors: with one,
+    a zombie paused the only processor and the run hung), a zombie aimed at ``processor-K``
+    needs K members (counting the ``add-processor`` steps), a ``partition`` step needs NATS."""
+    group = [s for s in steps if isinstance(s, dict) and s.get("f") in ("zombie", "add-processor")]
+    if group and processors < 2:
+        return f"the {group[0]['f']} step needs a consumer group: --processors 2 or more (the 'processors' key)"
+    most = processors + sum(1 for s in group if s["f"] == "add-processor")
+    for s in group:
+        node = s.get("node", "processor")
+        if s["f"] == "zombie" and node != "processor" and int(node[10:]) > most:
+            return f"zombie step on {node}: the group has at most {most} processors"
+    if broker != "nats" and any(isinstance(s, dict) and s.get("f") == "partition" for s in steps):
+        return f"a partition step cuts NATS routes: it needs --broker nats (not {broker})"
+    present = {"producer", "processor", "sink", *(f"processor-{k}" for k in range(2, most + 1)),
+               *{"builtin": ("broker",), "nats": ("nats", "nats-1", "nats-2", "nats-3"),
+                 "mosquitto": ("mosquitto",)}.get(broker, ())}
+    for i, s in enumerate(steps):   # a step on a node this cluster lacks failed as "KeyError" and
+        if not isinstance(s, dict):   # the run went on as if it were a fault that did not hit
+            continue
+        named = [s["node"]] if isinstance(s.get("node"), str) else []
+        named += [n for n in s["nodes"] if isinstance(n, str)] if isinstance(s.get("nodes"), list) else []
+        for node in named:
+            if node not in present:
+                return (f"step {i} ({s.get('f')}) is aimed at {node}, which a {broker} cluster with "
+                        f"{most} processor(s) does not have ({', '.join(sorted(present))})")
+    return None
+
+
 async def group_state(cluster) -> dict:
     """The broker's view of consumer group ``processor`` ({} before anyone joined)."""
     st = await cluster.status("broker")

@@ -50,6 +50,9 @@ def build_report(run_dir: Path) -> str:
     run_dir = Path(run_dir).resolve()
     from harness.checker.validate import InputError, report_inputs, result_file, schedule_file
     if not (run_dir / "result.json").exists():
+        if (run_dir / "cluster.json").exists():   # an `up` cluster (or a campaign's mode dir)
+            raise ReportError(f"{run_dir} is one cluster's directory (an `up` or a campaign mode), not a run "
+                              f"directory: a report needs result.json; `./run.sh audit {run_dir}` audits it")
         raise ReportError(f"{run_dir} has no result.json: not a run directory")
     try:  # the audit's validation layer: one line naming the file (issue 11)
         result = result_file(run_dir / "result.json")

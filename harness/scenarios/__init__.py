@@ -130,6 +130,9 @@ def _validate(obj: dict, path: Path) -> Scenario:
                     raise bad(f"{group}.{label}: verdict {v!r} not in {VERDICTS}")
     if not obj["expect"]:
         raise bad("'expect' names no mode: nothing to run")
+    from harness.scenarios.config import config_error
+    if error := config_error(obj.get("config", {})):
+        raise bad(error)
     return Scenario(name=obj["name"], title=obj["title"], incident=obj["incident"],
                     source=obj.get("source", ""), config=obj.get("config", {}), steps=obj["steps"],
                     expect=obj["expect"], ablations=obj.get("ablations", {}), path=path)

@@ -14,6 +14,12 @@ class FiniteFloat(click.FloatRange):
 
     name = "finite float"
 
+    def _describe_range(self) -> str:
+        """No bounds: nothing to say (click's FloatRange wrote "x<=None" in --help)."""
+        if self.min is None and self.max is None:
+            return ""
+        return super()._describe_range()
+
     def convert(self, value, param, ctx):
         rv = super().convert(value, param, ctx)
         if rv is not None and not math.isfinite(rv):

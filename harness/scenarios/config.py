@@ -1,0 +1,52 @@
+"""Checks of a scenario's ``config`` keys that pick the system under test.
+
+``processors``, ``session_timeout_ms``, ``broker``, ``mqtt_autosave`` and
+``nats_url`` are read by the runner with ``int()`` / ``str()``; without these
+checks a string gave a traceback, ``0`` or ``true`` ran a cluster with no or one
+processor, ``17`` failed in the middle of a cluster start and a negative session
+timeout was refused by the processor process, all after nodes had been started.
+Each check gives one line naming the key (the CLI's exit 2), before anything runs.
+"""
+
+from __future__ import annotations
+
+BROKERS = ("builtin", "nats", "mosquitto")
+SESSION_TIMEOUT_MS = (100, 300_000)   # the processor's --session-timeout-ms range
+
+
+def _int_in(config: dict, key: str, low: int, high: int) -> str | None:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"config {key!r} should be an integer, got {value!r:.60}"
+    if not low <= value <= high:
+        return f"config {key!r} should be in {low}..{high}, got {value}"
+    return None
+
+
+def config_error(config: dict) -> str | None:
+    """Why the scenario's ``config`` cannot run (one line), or None.
+
+    Checks only the keys present: processors (1..MAX_MEMBERS, an integer), session_timeout_ms
+    (100..300,000 ms), broker (builtin|nats|mosquitto), mqtt_autosave (default|always|seconds
+    >= 1, harness/mosquitto.py), nats_url (a non-empty string).
+    """
+    from nodes.proxy.links import MAX_MEMBERS
+    if "processors" in config and (error := _int_in(config, "processors", 1, MAX_MEMBERS)):
+        return error
+    if "session_timeout_ms" in config and (error := _int_in(config, "session_timeout_ms",
+                                                            *SESSION_TIMEOUT_MS)):
+        return error
+    if "broker" in config and config["broker"] not in BROKERS:
+        return f"config 'broker' should be one of {', '.join(BROKERS)}, got {config['broker']!r:.60}"
+    if "mqtt_autosave" in config:
+        from harness.mosquitto import check_autosave
+        value = config["mqtt_autosave"]
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            return f"config 'mqtt_autosave' should be default, always or seconds, got {value!r:.60}"
+        try:
+            check_autosave(str(value))
+        except ValueError as e:
+            return f"config 'mqtt_autosave': {str(e).split(': ', 1)[1]}"
+    if "nats_url" in config and (not isinstance(config["nats_url"], str) or not config["nats_url"].strip()):
+        return f"config 'nats_url' should be a non-empty string nats://HOST:PORT[,...], got {config['nats_url']!r:.60}"
+    return None
