@@ -311,7 +311,9 @@ async def test_schedule_step_passes_hold_and_match_through(spawn, upstream):
 
     proxy = await proxy_for(spawn, upstream)
     px = SimpleNamespace(address=proxy.address, running=True)
-    nemesis = LinkNemesis(SimpleNamespace(cluster=SimpleNamespace(proxies={"processor-sink": px})))
+    proxies = {"processor-sink": px}
+    nemesis = LinkNemesis(SimpleNamespace(cluster=SimpleNamespace(
+        proxies=proxies, link_proxies=lambda link: {link: proxies[link]} if link in proxies else {})))
     step = {"at": 0, "f": "link", "link": "processor-sink", "for_ms": 3000,
             "fault": {"kind": "late", "method": "Apply", "hold_ms": 60_000, "after_calls": 1,
                       "match": {"account": order(2).account}}}
