@@ -57,6 +57,7 @@ FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "p
                "pause-broker", "drop-request", "drop-response", "sink-drop-response", "delay",
                "stop-broker", "stop-processor", "stop-sink", "stop-producer",
                "power-loss-broker", "power-loss-all",
+               "late-commit", "kill-processor-after-checkpoint", "kill-processor-after-commit",
                "kill-nats-leader", "kill-nats-follower", "stop-nats-leader", "pause-nats-leader")
 """Names accepted by ``--faults``; each expands to one step (see :func:`step_for`)."""
 
@@ -72,8 +73,19 @@ class ScheduleError(ValueError):
     """A schedule file or a --faults list is invalid; the message says which entry."""
 
 
-LOGICAL_KILLS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink")
+LOGICAL_KILLS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink",
+                 "kill-processor-after-checkpoint", "kill-processor-after-commit")
 """Kills that ``generate`` triggers at a failpoint's Nth hit (harness.nemesis.logical)."""
+
+TWOPC_KILLS = {"kill-processor-after-checkpoint": "processor.after-checkpoint-before-commit",
+               "kill-processor-after-commit": "processor.after-sink-commit"}
+"""Processor kills at a step of the two-phase commit (``"point"`` of the kill step): in
+exactly-once/transactional the crash lands there (Flink's windows between checkpoint and
+commit, scenarios s05, s06); in the other modes they are the mode's usual processor kill."""
+
+LATE_COMMIT_FOR_MS = 3000
+"""How long a ``late-commit`` holds the processor's CommitOffset (ms): past its 2 s deadline
+and its retry, so newer commits reach the broker first (shared/incidents-2.md #9, s12)."""
 
 
 def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZE, logical: bool = True) -> dict:
@@ -97,6 +109,9 @@ def _step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SI
         else:
             step["down_ms"] = rng.choice((200, 300, 500))
         return step
+    if kind in TWOPC_KILLS:
+        return {"at": at, "f": "kill", "node": "processor", "point": TWOPC_KILLS[kind],
+                "down_ms": rng.choice((200, 300, 500))}
     if kind.startswith("kill-"):
         return {"at": at, "f": "kill", "node": kind[5:], "down_ms": rng.choice((200, 300, 500))}
     if kind.startswith("stop-"):  # SIGTERM, graceful; a schedule file can add "kill_after_ms"
@@ -144,8 +159,24 @@ def generate(seed: int, events: int, faults: tuple[str, ...] | list[str] = DEFAU
     for i, kind in enumerate(faults):
         lo = int(events * (0.06 + 0.78 * i / max(n, 1)))
         hi = int(events * (0.06 + 0.78 * (i + 0.6) / max(n, 1)))
-        steps.append(step_for(kind, rng.randint(lo, max(lo, hi)), rng, batch_size, logical))
+        at = rng.randint(lo, max(lo, hi))
+        if kind == "late-commit":
+            steps += late_commit_steps(at, rng)
+            continue
+        steps.append(step_for(kind, at, rng, batch_size, logical))
     return {"seed": seed, "events": events, "batch_size": batch_size, "faults": list(faults), "steps": steps}
+
+
+def late_commit_steps(at: int, rng: random.Random) -> list[dict]:
+    """``late-commit``: the processor's first CommitOffset after position ``at`` is held
+    (``late``: the caller gives up at its deadline) and delivered when the fault is removed
+    :data:`LATE_COMMIT_FOR_MS` later, after newer commits; 500 ms later the processor is
+    killed, so its restart reads the committed offsets (incidents-2 #9, scenario s12). Both
+    steps are timed: the late delivery needs the newer commits to have happened first."""
+    return [{"at": at, "f": "link", "link": "processor-broker", "for_ms": LATE_COMMIT_FOR_MS, "timed": True,
+             "fault": {"kind": "late", "method": "CommitOffset", "count": 1, "hold_ms": 60000}},
+            {"at": at, "after_ms": LATE_COMMIT_FOR_MS + 500, "f": "kill", "node": "processor",
+             "down_ms": rng.choice((200, 300, 500)), "timed": True}]
 
 
 def save(schedule: dict, path: Path) -> None:

@@ -24,9 +24,26 @@ from __future__ import annotations
 from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SINK_TRANSACTIONAL
 
 
-def point_for(node: str, config) -> str | None:
-    """The failpoint a logical kill or pause of ``node`` hits in ``config``'s mode (None: none)."""
+TWOPC_POINTS = {
+    "processor.after-checkpoint-before-commit": ("2pc-commit-after-checkpoint",),
+    "processor.after-sink-commit": (),
+}
+"""Two-phase-commit points a kill step may ask for (``"point"``, harness.schedule.TWOPC_KILLS),
+with the ablations whose order skips the point: ``commit-before-checkpoint`` never reaches
+``after-checkpoint-before-commit`` (exactly_once.TransactionalCheckpointing.checkpoint)."""
+
+
+def point_for(node: str, config, wanted: str | None = None) -> str | None:
+    """The failpoint a logical kill or pause of ``node`` hits in ``config``'s mode (None: none).
+
+    ``wanted``: a two-phase-commit point (:data:`TWOPC_POINTS`) the step asks for; taken
+    in exactly-once/transactional with checkpoints when the mode's order reaches it, else
+    the mode's usual point of ``node``."""
     disabled = set(config.disabled or ())
+    if wanted in TWOPC_POINTS and node == "processor" and config.mode == EXACTLY_ONCE \
+            and config.sink_strategy == SINK_TRANSACTIONAL and "checkpointing" not in disabled \
+            and not disabled & set(TWOPC_POINTS[wanted]) and node not in (getattr(config, "external", None) or {}):
+        return wanted
     if node in (getattr(config, "external", None) or {}):
         return None  # a user's node (--processor-cmd): no testbed failpoints, the kill stays timed
     if node == "broker":
@@ -55,7 +72,7 @@ def records_per_hit(point: str, batch_size: int, fetch_group: int = 0) -> int:
     """Records the producer emits per hit of ``point`` (an estimate, to turn a position into N)."""
     if point.startswith(("broker.", "producer.")):
         return max(1, batch_size // 4)  # one Produce per partition of each batch
-    if point in ("processor.before-checkpoint", "sink.after-commit-before-reply"):
+    if point in ("processor.before-checkpoint", "sink.after-commit-before-reply", *TWOPC_POINTS):
         return 500  # a checkpoint every 500 ms at 1000 events/s
     if fetch_group and point.startswith(("processor.after-", "sink.after-apply")):
         return fetch_group  # one step (one sink write) per group (nodes/processor/grouping.py)
@@ -75,9 +92,9 @@ def expand(steps: list[dict], config) -> list[dict]:
             out.append(step)
             continue
         node = step.get("node")
-        point = point_for(node, config)
+        point = point_for(node, config, step.get("point"))
         if point is None:
-            out.append({k: v for k, v in step.items() if k != "trigger"} | {"timed": True})
+            out.append({k: v for k, v in step.items() if k not in ("trigger", "point")} | {"timed": True})
             continue
         per = records_per_hit(point, int(config.batch_size), int(getattr(config, "fetch_group", 0) or 0))
         prev = last_at.get(node)
