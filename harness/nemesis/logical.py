@@ -82,12 +82,119 @@ def records_per_hit(point: str, batch_size: int, fetch_group: int = 0) -> int:
 RECORDS_PER_HIT = records_per_hit
 
 
+def power_loss_trigger(step: dict, config) -> tuple[dict, dict]:
+    """A ``"trigger": "failpoint"`` power loss at position ``at``: the producer pauses at
+    its Nth batch (``pause`` at ``producer.after-ack-before-persist``: every partition
+    ACKed, the position not yet persisted; at-most-once: ``after-persist-before-send``),
+    the rest of the pipeline drains what it got, then the power goes
+    (harness.nemesis.storage: ``quiesce``). What the power loss hits is then the same in
+    every run: one ACKed batch the producer will re-send, nothing in flight elsewhere.
+
+    Returns (the power-loss step with ``quiesce`` and its ``at`` moved to where the producer
+    stops, the arm step of the pause)."""
+    size = max(1, int(config.batch_size))
+    if config.mode == AT_MOST_ONCE:   # the position is persisted before the pause
+        point, nth = "producer.after-persist-before-send", max(1, step["at"] // size)
+        at = nth * size
+    else:                             # the position of the paused batch's start
+        point, nth = "producer.after-ack-before-persist", step["at"] // size + 1
+        at = (nth - 1) * size
+    arm = {"at": 0, "arm": True, "f": "failpoint", "node": "producer", "name": point, "action": "pause",
+           "nth": nth, "count": 1, "logical": "power-loss"}
+    loss = {k: v for k, v in step.items() if k != "trigger"} | {
+        "at": at, "quiesce": {"node": "producer", "failpoint": point, "nth": nth}, "logical": "power-loss"}
+    return loss, arm
+
+
+QUIESCE_TIMEOUT_S = 60.0
+"""Longest wait for a logical power loss's pause to fire, then for the pipeline to drain (s)."""
+
+
+async def quiesce(cluster, spec: dict, poll_s: float = 0.05) -> dict:
+    """Wait until the producer paused at ``spec["failpoint"]`` (its ListFailpoints says
+    fired) or finished, then until the processor's durable positions reach the broker's
+    high watermarks on every partition, three looks in a row. Returns what it saw:
+    {"paused": bool, "drained": bool, "waited_ms": int}; never raises on a timeout
+    (the power loss then goes anyway, and the record says so)."""
+    import asyncio
+    import time
+
+    import grpc
+
+    from harness.cluster import _drained
+    from harness.nemesis.failpoint import list_failpoints
+
+    t0 = time.monotonic()
+    deadline = t0 + QUIESCE_TIMEOUT_S
+    paused = drained = False
+    while time.monotonic() < deadline and not paused:
+        p = cluster.nodes.get(spec["node"])
+        try:
+            fps = await list_failpoints(p.address, timeout_s=2.0) if p is not None and p.running else []
+            paused = any(f["name"] == spec["failpoint"] and f["total_fired"] >= 1 for f in fps)
+            if not paused and p is not None and p.running and (await cluster.status(spec["node"])).get("done"):
+                break
+        except grpc.aio.AioRpcError:
+            pass
+        if not paused:
+            await asyncio.sleep(poll_s)
+    still = 0
+    while time.monotonic() < deadline and still < 3:
+        progress = await cluster.drain_progress()
+        progress["producer"] = {"done": True}   # paused on purpose: only the rest must drain
+        still = still + 1 if _drained(progress) else 0
+        await asyncio.sleep(2 * poll_s)
+    drained = still >= 3
+    return {"paused": paused, "drained": drained, "waited_ms": round((time.monotonic() - t0) * 1000)}
+
+
+def stop_triggers(steps: list[dict], config) -> list[dict]:
+    """``"trigger": "failpoint"`` stop steps (SIGTERM) made logical: the node first pauses at
+    the Nth hit of its kill point (:func:`point_for`), then gets its SIGTERM
+    (harness.nemesis.stop), so the graceful stop cancels the same protocol step in every
+    run, instead of whatever a timer found in flight. The first stop of a node is armed
+    before the workload (an arm step, returned apart, appended by :func:`expand`); each
+    later one is handed to the restart of the stop before it (``next_pause``), its N
+    counted from that restart. Where the node has no point the stop stays timed."""
+    arms, prev = [], {}
+    for step in steps:
+        if step.get("trigger") != "failpoint" or step["f"] != "stop":
+            continue
+        node = step.get("node")
+        point = point_for(node, config) if node in ("processor", "sink", "broker") else None
+        step.pop("trigger")
+        if point is None:
+            step["timed"] = True
+            continue
+        per = records_per_hit(point, int(config.batch_size), int(getattr(config, "fetch_group", 0) or 0))
+        before = prev.get(node)
+        nth = max(1, step["at"] // per - (0 if before is None else before["at"] // per))
+        pause = {"name": point, "nth": nth, "seq": 0 if before is None else before["pause_at"]["seq"] + 1}
+        step.update({"pause_at": pause, "logical": "stop"})
+        if before is None:
+            arms.append({"at": 0, "arm": True, "f": "failpoint", "node": node, "name": point, "action": "pause",
+                         "nth": nth, "count": 1, "logical": "stop"})
+        else:
+            before["next_pause"] = {"name": point, "nth": nth}
+        prev[node] = step
+    return arms
+
+
 def expand(steps: list[dict], config) -> list[dict]:
     """``steps`` (in the runner's order) with each ``"trigger": "failpoint"`` kill
     step replaced by its armed failpoint step (same index), or marked
-    ``"timed": true`` where the mode has no failpoint for it."""
-    out, last_at = [], {}
+    ``"timed": true`` where the mode has no failpoint for it; each ``"trigger":
+    "failpoint"`` power loss gets ``quiesce`` (:func:`power_loss_trigger`), each such stop
+    ``pause_at`` (:func:`stop_triggers`); the arm steps of their pauses are appended after
+    every step (the indices of the others stay)."""
+    steps = [dict(s) for s in steps]
+    out, last_at, extra = [], {}, stop_triggers(steps, config)
     for step in steps:
+        if step.get("trigger") == "failpoint" and step["f"] == "power-loss":
+            loss, arm = power_loss_trigger(step, config)
+            out.append(loss)
+            extra.append(arm)
+            continue
         if step.get("trigger") != "failpoint" or step["f"] != "kill":
             out.append(step)
             continue
@@ -103,4 +210,4 @@ def expand(steps: list[dict], config) -> list[dict]:
                     "action": "crash", "down_ms": int(step.get("down_ms", 300)), "logical": "kill",
                     "chain": prev is not None})
         last_at[node] = step["at"]
-    return out
+    return out + extra
