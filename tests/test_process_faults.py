@@ -221,6 +221,10 @@ async def test_graceful_and_killed_stops_of_the_processor_lose_nothing_at_least_
                                                                            (False, True, -signal.SIGKILL)]
     assert entry["faults"].get("stop-processor") == 2
     assert entry["lost"] == 0 and entry["as_expected"], entry["mismatches"]
+    # logical stops: each SIGTERM came with the processor paused at its Nth step, between the
+    # sink's ACK and the offset commit, so each re-delivers exactly one group of 25
+    assert [s["pause_at"]["paused"] for s in stops] == [True, True]
+    assert entry["duplicated"] == 50, entry["anomalies"]
 
 
 @pytest.mark.timeout(120)
