@@ -197,3 +197,12 @@ async def test_a_sweep_cell_replayed_gives_identical_counts(tmp_path):
     assert cells[0]["verdict"] == "broken" and cells[0]["anomalies"].get("duplicated", 0) > 0
     same = ("verdict", "lost", "duplicated", "anomalies")
     assert {k: cells[0][k] for k in same} == {k: cells[1][k] for k in same}
+
+
+def test_data_dir_steps_pause_first_with_their_own_nth():
+    steps = [{"at": 300, "f": "snapshot", "node": "processor", "id": "early", "trigger": "failpoint", "nth": 3},
+             {"at": 950, "f": "rollback", "node": "processor", "id": "early", "trigger": "failpoint", "nth": 6}]
+    snap, roll, arm = expand(steps, cfg("exactly-once", "transactional"))
+    assert arm["name"] == "processor.before-checkpoint" and arm["nth"] == 3 and arm["action"] == "pause"
+    assert snap["next_pause"] == {"name": "processor.before-checkpoint", "nth": 6}
+    assert roll["pause_at"] == {"name": "processor.before-checkpoint", "nth": 6, "seq": 1}

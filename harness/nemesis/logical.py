@@ -148,17 +148,23 @@ async def quiesce(cluster, spec: dict, poll_s: float = 0.05) -> dict:
     return {"paused": paused, "drained": drained, "waited_ms": round((time.monotonic() - t0) * 1000)}
 
 
+PAUSE_THEN = ("stop", "snapshot", "rollback", "wipe")
+"""Steps made logical by a pause first (:func:`stop_triggers`): each stops its node."""
+
+
 def stop_triggers(steps: list[dict], config) -> list[dict]:
-    """``"trigger": "failpoint"`` stop steps (SIGTERM) made logical: the node first pauses at
-    the Nth hit of its kill point (:func:`point_for`), then gets its SIGTERM
-    (harness.nemesis.stop), so the graceful stop cancels the same protocol step in every
-    run, instead of whatever a timer found in flight. The first stop of a node is armed
-    before the workload (an arm step, returned apart, appended by :func:`expand`); each
-    later one is handed to the restart of the stop before it (``next_pause``), its N
-    counted from that restart. Where the node has no point the stop stays timed."""
+    """``"trigger": "failpoint"`` stop steps (SIGTERM), and snapshot, rollback and wipe steps
+    of a node's data dir (each stops the node first), made logical: the node first pauses at
+    the Nth hit of its kill point (:func:`point_for`; the step's own ``nth`` if it gives one),
+    then the step acts (harness.nemesis.stop, harness.nemesis.datadir), so it cuts the same
+    protocol step in every run, instead of whatever a timer found in flight. The first such
+    step of a node is armed before the workload (an arm step, returned apart, appended by
+    :func:`expand`); each later one is handed to the restart of the step before it
+    (``next_pause``), its N counted from that restart. Where the node has no point the step
+    stays timed."""
     arms, prev = [], {}
     for step in steps:
-        if step.get("trigger") != "failpoint" or step["f"] != "stop":
+        if step.get("trigger") != "failpoint" or step["f"] not in PAUSE_THEN:
             continue
         node = step.get("node")
         point = point_for(node, config) if node in ("processor", "sink", "broker") else None
@@ -168,7 +174,8 @@ def stop_triggers(steps: list[dict], config) -> list[dict]:
             continue
         per = records_per_hit(point, int(config.batch_size), int(getattr(config, "fetch_group", 0) or 0))
         before = prev.get(node)
-        nth = max(1, step["at"] // per - (0 if before is None else before["at"] // per))
+        nth = int(step["nth"]) if "nth" in step else \
+            max(1, step["at"] // per - (0 if before is None else before["at"] // per))
         pause = {"name": point, "nth": nth, "seq": 0 if before is None else before["pause_at"]["seq"] + 1}
         step.update({"pause_at": pause, "logical": "stop"})
         if before is None:
@@ -178,6 +185,51 @@ def stop_triggers(steps: list[dict], config) -> list[dict]:
             before["next_pause"] = {"name": point, "nth": nth}
         prev[node] = step
     return arms
+
+
+async def wait_paused(ctx, step: dict, timeout_s: float = 60.0) -> dict:
+    """A logical pause-then-act step (:func:`stop_triggers`): wait for the steps of the same
+    node before it (``ctx.logical_done``), then until the node's process paused at
+    ``pause_at`` (ListFailpoints says fired; up to ``timeout_s``, then the step acts anyway
+    and ``paused`` says false). The caller counts the step done once it acted
+    (:func:`acted`). Returns {"paused", "waited_ms", "name", "nth", "seq"}."""
+    import asyncio
+    import time
+
+    import grpc
+
+    from harness.nemesis.failpoint import list_failpoints
+    node, want = step["node"], step["pause_at"]
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
+    while ctx.logical_done.get(node, 0) < want["seq"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    paused = False
+    while not paused and time.monotonic() < deadline:
+        p = ctx.cluster.nodes[node]
+        try:
+            fps = await list_failpoints(p.address, timeout_s=2.0) if p.running else []
+            paused = any(f["name"] == want["name"] and f["total_fired"] >= 1 for f in fps)
+        except grpc.aio.AioRpcError:
+            pass
+        if not paused:
+            await asyncio.sleep(0.05)
+    return {"paused": paused, "waited_ms": round((time.monotonic() - t0) * 1000)} | want
+
+
+def acted(ctx, step: dict) -> None:
+    """Count a logical pause-then-act step of ``step["node"]`` as done (:func:`wait_paused`)."""
+    ctx.logical_done[step["node"]] = ctx.logical_done.get(step["node"], 0) + 1
+
+
+def hand_next_pause(p, step: dict) -> None:
+    """Arm the node's next logical pause (``step["next_pause"]``) in its next start
+    (``TESTBED_FAILPOINTS`` of that start only)."""
+    from nodes.common.failpoints import ENV_VAR, Arming
+    if step.get("next_pause"):
+        nxt = step["next_pause"]
+        spec = Arming(nxt["name"], "pause", nth=int(nxt["nth"]), count=1).validate().spec()
+        p.once_env[ENV_VAR] = ";".join(filter(None, [p.once_env.get(ENV_VAR, ""), spec]))
 
 
 def expand(steps: list[dict], config) -> list[dict]:

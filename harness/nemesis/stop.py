@@ -14,11 +14,9 @@ import asyncio
 import signal
 import time
 
-import grpc
-
 from harness.nemesis.base import Nemesis
+from harness.nemesis.logical import hand_next_pause
 from harness.nemesis.process import already_dead
-from nodes.common.failpoints import ENV_VAR, Arming
 
 DEFAULT_GRACE_MS = 30_000
 """Without ``kill_after_ms``: SIGKILL a node still alive after this long (recorded as killed)."""
@@ -33,40 +31,14 @@ class StopNemesis(Nemesis):
     0), ``killed`` (SIGKILLed after K ms), ``exit_code`` and ``shutdown_ms``
     (SIGTERM to exit), plus ``new_pid``."""
 
-    def __init__(self, ctx) -> None:
-        super().__init__(ctx)
-        self.logical_done: dict[str, int] = {}
-        """node -> logical stops carried out (each waits for the ones before it)."""
-
     async def invoke(self, step: dict) -> dict:
-        waited = await self._wait_pause(step) if step.get("pause_at") else None
+        from harness.nemesis.logical import acted, wait_paused
+        waited = await wait_paused(self.ctx, step) if step.get("pause_at") else None
         out = await self._stop(step)
         if waited is not None:
-            self.logical_done[step["node"]] = self.logical_done.get(step["node"], 0) + 1
+            acted(self.ctx, step)
             out["pause_at"] = waited
         return out
-
-    async def _wait_pause(self, step: dict) -> dict:
-        """A logical stop (harness.nemesis.logical.stop_triggers): wait for the stops of
-        this node before it, then until its process paused at ``pause_at`` (ListFailpoints
-        says fired; up to 60 s, then the SIGTERM goes anyway and ``paused`` says false)."""
-        from harness.nemesis.failpoint import list_failpoints
-        node, want = step["node"], step["pause_at"]
-        t0 = time.monotonic()
-        deadline = t0 + 60.0
-        while self.logical_done.get(node, 0) < want["seq"] and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        paused = False
-        while not paused and time.monotonic() < deadline:
-            p = self.ctx.cluster.nodes[node]
-            try:
-                fps = await list_failpoints(p.address, timeout_s=2.0) if p.running else []
-                paused = any(f["name"] == want["name"] and f["total_fired"] >= 1 for f in fps)
-            except grpc.aio.AioRpcError:
-                pass
-            if not paused:
-                await asyncio.sleep(0.05)
-        return {"paused": paused, "waited_ms": round((time.monotonic() - t0) * 1000)} | want
 
     async def _stop(self, step: dict) -> dict:
         p = await self.ctx.cluster.resolve_node(step)
@@ -88,10 +60,7 @@ class StopNemesis(Nemesis):
                 code = await p.wait(10)
             shutdown_ms = round((time.monotonic() - t0) * 1000, 1)
             await asyncio.sleep(step.get("down_ms", 300) / 1000)
-            if step.get("next_pause"):  # the node's next logical stop pauses in this new process
-                nxt = step["next_pause"]
-                spec = Arming(nxt["name"], "pause", nth=int(nxt["nth"]), count=1).validate().spec()
-                p.once_env[ENV_VAR] = ";".join(filter(None, [p.once_env.get(ENV_VAR, ""), spec]))
+            hand_next_pause(p, step)  # the node's next logical step pauses in this new process
             await p.start_owned()
         return {"stopped_pid": pid, "graceful": not killed and code == 0, "killed": killed,
                 "exit_code": code, "shutdown_ms": shutdown_ms, "kill_after_ms": kill_after,
