@@ -161,7 +161,7 @@ def test_logical_power_loss_pauses_the_producer_at_a_batch_then_quiesces():
     c.batch_size = 20
     loss, arm = expand([step], c)
     assert arm == {"at": 0, "arm": True, "f": "failpoint", "node": "producer", "action": "pause", "count": 1,
-                   "name": "producer.after-ack-before-persist", "nth": 51, "logical": "power-loss"}
+                   "name": "producer.after-ack-before-persist", "nth": 51, "logical": "quiesce"}
     assert loss["f"] == "power-loss" and loss["at"] == 1000 and "trigger" not in loss
     assert loss["quiesce"] == {"node": "producer", "failpoint": "producer.after-ack-before-persist", "nth": 51}
     c.mode = "at-most-once"

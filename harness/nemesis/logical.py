@@ -100,9 +100,9 @@ def power_loss_trigger(step: dict, config) -> tuple[dict, dict]:
         point, nth = "producer.after-ack-before-persist", step["at"] // size + 1
         at = (nth - 1) * size
     arm = {"at": 0, "arm": True, "f": "failpoint", "node": "producer", "name": point, "action": "pause",
-           "nth": nth, "count": 1, "logical": "power-loss"}
+           "nth": nth, "count": 1, "logical": "quiesce"}
     loss = {k: v for k, v in step.items() if k != "trigger"} | {
-        "at": at, "quiesce": {"node": "producer", "failpoint": point, "nth": nth}, "logical": "power-loss"}
+        "at": at, "quiesce": {"node": "producer", "failpoint": point, "nth": nth}, "logical": "quiesce"}
     return loss, arm
 
 
@@ -236,13 +236,16 @@ def expand(steps: list[dict], config) -> list[dict]:
     """``steps`` (in the runner's order) with each ``"trigger": "failpoint"`` kill
     step replaced by its armed failpoint step (same index), or marked
     ``"timed": true`` where the mode has no failpoint for it; each ``"trigger":
-    "failpoint"`` power loss gets ``quiesce`` (:func:`power_loss_trigger`), each such stop
+    "failpoint"`` power loss, and kill of a NATS server, gets ``quiesce``
+    (:func:`power_loss_trigger`: one per schedule, the producer has one arming of its
+    point), each such stop
     ``pause_at`` (:func:`stop_triggers`); the arm steps of their pauses are appended after
     every step (the indices of the others stay)."""
     steps = [dict(s) for s in steps]
     out, last_at, extra = [], {}, stop_triggers(steps, config)
     for step in steps:
-        if step.get("trigger") == "failpoint" and step["f"] == "power-loss":
+        if step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or (
+                step["f"] == "kill" and step.get("node") == "nats")):  # no failpoint in a NATS server
             loss, arm = power_loss_trigger(step, config)
             out.append(loss)
             extra.append(arm)

@@ -27,6 +27,10 @@ class KillNemesis(Nemesis):
     address and wait for SERVING."""
 
     async def invoke(self, step: dict) -> dict:
+        waited = None
+        if step.get("quiesce"):  # a logical kill of a NATS server (harness.nemesis.logical)
+            from harness.nemesis.logical import quiesce
+            waited = await quiesce(self.ctx.cluster, step["quiesce"])
         p = await self.ctx.cluster.resolve_node(step)
         async with p.exclusive():
             if not p.running:
@@ -36,7 +40,13 @@ class KillNemesis(Nemesis):
             code = await p.wait(10)
             await asyncio.sleep(step.get("down_ms", 300) / 1000)
             await p.start_owned()
-        return {"killed_pid": pid, "exit_code": code, "new_pid": p.pid, "server": p.name}
+        out = {"killed_pid": pid, "exit_code": code, "new_pid": p.pid, "server": p.name}
+        if waited is not None:  # the producer paused for it: let it go on
+            from harness.nemesis.failpoint import disarm_failpoint
+            q = step["quiesce"]
+            waited["released"] = await disarm_failpoint(self.ctx.cluster.nodes[q["node"]].address, q["failpoint"])
+            out["quiesce"] = waited
+        return out
 
     async def heal(self) -> None:
         """Restart every node or proxy found dead. A node the harness brought down
