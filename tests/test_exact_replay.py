@@ -206,3 +206,15 @@ def test_data_dir_steps_pause_first_with_their_own_nth():
     assert arm["name"] == "processor.before-checkpoint" and arm["nth"] == 3 and arm["action"] == "pause"
     assert snap["next_pause"] == {"name": "processor.before-checkpoint", "nth": 6}
     assert roll["pause_at"] == {"name": "processor.before-checkpoint", "nth": 6, "seq": 1}
+
+
+def test_nats_faults_quiesce_the_producer_chained_by_re_arming():
+    steps = [{"at": 1000, "f": "corrupt", "node": "nats", "role": "follower", "trigger": "failpoint"},
+             {"at": 1400, "f": "kill", "node": "nats", "role": "leader", "trigger": "failpoint"}]
+    c = cfg("at-least-once")
+    c.batch_size = 20
+    corrupt, kill, arm = expand(steps, c)
+    assert arm["nth"] == 51 and arm["action"] == "pause"  # one arming: the first step's
+    assert corrupt["quiesce"]["nth"] == 51 and corrupt["quiesce_next"] == {"nth": 20}  # re-armed at release
+    assert kill["quiesce"] == {"node": "producer", "failpoint": "producer.after-ack-before-persist", "nth": 71,
+                               "seq": 1}

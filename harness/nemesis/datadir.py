@@ -98,7 +98,13 @@ class DataDirNemesis(Nemesis):
             raise DataDirError(error)
         if is_nats(step):  # a NATS server's files: corrupt.py picks the server by role
             from harness.nemesis.corrupt import CorruptNemesis
-            return await CorruptNemesis(self.ctx).invoke(step)
+            from harness.nemesis.logical import quiesce, release
+            waited = await quiesce(self.ctx.cluster, step["quiesce"]) if step.get("quiesce") else None
+            out = await CorruptNemesis(self.ctx).invoke(step)
+            if waited is not None:  # logical: the producer paused and the pipeline drained first
+                await release(self.ctx.cluster, step, waited)
+                out["quiesce"] = waited
+            return out
         from harness.nemesis.logical import acted, hand_next_pause, wait_paused
         waited = await wait_paused(self.ctx, step) if step.get("pause_at") else None  # a logical trigger
         p = self.ctx.cluster.nodes[step["node"]]

@@ -131,7 +131,7 @@ async def quiesce(cluster, spec: dict, poll_s: float = 0.05) -> dict:
         p = cluster.nodes.get(spec["node"])
         try:
             fps = await list_failpoints(p.address, timeout_s=2.0) if p is not None and p.running else []
-            paused = any(f["name"] == spec["failpoint"] and f["total_fired"] >= 1 for f in fps)
+            paused = any(f["name"] == spec["failpoint"] and f["total_fired"] >= 1 + spec.get("seq", 0) for f in fps)
             if not paused and p is not None and p.running and (await cluster.status(spec["node"])).get("done"):
                 break
         except grpc.aio.AioRpcError:
@@ -232,6 +232,20 @@ def hand_next_pause(p, step: dict) -> None:
         p.once_env[ENV_VAR] = ";".join(filter(None, [p.once_env.get(ENV_VAR, ""), spec]))
 
 
+async def release(cluster, step: dict, waited: dict) -> None:
+    """Let the producer a ``quiesce`` paused go on: re-arm its pause for the next logical
+    step of the schedule (``quiesce_next``: re-arming releases the held caller, and counts
+    from its next hit), else disarm it. Records ``released`` in ``waited``."""
+    from harness.nemesis.failpoint import arm_failpoint, disarm_failpoint
+    q = step["quiesce"]
+    address = cluster.nodes[q["node"]].address
+    if step.get("quiesce_next"):
+        waited["released"] = await arm_failpoint(address, q["failpoint"], "pause",
+                                                 nth=int(step["quiesce_next"]["nth"]), count=1)
+    else:
+        waited["released"] = await disarm_failpoint(address, q["failpoint"])
+
+
 def expand(steps: list[dict], config) -> list[dict]:
     """``steps`` (in the runner's order) with each ``"trigger": "failpoint"`` kill
     step replaced by its armed failpoint step (same index), or marked
@@ -242,13 +256,18 @@ def expand(steps: list[dict], config) -> list[dict]:
     ``pause_at`` (:func:`stop_triggers`); the arm steps of their pauses are appended after
     every step (the indices of the others stay)."""
     steps = [dict(s) for s in steps]
-    out, last_at, extra = [], {}, stop_triggers(steps, config)
+    out, last_at, extra, prev_q = [], {}, stop_triggers(steps, config), None
     for step in steps:
         if step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or (
-                step["f"] == "kill" and step.get("node") == "nats")):  # no failpoint in a NATS server
+                step["f"] in ("kill", "corrupt") and step.get("node") == "nats")):  # no failpoint in NATS
             loss, arm = power_loss_trigger(step, config)
+            if prev_q is None:
+                extra.append(arm)
+            else:  # the pause is re-armed as the previous one releases the producer (chained)
+                prev_q["quiesce_next"] = {"nth": max(1, arm["nth"] - prev_q["quiesce"]["nth"])}
+                loss["quiesce"]["seq"] = prev_q["quiesce"].get("seq", 0) + 1
             out.append(loss)
-            extra.append(arm)
+            prev_q = loss
             continue
         if step.get("trigger") != "failpoint" or step["f"] != "kill":
             out.append(step)

@@ -42,9 +42,8 @@ class KillNemesis(Nemesis):
             await p.start_owned()
         out = {"killed_pid": pid, "exit_code": code, "new_pid": p.pid, "server": p.name}
         if waited is not None:  # the producer paused for it: let it go on
-            from harness.nemesis.failpoint import disarm_failpoint
-            q = step["quiesce"]
-            waited["released"] = await disarm_failpoint(self.ctx.cluster.nodes[q["node"]].address, q["failpoint"])
+            from harness.nemesis.logical import release
+            await release(self.ctx.cluster, step, waited)
             out["quiesce"] = waited
         return out
 

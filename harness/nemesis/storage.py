@@ -94,9 +94,8 @@ class PowerLossNemesis(Nemesis):
                 killed[n]["new_pid"] = p.pid
         cluster.write_manifest()
         if waited and step["quiesce"]["node"] not in names:  # the paused producer kept its power: let it go on
-            from harness.nemesis.failpoint import disarm_failpoint
-            waited["released"] = await disarm_failpoint(cluster.nodes[step["quiesce"]["node"]].address,
-                                                        step["quiesce"]["failpoint"])
+            from harness.nemesis.logical import release
+            await release(cluster, step, waited)
         return {"nodes": killed, "dropped_bytes": sum(d["dropped_bytes"] for d in dropped),
                 "dropped_files": sum(d["files"] for d in dropped)} | ({"quiesce": waited} if waited else {})
 
