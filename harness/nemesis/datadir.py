@@ -98,7 +98,7 @@ class DataDirNemesis(Nemesis):
             raise DataDirError(error)
         if is_nats(step):  # a NATS server's files: corrupt.py picks the server by role
             from harness.nemesis.corrupt import CorruptNemesis
-            from harness.nemesis.logical import quiesce, release
+            from harness.nemesis.quiesce import quiesce, release
             waited = await quiesce(self.ctx.cluster, step["quiesce"]) if step.get("quiesce") else None
             out = await CorruptNemesis(self.ctx).invoke(step)
             if waited is not None:  # logical: the producer paused and the pipeline drained first

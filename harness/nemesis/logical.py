@@ -21,6 +21,7 @@ timed: it fires at its producer position and says ``"timed": true``.
 
 from __future__ import annotations
 
+from harness.nemesis.quiesce import quiesce_trigger
 from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SINK_TRANSACTIONAL
 
 
@@ -80,72 +81,6 @@ def records_per_hit(point: str, batch_size: int, fetch_group: int = 0) -> int:
 
 
 RECORDS_PER_HIT = records_per_hit
-
-
-def power_loss_trigger(step: dict, config) -> tuple[dict, dict]:
-    """A ``"trigger": "failpoint"`` power loss at position ``at``: the producer pauses at
-    its Nth batch (``pause`` at ``producer.after-ack-before-persist``: every partition
-    ACKed, the position not yet persisted; at-most-once: ``after-persist-before-send``),
-    the rest of the pipeline drains what it got, then the power goes
-    (harness.nemesis.storage: ``quiesce``). What the power loss hits is then the same in
-    every run: one ACKed batch the producer will re-send, nothing in flight elsewhere.
-
-    Returns (the power-loss step with ``quiesce`` and its ``at`` moved to where the producer
-    stops, the arm step of the pause)."""
-    size = max(1, int(config.batch_size))
-    if config.mode == AT_MOST_ONCE:   # the position is persisted before the pause
-        point, nth = "producer.after-persist-before-send", max(1, step["at"] // size)
-        at = nth * size
-    else:                             # the position of the paused batch's start
-        point, nth = "producer.after-ack-before-persist", step["at"] // size + 1
-        at = (nth - 1) * size
-    arm = {"at": 0, "arm": True, "f": "failpoint", "node": "producer", "name": point, "action": "pause",
-           "nth": nth, "count": 1, "logical": "quiesce"}
-    loss = {k: v for k, v in step.items() if k != "trigger"} | {
-        "at": at, "quiesce": {"node": "producer", "failpoint": point, "nth": nth}, "logical": "quiesce"}
-    return loss, arm
-
-
-QUIESCE_TIMEOUT_S = 60.0
-"""Longest wait for a logical power loss's pause to fire, then for the pipeline to drain (s)."""
-
-
-async def quiesce(cluster, spec: dict, poll_s: float = 0.05) -> dict:
-    """Wait until the producer paused at ``spec["failpoint"]`` (its ListFailpoints says
-    fired) or finished, then until the processor's durable positions reach the broker's
-    high watermarks on every partition, three looks in a row. Returns what it saw:
-    {"paused": bool, "drained": bool, "waited_ms": int}; never raises on a timeout
-    (the power loss then goes anyway, and the record says so)."""
-    import asyncio
-    import time
-
-    import grpc
-
-    from harness.cluster import _drained
-    from harness.nemesis.failpoint import list_failpoints
-
-    t0 = time.monotonic()
-    deadline = t0 + QUIESCE_TIMEOUT_S
-    paused = drained = False
-    while time.monotonic() < deadline and not paused:
-        p = cluster.nodes.get(spec["node"])
-        try:
-            fps = await list_failpoints(p.address, timeout_s=2.0) if p is not None and p.running else []
-            paused = any(f["name"] == spec["failpoint"] and f["total_fired"] >= 1 + spec.get("seq", 0) for f in fps)
-            if not paused and p is not None and p.running and (await cluster.status(spec["node"])).get("done"):
-                break
-        except grpc.aio.AioRpcError:
-            pass
-        if not paused:
-            await asyncio.sleep(poll_s)
-    still = 0
-    while time.monotonic() < deadline and still < 3:
-        progress = await cluster.drain_progress()
-        progress["producer"] = {"done": True}   # paused on purpose: only the rest must drain
-        still = still + 1 if _drained(progress) else 0
-        await asyncio.sleep(2 * poll_s)
-    drained = still >= 3
-    return {"paused": paused, "drained": drained, "waited_ms": round((time.monotonic() - t0) * 1000)}
 
 
 PAUSE_THEN = ("stop", "snapshot", "rollback", "wipe")
@@ -232,27 +167,12 @@ def hand_next_pause(p, step: dict) -> None:
         p.once_env[ENV_VAR] = ";".join(filter(None, [p.once_env.get(ENV_VAR, ""), spec]))
 
 
-async def release(cluster, step: dict, waited: dict) -> None:
-    """Let the producer a ``quiesce`` paused go on: re-arm its pause for the next logical
-    step of the schedule (``quiesce_next``: re-arming releases the held caller, and counts
-    from its next hit), else disarm it. Records ``released`` in ``waited``."""
-    from harness.nemesis.failpoint import arm_failpoint, disarm_failpoint
-    q = step["quiesce"]
-    address = cluster.nodes[q["node"]].address
-    if step.get("quiesce_next"):
-        waited["released"] = await arm_failpoint(address, q["failpoint"], "pause",
-                                                 nth=int(step["quiesce_next"]["nth"]), count=1)
-    else:
-        waited["released"] = await disarm_failpoint(address, q["failpoint"])
-
-
 def expand(steps: list[dict], config) -> list[dict]:
     """``steps`` (in the runner's order) with each ``"trigger": "failpoint"`` kill
     step replaced by its armed failpoint step (same index), or marked
     ``"timed": true`` where the mode has no failpoint for it; each ``"trigger":
     "failpoint"`` power loss, and kill of a NATS server, gets ``quiesce``
-    (:func:`power_loss_trigger`: one per schedule, the producer has one arming of its
-    point), each such stop
+    (harness.nemesis.quiesce: chained by re-arming the producer's pause), each such stop
     ``pause_at`` (:func:`stop_triggers`); the arm steps of their pauses are appended after
     every step (the indices of the others stay)."""
     steps = [dict(s) for s in steps]
@@ -260,7 +180,7 @@ def expand(steps: list[dict], config) -> list[dict]:
     for step in steps:
         if step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or (
                 step["f"] in ("kill", "corrupt") and step.get("node") == "nats")):  # no failpoint in NATS
-            loss, arm = power_loss_trigger(step, config)
+            loss, arm = quiesce_trigger(step, config)
             if prev_q is None:
                 extra.append(arm)
             else:  # the pause is re-armed as the previous one releases the producer (chained)

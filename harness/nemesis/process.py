@@ -29,7 +29,7 @@ class KillNemesis(Nemesis):
     async def invoke(self, step: dict) -> dict:
         waited = None
         if step.get("quiesce"):  # a logical kill of a NATS server (harness.nemesis.logical)
-            from harness.nemesis.logical import quiesce
+            from harness.nemesis.quiesce import quiesce
             waited = await quiesce(self.ctx.cluster, step["quiesce"])
         p = await self.ctx.cluster.resolve_node(step)
         async with p.exclusive():
@@ -42,7 +42,7 @@ class KillNemesis(Nemesis):
             await p.start_owned()
         out = {"killed_pid": pid, "exit_code": code, "new_pid": p.pid, "server": p.name}
         if waited is not None:  # the producer paused for it: let it go on
-            from harness.nemesis.logical import release
+            from harness.nemesis.quiesce import release
             await release(self.ctx.cluster, step, waited)
             out["quiesce"] = waited
         return out
