@@ -12,6 +12,11 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
     {"at": 400, "f": "kill", "node": "processor", "down_ms": 300, "trigger": "failpoint"}
         # crash at the failpoint hit ~position 400 reaches (harness.nemesis.logical)
     {"at": 500, "f": "stop", "node": "processor", "down_ms": 300}            # SIGTERM: graceful
+    {"at": 500, "f": "stop", "node": "processor", "trigger": "failpoint"}
+        # paused at the Nth hit of its kill point first (also snapshot, rollback, wipe;
+        # optional "nth"); a power loss, a producer pause or a NATS server's kill or
+        # corruption with "trigger": "failpoint" first holds the producer at its Nth batch
+        # and lets the pipeline drain (harness.nemesis.logical, harness.nemesis.quiesce)
     {"at": 500, "f": "stop", "node": "sink", "kill_after_ms": 20, "down_ms": 300}  # kill -9 mid-shutdown
     {"at": 700, "after_ms": 500, "f": "kill", "node": "broker"}   # 500 ms after position 700
     {"at": 900, "f": "pause", "node": "broker", "for_ms": 400}
