@@ -27,9 +27,19 @@ EXPLORE_EVENTS = 600
 """Orders per trial: few, for speed (each fault still lands inside the workload)."""
 
 
-def fault_mix(seed: int, storage: str = "direct") -> list[str]:
-    """1-4 fault kinds drawn from ``seed`` (repeats allowed, as in the default campaign)."""
-    kinds = [k for k in schedule_mod.FAULT_KINDS if storage == "lazy" or not k.startswith("power-loss")]
+def fault_mix(seed: int, storage: str = "direct", broker: str = "builtin") -> list[str]:
+    """1-4 fault kinds drawn from ``seed`` (repeats allowed, as in the default campaign).
+
+    Power loss only with lazy storage; the NATS server faults only with ``--broker nats``,
+    mosquitto's only with ``--broker mosquitto``
+    (and then none of the builtin broker's, which does not run). ``late-commit`` and the
+    two-phase-commit kills (``kill-processor-after-checkpoint``, ``-after-commit``) are in
+    the mixes so that a random search can reach the late offset commit and the 2PC windows
+    (offset-commit-monotonic, 2pc-* ablations)."""
+    nats, mqtt = broker == "nats", broker == "mosquitto"
+    kinds = [k for k in schedule_mod.FAULT_KINDS if (storage == "lazy" or not k.startswith("power-loss"))
+             and ("-nats-" in k) == nats and k.endswith("-mosquitto") == mqtt
+             and not ((nats or mqtt) and k.endswith("-broker"))]
     rng = random.Random(seed * 104729 + 7)
     return rng.choices(kinds, k=rng.randint(1, 4))
 
@@ -57,7 +67,7 @@ class Explorer:
     trials: list[Trial] = field(default_factory=list)
 
     def _trial(self, seed: int) -> Trial:
-        faults = fault_mix(seed, self.base.get("storage", "direct"))
+        faults = fault_mix(seed, self.base.get("storage", "direct"), self.base.get("broker", "builtin"))
         sched = schedule_mod.generate(seed, self.events, faults, batch_size=int(self.base.get("batch_size", 100)))
         d = self.run_dir / "explore" / f"seed-{seed}"
         write_candidate(d, self.base | {"seed": seed}, self.labels, sched, 60.0)

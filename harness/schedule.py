@@ -12,6 +12,11 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
     {"at": 400, "f": "kill", "node": "processor", "down_ms": 300, "trigger": "failpoint"}
         # crash at the failpoint hit ~position 400 reaches (harness.nemesis.logical)
     {"at": 500, "f": "stop", "node": "processor", "down_ms": 300}            # SIGTERM: graceful
+    {"at": 500, "f": "stop", "node": "processor", "trigger": "failpoint"}
+        # paused at the Nth hit of its kill point first (also snapshot, rollback, wipe;
+        # optional "nth"); a power loss, a producer pause or a NATS server's kill or
+        # corruption with "trigger": "failpoint" first holds the producer at its Nth batch
+        # and lets the pipeline drain (harness.nemesis.logical, harness.nemesis.quiesce)
     {"at": 500, "f": "stop", "node": "sink", "kill_after_ms": 20, "down_ms": 300}  # kill -9 mid-shutdown
     {"at": 700, "after_ms": 500, "f": "kill", "node": "broker"}   # 500 ms after position 700
     {"at": 900, "f": "pause", "node": "broker", "for_ms": 400}
@@ -58,6 +63,7 @@ FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "p
                "pause-broker", "drop-request", "drop-response", "sink-drop-response", "delay",
                "stop-broker", "stop-processor", "stop-sink", "stop-producer",
                "power-loss-broker", "power-loss-all",
+               "late-commit", "kill-processor-after-checkpoint", "kill-processor-after-commit",
                "kill-nats-leader", "kill-nats-follower", "stop-nats-leader", "pause-nats-leader",
                "partition-nats-leader", "partition-nats-follower", "latency-nats-producer",
                "reset-nats-producer", "reset-nats-processor",
@@ -87,8 +93,19 @@ class ScheduleError(ValueError):
     """A schedule file or a --faults list is invalid; the message says which entry."""
 
 
-LOGICAL_KILLS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink")
+LOGICAL_KILLS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink",
+                 "kill-processor-after-checkpoint", "kill-processor-after-commit")
 """Kills that ``generate`` triggers at a failpoint's Nth hit (harness.nemesis.logical)."""
+
+TWOPC_KILLS = {"kill-processor-after-checkpoint": "processor.after-checkpoint-before-commit",
+               "kill-processor-after-commit": "processor.after-sink-commit"}
+"""Processor kills at a step of the two-phase commit (``"point"`` of the kill step): in
+exactly-once/transactional the crash lands there (Flink's windows between checkpoint and
+commit, scenarios s05, s06); in the other modes they are the mode's usual processor kill."""
+
+LATE_COMMIT_FOR_MS = 3000
+"""How long a ``late-commit`` holds the processor's CommitOffset (ms): past its 2 s deadline
+and its retry, so newer commits reach the broker first (shared/incidents-2.md #9, s12)."""
 
 
 def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZE, logical: bool = True) -> dict:
@@ -119,6 +136,9 @@ def _step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SI
         fault = {"kind": "latency", "delay_ms": 50, "jitter_ms": 25} if kind.startswith("latency-") \
             else {"kind": "reset", "count": 1}
         return {"at": at, "f": "link", "link": link, "for_ms": 2000, "fault": fault}
+    if kind in TWOPC_KILLS:
+        return {"at": at, "f": "kill", "node": "processor", "point": TWOPC_KILLS[kind],
+                "down_ms": rng.choice((200, 300, 500))}
     if kind.startswith("kill-"):
         return {"at": at, "f": "kill", "node": kind[5:], "down_ms": rng.choice((200, 300, 500))}
     if kind.startswith("stop-"):  # SIGTERM, graceful; a schedule file can add "kill_after_ms"
@@ -166,8 +186,24 @@ def generate(seed: int, events: int, faults: tuple[str, ...] | list[str] = DEFAU
     for i, kind in enumerate(faults):
         lo = int(events * (0.06 + 0.78 * i / max(n, 1)))
         hi = int(events * (0.06 + 0.78 * (i + 0.6) / max(n, 1)))
-        steps.append(step_for(kind, rng.randint(lo, max(lo, hi)), rng, batch_size, logical))
+        at = rng.randint(lo, max(lo, hi))
+        if kind == "late-commit":
+            steps += late_commit_steps(at, rng)
+            continue
+        steps.append(step_for(kind, at, rng, batch_size, logical))
     return {"seed": seed, "events": events, "batch_size": batch_size, "faults": list(faults), "steps": steps}
+
+
+def late_commit_steps(at: int, rng: random.Random) -> list[dict]:
+    """``late-commit``: the processor's first CommitOffset after position ``at`` is held
+    (``late``: the caller gives up at its deadline) and delivered when the fault is removed
+    :data:`LATE_COMMIT_FOR_MS` later, after newer commits; 500 ms later the processor is
+    killed, so its restart reads the committed offsets (incidents-2 #9, scenario s12). Both
+    steps are timed: the late delivery needs the newer commits to have happened first."""
+    return [{"at": at, "f": "link", "link": "processor-broker", "for_ms": LATE_COMMIT_FOR_MS, "timed": True,
+             "fault": {"kind": "late", "method": "CommitOffset", "count": 1, "hold_ms": 60000}},
+            {"at": at, "after_ms": LATE_COMMIT_FOR_MS + 500, "f": "kill", "node": "processor",
+             "down_ms": rng.choice((200, 300, 500)), "timed": True}]
 
 
 def save(schedule: dict, path: Path) -> None:

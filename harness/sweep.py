@@ -155,6 +155,23 @@ async def calibrate(points: tuple[str, ...], base: ClusterConfig, run_dir: Path,
     return hits
 
 
+async def run_cell(base: ClusterConfig, point: str, nth: int, cell_dir: Path, drain_timeout_s: float = 60.0,
+                   progress: ProgressFn = lambda *_: None) -> dict:
+    """One cell of the sweep: a fresh cluster with a crash at ``point``'s ``nth`` hit, audited.
+    Running it again with the same ``base`` replays it (tests/test_exact_replay.py).
+
+    Returns {failpoint, nth, verdict (``did-not-fire`` if the crash never fired),
+    audit_verdict, fired, lost, duplicated, anomalies: {name: count}, reasons, dir}.
+    """
+    entry, mode_dir = await _run_one(base, [crash_step(point, nth)], cell_dir, drain_timeout_s, progress)
+    fired = sum(1 for f in fired_in_logs(mode_dir) if f["failpoint"] == point)
+    return {"failpoint": point, "nth": nth, "verdict": entry["verdict"] if fired else DID_NOT_FIRE,
+            "audit_verdict": entry["verdict"], "fired": fired, "lost": entry.get("lost"),
+            "duplicated": entry.get("duplicated"),
+            "anomalies": {n: a.get("count", 0) for n, a in (entry.get("anomalies") or {}).items() if a.get("count")},
+            "reasons": entry.get("reasons"), "dir": str(mode_dir)}
+
+
 async def run_sweep(run_dir: Path, *, sink: str = SINK_IDEMPOTENT, events: int = 1500, seed: int = 1,
                     checkpoint_records: int = 250, points: tuple[str, ...] | None = None,
                     which: tuple[str, ...] = WHICH, drain_timeout_s: float = 60.0,
@@ -178,15 +195,9 @@ async def run_sweep(run_dir: Path, *, sink: str = SINK_IDEMPOTENT, events: int =
             if w not in which:
                 continue
             progress(f"{point}@{nth}", f"crash at the {w} hit")
-            cell_dir = run_dir / f"{point}@{nth}"
-            entry, mode_dir = await _run_one(base, [crash_step(point, nth)], cell_dir, drain_timeout_s, progress)
-            fired = sum(1 for f in fired_in_logs(mode_dir) if f["failpoint"] == point)
-            verdict = entry["verdict"] if fired else DID_NOT_FIRE
-            result["cells"].append({"failpoint": point, "which": w, "nth": nth, "verdict": verdict,
-                                    "audit_verdict": entry["verdict"],
-                                    "fired": fired, "lost": entry.get("lost"),
-                                    "duplicated": entry.get("duplicated"), "reasons": entry.get("reasons"),
-                                    "dir": str(mode_dir)})
+            cell = await run_cell(base, point, nth, run_dir / f"{point}@{nth}", drain_timeout_s, progress)
+            result["cells"].append({"failpoint": point, "which": w} | {k: v for k, v in cell.items()
+                                                                      if k != "failpoint"})
             path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     result["complete"] = True
     result["all_held"] = all(c["verdict"] == "held" for c in result["cells"])

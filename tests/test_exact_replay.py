@@ -120,3 +120,101 @@ def test_replay_of_chained_producer_kills_gives_identical_counts(tmp_path):
         crashes = [op for op in history(mode_dir) if op["f"] == "failpoint-crash"]
         assert [c["value"]["failpoint"] for c in crashes] == ["producer.after-send-before-ack"] * 2
     _replay_identical(tmp_path, "kill-producer,kill-producer", crashed_twice_at_the_producer_failpoint)
+
+
+def test_explore_mixes_hold_the_late_commit_and_2pc_kills_and_no_nats_faults():
+    from harness.explore import fault_mix
+    seen = {k for seed in range(1, 200) for k in fault_mix(seed)}
+    assert {"late-commit", "kill-processor-after-checkpoint", "kill-processor-after-commit"} <= seen
+    assert not any("-nats-" in k or k.startswith("power-loss") for k in seen)
+    assert all("-nats-" in k for seed in range(1, 50) for k in fault_mix(seed, broker="nats")
+               if k.endswith(("-leader", "-follower", "-broker")))
+
+
+def test_late_commit_is_a_held_commit_offset_then_a_processor_kill():
+    s = schedule_mod.generate(9, 600, ["late-commit"])
+    late, kill = s["steps"]
+    assert late["f"] == "link" and late["link"] == "processor-broker" and late["timed"]
+    assert late["fault"]["kind"] == "late" and late["fault"]["method"] == "CommitOffset"
+    assert kill["f"] == "kill" and kill["node"] == "processor" and kill["at"] == late["at"]
+    assert kill["after_ms"] > late["for_ms"]  # the kill comes after the late delivery
+
+
+def test_2pc_kills_land_on_their_point_in_transactional_only():
+    s = schedule_mod.generate(2, 600, ["kill-processor-after-checkpoint", "kill-processor-after-commit"])
+    steps = s["steps"]
+    assert [st["point"] for st in steps] == ["processor.after-checkpoint-before-commit",
+                                             "processor.after-sink-commit"]
+    tx = expand(steps, cfg("exactly-once", "transactional"))
+    assert [st["name"] for st in tx] == ["processor.after-checkpoint-before-commit", "processor.after-sink-commit"]
+    assert tx[1]["chain"]
+    # the ablated order never reaches after-checkpoint-before-commit: the usual point instead
+    ab = expand(steps, cfg("exactly-once", "transactional", ["2pc-commit-after-checkpoint"]))
+    assert [st["name"] for st in ab] == ["processor.before-checkpoint", "processor.after-sink-commit"]
+    assert {st["name"] for st in expand(steps, cfg("at-least-once"))} == \
+        {"processor.after-sink-ack-before-offset-commit"}
+
+
+def test_logical_power_loss_pauses_the_producer_at_a_batch_then_quiesces():
+    step = {"at": 1000, "f": "power-loss", "nodes": "all", "down_ms": 200, "trigger": "failpoint"}
+    c = cfg("at-least-once")
+    c.batch_size = 20
+    loss, arm = expand([step], c)
+    assert arm == {"at": 0, "arm": True, "f": "failpoint", "node": "producer", "action": "pause", "count": 1,
+                   "name": "producer.after-ack-before-persist", "nth": 51, "logical": "quiesce"}
+    assert loss["f"] == "power-loss" and loss["at"] == 1000 and "trigger" not in loss
+    assert loss["quiesce"] == {"node": "producer", "failpoint": "producer.after-ack-before-persist", "nth": 51}
+    c.mode = "at-most-once"
+    loss, arm = expand([step], c)
+    assert arm["name"] == "producer.after-persist-before-send" and arm["nth"] == 50 and loss["at"] == 1000
+
+
+def test_logical_stops_pause_first_the_next_one_armed_in_the_restart():
+    steps = [{"at": 350, "f": "stop", "node": "processor", "down_ms": 300, "trigger": "failpoint"},
+             {"at": 700, "f": "stop", "node": "processor", "kill_after_ms": 5, "trigger": "failpoint"}]
+    c = cfg("at-least-once")
+    c.fetch_group = 25
+    first, second, arm = expand(steps, c)
+    assert arm["action"] == "pause" and arm["nth"] == 14 and arm["name"] == "processor.after-sink-ack-before-offset-commit"
+    assert first["pause_at"]["seq"] == 0 and first["next_pause"] == {"name": arm["name"], "nth": 14}
+    assert second["pause_at"] == {"name": arm["name"], "nth": 14, "seq": 1} and "next_pause" not in second
+    assert "trigger" in steps[0]  # the schedule itself is left as written
+    timed = expand(steps[:1], cfg("exactly-once", "idempotent", ["checkpointing"]))
+    assert timed[0]["timed"] and "pause_at" not in timed[0]
+
+
+async def test_a_sweep_cell_replayed_gives_identical_counts(tmp_path):
+    """One cell of the crash-point sweep (harness/sweep.py: record-driven checkpoints, a
+    crash at the Nth hit), run twice with the same seed. With the commit-before-checkpoint
+    ablation the crash re-applies a committed transaction, so there are counts to compare."""
+    from dataclasses import replace
+
+    from harness import sweep
+    base = replace(sweep.base_config("transactional", 600, 1, 100), disabled=["2pc-commit-after-checkpoint"])
+    cells = [await sweep.run_cell(base, "processor.after-sink-commit", 2, tmp_path / f"run{i}") for i in (1, 2)]
+    for c in cells:
+        assert c["fired"] == 1  # the crash fired where intended
+    assert cells[0]["verdict"] == "broken" and cells[0]["anomalies"].get("duplicated", 0) > 0
+    same = ("verdict", "lost", "duplicated", "anomalies")
+    assert {k: cells[0][k] for k in same} == {k: cells[1][k] for k in same}
+
+
+def test_data_dir_steps_pause_first_with_their_own_nth():
+    steps = [{"at": 300, "f": "snapshot", "node": "processor", "id": "early", "trigger": "failpoint", "nth": 3},
+             {"at": 950, "f": "rollback", "node": "processor", "id": "early", "trigger": "failpoint", "nth": 6}]
+    snap, roll, arm = expand(steps, cfg("exactly-once", "transactional"))
+    assert arm["name"] == "processor.before-checkpoint" and arm["nth"] == 3 and arm["action"] == "pause"
+    assert snap["next_pause"] == {"name": "processor.before-checkpoint", "nth": 6}
+    assert roll["pause_at"] == {"name": "processor.before-checkpoint", "nth": 6, "seq": 1}
+
+
+def test_nats_faults_quiesce_the_producer_chained_by_re_arming():
+    steps = [{"at": 1000, "f": "corrupt", "node": "nats", "role": "follower", "trigger": "failpoint"},
+             {"at": 1400, "f": "kill", "node": "nats", "role": "leader", "trigger": "failpoint"}]
+    c = cfg("at-least-once")
+    c.batch_size = 20
+    corrupt, kill, arm = expand(steps, c)
+    assert arm["nth"] == 51 and arm["action"] == "pause"  # one arming: the first step's
+    assert corrupt["quiesce"]["nth"] == 51 and corrupt["quiesce_next"] == {"nth": 20}  # re-armed at release
+    assert kill["quiesce"] == {"node": "producer", "failpoint": "producer.after-ack-before-persist", "nth": 71,
+                               "seq": 1}

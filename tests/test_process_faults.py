@@ -221,6 +221,10 @@ async def test_graceful_and_killed_stops_of_the_processor_lose_nothing_at_least_
                                                                            (False, True, -signal.SIGKILL)]
     assert entry["faults"].get("stop-processor") == 2
     assert entry["lost"] == 0 and entry["as_expected"], entry["mismatches"]
+    # logical stops: each SIGTERM came with the processor paused at its Nth step, between the
+    # sink's ACK and the offset commit, so each re-delivers exactly one group of 25
+    assert [s["pause_at"]["paused"] for s in stops] == [True, True]
+    assert entry["duplicated"] == 50, entry["anomalies"]
 
 
 @pytest.mark.timeout(120)
@@ -230,11 +234,15 @@ async def test_a_broker_restart_during_a_producer_pause_keeps_exactly_once(tmp_p
     result = await run_scenario(scenarios.get("s16-idle-producer-broker-restart"), tmp_path,
                                 modes=["exactly-once/idempotent"])
     (entry,) = result["modes"]
-    ops = [(op["type"], op["f"]) for op in read_history(tmp_path / "exactly-once-idempotent" / "nemesis.jsonl")]
+    ops = [(op["type"], op["f"]) for op in read_history(tmp_path / "exactly-once-idempotent" / "nemesis.jsonl")
+           if op["f"] != "failpoint"]  # the arming of the producer's logical pause
     # the stop began while the producer was paused; which ends first depends on the load
     assert ops[:2] == [("invoke", "pause"), ("invoke", "stop")], ops
     assert sorted(ops[2:4]) == [("ok", "pause"), ("ok", "stop")], ops
     assert entry["verdict"] == "held" and entry["as_expected"], entry["mismatches"]
+    (pause,) = [op["value"] for op in read_history(tmp_path / "exactly-once-idempotent" / "nemesis.jsonl")
+                if op["f"] == "pause" and op["type"] == "ok"]
+    assert pause["quiesce"]["paused"] and pause["quiesce"]["released"]  # held at its 5th batch, then let go
 
 
 def test_an_unexpected_exit_note_quotes_the_nodes_last_log_line(tmp_path):

@@ -14,6 +14,8 @@ class NemesisContext:
     history: HistoryWriter
     reported_exits: set = field(default_factory=set)
     """(node name, pid) of exits already recorded as ``node-exited`` (reported once)."""
+    logical_done: dict = field(default_factory=dict)
+    """node -> logical pause-then-act steps carried out (harness.nemesis.logical.wait_paused)."""
 
 
 class Nemesis:

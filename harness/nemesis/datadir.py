@@ -98,15 +98,26 @@ class DataDirNemesis(Nemesis):
             raise DataDirError(error)
         if is_nats(step):  # a NATS server's files: corrupt.py picks the server by role
             from harness.nemesis.corrupt import CorruptNemesis
-            return await CorruptNemesis(self.ctx).invoke(step)
+            from harness.nemesis.quiesce import quiesce, release
+            waited = await quiesce(self.ctx.cluster, step["quiesce"]) if step.get("quiesce") else None
+            out = await CorruptNemesis(self.ctx).invoke(step)
+            if waited is not None:  # logical: the producer paused and the pipeline drained first
+                await release(self.ctx.cluster, step, waited)
+                out["quiesce"] = waited
+            return out
+        from harness.nemesis.logical import acted, hand_next_pause, wait_paused
+        waited = await wait_paused(self.ctx, step) if step.get("pause_at") else None  # a logical trigger
         p = self.ctx.cluster.nodes[step["node"]]
         async with p.exclusive():  # one owner per node restart (harness/process.py)
             stopped = await self._stop(p, step.get("stop", "kill"), step["f"])
-            result = {"stopped": stopped}
+            result = {"stopped": stopped} | ({"pause_at": waited} if waited else {})
             result.update(getattr(self, f"_{step['f']}")(p, step))
             if stopped is not None and not stopped.get("already_down"):
                 await asyncio.sleep(int(step.get("down_ms", 100)) / 1000)
+                hand_next_pause(p, step)
                 result["restart"] = await self._start(p)
+        if waited is not None:
+            acted(self.ctx, step)
         return result
 
     async def _stop(self, p: NodeProcess, how: str, f: str) -> dict | None:

@@ -50,7 +50,7 @@ def steps_fired(mode_dir: Path, steps: list[dict]) -> list[dict]:
         if step["f"] == "failpoint":
             n = sum(1 for f in firings if f["failpoint"] == step.get("name") and f["node"] == step.get("node"))
             evidence = f"{n} 'failpoint fired' lines in {step.get('node')}'s log"
-        elif step.get("trigger") == "failpoint" and v.get("logical"):  # harness.nemesis.logical
+        elif step.get("trigger") == "failpoint" and v.get("logical") == "kill":  # harness.nemesis.logical
             n = min(1, sum(1 for f in firings if f["failpoint"] == v.get("name") and f["node"] == v.get("node")))
             evidence = f"a kill at failpoint {v.get('name')} (nth {v.get('nth')}): {n} firing(s) counted"
         elif op is None:

@@ -21,12 +21,30 @@ timed: it fires at its producer position and says ``"timed": true``.
 
 from __future__ import annotations
 
+from harness.nemesis.quiesce import quiesce_trigger
 from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SINK_TRANSACTIONAL
 
 
-def point_for(node: str, config) -> str | None:
-    """The failpoint a logical kill or pause of ``node`` hits in ``config``'s mode (None: none)."""
+TWOPC_POINTS = {
+    "processor.after-checkpoint-before-commit": ("2pc-commit-after-checkpoint",),
+    "processor.after-sink-commit": (),
+}
+"""Two-phase-commit points a kill step may ask for (``"point"``, harness.schedule.TWOPC_KILLS),
+with the ablations whose order skips the point: ``commit-before-checkpoint`` never reaches
+``after-checkpoint-before-commit`` (exactly_once.TransactionalCheckpointing.checkpoint)."""
+
+
+def point_for(node: str, config, wanted: str | None = None) -> str | None:
+    """The failpoint a logical kill or pause of ``node`` hits in ``config``'s mode (None: none).
+
+    ``wanted``: a two-phase-commit point (:data:`TWOPC_POINTS`) the step asks for; taken
+    in exactly-once/transactional with checkpoints when the mode's order reaches it, else
+    the mode's usual point of ``node``."""
     disabled = set(config.disabled or ())
+    if wanted in TWOPC_POINTS and node == "processor" and config.mode == EXACTLY_ONCE \
+            and config.sink_strategy == SINK_TRANSACTIONAL and "checkpointing" not in disabled \
+            and not disabled & set(TWOPC_POINTS[wanted]) and node not in (getattr(config, "external", None) or {}):
+        return wanted
     if node in (getattr(config, "external", None) or {}):
         return None  # a user's node (--processor-cmd): no testbed failpoints, the kill stays timed
     if node == "broker":
@@ -55,7 +73,7 @@ def records_per_hit(point: str, batch_size: int, fetch_group: int = 0) -> int:
     """Records the producer emits per hit of ``point`` (an estimate, to turn a position into N)."""
     if point.startswith(("broker.", "producer.")):
         return max(1, batch_size // 4)  # one Produce per partition of each batch
-    if point in ("processor.before-checkpoint", "sink.after-commit-before-reply"):
+    if point in ("processor.before-checkpoint", "sink.after-commit-before-reply", *TWOPC_POINTS):
         return 500  # a checkpoint every 500 ms at 1000 events/s
     if fetch_group and point.startswith(("processor.after-", "sink.after-apply")):
         return fetch_group  # one step (one sink write) per group (nodes/processor/grouping.py)
@@ -65,19 +83,120 @@ def records_per_hit(point: str, batch_size: int, fetch_group: int = 0) -> int:
 RECORDS_PER_HIT = records_per_hit
 
 
+PAUSE_THEN = ("stop", "snapshot", "rollback", "wipe")
+"""Steps made logical by a pause first (:func:`stop_triggers`): each stops its node."""
+
+
+def stop_triggers(steps: list[dict], config) -> list[dict]:
+    """``"trigger": "failpoint"`` stop steps (SIGTERM), and snapshot, rollback and wipe steps
+    of a node's data dir (each stops the node first), made logical: the node first pauses at
+    the Nth hit of its kill point (:func:`point_for`; the step's own ``nth`` if it gives one),
+    then the step acts (harness.nemesis.stop, harness.nemesis.datadir), so it cuts the same
+    protocol step in every run, instead of whatever a timer found in flight. The first such
+    step of a node is armed before the workload (an arm step, returned apart, appended by
+    :func:`expand`); each later one is handed to the restart of the step before it
+    (``next_pause``), its N counted from that restart. Where the node has no point the step
+    stays timed."""
+    arms, prev = [], {}
+    for step in steps:
+        if step.get("trigger") != "failpoint" or step["f"] not in PAUSE_THEN:
+            continue
+        node = step.get("node")
+        point = point_for(node, config) if node in ("processor", "sink", "broker") else None
+        step.pop("trigger")
+        if point is None:
+            step["timed"] = True
+            continue
+        per = records_per_hit(point, int(config.batch_size), int(getattr(config, "fetch_group", 0) or 0))
+        before = prev.get(node)
+        nth = int(step["nth"]) if "nth" in step else \
+            max(1, step["at"] // per - (0 if before is None else before["at"] // per))
+        pause = {"name": point, "nth": nth, "seq": 0 if before is None else before["pause_at"]["seq"] + 1}
+        step.update({"pause_at": pause, "logical": "stop"})
+        if before is None:
+            arms.append({"at": 0, "arm": True, "f": "failpoint", "node": node, "name": point, "action": "pause",
+                         "nth": nth, "count": 1, "logical": "stop"})
+        else:
+            before["next_pause"] = {"name": point, "nth": nth}
+        prev[node] = step
+    return arms
+
+
+async def wait_paused(ctx, step: dict, timeout_s: float = 60.0) -> dict:
+    """A logical pause-then-act step (:func:`stop_triggers`): wait for the steps of the same
+    node before it (``ctx.logical_done``), then until the node's process paused at
+    ``pause_at`` (ListFailpoints says fired; up to ``timeout_s``, then the step acts anyway
+    and ``paused`` says false). The caller counts the step done once it acted
+    (:func:`acted`). Returns {"paused", "waited_ms", "name", "nth", "seq"}."""
+    import asyncio
+    import time
+
+    import grpc
+
+    from harness.nemesis.failpoint import list_failpoints
+    node, want = step["node"], step["pause_at"]
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
+    while ctx.logical_done.get(node, 0) < want["seq"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    paused = False
+    while not paused and time.monotonic() < deadline:
+        p = ctx.cluster.nodes[node]
+        try:
+            fps = await list_failpoints(p.address, timeout_s=2.0) if p.running else []
+            paused = any(f["name"] == want["name"] and f["total_fired"] >= 1 for f in fps)
+        except grpc.aio.AioRpcError:
+            pass
+        if not paused:
+            await asyncio.sleep(0.05)
+    return {"paused": paused, "waited_ms": round((time.monotonic() - t0) * 1000)} | want
+
+
+def acted(ctx, step: dict) -> None:
+    """Count a logical pause-then-act step of ``step["node"]`` as done (:func:`wait_paused`)."""
+    ctx.logical_done[step["node"]] = ctx.logical_done.get(step["node"], 0) + 1
+
+
+def hand_next_pause(p, step: dict) -> None:
+    """Arm the node's next logical pause (``step["next_pause"]``) in its next start
+    (``TESTBED_FAILPOINTS`` of that start only)."""
+    from nodes.common.failpoints import ENV_VAR, Arming
+    if step.get("next_pause"):
+        nxt = step["next_pause"]
+        spec = Arming(nxt["name"], "pause", nth=int(nxt["nth"]), count=1).validate().spec()
+        p.once_env[ENV_VAR] = ";".join(filter(None, [p.once_env.get(ENV_VAR, ""), spec]))
+
+
 def expand(steps: list[dict], config) -> list[dict]:
     """``steps`` (in the runner's order) with each ``"trigger": "failpoint"`` kill
     step replaced by its armed failpoint step (same index), or marked
-    ``"timed": true`` where the mode has no failpoint for it."""
-    out, last_at = [], {}
+    ``"timed": true`` where the mode has no failpoint for it; each ``"trigger":
+    "failpoint"`` power loss, and kill of a NATS server, gets ``quiesce``
+    (harness.nemesis.quiesce: chained by re-arming the producer's pause), each such stop
+    ``pause_at`` (:func:`stop_triggers`); the arm steps of their pauses are appended after
+    every step (the indices of the others stay)."""
+    steps = [dict(s) for s in steps]
+    out, last_at, extra, prev_q = [], {}, stop_triggers(steps, config), None
     for step in steps:
+        if step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or (
+                step["f"] in ("kill", "corrupt") and step.get("node") == "nats") or (
+                step["f"] == "pause" and step.get("node") == "producer")):  # harness.nemesis.quiesce
+            loss, arm = quiesce_trigger(step, config)
+            if prev_q is None:
+                extra.append(arm)
+            else:  # the pause is re-armed as the previous one releases the producer (chained)
+                prev_q["quiesce_next"] = {"nth": max(1, arm["nth"] - prev_q["quiesce"]["nth"])}
+                loss["quiesce"]["seq"] = prev_q["quiesce"].get("seq", 0) + 1
+            out.append(loss)
+            prev_q = loss
+            continue
         if step.get("trigger") != "failpoint" or step["f"] != "kill":
             out.append(step)
             continue
         node = step.get("node")
-        point = point_for(node, config)
+        point = point_for(node, config, step.get("point"))
         if point is None:
-            out.append({k: v for k, v in step.items() if k != "trigger"} | {"timed": True})
+            out.append({k: v for k, v in step.items() if k not in ("trigger", "point")} | {"timed": True})
             continue
         per = records_per_hit(point, int(config.batch_size), int(getattr(config, "fetch_group", 0) or 0))
         prev = last_at.get(node)
@@ -86,4 +205,4 @@ def expand(steps: list[dict], config) -> list[dict]:
                     "action": "crash", "down_ms": int(step.get("down_ms", 300)), "logical": "kill",
                     "chain": prev is not None})
         last_at[node] = step["at"]
-    return out
+    return out + extra

@@ -27,6 +27,10 @@ class KillNemesis(Nemesis):
     address and wait for SERVING."""
 
     async def invoke(self, step: dict) -> dict:
+        waited = None
+        if step.get("quiesce"):  # a logical kill of a NATS server (harness.nemesis.logical)
+            from harness.nemesis.quiesce import quiesce
+            waited = await quiesce(self.ctx.cluster, step["quiesce"])
         p = await self.ctx.cluster.resolve_node(step)
         async with p.exclusive():
             if not p.running:
@@ -36,7 +40,12 @@ class KillNemesis(Nemesis):
             code = await p.wait(10)
             await asyncio.sleep(step.get("down_ms", 300) / 1000)
             await p.start_owned()
-        return {"killed_pid": pid, "exit_code": code, "new_pid": p.pid, "server": p.name}
+        out = {"killed_pid": pid, "exit_code": code, "new_pid": p.pid, "server": p.name}
+        if waited is not None:  # the producer paused for it: let it go on
+            from harness.nemesis.quiesce import release
+            await release(self.ctx.cluster, step, waited)
+            out["quiesce"] = waited
+        return out
 
     async def heal(self) -> None:
         """Restart every node or proxy found dead. A node the harness brought down
@@ -68,6 +77,8 @@ class PauseNemesis(Nemesis):
     guard process resumes and stops the node if the harness dies meanwhile."""
 
     async def invoke(self, step: dict) -> dict:
+        if step.get("quiesce"):  # logical: the producer held at its Nth batch, not SIGSTOPped
+            return await self._hold(step)
         p = await self.ctx.cluster.resolve_node(step)
         if not p.running:
             return already_dead(p)
@@ -79,6 +90,16 @@ class PauseNemesis(Nemesis):
             if p.pid == pid:
                 p.resume()
         return {"pid": pid, "server": p.name}
+
+    async def _hold(self, step: dict) -> dict:
+        """A logical pause of the producer (harness.nemesis.quiesce): it stops at its Nth
+        batch, ACKed and not yet persisted (nothing in flight), the pipeline drains, it is
+        held ``for_ms`` more, then released: an idle producer, the same in every run."""
+        from harness.nemesis.quiesce import quiesce, release
+        waited = await quiesce(self.ctx.cluster, step["quiesce"])
+        await asyncio.sleep(step.get("for_ms", 500) / 1000)
+        await release(self.ctx.cluster, step, waited)
+        return {"quiesce": waited, "held_ms": step.get("for_ms", 500)}
 
     async def heal(self) -> None:
         for p in self.ctx.cluster.nodes.values():

@@ -15,6 +15,7 @@ import signal
 import time
 
 from harness.nemesis.base import Nemesis
+from harness.nemesis.logical import hand_next_pause
 from harness.nemesis.process import already_dead
 
 DEFAULT_GRACE_MS = 30_000
@@ -31,6 +32,15 @@ class StopNemesis(Nemesis):
     (SIGTERM to exit), plus ``new_pid``."""
 
     async def invoke(self, step: dict) -> dict:
+        from harness.nemesis.logical import acted, wait_paused
+        waited = await wait_paused(self.ctx, step) if step.get("pause_at") else None
+        out = await self._stop(step)
+        if waited is not None:
+            acted(self.ctx, step)
+            out["pause_at"] = waited
+        return out
+
+    async def _stop(self, step: dict) -> dict:
         p = await self.ctx.cluster.resolve_node(step)
         kill_after = step.get("kill_after_ms")
         grace_ms = int(kill_after) if kill_after is not None else DEFAULT_GRACE_MS
@@ -50,6 +60,7 @@ class StopNemesis(Nemesis):
                 code = await p.wait(10)
             shutdown_ms = round((time.monotonic() - t0) * 1000, 1)
             await asyncio.sleep(step.get("down_ms", 300) / 1000)
+            hand_next_pause(p, step)  # the node's next logical step pauses in this new process
             await p.start_owned()
         return {"stopped_pid": pid, "graceful": not killed and code == 0, "killed": killed,
                 "exit_code": code, "shutdown_ms": shutdown_ms, "kill_after_ms": kill_after,

@@ -7,7 +7,9 @@ cluster to run with lazy storage, else it is recorded as ``info`` (not applied).
     {"at": 300, "f": "fsync-error", "node": "broker", "path": "orders-*/*.log"}
     {"at": 300, "f": "disk-full", "node": "sink", "after_bytes": 4096, "for_ms": 2000}
 
-- ``power-loss``: the named nodes lose power at once: all are sent SIGKILL
+- ``power-loss``: (with ``quiesce``, a logical trigger: first the producer pauses at
+  its Nth batch and the pipeline drains, harness.nemesis.quiesce) the named nodes lose
+  power at once: all are sent SIGKILL
   before any is waited for, then every write they had not fsynced is dropped
   (the lazy filesystem's ``clear-cache``, then a fresh mount), then they are
   restarted (sink, broker, processor, producer order) after ``down_ms``. The
@@ -68,6 +70,10 @@ class PowerLossNemesis(Nemesis):
 
     async def invoke(self, step: dict) -> dict:
         cluster = self.ctx.cluster
+        waited = None
+        if step.get("quiesce"):  # a logical power loss (harness.nemesis.logical.power_loss_trigger)
+            from harness.nemesis.quiesce import quiesce
+            waited = await quiesce(cluster, step["quiesce"])
         names = power_loss_nodes(step, present=cluster.nodes)
         mounts = {n: _mount(self, n) for n in names}
         procs = {n: cluster.nodes[n] for n in names if n in cluster.nodes}
@@ -88,8 +94,11 @@ class PowerLossNemesis(Nemesis):
                 await p.start_owned()
                 killed[n]["new_pid"] = p.pid
         cluster.write_manifest()
+        if waited and step["quiesce"]["node"] not in names:  # the paused producer kept its power: let it go on
+            from harness.nemesis.quiesce import release
+            await release(cluster, step, waited)
         return {"nodes": killed, "dropped_bytes": sum(d["dropped_bytes"] for d in dropped),
-                "dropped_files": sum(d["files"] for d in dropped)}
+                "dropped_files": sum(d["files"] for d in dropped)} | ({"quiesce": waited} if waited else {})
 
     async def heal(self) -> None:
         pass  # a power loss is over once its nodes restarted
