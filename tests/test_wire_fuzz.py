@@ -102,15 +102,7 @@ def run_property(cluster, node_name, method, input_type, settings_) -> None:
     assert node.health() == 1, f"{node_name} not SERVING after the fuzz of {method}"
 
 
-SLOW_SINK_WRITES = ("/testbed.v1.Sink/Apply", "/testbed.v1.Sink/Upsert")
-"""Since the consumer-group fields (member_id, epoch) joined the sink's writes, the quick fuzz of
-these two takes about 240 s and one call has exceeded 10 s: a defect under investigation, so they
-run with ``--all`` (marked slow) rather than in the default suite."""
-QUICK_PARAMS = [pytest.param(*r, id=i, marks=[pytest.mark.slow] if r[1] in SLOW_SINK_WRITES else [])
-                for r, i in zip(RPCS, IDS)]
-
-
-@pytest.mark.parametrize("node_name,method,input_type", QUICK_PARAMS)
+@pytest.mark.parametrize("node_name,method,input_type", RPCS, ids=IDS)
 def test_random_and_malformed_requests_get_a_clean_status(cluster, node_name, method, input_type):
     run_property(cluster, node_name, method, input_type, QUICK)
 

@@ -22,6 +22,9 @@ MAX_ORDER_ID_BYTES = 256
 MAX_ACCOUNT_BYTES = 256
 """Order.account, UTF-8 bytes (INVALID_ARGUMENT)."""
 MAX_GROUP_BYTES = 256
+MAX_MEMBER_ID_BYTES = 512
+"""A consumer-group member id the sink records (the broker's client id, 256 bytes at most, plus
+its suffix): a longer one is refused with INVALID_ARGUMENT before anything is written."""
 """Consumer group names (CommitOffset, FetchCommittedOffset), UTF-8 bytes (INVALID_ARGUMENT)."""
 MAX_TOPIC_BYTES = 256
 """Topic names (INVALID_ARGUMENT; the broker serves one topic anyway)."""

@@ -55,7 +55,7 @@ from nodes.sink.money import add_balances
 from nodes.sink.errors import (AlreadyCommitted, InvalidInput, TransactionAborted, TransactionCommitted,
                                TransactionNotFound)
 from nodes.sink.schema import (DB_FILE, DEFAULT_SNAPSHOT_LIMIT, MAX_ORDERS_PER_CALL, MAX_SNAPSHOT_LIMIT,
-                               OrderRow, check_orders, check_transaction_id, connect,
+                               OrderRow, check_member, check_orders, check_transaction_id, connect,
                                read_snapshot)
 
 __all__ = ["DB_FILE", "MAX_ORDERS_PER_CALL", "CommitResult", "SinkCounters", "SinkDB", "read_snapshot"]
@@ -192,6 +192,7 @@ class SinkDB:
         Raises: InvalidInput, TooManyOrders (nothing applied).
         """
         check_orders(rows)
+        check_member(member)
         with self._txn() as con:
             new, newly_dup = self._apply_rows(con, rows)
             partitions.record_applications(con, (r[0] for r in rows), member, epoch, self._clock_ms())
@@ -204,6 +205,7 @@ class SinkDB:
         Raises: InvalidInput, TooManyOrders (nothing applied).
         """
         check_orders(rows)
+        check_member(member)
         applied = 0
         per_account: dict[str, int] = defaultdict(int)
         with self._txn() as con:
@@ -232,6 +234,7 @@ class SinkDB:
         """
         check_transaction_id(transaction_id)
         check_orders(rows)
+        check_member(member)
         with self._fenced_logged(member, epoch), self._txn() as con:
             row = con.execute("SELECT state FROM transactions WHERE transaction_id = ?",
                               (transaction_id,)).fetchone()
@@ -355,6 +358,7 @@ class SinkDB:
         """Claim ``parts`` for ``epoch`` and return their checkpoints (partitions.fence).
 
         Raises: Fenced (a newer owner), InvalidInput."""
+        check_member(member)
         with self._fenced_logged(member, epoch), self._txn() as con:
             out = partitions.fence(con, parts, epoch, member, self._clock_ms(), self.epoch_fencing)
         if out[1]:
@@ -364,6 +368,7 @@ class SinkDB:
 
     def save_checkpoints(self, cks: Sequence[partitions.Checkpoint], epoch: int, member: str) -> None:
         """Replace the partitions' checkpoints. Raises: Fenced, InvalidInput."""
+        check_member(member)
         with self._fenced_logged(member, epoch), self._txn() as con:
             partitions.save(con, cks, epoch, member, self._clock_ms(), self.epoch_fencing)
 
