@@ -11,6 +11,7 @@ from harness.ablations import ABLATIONS
 from harness.bench.report import (baseline_table, detect_table, memory_table, node_table, other_table,
                                   pipeline_table, target_lines)
 from harness.bench.runner import ALL_MODES, PARTS, BenchConfig, run_bench
+from harness.bench.brokers import BROKERS
 from harness.cli_common import console, exit_if_interrupted, fail, positive, run_async
 from harness.process import NodeStartError
 from harness.cluster import DrainTimeout
@@ -75,8 +76,8 @@ def _names(choices):
               help="Orders sent through the proxy-cost part [default 40000; --quick 10000].")
 @click.option("--parts", callback=_names(PARTS), default=None, metavar="LIST",
               help="Parts to run [default all]: " + ", ".join(PARTS) + ".")
-@click.option("--broker", "brokers", callback=_names(("builtin", "nats")), default=None, metavar="LIST",
-              help="builtin, nats or both: adds the 'brokers' part, the same pipeline over each broker "
+@click.option("--broker", "brokers", callback=_names(BROKERS), default=None, metavar="LIST",
+              help="builtin, nats, mosquitto (any of them): adds the 'brokers' part, the same pipeline over each broker "
                    "side by side, direct and through the proxies (docs/bench.md).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--keep-data", is_flag=True, help="Keep the clusters' data dirs (large).")

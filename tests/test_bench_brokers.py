@@ -31,6 +31,15 @@ def test_bad_broker_name_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "harness.cli", "bench", "--broker", "kafka", "--out", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "unknown 'kafka'" in r.stderr
+    assert "mosquitto" in r.stderr   # the choices it names
+
+
+def test_mosquitto_counts_as_the_log():
+    row = {"mode": "at-least-once", "sink": None, "links": "direct", "batch_size": 100, "events": 1000,
+           "applied": 1000, "events_per_s": 500.0, "latency_p50_ms": 5.0, "latency_p99_ms": 9.0,
+           "nodes": {"mosquitto": {"cpu_s_per_1k": 0.01}, "producer": {"cpu_s_per_1k": 0.1},
+                     "processor": {"cpu_s_per_1k": 0.1}, "sink": {"cpu_s_per_1k": 0.05}}}
+    assert summarise(row, "mosquitto")["cpu_s_per_1k_by_group"] == {"log": 0.01, "clients": 0.2, "sink": 0.05}
 
 
 @pytest.mark.slow

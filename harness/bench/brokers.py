@@ -1,14 +1,15 @@
-"""The same pipeline over each broker, side by side: ``bench --broker builtin,nats``.
+"""The same pipeline over each broker, side by side: ``bench --broker builtin,nats,mosquitto``.
 
 For every broker (``builtin``: the testbed's gRPC broker; ``nats``: a 3-server JetStream
-cluster, harness/nats_cluster.py), every mode of ``cfg.broker_modes`` and every links
-setting (``direct``; ``proxies``: the gRPC proxies for builtin, a TCP proxy on every
-client link and route for NATS, harness/nats_links.py), one fresh cluster runs the whole
+cluster, harness/nats_cluster.py; ``mosquitto``: one MQTT broker, harness/mosquitto.py),
+every mode of ``cfg.broker_modes`` and every links setting (``direct``; ``proxies``: the
+gRPC proxies for builtin, a TCP proxy on every client link and route for NATS,
+harness/nats_links.py, on the two client links for mosquitto), one fresh cluster runs the whole
 workload at full speed with no fault (harness/bench/pipeline.run_pipeline). Per row:
 
 - ``events_per_s``, ``latency_p50_ms``, ``latency_p99_ms`` (as the pipeline part);
 - ``cpu_s_per_1k``: CPU seconds per 1,000 events of every process of the run, split in
-  ``cpu_s_per_1k_by_group``: ``log`` (the broker node or the NATS servers), ``proxies``,
+  ``cpu_s_per_1k_by_group``: ``log`` (the broker node, the NATS servers or mosquitto), ``proxies``,
   ``clients`` (producer and processor), ``sink``;
 - ``proxies_to_direct``: events/s through the proxies over direct (same broker, mode).
 
@@ -27,13 +28,13 @@ from rich.table import Table
 
 from harness.bench.pipeline import run_pipeline
 
-BROKERS = ("builtin", "nats")
+BROKERS = ("builtin", "nats", "mosquitto")
 
 
 def _group(node: str) -> str:
     if node.startswith("proxy:"):
         return "proxies"
-    if node in ("broker",) or node.startswith("nats-"):
+    if node in ("broker", "mosquitto") or node.startswith("nats-"):
         return "log"
     return "sink" if node == "sink" else "clients"
 
