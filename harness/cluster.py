@@ -431,7 +431,9 @@ class Cluster:
     def write_manifest(self) -> None:
         """Write ``cluster.json``: {run_dir, config, nodes: {name: {address, pid, data_dir,
         storage (lazy only): {kind, backing, mount, pid, state_dir}}},
-        links: {link: {proxy, upstream, pid, data_dir}}}."""
+        links: {link: {proxy, upstream, pid, data_dir}}, nats (NATS only): {url, sync,
+        servers: {name: ports}, pids: {name: pid}, external}, mosquitto (MQTT only): {address,
+        pid, autosave, persistence}}."""
         def info(p: NodeProcess) -> dict:
             out = {"address": p.address, "pid": p.pid, "data_dir": str(p.data_dir)}
             if getattr(p, "external", False):
@@ -455,9 +457,11 @@ class Cluster:
         if self.nats is not None:
             manifest["nats"] = {"url": self.nats.url, "sync": self.nats.sync,
                                 "servers": {s.name: dict(s.ports) for s in self.nats.servers},
+                                "pids": {s.name: s.pid for s in self.nats.servers},
                                 "external": bool(self.config.nats_url)}
         if self.mosquitto is not None:
-            manifest["mosquitto"] = {"address": self.mosquitto.address, "autosave": self.mosquitto.autosave,
+            manifest["mosquitto"] = {"address": self.mosquitto.address, "pid": self.mosquitto.pid,
+                                     "autosave": self.mosquitto.autosave,
                                      "persistence": str(self.mosquitto.data_dir / "mosquitto.db")}
         (self.run_dir / "cluster.json").write_text(json.dumps(manifest, indent=2) + "\n")
 

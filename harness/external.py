@@ -41,6 +41,7 @@ from typing import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.orphan_guard import OrphanGuarded
 from harness.process import ROOT, NodeProcess, NodeStartError
 from nodes.common.channels import insecure_channel
 from nodes.common.control_auth import control_channel
@@ -104,7 +105,7 @@ def node_env(node: str, settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
-class ExternalNodeProcess(NodeProcess):
+class ExternalNodeProcess(OrphanGuarded, NodeProcess):
     """A user's node process, started from ``command`` with ``settings`` as flags and env.
 
     Args:
@@ -134,7 +135,6 @@ class ExternalNodeProcess(NodeProcess):
         self.control: bool | None = None
         self.start_timeout_s = start_timeout_s
         self.cwd = Path.cwd()   # the user's relative paths mean what they meant where they typed them
-        self._orphan_guard: subprocess.Popen | None = None
 
     def all_settings(self) -> dict[str, str]:
         return {"listen": self.address or self.listen, "data_dir": str(self.data_dir), **self.settings}
@@ -236,36 +236,6 @@ class ExternalNodeProcess(NodeProcess):
             return True
         except grpc.aio.AioRpcError:
             return False
-
-    def _start_orphan_guard(self) -> None:
-        """A node in another language may not watch TESTBED_PARENT_PID: the pause guard
-        (harness/pause_guard.py) watches the harness for it, for the node's whole life, and
-        stops it (SIGCONT, SIGTERM, SIGKILL 5 s later) if the harness dies."""
-        self._end_orphan_guard()
-        self._orphan_guard = subprocess.Popen(
-            [sys.executable, str(ROOT / "harness" / "pause_guard.py"), str(os.getpid()), str(self.proc.pid)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-
-    def _end_orphan_guard(self) -> None:
-        g, self._orphan_guard = self._orphan_guard, None
-        if g is not None:
-            g.kill()
-            g.wait()
-
-    def kill(self, cause: str = "killed by the harness") -> None:
-        super().kill(cause)
-        self._end_orphan_guard()
-
-    async def wait(self, timeout_s: float | None = None) -> int | None:
-        code = await super().wait(timeout_s)
-        if code is not None:
-            self._end_orphan_guard()
-        return code
-
-    async def stop(self, timeout_s: float = 10.0, cause: str = "stopped by the harness") -> int | None:
-        code = await super().stop(timeout_s, cause)
-        self._end_orphan_guard()
-        return code
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the node's process group (it leads one: start_new_session),

@@ -30,6 +30,7 @@ import shutil
 from pathlib import Path
 
 from harness.nats_cluster import free_port
+from harness.orphan_guard import OrphanGuarded
 from harness.process import NodeProcess, NodeStartError
 
 AUTOSAVE_DEFAULT_S = 1800
@@ -59,7 +60,7 @@ def check_autosave(value: str) -> str:
     raise ValueError(f"--mqtt-autosave: expected default, always or a number of seconds >= 1, got {value!r}")
 
 
-class MosquittoServer(NodeProcess):
+class MosquittoServer(OrphanGuarded, NodeProcess):
     """The mosquitto process (a NodeProcess: signal, kill, pause, stop by pid).
 
     Args:
@@ -101,6 +102,7 @@ class MosquittoServer(NodeProcess):
             self.proc = await asyncio.create_subprocess_exec(
                 *self.command(), stdout=asyncio.subprocess.DEVNULL, stderr=err,
                 stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+        self._start_orphan_guard()   # it does not watch the harness's pid itself
         self.paused, self.exit_cause = False, None
         self.incarnation += 1
         try:

@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.orphan_guard import OrphanGuarded
 from harness.process import NodeProcess, NodeStartError
 
 SERVERS = 3
@@ -75,7 +76,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class NatsServer(NodeProcess):
+class NatsServer(OrphanGuarded, NodeProcess):
     """One nats-server process (a NodeProcess: signal, kill, pause, stop by pid).
 
     Args:
@@ -128,6 +129,7 @@ class NatsServer(NodeProcess):
             self.proc = await asyncio.create_subprocess_exec(
                 *self.command(), stdout=asyncio.subprocess.DEVNULL, stderr=err,
                 stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+        self._start_orphan_guard()   # it does not watch the harness's pid itself
         self.paused, self.exit_cause = False, None
         self.incarnation += 1
         try:
