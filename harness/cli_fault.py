@@ -113,9 +113,22 @@ def pick_links(ctx: click.Context, link: str | None) -> dict[str, str]:
     links = load_links(ctx.obj["cluster"], ctx.obj)
     if link is None:
         return {name: info["proxy"] for name, info in sorted(links.items())}
-    if link not in links:
-        raise FaultUsageError(f"unknown link {link!r} (this cluster has: {', '.join(sorted(links))})")
-    return {link: links[link]["proxy"]}
+    if link in links:
+        return {link: links[link]["proxy"]}
+    group = group_links(link, links)
+    if group:
+        return {name: links[name]["proxy"] for name in group}
+    raise FaultUsageError(f"unknown link {link!r} (this cluster has: {', '.join(sorted(links))})")
+
+
+def group_links(link: str, links: dict[str, Any]) -> list[str]:
+    """With NATS, "producer-broker" / "processor-broker" stand for the client's TCP proxy to
+    every server ("producer-nats-1", ...: harness/nats_links.py), as in a schedule's link
+    step; [] for any other name."""
+    if link not in ("producer-broker", "processor-broker"):
+        return []
+    prefix = link.split("-", 1)[0] + "-nats-"
+    return sorted(n for n in links if n.startswith(prefix) and n[len(prefix):].isdigit())
 
 
 def on_proxy(link: str, address: str, fn: Callable[[], Any]) -> Any:
@@ -150,7 +163,8 @@ def fault(ctx: click.Context, cluster: Path) -> None:
 @fault.command()
 @click.argument("kind", type=click.Choice(KINDS))
 @click.option("--link", required=True, help="producer-broker, processor-broker, processor-sink, "
-                                            "or a TCP link of the cluster.")
+                                            "or a TCP link of the cluster (with NATS, producer-broker "
+                                            "and processor-broker mean the client's link to every server).")
 @click.option("--method", default="", help='RPC method, short ("Produce") or full; default all.')
 @click.option("--probability", type=FiniteFloat(), default=None, help="Chance per matching call [0, 1]; default 1.")
 @click.option("--count", type=int, default=0, show_default=True, help="Fire at most N times; 0 = unlimited.")
@@ -200,13 +214,13 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
         rules = parse_rules(match)
     except InvalidFault as e:
         raise FaultUsageError(str(e)) from None
-    [(link, address)] = pick_links(ctx, link).items()
-    fid = on_proxy(link, address, lambda: proxy_client.add_sync(
-        address, kind, method=method, probability=probability, count=count, after=after,
-        delay_ms=delay_ms, jitter_ms=jitter_ms, side=side or "", code=code, link=link,
-        hold_ms=hold_ms, match=rules, direction=direction or "", rate_kbps=rate_kbps,
-        bytes=nbytes, token=ctx.obj.get("token")))
-    click.echo(f"{fid} {kind} on {link}")
+    for name, address in pick_links(ctx, link).items():   # a NATS client link: every server's proxy
+        fid = on_proxy(name, address, lambda: proxy_client.add_sync(
+            address, kind, method=method, probability=probability, count=count, after=after,
+            delay_ms=delay_ms, jitter_ms=jitter_ms, side=side or "", code=code, link=name,
+            hold_ms=hold_ms, match=rules, direction=direction or "", rate_kbps=rate_kbps,
+            bytes=nbytes, token=ctx.obj.get("token")))
+        click.echo(f"{fid} {kind} on {name}")
 
 
 @fault.command()
@@ -215,9 +229,9 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
 @click.pass_context
 def remove(ctx: click.Context, fault_id: str, link: str) -> None:
     """Remove fault FAULT_ID from one link."""
-    [(link, address)] = pick_links(ctx, link).items()
-    on_proxy(link, address, lambda: proxy_client.remove_sync(address, fault_id, token=ctx.obj.get('token')))
-    click.echo(f"removed {fault_id} from {link}")
+    for name, address in pick_links(ctx, link).items():
+        on_proxy(name, address, lambda: proxy_client.remove_sync(address, fault_id, token=ctx.obj.get('token')))
+        click.echo(f"removed {fault_id} from {name}")
 
 
 def _console() -> Console:
@@ -275,8 +289,11 @@ def heal(ctx: click.Context, link: str | None) -> None:
 
 
 def _switch(ctx: click.Context, link: str, down: bool) -> None:
-    [(link, address)] = pick_links(ctx, link).items()
+    for name, address in pick_links(ctx, link).items():   # a NATS client link: every server's proxy
+        _switch_one(ctx, name, address, down)
 
+
+def _switch_one(ctx: click.Context, link: str, address: str, down: bool) -> None:
     def call() -> dict:
         try:
             return proxy_client.set_down_sync(address, down, token=ctx.obj.get("token"))
