@@ -72,9 +72,10 @@ class LazyMount:
 
     def __init__(self, parent: Path, name: str) -> None:
         self.name = name
-        self.backing = Path(parent) / name
-        self.mount = Path(parent) / f"{name}.mnt"
-        self.state_dir = Path(parent) / f"{name}.lazyfs"
+        parent = Path(parent).absolute()   # lazyfs and the node resolve paths from their own cwd
+        self.backing = parent / name
+        self.mount = parent / f"{name}.mnt"
+        self.state_dir = parent / f"{name}.lazyfs"
         self.proc: asyncio.subprocess.Process | None = None
         self.incarnation = 0
 

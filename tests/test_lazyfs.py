@@ -154,3 +154,22 @@ async def test_stop_unmounts(tmp_path):
     await m.stop()
     assert not is_mounted(m.mount) and not m.running
     assert (m.backing / "f").read_bytes() == b"clean shutdown writes back"
+
+
+async def test_a_relative_run_dir_mounts_and_loses_power(tmp_path, monkeypatch):
+    """`--out runs` is relative: lazyfs and the node resolve paths from their own cwd, so the
+    mount is made on absolute paths (a relative one left the node a dead mount point)."""
+    from harness.storage import LazyMount
+    monkeypatch.chdir(tmp_path)
+    m = LazyMount("rel", "n")
+    assert m.mount.is_absolute() and m.mount == tmp_path / "rel" / "n.mnt"
+    await m.start()
+    try:
+        assert is_mounted(m.mount)
+        _write(m.mount / "kept", b"synced", fsync=True)
+        _write(m.mount / "dropped", b"not synced", fsync=False)
+        await m.power_loss()
+        assert (m.mount / "kept").read_bytes() == b"synced"
+        assert (m.mount / "dropped").read_bytes() == b""   # created, contents lost
+    finally:
+        await m.stop()
