@@ -24,7 +24,9 @@ def already_dead(p: NodeProcess) -> dict:
 class KillNemesis(Nemesis):
     """``{"f": "kill", "node": N, "down_ms": T}``: SIGKILL the node (no flush, no
     cleanup: what a crash leaves), keep it down T ms, restart it on the same
-    address and wait for SERVING."""
+    address and wait for SERVING. A logical kill of a NATS server with
+    ``window_batches`` K first lets the held producer send K batches while the
+    stream has no leader (harness.nemesis.window)."""
 
     async def invoke(self, step: dict) -> dict:
         waited = None
@@ -32,15 +34,26 @@ class KillNemesis(Nemesis):
             from harness.nemesis.quiesce import quiesce
             waited = await quiesce(self.ctx.cluster, step["quiesce"])
         p = await self.ctx.cluster.resolve_node(step)
+        window = None
         async with p.exclusive():
             if not p.running:
                 return already_dead(p)
             pid = p.pid
             p.kill("kill step")
             code = await p.wait(10)
+            if waited is not None and step.get("window_batches"):  # K batches, no leader (window.py)
+                from harness.nemesis.window import open_window
+                window = await open_window(self.ctx.cluster, step)
             await asyncio.sleep(step.get("down_ms", 300) / 1000)
+            if window is not None:  # down until the others elected a leader for every stream
+                from harness.nats_leaders import wait_leaders
+                window["elected"] = await wait_leaders(self.ctx.cluster.nats)
             await p.start_owned()
         out = {"killed_pid": pid, "exit_code": code, "new_pid": p.pid, "server": p.name}
+        if window is not None:  # the leaders back where they were (harness.nats_leaders)
+            from harness.nats_leaders import PINNED, place_leaders
+            window["placed"] = await place_leaders(self.ctx.cluster.nats, PINNED)
+            out["window"] = window
         if waited is not None:  # the producer paused for it: let it go on
             from harness.nemesis.quiesce import release
             await release(self.ctx.cluster, step, waited)
