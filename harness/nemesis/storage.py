@@ -65,8 +65,20 @@ def power_loss_nodes(step: dict, present=None) -> list[str]:
     return [n for n in POWER_ORDER if n in nodes]
 
 
+STREAMS_BACK_S = 45.0
+"""After a power loss of NATS servers: longest wait for every stream to have a leader again
+(s). Longer than the 30 s after which a server whose meta layer lost the stream assignments
+deletes the streams it still holds as orphans ("Detected orphaned stream")."""
+
+
 class PowerLossNemesis(Nemesis):
-    """``{"f": "power-loss", "nodes": [...] | "all", "down_ms": T}``."""
+    """``{"f": "power-loss", "nodes": [...] | "all", "down_ms": T}``.
+
+    With NATS servers among the nodes, the step then waits (at most :data:`STREAMS_BACK_S`)
+    until every stream has a leader that all running servers agree on, and records it as
+    ``streams_back`` ({"ok", "waited_ms", "leaders"}) before it lets a paused producer go
+    on: whether JetStream got its streams back decides the verdict, not how long the
+    drain waited."""
 
     async def invoke(self, step: dict) -> dict:
         cluster = self.ctx.cluster
@@ -94,11 +106,18 @@ class PowerLossNemesis(Nemesis):
                 await p.start_owned()
                 killed[n]["new_pid"] = p.pid
         cluster.write_manifest()
+        back = None
+        if cluster.nats is not None and any(n.startswith("nats-") for n in procs):
+            # JetStream's streams come back (or not) on its own timers: wait for their leaders,
+            # bounded and reported, before the producer goes on (harness.nats_leaders)
+            from harness.nats_leaders import wait_leaders
+            back = await wait_leaders(cluster.nats, timeout_s=STREAMS_BACK_S)
         if waited and step["quiesce"]["node"] not in names:  # the paused producer kept its power: let it go on
             from harness.nemesis.quiesce import release
             await release(cluster, step, waited)
         return {"nodes": killed, "dropped_bytes": sum(d["dropped_bytes"] for d in dropped),
-                "dropped_files": sum(d["files"] for d in dropped)} | ({"quiesce": waited} if waited else {})
+                "dropped_files": sum(d["files"] for d in dropped)} | ({"quiesce": waited} if waited else {}) \
+            | ({"streams_back": back} if back is not None else {})
 
     async def heal(self) -> None:
         pass  # a power loss is over once its nodes restarted
