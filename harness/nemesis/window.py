@@ -14,7 +14,7 @@ on, which lets it send exactly K batches into the leaderless stream and holds it
 (:func:`open_window`); the harness waits until its sends have their outcome, looks whether
 the streams were still leaderless (``leaderless``: what makes the K batches count), keeps
 the server down (at least ``down_ms``) until the others elected a leader for every stream
-(``elected``), restarts it, puts the leaders back where they were (``placed``; both
+(``leaders.elected``), restarts it, puts the leaders back where they were (``leaders.placed``; both
 harness/nats_leaders.py: asked of the servers' /jsz, bounded, reported), and only then lets
 the producer go on (harness.nemesis.process.KillNemesis). A restarted server that the
 others have not voted out yet may report its old leadership for a moment: waiting for the
