@@ -48,12 +48,16 @@ async def views(cluster) -> dict[str, dict[str, str]]:
     return out
 
 
-async def leaders_now(cluster, streams: list[str]) -> dict[str, str | None]:
+async def leaders_now(cluster, streams: list[str], among: set[str] | None = None) -> dict[str, str | None]:
     """{stream: its leader, or None} for every stream of ``streams``: a leader when every
-    running server answered and all agree on one server that is itself running (a dead
+    running server (of ``among``, if given: the majority side of a partition) answered and
+    all agree on one server that is itself running and of ``among`` (a dead or cut-off
     leader the followers have not voted out yet is not a leader)."""
     seen = await views(cluster)
     running = {s.name for s in cluster.servers if s.running and not s.paused}
+    if among is not None:
+        running &= set(among)
+        seen = {k: v for k, v in seen.items() if k in running}
     out: dict[str, str | None] = {}
     for name in streams:
         lead = {v.get(name, "") for v in seen.values()}
@@ -62,20 +66,22 @@ async def leaders_now(cluster, streams: list[str]) -> dict[str, str | None]:
     return out
 
 
-async def settled(cluster, streams: list[str]) -> dict[str, str] | None:
+async def settled(cluster, streams: list[str], among: set[str] | None = None) -> dict[str, str] | None:
     """{stream: leader} when every stream of ``streams`` has a leader (:func:`leaders_now`), else None."""
-    now = await leaders_now(cluster, streams)
+    now = await leaders_now(cluster, streams, among)
     return None if any(v is None for v in now.values()) else now  # type: ignore[return-value]
 
 
-async def wait_leaders(cluster, timeout_s: float = WAIT_S, poll_s: float = 0.1) -> dict:
-    """Wait until every stream has a settled leader (:func:`settled`), at most ``timeout_s``.
+async def wait_leaders(cluster, timeout_s: float = WAIT_S, poll_s: float = 0.1,
+                       among: set[str] | None = None) -> dict:
+    """Wait until every stream has a settled leader (:func:`settled`; of ``among`` if given),
+    at most ``timeout_s``.
     Returns {"ok": bool, "waited_ms": int, "leaders": {stream: leader} | None}; never raises
     on a timeout (the caller records ``ok: false`` and goes on)."""
     streams = stream_names(cluster.partitions)
     t0 = time.monotonic()
     while True:
-        leaders = await settled(cluster, streams)
+        leaders = await settled(cluster, streams, among)
         if leaders is not None or time.monotonic() - t0 >= timeout_s:
             return {"ok": leaders is not None, "waited_ms": round((time.monotonic() - t0) * 1000),
                     "leaders": leaders}

@@ -268,11 +268,11 @@ def validate_steps(steps: list, where: str) -> None:
         if "must_fire" in step and not isinstance(step["must_fire"], bool):
             raise ScheduleError(f"{where}: step {i}: 'must_fire' must be true or false")
         if "window_batches" in step and (
-                step["f"] != "kill" or step.get("node") != "nats" or step.get("trigger") != "failpoint"
+                step["f"] not in ("kill", "partition") or step.get("node") != "nats" or step.get("trigger") != "failpoint"
                 or not isinstance(step["window_batches"], int) or isinstance(step["window_batches"], bool)
                 or step["window_batches"] < 1):
-            raise ScheduleError(f"{where}: step {i}: 'window_batches' (an integer >= 1) needs a kill of "
-                                f"node \"nats\" with \"trigger\": \"failpoint\" (harness.nemesis.window)")
+            raise ScheduleError(f"{where}: step {i}: 'window_batches' (an integer >= 1) needs a kill or partition "
+                                f"of node \"nats\" with \"trigger\": \"failpoint\" (harness.nemesis.window)")
         if step["f"] == "partition":
             _validate_partition_step(step, f"{where}: step {i}")
         if step["f"] == "link" and step.get("link") not in LINKS and not NATS_LINK.match(str(step.get("link"))) and not (

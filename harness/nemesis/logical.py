@@ -179,7 +179,7 @@ def expand(steps: list[dict], config) -> list[dict]:
     out, last_at, extra, prev_q = [], {}, stop_triggers(steps, config), None
     for step in steps:
         if step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or (
-                step["f"] in ("kill", "corrupt") and step.get("node") == "nats") or (
+                step["f"] in ("kill", "corrupt", "partition") and step.get("node") == "nats") or (
                 step["f"] == "pause" and step.get("node") == "producer")):  # harness.nemesis.quiesce
             loss, arm = quiesce_trigger(step, config)
             if prev_q is None:

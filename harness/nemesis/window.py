@@ -31,8 +31,9 @@ import time
 from harness.nemesis.quiesce import QUIESCE_TIMEOUT_S, wait_held
 
 
-async def open_window(cluster, step: dict) -> dict:
-    """Let the paused producer send ``step["window_batches"]`` batches, then hold it again.
+async def open_window(cluster, step: dict, among: set[str] | None = None) -> dict:
+    """Let the paused producer send ``step["window_batches"]`` batches, then hold it again
+    (``among``: the servers whose view counts, the majority side of a partition).
 
     Returns {"batches": K, "held": bool (paused again), "in_flight": its sends still
     without an outcome (0 when it finished), "leaderless": [the partitions' streams that
@@ -54,7 +55,7 @@ async def open_window(cluster, step: dict) -> dict:
             break
         await asyncio.sleep(0.02)
     from nodes.logclient.nats import stream_name
-    now = await leaders_now(cluster.nats, [stream_name(p) for p in range(cluster.nats.partitions)])
+    now = await leaders_now(cluster.nats, [stream_name(p) for p in range(cluster.nats.partitions)], among)
     return {"batches": k, "held": held, "in_flight": in_flight,
             "leaderless": sorted(name for name, leader in now.items() if leader is None),
             "waited_ms": round((time.monotonic() - t0) * 1000)}
