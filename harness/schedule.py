@@ -312,6 +312,8 @@ def _validate_storage_step(step: dict, where: str) -> None:
             raise ScheduleError(f"{where}: 'nodes' must be \"all\" or a list of {', '.join(NODES)}, got {nodes!r}")
     elif f in ("fsync-error", "disk-full") and step.get("node") not in NODES:
         raise ScheduleError(f"{where}: {f} needs 'node', one of {', '.join(NODES)}")
+    if f == "power-loss" and not isinstance(step.get("synced", ""), str):
+        raise ScheduleError(f"{where}: 'synced' must be a glob string")
     if f == "fsync-error" and not isinstance(step.get("path", ""), str):
         raise ScheduleError(f"{where}: 'path' must be a glob string")
     if f == "disk-full" and (not isinstance(step.get("after_bytes"), int) or step["after_bytes"] < 0):
