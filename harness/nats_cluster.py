@@ -214,7 +214,9 @@ class NatsCluster:
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Start every server, then create the streams and the offsets bucket (retried
-        until the meta leader is elected and the stream has its replicas).
+        until the meta leader is elected and the stream has its replicas), then place
+        every stream's leader on the same server (harness/nats_leaders.py: which server
+        leads must not change from run to run of a seed).
 
         Raises:
             NodeStartError: a server or the streams did not come up in time.
@@ -226,6 +228,11 @@ class NatsCluster:
             if isinstance(r, BaseException):
                 raise r
         await self.create_streams(timeout_s)
+        from harness.nats_leaders import PINNED, place_leaders
+        placed = await place_leaders(self, PINNED, timeout_s) if len(self.servers) > 1 else {"ok": True}
+        if not placed["ok"]:
+            raise NodeStartError(f"JetStream stream leaders not placed on {PINNED} within {timeout_s} s "
+                                 f"(leaders {placed['leaders']})")
 
     async def create_streams(self, timeout_s: float) -> None:
         import nats

@@ -267,6 +267,12 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: 'role' needs node \"nats\" and one of {', '.join(NATS_ROLES)}")
         if "must_fire" in step and not isinstance(step["must_fire"], bool):
             raise ScheduleError(f"{where}: step {i}: 'must_fire' must be true or false")
+        if "window_batches" in step and (
+                step["f"] not in ("kill", "partition") or step.get("node") != "nats" or step.get("trigger") != "failpoint"
+                or not isinstance(step["window_batches"], int) or isinstance(step["window_batches"], bool)
+                or step["window_batches"] < 1):
+            raise ScheduleError(f"{where}: step {i}: 'window_batches' (an integer >= 1) needs a kill or partition "
+                                f"of node \"nats\" with \"trigger\": \"failpoint\" (harness.nemesis.window)")
         if step["f"] == "partition":
             _validate_partition_step(step, f"{where}: step {i}")
         if step["f"] == "link" and step.get("link") not in LINKS and not NATS_LINK.match(str(step.get("link"))) and not (
@@ -306,6 +312,8 @@ def _validate_storage_step(step: dict, where: str) -> None:
             raise ScheduleError(f"{where}: 'nodes' must be \"all\" or a list of {', '.join(NODES)}, got {nodes!r}")
     elif f in ("fsync-error", "disk-full") and step.get("node") not in NODES:
         raise ScheduleError(f"{where}: {f} needs 'node', one of {', '.join(NODES)}")
+    if f == "power-loss" and not isinstance(step.get("synced", ""), str):
+        raise ScheduleError(f"{where}: 'synced' must be a glob string")
     if f == "fsync-error" and not isinstance(step.get("path", ""), str):
         raise ScheduleError(f"{where}: 'path' must be a glob string")
     if f == "disk-full" and (not isinstance(step.get("after_bytes"), int) or step["after_bytes"] < 0):

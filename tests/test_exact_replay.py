@@ -218,3 +218,27 @@ def test_nats_faults_quiesce_the_producer_chained_by_re_arming():
     assert corrupt["quiesce"]["nth"] == 51 and corrupt["quiesce_next"] == {"nth": 20}  # re-armed at release
     assert kill["quiesce"] == {"node": "producer", "failpoint": "producer.after-ack-before-persist", "nth": 71,
                                "seq": 1}
+
+
+def test_nats_leaderless_window_counts_its_k_batches_in_the_chain():
+    """A logical NATS leader kill with ``window_batches`` K (harness.nemesis.window) holds the
+    producer once more, K hits after the kill: the next step's re-arm starts K hits later and
+    waits for one more firing of the pause."""
+    steps = [{"at": 500, "f": "kill", "node": "nats", "role": "leader", "trigger": "failpoint", "window_batches": 5},
+             {"at": 1300, "f": "kill", "node": "nats", "role": "leader", "trigger": "failpoint", "window_batches": 5}]
+    c = cfg("at-most-once")
+    c.batch_size = 20
+    first, second, arm = expand(steps, c)
+    assert arm["name"] == "producer.after-persist-before-send" and arm["nth"] == 25
+    assert first["window_batches"] == 5 and first["quiesce_next"] == {"nth": 65 - 25 - 5}
+    assert second["quiesce"]["nth"] == 65 and second["quiesce"]["seq"] == 2   # 2 firings before it
+    schedule_mod.validate_steps(steps, "t")
+    for bad in ({"at": 1, "f": "kill", "node": "nats", "window_batches": 5},                 # timed
+                {"at": 1, "f": "kill", "node": "broker", "trigger": "failpoint", "window_batches": 5},
+                {"at": 1, "f": "kill", "node": "nats", "trigger": "failpoint", "window_batches": 0}):
+        try:
+            schedule_mod.validate_steps([bad], "t")
+        except schedule_mod.ScheduleError as e:
+            assert "window_batches" in str(e)
+        else:
+            raise AssertionError(f"accepted {bad}")

@@ -43,6 +43,18 @@ async def test_power_loss_keeps_synced_drops_unsynced(lazy):
     assert [f["fault"] for f in read_faults(lazy.state_dir)] == ["clear-cache"]
 
 
+async def test_sync_of_a_glob_keeps_only_the_matching_files(lazy):
+    """``sync GLOB``: the writeback of some files (n01: JetStream's meta layer) before a cut."""
+    m = lazy.mount
+    (m / "meta").mkdir()
+    _write(m / "meta" / "1.blk", b"assignments", fsync=False)
+    _write(m / "msgs.blk", b"messages", fsync=False)
+    assert await lazy.control("sync */meta/*") == {"ok": True, "files": 1, "synced_bytes": 11}
+    dropped = await lazy.power_loss()
+    assert dropped["paths"] == ["/msgs.blk"]
+    assert (m / "meta" / "1.blk").read_bytes() == b"assignments" and (m / "msgs.blk").read_bytes() == b""
+
+
 async def test_rename_without_fsync_leaves_an_empty_file(lazy):
     """The classic: temp file, rename over the real one, no fsync of the data."""
     m = lazy.mount

@@ -179,14 +179,16 @@ def expand(steps: list[dict], config) -> list[dict]:
     out, last_at, extra, prev_q = [], {}, stop_triggers(steps, config), None
     for step in steps:
         if step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or (
-                step["f"] in ("kill", "corrupt") and step.get("node") == "nats") or (
+                step["f"] in ("kill", "corrupt", "partition") and step.get("node") == "nats") or (
                 step["f"] == "pause" and step.get("node") == "producer")):  # harness.nemesis.quiesce
             loss, arm = quiesce_trigger(step, config)
             if prev_q is None:
                 extra.append(arm)
-            else:  # the pause is re-armed as the previous one releases the producer (chained)
-                prev_q["quiesce_next"] = {"nth": max(1, arm["nth"] - prev_q["quiesce"]["nth"])}
-                loss["quiesce"]["seq"] = prev_q["quiesce"].get("seq", 0) + 1
+            else:  # the pause is re-armed as the previous one releases the producer (chained);
+                #      a leaderless window (harness.nemesis.window) held it once more, K hits on
+                k = int(prev_q.get("window_batches") or 0)
+                prev_q["quiesce_next"] = {"nth": max(1, arm["nth"] - prev_q["quiesce"]["nth"] - k)}
+                loss["quiesce"]["seq"] = prev_q["quiesce"].get("seq", 0) + 1 + (k > 0)
             out.append(loss)
             prev_q = loss
             continue

@@ -23,6 +23,15 @@ to another server after 3 unanswered pings).
 - ``"reject"``: the proxies' down switch: open route connections are closed and new
   ones refused at once (iptables REJECT with an RST): the servers notice at once.
 
+With ``"trigger": "failpoint"`` (harness.nemesis.logical; a ``node: "nats"`` step) the cut is
+logical: the producer is first held at its Nth batch and the pipeline drains
+(harness.nemesis.quiesce); with ``window_batches`` K the producer then sends exactly K
+batches while the streams have no reachable leader (harness.nemesis.window); the cut lasts
+until the majority side elected a leader for every stream (``leaders.elected``, asked of the
+majority's /jsz) and at least ``for_ms``; once healed the leaders are put back on their
+server (``leaders.placed``, harness.nats_leaders) and only then is the producer released.
+Without ``for_ms`` the producer is released after the election, the cut still armed.
+
 The ``ok`` op says which servers were isolated (``server`` when one, ``isolated``),
 which links were cut, and ``fired``: with ``drop`` the route connections the toxic
 was put on (its firings, each in the proxy's faults.jsonl); with ``reject`` the proxies
@@ -32,6 +41,7 @@ switched down (``closed``: the connections that closed).
 from __future__ import annotations
 
 import asyncio
+import time
 
 from harness.nemesis.base import Nemesis
 from harness.proxy_client import ProxyControlClient
@@ -46,6 +56,10 @@ class PartitionNemesis(Nemesis):
         if links is None:
             return {"skipped": "no NATS cluster with TCP proxies on its routes "
                                "(--broker nats, without --no-proxy)"}
+        waited = None
+        if step.get("quiesce"):  # logical: the producer held, the pipeline drained (quiesce.py)
+            from harness.nemesis.quiesce import quiesce
+            waited = await quiesce(cluster, step["quiesce"])
         if "nodes" in step:
             side = sorted(step["nodes"])
         else:
@@ -62,6 +76,7 @@ class PartitionNemesis(Nemesis):
                     fired, closed = fired + (not r["was_down"]), closed + r["closed"]
                 else:
                     ids[link] = await px.add("partition", direction="both")
+            t_cut = time.monotonic()
             if how == "drop":
                 for link, px in clients.items():
                     f = {x["fault_id"]: x for x in await px.list()}.get(ids[link], {})
@@ -71,10 +86,17 @@ class PartitionNemesis(Nemesis):
                 out["closed"] = closed
             if len(side) == 1:
                 out["server"] = side[0]
+            if waited is not None:   # K batches into the leaderless window, then the majority's election
+                majority = {s.name for s in cluster.nats.servers} - set(side)
+                if step.get("window_batches"):
+                    from harness.nemesis.window import open_window
+                    out["window"] = await open_window(cluster, step, among=majority)
+                from harness.nats_leaders import wait_leaders
+                out["leaders"] = {"elected": await wait_leaders(cluster.nats, among=majority)}
             if "for_ms" not in step:
-                return dict(out, armed=True)
-            await asyncio.sleep(step["for_ms"] / 1000)
-            return out
+                out["armed"] = True
+            else:   # the cut lasts for_ms from the cut, and at least until the election
+                await asyncio.sleep(max(0.0, step["for_ms"] / 1000 - (time.monotonic() - t_cut)))
         finally:
             if "for_ms" in step:   # heal this cut (an armed one waits for the final heal)
                 for link, px in clients.items():
@@ -87,3 +109,11 @@ class PartitionNemesis(Nemesis):
                         pass
             for px in clients.values():
                 await px.close()
+        if waited is not None:   # healed: the leaders back in place, then the producer goes on
+            from harness.nats_leaders import PINNED, place_leaders
+            from harness.nemesis.quiesce import release
+            if "for_ms" in step:
+                out["leaders"]["placed"] = await place_leaders(cluster.nats, PINNED)
+            await release(cluster, step, waited)
+            out["quiesce"] = waited
+        return out

@@ -24,7 +24,11 @@ def already_dead(p: NodeProcess) -> dict:
 class KillNemesis(Nemesis):
     """``{"f": "kill", "node": N, "down_ms": T}``: SIGKILL the node (no flush, no
     cleanup: what a crash leaves), keep it down T ms, restart it on the same
-    address and wait for SERVING."""
+    address and wait for SERVING. A logical kill of a NATS server (``quiesce``) keeps
+    it down until the others elected a leader for every stream, and puts the leaders
+    back on their server after the restart (``leaders``: harness.nats_leaders), before
+    the producer goes on; with ``window_batches`` K it first lets the held producer
+    send K batches while the streams have no leader (harness.nemesis.window)."""
 
     async def invoke(self, step: dict) -> dict:
         waited = None
@@ -32,15 +36,29 @@ class KillNemesis(Nemesis):
             from harness.nemesis.quiesce import quiesce
             waited = await quiesce(self.ctx.cluster, step["quiesce"])
         p = await self.ctx.cluster.resolve_node(step)
+        window = None
         async with p.exclusive():
             if not p.running:
                 return already_dead(p)
             pid = p.pid
             p.kill("kill step")
             code = await p.wait(10)
+            if waited is not None and step.get("window_batches"):  # K batches, no leader (window.py)
+                from harness.nemesis.window import open_window
+                window = await open_window(self.ctx.cluster, step)
             await asyncio.sleep(step.get("down_ms", 300) / 1000)
+            leaders = {}
+            if waited is not None and step.get("node") == "nats":  # logical: down until the others
+                from harness.nats_leaders import wait_leaders  # elected a leader for every stream
+                leaders["elected"] = await wait_leaders(self.ctx.cluster.nats)
             await p.start_owned()
         out = {"killed_pid": pid, "exit_code": code, "new_pid": p.pid, "server": p.name}
+        if leaders:  # the leaders back where they were (harness.nats_leaders), then the producer goes on
+            from harness.nats_leaders import PINNED, place_leaders
+            leaders["placed"] = await place_leaders(self.ctx.cluster.nats, PINNED)
+            out["leaders"] = leaders
+        if window is not None:
+            out["window"] = window
         if waited is not None:  # the producer paused for it: let it go on
             from harness.nemesis.quiesce import release
             await release(self.ctx.cluster, step, waited)

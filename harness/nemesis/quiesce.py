@@ -52,25 +52,11 @@ async def quiesce(cluster, spec: dict, poll_s: float = 0.05) -> dict:
     import asyncio
     import time
 
-    import grpc
-
     from harness.cluster import _drained
-    from harness.nemesis.failpoint import list_failpoints
 
     t0 = time.monotonic()
     deadline = t0 + QUIESCE_TIMEOUT_S
-    paused = drained = False
-    while time.monotonic() < deadline and not paused:
-        p = cluster.nodes.get(spec["node"])
-        try:
-            fps = await list_failpoints(p.address, timeout_s=2.0) if p is not None and p.running else []
-            paused = any(f["name"] == spec["failpoint"] and f["total_fired"] >= 1 + spec.get("seq", 0) for f in fps)
-            if not paused and p is not None and p.running and (await cluster.status(spec["node"])).get("done"):
-                break
-        except grpc.aio.AioRpcError:
-            pass
-        if not paused:
-            await asyncio.sleep(poll_s)
+    paused = await wait_held(cluster, spec, 1 + spec.get("seq", 0), deadline, poll_s)
     still = 0
     while time.monotonic() < deadline and still < 3:
         progress = await cluster.drain_progress()
@@ -79,6 +65,30 @@ async def quiesce(cluster, spec: dict, poll_s: float = 0.05) -> dict:
         await asyncio.sleep(2 * poll_s)
     drained = still >= 3
     return {"paused": paused, "drained": drained, "waited_ms": round((time.monotonic() - t0) * 1000)}
+
+
+async def wait_held(cluster, spec: dict, fired: int, deadline: float, poll_s: float = 0.05) -> bool:
+    """Wait until ``spec["node"]``'s failpoint ``spec["failpoint"]`` has fired ``fired`` times
+    in all (its ListFailpoints' ``total_fired``: the pause holds the caller), until the node
+    says it is done (False), or until ``deadline`` (time.monotonic(); False)."""
+    import asyncio
+    import time
+
+    import grpc
+
+    from harness.nemesis.failpoint import list_failpoints
+    while time.monotonic() < deadline:
+        p = cluster.nodes.get(spec["node"])
+        try:
+            fps = await list_failpoints(p.address, timeout_s=2.0) if p is not None and p.running else []
+            if any(f["name"] == spec["failpoint"] and f["total_fired"] >= fired for f in fps):
+                return True
+            if p is not None and p.running and (await cluster.status(spec["node"])).get("done"):
+                return False
+        except grpc.aio.AioRpcError:
+            pass
+        await asyncio.sleep(poll_s)
+    return False
 
 
 async def release(cluster, step: dict, waited: dict) -> None:

@@ -4,6 +4,7 @@ cluster to run with lazy storage, else it is recorded as ``info`` (not applied).
 
     {"at": 500, "f": "power-loss", "nodes": ["broker"], "down_ms": 200}
     {"at": 500, "f": "power-loss", "nodes": "all"}
+    {"at": 1000, "f": "power-loss", "nodes": ["nats"], "synced": "*/_meta_/*"}
     {"at": 300, "f": "fsync-error", "node": "broker", "path": "orders-*/*.log"}
     {"at": 300, "f": "disk-full", "node": "sink", "after_bytes": 4096, "for_ms": 2000}
 
@@ -65,8 +66,26 @@ def power_loss_nodes(step: dict, present=None) -> list[str]:
     return [n for n in POWER_ORDER if n in nodes]
 
 
+STREAMS_BACK_S = 45.0
+"""After a power loss of NATS servers: longest wait for every stream to have a leader again
+(s). Longer than the 30 s after which a server whose meta layer lost the stream assignments
+deletes the streams it still holds as orphans ("Detected orphaned stream")."""
+
+
 class PowerLossNemesis(Nemesis):
-    """``{"f": "power-loss", "nodes": [...] | "all", "down_ms": T}``."""
+    """``{"f": "power-loss", "nodes": [...] | "all", "down_ms": T}``.
+
+    With NATS servers among the nodes, the step then waits (at most :data:`STREAMS_BACK_S`)
+    until every stream has a leader that all running servers agree on, and records it as
+    ``streams_back`` ({"ok", "waited_ms", "leaders"}) before it lets a paused producer go
+    on: whether JetStream got its streams back decides the verdict, not how long the
+    drain waited.
+
+    ``"synced": GLOB`` (an fnmatch glob on the path inside each node's data dir, ``*``
+    crossing ``/``) writes the matching files' unsynced writes back just before the cut,
+    as the kernel's writeback would have done for files written long before: n01 keeps
+    JetStream's meta layer (``*/_meta_/*``: the stream and consumer assignments) and loses
+    the rest. The ``ok`` op says what was synced per node."""
 
     async def invoke(self, step: dict) -> dict:
         cluster = self.ctx.cluster
@@ -78,6 +97,11 @@ class PowerLossNemesis(Nemesis):
         mounts = {n: _mount(self, n) for n in names}
         procs = {n: cluster.nodes[n] for n in names if n in cluster.nodes}
         killed = {}
+        synced = {}
+        if step.get("synced"):   # the files a writeback would have written by now (docstring)
+            for n, m in mounts.items():
+                r = await m.control(f"sync {step['synced']}")
+                synced[n] = {"files": r["files"], "synced_bytes": r["synced_bytes"]}
         async with contextlib.AsyncExitStack() as owned:
             for p in procs.values():  # one owner per node restart (NODE_ORDER: no lock cycle)
                 await owned.enter_async_context(p.exclusive())
@@ -94,11 +118,18 @@ class PowerLossNemesis(Nemesis):
                 await p.start_owned()
                 killed[n]["new_pid"] = p.pid
         cluster.write_manifest()
+        back = None
+        if cluster.nats is not None and any(n.startswith("nats-") for n in procs):
+            # JetStream's streams come back (or not) on its own timers: wait for their leaders,
+            # bounded and reported, before the producer goes on (harness.nats_leaders)
+            from harness.nats_leaders import wait_leaders
+            back = await wait_leaders(cluster.nats, timeout_s=STREAMS_BACK_S)
         if waited and step["quiesce"]["node"] not in names:  # the paused producer kept its power: let it go on
             from harness.nemesis.quiesce import release
             await release(cluster, step, waited)
         return {"nodes": killed, "dropped_bytes": sum(d["dropped_bytes"] for d in dropped),
-                "dropped_files": sum(d["files"] for d in dropped)} | ({"quiesce": waited} if waited else {})
+                "dropped_files": sum(d["files"] for d in dropped)} | ({"quiesce": waited} if waited else {}) \
+            | ({"streams_back": back} if back is not None else {}) | ({"synced": synced} if synced else {})
 
     async def heal(self) -> None:
         pass  # a power loss is over once its nodes restarted

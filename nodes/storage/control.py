@@ -9,8 +9,9 @@ gets in the way. LazyFS uses a FIFO; a socket lets ``stats`` answer. Commands:
     fsync-error [GLOB]     the next fsync of a matching file fails with EIO once
     fsync-error off        disarm it
     disk-full N | off      writes fail with ENOSPC after N more bytes / lift it
-    sync                   write every unsynced write back and fsync it (sync(1), the
-                           kernel's writeback) -> {"ok": true, "files": 3, "synced_bytes": 512}
+    sync [GLOB]            write every unsynced write back and fsync it (sync(1), the
+                           kernel's writeback) -> {"ok": true, "files": 3, "synced_bytes": 512};
+                           with GLOB (fnmatch on the path inside the mount) only those files
     stats                  -> {"ok": true, "pending_bytes": ..., "pending_files": ...,
                                "fsyncs": ..., "faults_fired": {...}, ...}
 
@@ -67,12 +68,12 @@ def handle_command(line: str, ops, faults) -> dict:
             return {"ok": False, "error": f"disk-full needs a byte count >= 0 or 'off', got {args[0]!r}"}
         faults.arm_disk_full(n)
         return {"ok": True, "disk_budget_bytes": n}
-    if cmd == "sync" and not args:   # sync(1): every unsynced write reaches the disk
-        return {"ok": True, **ops.sync_all()}
+    if cmd == "sync" and len(args) <= 1:   # sync(1): every unsynced write (matching GLOB) reaches the disk
+        return {"ok": True, **ops.sync_all(args[0] if args else None)}
     if cmd == "stats" and not args:
         return {"ok": True, **ops.stats()}
     return {"ok": False, "error": f"unknown command {line.strip()[:80]!r}; expected clear-cache, "
-                                  "fsync-error [GLOB]|off, disk-full N|off, sync, stats"}
+                                  "fsync-error [GLOB]|off, disk-full N|off, sync [GLOB], stats"}
 
 
 def serve(address: str, handler: Callable[[str], dict]) -> socket.socket:

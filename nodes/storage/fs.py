@@ -34,6 +34,7 @@ clean shutdown.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import logging
 import os
 import threading
@@ -256,12 +257,18 @@ class LazyOps(PassThroughOps):
         """Clean unmount: write every overlay back and fsync it (a clean shutdown)."""
         self.sync_all()
 
-    def sync_all(self) -> dict:
+    def sync_all(self, pattern: str | None = None) -> dict:
         """Write every overlay back and fsync it (``sync(1)``, or the kernel's periodic
-        writeback); return {files, synced_bytes}."""
+        writeback); with ``pattern`` (an fnmatch glob on the path inside the mount, ``*``
+        crossing ``/``) only the matching files, the others stay unsynced. Returns
+        {files, synced_bytes}."""
         files = synced = 0
         with self._mutex:
             for key, ov in list(self.overlays.items()):
+                if pattern is not None and not fnmatch.fnmatchcase(ov.path, pattern):
+                    continue
+                if pattern is not None:
+                    del self.overlays[key]
                 if not ov.dirty:
                     continue
                 try:
@@ -277,5 +284,6 @@ class LazyOps(PassThroughOps):
                     log.error("write-back of %s at unmount failed: %s", ov.path, e)
                 finally:
                     os.close(fd)
-            self.overlays.clear()
+            if pattern is None:
+                self.overlays.clear()
         return {"files": files, "synced_bytes": synced}
