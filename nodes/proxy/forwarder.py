@@ -21,11 +21,10 @@ request the proxy has received is forwarded upstream and that upstream call
 runs to its end (the caller's deadline still bounds it) even when the caller
 cancels, passes its deadline or dies (kill -9: its connection closes) while
 the request is upstream; the response is then discarded and counted in
-``Forwarder.caller_gone``. Without this, the caller's cancellation reached the
-upstream node (its handler was cancelled mid-call) or not, depending on the
-order in which the event loop saw the request and the closed connection, and
-a replay of a producer killed with requests in flight differed between
-asyncio and uvloop (docs/bench.md, issue 16). A fault that waits before
+``Forwarder.caller_gone``. Before, the caller's cancellation was passed on: the
+upstream node's handler was cancelled mid-call, or not, depending on how far it
+had got and on the order in which the proxy's event loop saw the response and
+the closed connection (issue 16, docs/bench.md). A fault that waits before
 forwarding (a request-side delay, a partition) still ends with the caller.
 
 The no-fault path does no JSON, takes no lock and makes no random draw:
@@ -89,8 +88,10 @@ class Forwarder(grpc.GenericRpcHandler):
     async def close(self, wait_s: float = 1.0) -> None:
         """Proxy stop: give orphaned upstream calls up to ``wait_s`` to end, then close."""
         if self._orphans:
-            await asyncio.wait([asyncio.ensure_future(_settled(c)) for c in self._orphans],
-                               timeout=wait_s)
+            waits = [asyncio.ensure_future(_settled(c)) for c in self._orphans]
+            _, pending = await asyncio.wait(waits, timeout=wait_s)
+            for w in pending:
+                w.cancel()  # the channel's close below cancels their calls
         if self._channel is not None:
             await self._channel.close()
 
