@@ -119,6 +119,10 @@ def test_replay_of_chained_producer_kills_gives_identical_counts(tmp_path):
     def crashed_twice_at_the_producer_failpoint(mode_dir: Path) -> None:
         crashes = [op for op in history(mode_dir) if op["f"] == "failpoint-crash"]
         assert [c["value"]["failpoint"] for c in crashes] == ["producer.after-send-before-ack"] * 2
+        # the second kill is armed in the restart's environment, before the producer's first send
+        # (an ArmFailpoint RPC after SERVING raced it: the Nth hit moved by one between runs)
+        rearms = [op for op in history(mode_dir) if op["f"] == "failpoint-rearm"]
+        assert [op["value"].get("at_start") for op in rearms] == [True]
     _replay_identical(tmp_path, "kill-producer,kill-producer", crashed_twice_at_the_producer_failpoint)
 
 

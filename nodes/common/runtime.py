@@ -399,10 +399,9 @@ def run_node(make_spec: Callable[[logging.Logger], NodeSpec], *, name: str, list
 
 def use_uvloop(*, default: bool) -> bool:
     """Whether this node runs on uvloop (libuv's event loop, a drop-in for asyncio's):
-    the node's default (every node: False), overridden by ``TESTBED_UVLOOP=1`` / ``=0`` in
-    the environment. An experiment, off by default (issue 16, docs/bench.md): the proxy's
-    CPU per forwarded call is 15-20% lower on uvloop, but a producer killed right after its
-    sends then loses a different share of its in-flight requests at the proxy, and the
-    replay of tests/test_exact_replay.py's chained producer kills stopped matching."""
+    the node's default (the proxy: True; every other node: False), overridden by
+    ``TESTBED_UVLOOP=1`` / ``=0`` in the environment. The proxy's CPU per forwarded call
+    is 15-20% lower on uvloop (issue 16, docs/bench.md); the other nodes showed no
+    difference outside the noise."""
     env = os.environ.get("TESTBED_UVLOOP")
     return default if env not in ("0", "1") else env == "1"

@@ -10,7 +10,9 @@ unused. Bad flags (unknown link, malformed upstream) exit with code 2.
 Only unary-unary calls are forwarded: every RPC the nodes use is unary
 (Fetch is a unary long-poll, Snapshot is paged), so that is enough.
 
-Status JSON: {"link", "upstream", "seed", "calls", "faults_active",
+Status JSON: {"link", "upstream", "seed", "calls", "caller_gone" (calls whose caller
+went away while the request was upstream: forwarded all the same, response discarded),
+"faults_active",
 "faults_fired", "totals": {calls, forwarded, dropped, duplicated, delayed,
 errored, upstream_errors, held}, "methods": {full method: same counters}}.
 """
@@ -55,6 +57,7 @@ def make_spec(log: logging.Logger, *, data_dir: Path, link: str, upstream: str,
 
     def status() -> dict:
         return {"link": link, "upstream": upstream, "seed": seed, "calls": forwarder.calls,
+                "caller_gone": forwarder.caller_gone,
                 "faults_active": [af.fault_id for af in table.active],
                 "faults_fired": {af.fault_id: af.fired for af in table.faults.values()},
                 "totals": stats.totals(), "methods": stats.to_json()}
@@ -81,7 +84,8 @@ def main(listen: str, data_dir: Path, mode: str, log_level: str, link: str, upst
          seed: int) -> None:
     """Fault-injecting gRPC proxy in front of one downstream node."""
     run_node(lambda log: make_spec(log, data_dir=data_dir, link=link, upstream=upstream, seed=seed),
-             name="proxy", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level)
+             name="proxy", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level,
+             uvloop=True)
 
 
 if __name__ == "__main__":

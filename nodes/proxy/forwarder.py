@@ -16,12 +16,24 @@ upstream unparsed (request_deserializer / response_serializer = None), with:
 Only unary-unary calls are forwarded: every RPC the nodes use is unary
 (Fetch is a unary long-poll, Snapshot is paged), so streaming is not needed.
 
+Like a network, a caller that goes away does not recall what it sent: a
+request the proxy has received is forwarded upstream and that upstream call
+runs to its end (the caller's deadline still bounds it) even when the caller
+cancels, passes its deadline or dies (kill -9: its connection closes) while
+the request is upstream; the response is then discarded and counted in
+``Forwarder.caller_gone``. Before, the caller's cancellation was passed on: the
+upstream node's handler was cancelled mid-call, or not, depending on how far it
+had got and on the order in which the proxy's event loop saw the response and
+the closed connection (issue 16, docs/bench.md). A fault that waits before
+forwarding (a request-side delay, a partition) still ends with the caller.
+
 The no-fault path does no JSON, takes no lock and makes no random draw:
 one counter update, one upstream call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Any, Sequence
@@ -60,6 +72,10 @@ class Forwarder(grpc.GenericRpcHandler):
                  log: logging.Logger) -> None:
         self.link, self.upstream, self.table, self.stats, self.log = link, upstream, table, stats, log
         self.calls = 0
+        self.caller_gone = 0
+        """Calls whose caller went away (cancelled, deadline, died) while the request was
+        upstream: the upstream call ran on, its response was discarded."""
+        self._orphans: set[grpc.aio.Call] = set()
         self._channel: grpc.aio.Channel | None = None
         self._known = frozenset(service_methods(link))
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -69,7 +85,13 @@ class Forwarder(grpc.GenericRpcHandler):
         """Create the upstream channel (inside the running event loop)."""
         self._channel = insecure_channel(self.upstream)
 
-    async def close(self) -> None:
+    async def close(self, wait_s: float = 1.0) -> None:
+        """Proxy stop: give orphaned upstream calls up to ``wait_s`` to end, then close."""
+        if self._orphans:
+            waits = [asyncio.ensure_future(_settled(c)) for c in self._orphans]
+            _, pending = await asyncio.wait(waits, timeout=wait_s)
+            for w in pending:
+                w.cancel()  # the channel's close below cancels their calls
         if self._channel is not None:
             await self._channel.close()
 
@@ -96,12 +118,29 @@ class Forwarder(grpc.GenericRpcHandler):
 
     async def _send(self, method: str, request: bytes, context: grpc.aio.ServicerContext,
                     st: MethodStats) -> bytes:
-        """One upstream call. Raises: grpc.aio.AioRpcError with the upstream's status."""
+        """One upstream call, not cancelled with the caller (module doc).
+
+        Raises: grpc.aio.AioRpcError with the upstream's status;
+        asyncio.CancelledError when the caller went away (the upstream call runs on).
+        """
         st.forwarded += 1
+        call = self._callable(method)(
+            request, timeout=context.time_remaining(),
+            metadata=forwardable_metadata(context.invocation_metadata()))
+        # Await the call's end through a future of our own: cancelling the handler then
+        # cancels that future only. Awaiting the call itself would cancel the call.
+        done = asyncio.get_running_loop().create_future()
+        call.add_done_callback(functools.partial(_set_done, done))
         try:
-            return await self._callable(method)(
-                request, timeout=context.time_remaining(),
-                metadata=forwardable_metadata(context.invocation_metadata()))
+            await done
+        except asyncio.CancelledError:
+            if not call.done():
+                self.caller_gone += 1
+                self._orphans.add(call)  # a grpc.aio call cancels itself when collected
+                call.add_done_callback(self._orphans.discard)
+            raise
+        try:
+            return await call
         except grpc.aio.AioRpcError:
             st.upstream_errors += 1
             raise
@@ -163,3 +202,16 @@ class Forwarder(grpc.GenericRpcHandler):
             setattr(st, af.fault.stat, getattr(st, af.fault.stat) + 1)
             forward = functools.partial(af.fault.apply, call, forward, params)
         return await forward()
+
+
+def _set_done(done: asyncio.Future, _call: grpc.aio.Call) -> None:
+    if not done.done():
+        done.set_result(None)
+
+
+async def _settled(call: grpc.aio.Call) -> None:
+    """Wait for ``call`` to end, whatever its outcome."""
+    try:
+        await call
+    except (grpc.aio.AioRpcError, asyncio.CancelledError):
+        pass
