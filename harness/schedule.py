@@ -267,6 +267,10 @@ def validate_steps(steps: list, where: str) -> None:
             raise ScheduleError(f"{where}: step {i}: 'role' needs node \"nats\" and one of {', '.join(NATS_ROLES)}")
         if "must_fire" in step and not isinstance(step["must_fire"], bool):
             raise ScheduleError(f"{where}: step {i}: 'must_fire' must be true or false")
+        if "until" in step and (step["until"] != "next" or step["f"] not in ("kill", "pause")
+                                or step.get("trigger") != "failpoint"):
+            raise ScheduleError(f"{where}: step {i}: 'until' must be \"next\", on a kill or pause with "
+                                "\"trigger\": \"failpoint\" (harness.nemesis.hold)")
         if step["f"] == "partition":
             _validate_partition_step(step, f"{where}: step {i}")
         if step["f"] == "link" and step.get("link") not in LINKS and not NATS_LINK.match(str(step.get("link"))) and not (
