@@ -6,7 +6,8 @@ node is killed (SIGKILL) or stopped (SIGSTOP) and *stays* so (:func:`hold`), and
 goes on. The next quiesce step of the schedule (a kill -9 of mosquitto at the producer's Mth
 batch) acts, then brings the held node back (:func:`revive`: restart, or SIGCONT) and waits
 until its MQTT session is connected and subscribed again (:func:`wait_session`) before it
-releases the producer. What the broker holds when it dies is then the same in every run: the
+releases the producer (with no such step after it, the final heal restarts or resumes the
+node). What the broker holds when it dies is then the same in every run: the
 (M - N) batches published while the subscriber was away, every one acknowledged; and nothing
 is published while the subscriber reconnects (FoundationDB's way: take the timing out of the
 fault rather than measuring around it).
