@@ -51,9 +51,11 @@ class KillNemesis(Nemesis):
         async with p.exclusive():
             if not p.running:
                 return already_dead(p)
+            gen = None
             if waited is not None and p is self.ctx.cluster.mosquitto:
-                from harness.nemesis.hold import settle_mosquitto
+                from harness.nemesis.hold import session_generation, settle_mosquitto
                 settled = await settle_mosquitto(p)
+                gen = None if self.ctx.held else await session_generation(self.ctx.cluster)
             pid = p.pid
             p.kill("kill step")
             code = await p.wait(10)
@@ -67,6 +69,9 @@ class KillNemesis(Nemesis):
                 out["settled"] = settled
             if self.ctx.held:
                 out["revived"] = await revive(self.ctx)
+            elif gen is not None:  # a subscriber that stayed up: back and subscribed before the producer goes on
+                from harness.nemesis.hold import wait_session
+                out["session"] = await wait_session(self.ctx.cluster, above=gen)
             await release(self.ctx.cluster, step, waited)
             out["quiesce"] = waited
         return out
