@@ -223,6 +223,11 @@ class Cluster:
                 await links_up()
             for name in self.processor_names():
                 await self._start_node(name)
+            if self.mosquitto is not None and "processor" not in self.config.external:
+                # nothing published before the subscriber's session is connected: no message
+                # queued (and saved, with autosave on changes) at start, whatever the timing
+                from harness.nemesis.hold import wait_session
+                await wait_session(self)
             if start_producer:
                 await self._start_node("producer")
         except BaseException:

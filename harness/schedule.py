@@ -17,6 +17,11 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
         # optional "nth"); a power loss, a producer pause or a NATS server's kill or
         # corruption with "trigger": "failpoint" first holds the producer at its Nth batch
         # and lets the pipeline drain (harness.nemesis.logical, harness.nemesis.quiesce)
+    {"at": 300, "f": "kill", "node": "processor", "trigger": "failpoint", "until": "next"}
+    {"at": 400, "f": "kill", "node": "mosquitto", "down_ms": 300, "trigger": "failpoint"}
+        # the processor killed (or, with "pause", stopped) at the producer's batch of 300 and
+        # left down; mosquitto killed at its batch of 400, then the processor brought back
+        # and subscribed before the producer goes on (harness.nemesis.hold)
     {"at": 500, "f": "stop", "node": "sink", "kill_after_ms": 20, "down_ms": 300}  # kill -9 mid-shutdown
     {"at": 700, "after_ms": 500, "f": "kill", "node": "broker"}   # 500 ms after position 700
     {"at": 900, "f": "pause", "node": "broker", "for_ms": 400}
@@ -273,6 +278,10 @@ def validate_steps(steps: list, where: str) -> None:
                 or step["window_batches"] < 1):
             raise ScheduleError(f"{where}: step {i}: 'window_batches' (an integer >= 1) needs a kill or partition "
                                 f"of node \"nats\" with \"trigger\": \"failpoint\" (harness.nemesis.window)")
+        if "until" in step and (step["until"] != "next" or step["f"] not in ("kill", "pause")
+                                or step.get("trigger") != "failpoint"):
+            raise ScheduleError(f"{where}: step {i}: 'until' must be \"next\", on a kill or pause with "
+                                "\"trigger\": \"failpoint\" (harness.nemesis.hold)")
         if step["f"] == "partition":
             _validate_partition_step(step, f"{where}: step {i}")
         if step["f"] == "link" and step.get("link") not in LINKS and not NATS_LINK.match(str(step.get("link"))) and not (

@@ -2,8 +2,9 @@
 
 Units drive the MQTT log client's local queues, offsets and acknowledgements with a fake
 connection (no process); the real tests start mosquitto by pid: a no-fault campaign over
-every mode, and m01 (kill -9 of the broker while the subscriber is down), asserting the
-kill FIRED (nemesis.jsonl: SIGKILL, a new pid) before the verdict. Skipped with the reason
+every mode, and m01 (kill -9 of the broker while the subscriber is held down) replayed
+twice with identical counts, asserting the kill FIRED (nemesis.jsonl: SIGKILL, a new pid,
+the subscriber revived) before the verdict. Skipped with the reason
 when Debian's mosquitto is not installed.
 """
 
@@ -211,14 +212,71 @@ def _m01(tmp_path: Path, *modes: str, name: str = "m01-mqtt-qos-under-broker-kil
     return res
 
 
+def _outcome(entry: dict) -> dict:
+    from harness.scenarios.fidelity import outcome
+    return outcome(entry)
+
+
+def _m01_logical_run(out: Path) -> dict:
+    """m01 in at-least-once with seed 1: the processor held down from the producer's 16th
+    batch (orders 0-319 ACKed and drained), mosquitto killed -9 at its 21st (320-419 ACKed
+    and queued for the offline session), the processor back and subscribed before the
+    producer goes on. Asserts the kill FIRED (SIGKILL, new pid, after the settling round
+    trip; the processor revived with its session) and that exactly the 100 orders mosquitto
+    PUBACKed while the session was offline are lost (default autosave: never written),
+    from 320 on. Returns the outcome (harness.scenarios.fidelity)."""
+    (entry,) = _m01(out, "at-least-once")["modes"]
+    assert entry["as_expected"], entry["mismatches"]
+    ops = [op["value"] for op in nemesis_ops(out / "latest" / entry["dir"]) if op["type"] == "ok"]
+    (kill,) = [v for v in ops if v.get("node") == "mosquitto"]
+    assert kill["settled"] and kill["quiesce"]["paused"] and kill["quiesce"]["drained"] is None
+    (revived,) = kill["revived"]
+    assert revived["node"] == "processor" and revived["session"]["connected"]
+    (held,) = [v for v in ops if v.get("node") == "processor"]
+    assert held["held"] == "next" and held["exit_code"] == -9 and held["quiesce"]["drained"]
+    lost = entry["anomalies"]["lost-acknowledged"]
+    assert entry["verdict"] == "broken" and lost["count"] == 100 and lost["examples"][0] == "order-00000320", lost
+    return _outcome(entry)
+
+
 @needs_mosquitto
 @pytest.mark.timeout(300)
-def test_m01_broker_kill_fires_and_loses_acknowledged_qos1(tmp_path):
-    """m01 in at-least-once: the kill fired on mosquitto (SIGKILL, new pid), and messages the
-    broker had PUBACKed were lost (its default autosave had not written them)."""
-    (entry,) = _m01(tmp_path, "at-least-once")["modes"]
-    assert entry["as_expected"], entry["mismatches"]
-    assert entry["verdict"] == "broken" and entry["lost_acknowledged"] > 0
+def test_m01_logical_kill_loses_exactly_the_batches_queued_while_the_subscriber_was_down(tmp_path):
+    _m01_logical_run(tmp_path)
+
+
+@needs_mosquitto
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_m01_replays_with_identical_counts(tmp_path):
+    """Two runs of m01 (at-least-once, seed 1): identical verdict and anomaly counts."""
+    first = _m01_logical_run(tmp_path / "run1")
+    assert _m01_logical_run(tmp_path / "run2") == first
+
+
+def test_m01_steps_expand_to_chained_quiesce_steps():
+    """The m01 schedule on mosquitto: both steps hold the producer (quiesce), the processor's
+    kill keeps ``until`` (held down), the mosquitto kill does not wait for a drain (nothing
+    can drain with the subscriber down) and is the second pause of the producer's one arming."""
+    from harness.nemesis.logical import expand
+    from harness.scenarios import get
+    cfg = SimpleNamespace(mode="at-least-once", sink_strategy=None, disabled=[], batch_size=20, broker="mosquitto")
+    steps = sorted(get("m01-mqtt-qos-under-broker-kill").steps, key=lambda st: st["at"])
+    held, kill, arm = expand(steps, cfg)
+    assert held["until"] == "next" and held["quiesce"]["nth"] == 16 and held["quiesce"].get("drain", True)
+    assert held["quiesce_next"] == {"nth": 5}
+    assert kill["node"] == "mosquitto" and kill["quiesce"]["drain"] is False and kill["quiesce"]["seq"] == 1
+    assert arm["arm"] and arm["name"] == "producer.after-ack-before-persist" and arm["nth"] == 16
+
+
+def test_until_needs_a_logical_kill_or_pause():
+    from harness.schedule import ScheduleError, validate_steps
+    validate_steps([{"at": 1, "f": "pause", "node": "processor", "trigger": "failpoint", "until": "next"}], "t")
+    for bad in ({"at": 1, "f": "kill", "node": "processor", "until": "next"},
+                {"at": 1, "f": "kill", "node": "processor", "trigger": "failpoint", "until": "later"},
+                {"at": 1, "f": "stop", "node": "processor", "trigger": "failpoint", "until": "next"}):
+        with pytest.raises(ScheduleError, match="'until'"):
+            validate_steps([bad], "t")
 
 
 @needs_mosquitto

@@ -16,6 +16,8 @@ class NemesisContext:
     """(node name, pid) of exits already recorded as ``node-exited`` (reported once)."""
     logical_done: dict = field(default_factory=dict)
     """node -> logical pause-then-act steps carried out (harness.nemesis.logical.wait_paused)."""
+    held: list = field(default_factory=list)
+    """Nodes a step left down or stopped until the next logical step (harness.nemesis.hold)."""
 
 
 class Nemesis:

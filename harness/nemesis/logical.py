@@ -180,8 +180,12 @@ def expand(steps: list[dict], config) -> list[dict]:
     for step in steps:
         if step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or (
                 step["f"] in ("kill", "corrupt", "partition") and step.get("node") == "nats") or (
-                step["f"] == "pause" and step.get("node") == "producer")):  # harness.nemesis.quiesce
+                step["f"] in ("kill", "corrupt") and step.get("node") == "mosquitto") or (
+                step["f"] == "pause" and step.get("node") == "producer") or (
+                step["f"] in ("kill", "pause") and step.get("until"))):  # harness.nemesis.quiesce, .hold
             loss, arm = quiesce_trigger(step, config)
+            if prev_q is not None and prev_q.get("until"):  # its node is held down: nothing can drain
+                loss["quiesce"]["drain"] = False
             if prev_q is None:
                 extra.append(arm)
             else:  # the pause is re-armed as the previous one releases the producer (chained);

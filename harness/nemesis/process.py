@@ -21,6 +21,19 @@ def already_dead(p: NodeProcess) -> dict:
             "exit_cause": p.exit_cause}
 
 
+async def _hold_then_release(ctx, step: dict, p: NodeProcess, how: str, waited: dict) -> dict:
+    """A quiesce step with ``until``: kill or stop ``p`` and leave it so (the next logical
+    step revives it: harness.nemesis.hold), then let the producer go on."""
+    from harness.nemesis.hold import hold
+    from harness.nemesis.quiesce import release
+    if not p.running:
+        out = already_dead(p)
+    else:
+        out = await hold(ctx, p, how)
+    await release(ctx.cluster, step, waited)
+    return out | {"quiesce": waited}
+
+
 class KillNemesis(Nemesis):
     """``{"f": "kill", "node": N, "down_ms": T}``: SIGKILL the node (no flush, no
     cleanup: what a crash leaves), keep it down T ms, restart it on the same
@@ -32,14 +45,22 @@ class KillNemesis(Nemesis):
 
     async def invoke(self, step: dict) -> dict:
         waited = None
-        if step.get("quiesce"):  # a logical kill of a NATS server (harness.nemesis.logical)
+        if step.get("quiesce"):  # a logical kill of a NATS server or mosquitto (harness.nemesis.logical)
             from harness.nemesis.quiesce import quiesce
             waited = await quiesce(self.ctx.cluster, step["quiesce"])
         p = await self.ctx.cluster.resolve_node(step)
         window = None
+        if waited is not None and step.get("until"):  # held down until the next step (hold.py)
+            return await _hold_then_release(self.ctx, step, p, "kill", waited)
+        settled = None
         async with p.exclusive():
             if not p.running:
                 return already_dead(p)
+            gen = None
+            if waited is not None and p is self.ctx.cluster.mosquitto:
+                from harness.nemesis.hold import session_generation, settle_mosquitto
+                settled = await settle_mosquitto(p)
+                gen = None if self.ctx.held else await session_generation(self.ctx.cluster)
             pid = p.pid
             p.kill("kill step")
             code = await p.wait(10)
@@ -59,8 +80,16 @@ class KillNemesis(Nemesis):
             out["leaders"] = leaders
         if window is not None:
             out["window"] = window
-        if waited is not None:  # the producer paused for it: let it go on
+        if waited is not None:  # the producer paused for it: bring back what an earlier step held, let it go on
+            from harness.nemesis.hold import revive
             from harness.nemesis.quiesce import release
+            if settled is not None:
+                out["settled"] = settled
+            if self.ctx.held:
+                out["revived"] = await revive(self.ctx)
+            elif gen is not None:  # a subscriber that stayed up: back and subscribed before the producer goes on
+                from harness.nemesis.hold import wait_session
+                out["session"] = await wait_session(self.ctx.cluster, above=gen)
             await release(self.ctx.cluster, step, waited)
             out["quiesce"] = waited
         return out
@@ -95,6 +124,11 @@ class PauseNemesis(Nemesis):
     guard process resumes and stops the node if the harness dies meanwhile."""
 
     async def invoke(self, step: dict) -> dict:
+        if step.get("quiesce") and step.get("until"):  # stopped until the next step (hold.py)
+            from harness.nemesis.quiesce import quiesce
+            waited = await quiesce(self.ctx.cluster, step["quiesce"])
+            p = await self.ctx.cluster.resolve_node(step)
+            return await _hold_then_release(self.ctx, step, p, "pause", waited)
         if step.get("quiesce"):  # logical: the producer held at its Nth batch, not SIGSTOPped
             return await self._hold(step)
         p = await self.ctx.cluster.resolve_node(step)

@@ -46,7 +46,8 @@ QUIESCE_TIMEOUT_S = 60.0
 async def quiesce(cluster, spec: dict, poll_s: float = 0.05) -> dict:
     """Wait until the producer paused at ``spec["failpoint"]`` (its ListFailpoints says
     fired) or finished, then until the processor's durable positions reach the broker's
-    high watermarks on every partition, three looks in a row. Returns what it saw:
+    high watermarks on every partition, three looks in a row (not when ``spec["drain"]`` is
+    false: a subscriber held down by an earlier step cannot drain). Returns what it saw:
     {"paused": bool, "drained": bool, "waited_ms": int}; never raises on a timeout
     (the power loss then goes anyway, and the record says so)."""
     import asyncio
@@ -58,12 +59,12 @@ async def quiesce(cluster, spec: dict, poll_s: float = 0.05) -> dict:
     deadline = t0 + QUIESCE_TIMEOUT_S
     paused = await wait_held(cluster, spec, 1 + spec.get("seq", 0), deadline, poll_s)
     still = 0
-    while time.monotonic() < deadline and still < 3:
+    while spec.get("drain", True) and time.monotonic() < deadline and still < 3:
         progress = await cluster.drain_progress()
         progress["producer"] = {"done": True}   # paused on purpose: only the rest must drain
         still = still + 1 if _drained(progress) else 0
         await asyncio.sleep(2 * poll_s)
-    drained = still >= 3
+    drained = still >= 3 if spec.get("drain", True) else None   # None: a node is held down (hold.py)
     return {"paused": paused, "drained": drained, "waited_ms": round((time.monotonic() - t0) * 1000)}
 
 

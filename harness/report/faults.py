@@ -54,9 +54,10 @@ def _who(v: dict) -> str:
 def describe(f: str, v: dict) -> str:
     """A step in words: "kill -9 processor (down 500 ms)", "drop-response on producer-broker ..."."""
     if f == "kill":
-        return f"kill -9 {_who(v)} (down {v.get('down_ms', '?')} ms)"
+        down = "until the next step" if v.get("until") else f"{v.get('down_ms', '?')} ms"
+        return f"kill -9 {_who(v)} (down {down})"
     if f == "pause":
-        return f"pause {_who(v)} ({v.get('for_ms', '?')} ms)"
+        return f"pause {_who(v)} ({'until the next step' if v.get('until') else str(v.get('for_ms', '?')) + ' ms'})"
     if f == "corrupt":
         return f"corrupt data files of {_who(v)} ({v.get('bytes', 64)} bytes each), restart"
     if f == "stop":
