@@ -150,21 +150,29 @@ class PartitionLog:
         Raises:
             record.CorruptRecordError: a frame failed its CRC check.
         """
+        return self.read_sized(offset, max_records, upto, max_bytes)[0]
+
+    def read_sized(self, offset: int, max_records: int, upto: int,
+                   max_bytes: int | None = None) -> tuple[list[record.Record], int]:
+        """:meth:`read`, and the bytes of the frames read (``HEADER_BYTES + len(key) +
+        len(value)`` per record). Raises: record.CorruptRecordError."""
         out: list[record.Record] = []
+        size = 0
         upto = min(upto, self.end_offset)
         while offset < upto and len(out) < max_records:
             i = bisect.bisect_right(self._bases, offset) - 1
-            got = self.segments[i].read_range(offset, max_records - len(out), upto, max_bytes,
-                                              at_least_one=not out)
+            got, n = self.segments[i].read_range(offset, max_records - len(out), upto, max_bytes,
+                                                 at_least_one=not out)
             if not got:
                 break
             out.extend(got)
+            size += n
             offset += len(got)
             if max_bytes is not None:
-                max_bytes -= sum(record.HEADER_BYTES + len(r.key) + len(r.value) for r in got)
+                max_bytes -= n
                 if max_bytes <= 0:
                     break
-        return out
+        return out, size
 
     def producer_runs(self, start: int = 0) -> Iterator[tuple[int, int, int, int, int]]:
         """Runs ``(producer_id, epoch, first_sequence, first_offset, count)`` of idempotent records

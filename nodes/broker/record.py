@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 HEADER = struct.Struct(">IIQQqiiI")
 """length, crc, offset, timestamp_ms, producer_id, epoch, sequence, key_length."""
@@ -45,9 +45,12 @@ class CorruptRecordError(Exception):
         self.position = position
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One decoded record. ``offset`` is its position in the partition (0-based, dense)."""
+class Record(NamedTuple):
+    """One decoded record. ``offset`` is its position in the partition (0-based, dense).
+
+    Immutable; a NamedTuple rather than a frozen dataclass: a Fetch makes one per record,
+    and a frozen dataclass costs 0.8 us to build against 0.2 us (issue 16).
+    """
 
     offset: int
     timestamp_ms: int
