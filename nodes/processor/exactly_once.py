@@ -275,7 +275,7 @@ class UncheckpointedIdempotent:
         fetched = await p.consumer.fetch()
         if not fetched:
             return
-        orders = [o for o in (p.process(part, rec) for part, rec in fetched) if o is not None]
+        orders = p.process_batch(fetched)
         for batch in chunks(orders, p.config.sink_batch):
             await self.pipeline.submit(batch)
         await self.pipeline.drain()
@@ -305,7 +305,7 @@ class UncheckpointedTransactional:
         fetched = await p.consumer.fetch()
         if not fetched:
             return
-        orders = [o for o in (p.process(part, rec) for part, rec in fetched) if o is not None]
+        orders = p.process_batch(fetched)
         if orders:
             self.batches += 1
             txn = f"{p.config.group}-i{p.incarnation}-b{self.batches}"
