@@ -110,10 +110,7 @@ class PartitionLog:
             self.roll()
         ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
         base = self.end_offset
-        frames = [record.encode(base + i, ts, producer_id, epoch,
-                                base_sequence + i if base_sequence >= 0 else -1, k, v)
-                  for i, (k, v) in enumerate(entries)]
-        self.active.append(frames)
+        self.active.append(record.encode_many(base, ts, producer_id, epoch, base_sequence, entries))
         return base
 
     def roll(self) -> None:

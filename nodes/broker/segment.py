@@ -26,6 +26,7 @@ import os
 import struct
 import zlib
 from array import array
+from itertools import accumulate
 from pathlib import Path
 
 from nodes.broker import record
@@ -198,11 +199,9 @@ class Segment:
             self._pending += data
         else:
             self._write(data)
-        pos = old
-        for fr in frames:
-            self.positions.append(pos)
-            pos += len(fr)
-        self.size = pos
+        if frames:
+            self.positions.extend(accumulate(map(len, frames[:-1]), initial=old))
+        self.size = old + len(data)
 
     def write_out(self) -> None:
         """write() the write-back buffer (no fsync). Raises OSError (the buffer is kept)."""
