@@ -19,15 +19,15 @@ from typing import Callable
 
 import grpc
 
-from nodes.common.limits import INT64_MAX, INT64_MIN
 from nodes.common.modes import AT_LEAST_ONCE, AT_MOST_ONCE, EXACTLY_ONCE, SINK_IDEMPOTENT
 from nodes.pb import broker_pb2
 from nodes.pb.events_pb2 import Order
 from nodes.processor.checkpoint import Checkpoint, CheckpointStore, bump_incarnation
 from nodes.processor.consumer import Consumer
 from nodes.processor.sinks import SinkClient
-from nodes.processor.poison import DeadLetters, decode
-from nodes.processor.state import OperatorState, StateOverflow
+from nodes.processor import fold
+from nodes.processor.poison import DeadLetters
+from nodes.processor.state import OperatorState
 
 TWOPC_SAFE = "safe"
 TWOPC_COMMIT_BEFORE_CHECKPOINT = "commit-before-checkpoint"
@@ -215,56 +215,9 @@ class Processor:
         return got[0] if got else None
 
     def process_batch(self, fetched) -> list[Order]:
-        """:meth:`process` of each ``(partition, record)`` in turn; returns the valid orders.
-
-        One inlined loop (issue 16): the common record (decodes, ids of at most 64
-        characters, so at most 256 UTF-8 bytes, a total within int64) is checked and folded
-        without a call per step; any other takes the general path (:meth:`_process_one`),
-        before this loop changed anything for it.
-        """
-        positions, totals = self.consumer.positions, self.state.totals
-        origins, from_string = self.dead_letters.origins, Order.FromString
-        out: list[Order] = []
-        append = out.append
-        for partition, record in fetched:
-            offset, value = record.offset, record.value
-            positions[partition] = offset + 1
-            try:
-                order = from_string(value)
-            except Exception:  # noqa: BLE001 - the general path names the error
-                order = None
-            if order is not None:
-                oid, account = order.order_id, order.account
-                if oid and account and len(oid) <= 64 and len(account) <= 64:
-                    total = totals.get(account, 0) + order.amount_cents
-                    if INT64_MIN <= total <= INT64_MAX:
-                        totals[account] = total
-                        origins[oid] = (partition, offset, len(value))
-                        self.records += 1
-                        append(order)
-                        continue
-            order = self._process_one(partition, record)
-            if order is not None:
-                append(order)
-        self.dead_letters.rotate()
-        return out
-
-    def _process_one(self, partition: int, record: broker_pb2.Record) -> Order | None:
-        """:meth:`process`, the general path (poison records, long ids, overflow)."""
-        self.consumer.positions[partition] = record.offset + 1
-        order, problem = decode(record)
-        if not problem:
-            try:
-                self.state.apply(order)
-            except StateOverflow as e:
-                problem = str(e)
-        if problem:
-            self.bad_records += 1
-            self.dead_letters.add_record(partition, record, order, problem)
-            return None
-        self.dead_letters.remember(order, partition, record)
-        self.records += 1
-        return order
+        """:meth:`process` of each ``(partition, record)`` in turn; returns the valid orders
+        (nodes/processor/fold.py: one inlined loop)."""
+        return fold.process_batch(self, fetched)
 
     def _refused(self, order: Order, reason: str) -> None:
         """The sink refused ``order`` (INVALID_ARGUMENT): dead-letter it, take it out of the state."""
