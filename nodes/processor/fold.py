@@ -2,19 +2,23 @@
 
 :func:`process_batch` is the processor's per-record hot path (issue 16): one inlined loop
 in which the common record (it decodes as an Order, its order id and account hold at most
-64 characters, so at most 256 UTF-8 bytes, and its amount keeps the account's total within
-int64) is checked and folded without a call per step. Any other record takes the general
+``_SHORT`` (64) characters, so at most 256 UTF-8 bytes, and its amount keeps the account's
+total within int64) is checked and folded without a call per step. Any other record takes the general
 path (:func:`process_one`: nodes/processor/poison.py's rules, dead letters, StateOverflow)
 before the loop changed anything for it, so both give the same result.
 """
 
 from __future__ import annotations
 
-from nodes.common.limits import INT64_MAX, INT64_MIN
+from nodes.common.limits import INT64_MAX, INT64_MIN, MAX_ACCOUNT_BYTES, MAX_ORDER_ID_BYTES
 from nodes.pb import broker_pb2
 from nodes.pb.events_pb2 import Order
 from nodes.processor.poison import decode
 from nodes.processor.state import StateOverflow
+
+_SHORT = min(MAX_ORDER_ID_BYTES, MAX_ACCOUNT_BYTES) // 4
+"""Ids and accounts of at most this many characters are within their byte limits (a
+character is at most 4 UTF-8 bytes)."""
 
 
 def process_batch(p, fetched) -> list[Order]:
@@ -33,7 +37,7 @@ def process_batch(p, fetched) -> list[Order]:
             order = None
         if order is not None:
             oid, account = order.order_id, order.account
-            if oid and account and len(oid) <= 64 and len(account) <= 64:
+            if oid and account and len(oid) <= _SHORT and len(account) <= _SHORT:
                 total = totals.get(account, 0) + order.amount_cents
                 if INT64_MIN <= total <= INT64_MAX:
                     totals[account] = total
