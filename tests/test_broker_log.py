@@ -324,3 +324,12 @@ async def test_million_record_log_restarts_fast_after_graceful_stop(tmp_path: Pa
     assert sum(b2.topic.end_offsets().values()) == 1_000_000 and b2.producers.next_sequence(pid, 3) == 250_000
     assert elapsed < 1.0, elapsed
     b2.topic.close()
+
+
+def test_encode_many_gives_the_frames_of_encode():
+    """The Produce path's one-loop encoder writes exactly record.encode's frames (issue 16)."""
+    entries = [(b"k%d" % i, b"v" * i) for i in range(40)] + [(b"", b"")]
+    for producer_id, epoch, base_sequence in ((-1, -1, -1), (7, 2, 0), (7, 2, 2**31 - 41)):
+        assert record.encode_many(1000, 123, producer_id, epoch, base_sequence, entries) == [
+            record.encode(1000 + i, 123, producer_id, epoch, base_sequence + i if base_sequence >= 0 else -1, k, v)
+            for i, (k, v) in enumerate(entries)]

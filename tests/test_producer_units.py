@@ -186,3 +186,17 @@ async def test_rate_paces_batches_on_the_loop_clock(tmp_path):
     # 5 batches of 100: the last leaves at t0 + 400 / 5000 s = 80 ms at the earliest.
     assert loop.time() - t >= 0.08
     assert p.done and len(broker.appended) == 500
+
+
+def test_history_line_text_is_the_standard_librarys():
+    """The history writer's orjson fast path writes exactly what json.dumps wrote (issue 16)."""
+    import json
+
+    from nodes.producer.history import _dumps
+
+    ids = ["order-00000001", "caf\u00e9", "del\x7f", "ctl\x00\x1f\n", "\ud800", "x" * 300]
+    for value in ({"orders": ids[:1], "base_sequence": None, "attempt": 1},
+                  {"orders": ids}, {"orders": [2**70]}, {"orders": [-(2**63)], "ok": True}):
+        op = {"index": 7, "time": 1796093534.994225, "process": "producer", "type": "ok",
+              "f": "produce", "value": value, "offset": 2**40, "duplicate": False}
+        assert _dumps(op) == json.dumps(op, separators=(",", ":"))

@@ -8,6 +8,9 @@ top functions by own samples ("self") and by samples with the function
 anywhere on the stack ("total"). py-spy is not a dependency of the testbed:
 ``.venv/bin/pip install py-spy`` (it needs ptrace rights on the node processes,
 which a process of the same user has unless ``kernel.yama.ptrace_scope`` forbids it).
+``--gil`` samples only the thread holding the GIL (Python CPU: no fsync, select or grpc
+poller waits, which py-spy otherwise counts as busy); ``--svg`` writes flame graphs
+(``<out>/<node>.svg``) instead of the collapsed stacks and the table.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def top_functions(collapsed: Path, n: int = 12) -> tuple[int, list[tuple[str, in
 
 
 async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, events: int,
-                      batch_size: int, rate_hz: int = 200) -> dict[str, Path]:
+                      batch_size: int, rate_hz: int = 200, gil: bool = False,
+                      svg: bool = False) -> dict[str, Path]:
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     cluster = Cluster(ClusterConfig(mode=mode, sink_strategy=sink, events=events, batch_size=batch_size,
                                     rate=0.0, proxies=proxies), out / "run")
@@ -56,11 +60,11 @@ async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, 
     files: dict[str, Path] = {}
 
     async def attach(name: str, pid: int) -> None:
-        f = out / f"{name.replace(':', '-')}.txt"
+        f = out / f"{name.replace(':', '-')}.{'svg' if svg else 'txt'}"
         files[name] = f
         spies.append(await asyncio.create_subprocess_exec(
-            pyspy, "record", "--pid", str(pid), "--rate", str(rate_hz), "--format", "raw", "--nonblocking",
-            "--output", str(f), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
+            pyspy, "record", "--pid", str(pid), "--rate", str(rate_hz), "--format", "flamegraph" if svg else "raw", "--nonblocking",
+            *(["--gil"] if gil else []), "--output", str(f), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
 
     try:
         await cluster.start(start_producer=False)
@@ -87,14 +91,22 @@ async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, 
 @click.option("--events", type=int, default=20000, show_default=True)
 @click.option("--batch-size", type=int, default=100, show_default=True)
 @click.option("--top", type=int, default=12, show_default=True)
+@click.option("--gil", is_flag=True,
+              help="Sample only the thread holding the GIL (py-spy --gil): Python CPU, without the "
+                   "time spent waiting in fsync, select or grpc's poller, or preempted on a loaded machine.")
+@click.option("--svg", is_flag=True, help="Write <out>/<node>.svg flame graphs (py-spy's renderer) instead "
+                                         "of the collapsed stacks and the top-functions table.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def cli(mode, proxies, events, batch_size, top, out) -> None:
+def cli(mode, proxies, events, batch_size, top, gil, svg, out) -> None:
     """Profile one pipeline run with py-spy; print each node's hottest functions."""
     out.mkdir(parents=True, exist_ok=True)
     m, sink = split_mode(mode)
     files = asyncio.run(profile_run(out, mode=m, sink=sink, proxies=proxies, events=events,
-                                    batch_size=batch_size))
+                                    batch_size=batch_size, gil=gil, svg=svg))
     for name, f in files.items():
+        if svg:
+            print(f"== {name}: {f if f.exists() else 'no flame graph written (py-spy failed to attach?)'}")
+            continue
         if not f.exists():
             print(f"== {name}: no profile written (py-spy failed to attach?)")
             continue

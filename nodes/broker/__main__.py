@@ -90,7 +90,8 @@ def main(listen: str, data_dir: Path, mode: str, log_level: str, partitions: int
                         status=lambda: broker.status() if broker is not None else {"recovering": True},
                         service_names=("testbed.v1.Broker",))
 
-    run_node(make_spec, name="broker", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level)
+    run_node(make_spec, name="broker", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level,
+             gc_tuned=True)
 
 
 if __name__ == "__main__":

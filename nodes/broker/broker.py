@@ -27,7 +27,7 @@ from nodes.broker.offsets import ConsumerOffsets
 from nodes.broker.partition_log import DEFAULT_SEGMENT_BYTES
 from nodes.broker.producer_state import ProducerStateTable
 from nodes.broker.segment import SegmentCorruptError
-from nodes.broker.record import HEADER_BYTES, MAX_RECORD_BYTES, CorruptRecordError, Record
+from nodes.broker.record import MAX_RECORD_BYTES, CorruptRecordError, Record
 from nodes.common.durable import atomic_write_json, read_json
 from nodes.common.failpoints import FAILPOINTS, FailpointError
 from nodes.broker.limits import check_group, check_partition_list
@@ -315,9 +315,9 @@ class Broker:
         for p, off in positions:
             hw = self.high_watermark(p)
             try:
-                recs = self.topic.partitions[p].read(off, max_records, hw, budget) \
-                    if off < hw and budget > 0 else []
-                budget -= sum(len(r.key) + len(r.value) + HEADER_BYTES for r in recs)
+                recs, size = self.topic.partitions[p].read_sized(off, max_records, hw, budget) \
+                    if off < hw and budget > 0 else ([], 0)
+                budget -= size
             except CorruptRecordError as e:
                 raise CorruptLog(str(e)) from None
             out.append((p, recs, hw))

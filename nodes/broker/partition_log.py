@@ -110,10 +110,7 @@ class PartitionLog:
             self.roll()
         ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
         base = self.end_offset
-        frames = [record.encode(base + i, ts, producer_id, epoch,
-                                base_sequence + i if base_sequence >= 0 else -1, k, v)
-                  for i, (k, v) in enumerate(entries)]
-        self.active.append(frames)
+        self.active.append(record.encode_many(base, ts, producer_id, epoch, base_sequence, entries))
         return base
 
     def roll(self) -> None:
@@ -150,21 +147,29 @@ class PartitionLog:
         Raises:
             record.CorruptRecordError: a frame failed its CRC check.
         """
+        return self.read_sized(offset, max_records, upto, max_bytes)[0]
+
+    def read_sized(self, offset: int, max_records: int, upto: int,
+                   max_bytes: int | None = None) -> tuple[list[record.Record], int]:
+        """:meth:`read`, and the bytes of the frames read (``HEADER_BYTES + len(key) +
+        len(value)`` per record). Raises: record.CorruptRecordError."""
         out: list[record.Record] = []
+        size = 0
         upto = min(upto, self.end_offset)
         while offset < upto and len(out) < max_records:
             i = bisect.bisect_right(self._bases, offset) - 1
-            got = self.segments[i].read_range(offset, max_records - len(out), upto, max_bytes,
-                                              at_least_one=not out)
+            got, n = self.segments[i].read_range(offset, max_records - len(out), upto, max_bytes,
+                                                 at_least_one=not out)
             if not got:
                 break
             out.extend(got)
+            size += n
             offset += len(got)
             if max_bytes is not None:
-                max_bytes -= sum(record.HEADER_BYTES + len(r.key) + len(r.value) for r in got)
+                max_bytes -= n
                 if max_bytes <= 0:
                     break
-        return out
+        return out, size
 
     def producer_runs(self, start: int = 0) -> Iterator[tuple[int, int, int, int, int]]:
         """Runs ``(producer_id, epoch, first_sequence, first_offset, count)`` of idempotent records

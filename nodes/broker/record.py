@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 HEADER = struct.Struct(">IIQQqiiI")
 """length, crc, offset, timestamp_ms, producer_id, epoch, sequence, key_length."""
@@ -45,9 +45,12 @@ class CorruptRecordError(Exception):
         self.position = position
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One decoded record. ``offset`` is its position in the partition (0-based, dense)."""
+class Record(NamedTuple):
+    """One decoded record. ``offset`` is its position in the partition (0-based, dense).
+
+    Immutable; a NamedTuple rather than a frozen dataclass: a Fetch makes one per record,
+    and a frozen dataclass costs 0.8 us to build against 0.2 us (issue 16).
+    """
 
     offset: int
     timestamp_ms: int
@@ -63,6 +66,26 @@ def encode(offset: int, timestamp_ms: int, producer_id: int, epoch: int, sequenc
     """The frame of one record (``HEADER_BYTES + len(key) + len(value)`` bytes)."""
     body = BODY_HEADER.pack(offset, timestamp_ms, producer_id, epoch, sequence, len(key)) + key + value
     return struct.pack(">II", len(body) + CRC_BYTES, zlib.crc32(body)) + body
+
+
+_LENGTH_CRC = struct.Struct(">II")
+
+
+def encode_many(base_offset: int, timestamp_ms: int, producer_id: int, epoch: int, base_sequence: int,
+                entries: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """The frames of consecutive records ``entries`` ``[(key, value), ...]`` from ``base_offset``:
+    :func:`encode` of each, record ``i`` with sequence ``base_sequence + i`` (-1 for all when
+    ``base_sequence`` is -1), in one loop (the broker's Produce path)."""
+    body_pack, head_pack, crc32 = BODY_HEADER.pack, _LENGTH_CRC.pack, zlib.crc32
+    out = []
+    append = out.append
+    seq = base_sequence
+    for i, (k, v) in enumerate(entries, base_offset):
+        body = body_pack(i, timestamp_ms, producer_id, epoch, seq, len(k)) + k + v
+        append(head_pack(len(body) + CRC_BYTES, crc32(body)) + body)
+        if seq >= 0:
+            seq += 1
+    return out
 
 
 def frame_at(buf: bytes | memoryview, pos: int, end: int | None = None) -> int:

@@ -26,6 +26,7 @@ import os
 import struct
 import zlib
 from array import array
+from itertools import accumulate
 from pathlib import Path
 
 from nodes.broker import record
@@ -198,11 +199,9 @@ class Segment:
             self._pending += data
         else:
             self._write(data)
-        pos = old
-        for fr in frames:
-            self.positions.append(pos)
-            pos += len(fr)
-        self.size = pos
+        if frames:
+            self.positions.extend(accumulate(map(len, frames[:-1]), initial=old))
+        self.size = old + len(data)
 
     def write_out(self) -> None:
         """write() the write-back buffer (no fsync). Raises OSError (the buffer is kept)."""
@@ -229,9 +228,10 @@ class Segment:
         self.crc = zlib.crc32(data, self.crc)
 
     def read_range(self, offset: int, max_records: int, upto: int,
-                   max_bytes: int | None = None, at_least_one: bool = True) -> list[record.Record]:
-        """Records from ``offset`` up to ``upto`` (exclusive), at most ``max_records`` and
-        at most ``max_bytes`` of frames (but one record even if larger, if ``at_least_one``).
+                   max_bytes: int | None = None, at_least_one: bool = True) -> tuple[list[record.Record], int]:
+        """(records, their frame bytes): records from ``offset`` up to ``upto`` (exclusive), at
+        most ``max_records`` and at most ``max_bytes`` of frames (but one record even if
+        larger, if ``at_least_one``). A frame is ``HEADER_BYTES + len(key) + len(value)`` bytes.
 
         Raises:
             record.CorruptRecordError: a frame fails its CRC (never served).
@@ -239,14 +239,14 @@ class Segment:
         first = offset - self.base_offset
         last = min(upto, self.next_offset, offset + max_records) - self.base_offset
         if last <= first:
-            return []
+            return [], 0
         start = self.positions[first]
         stop = self.positions[last] if last < len(self.positions) else self.size
         if max_bytes is not None and stop - start > max_bytes:
             last = bisect.bisect_right(self.positions, start + max_bytes, first + 1, last) - 1
             if last == first:
                 if not at_least_one:
-                    return []
+                    return [], 0
                 last = first + 1
             stop = self.positions[last] if last < len(self.positions) else self.size
         if stop <= self.written:
@@ -254,16 +254,7 @@ class Segment:
         else:  # part (or all) of the range is still in the write-back buffer
             buf = os.pread(self.fd, max(self.written - start, 0), start) + \
                 bytes(self._pending[max(start - self.written, 0):stop - self.written])
-        out, pos = [], 0
-        for _ in range(last - first):
-            try:
-                rec, size = record.decode(buf, pos)
-            except record.CorruptRecordError:
-                raise record.CorruptRecordError(
-                    f"corrupt record in {self.path} at byte {start + pos}", self.path, start + pos) from None
-            out.append(rec)
-            pos += size
-        return out
+        return _decode_frames(buf, last - first, self.path, start), stop - start
 
     def fsync(self) -> None:
         os.fsync(self.fd)
@@ -274,6 +265,33 @@ class Segment:
             self.write_out()
             os.close(self.fd)
             self.fd = -1
+
+
+def _decode_frames(buf: bytes, count: int, path: Path, start: int) -> list[record.Record]:
+    """The ``count`` consecutive frames at the start of ``buf`` (read from byte ``start`` of
+    ``path``), each checked as :func:`record.frame_at` checks it (length bounds, CRC of the
+    body, key length), in one inlined loop: the broker's Fetch runs it for every record served.
+
+    Raises:
+        record.CorruptRecordError: a frame fails a check (never served).
+    """
+    out: list[record.Record] = []
+    append, unpack, crc32, mv = out.append, record.HEADER.unpack_from, zlib.crc32, memoryview(buf)
+    lo, hi, hb, end = record.MIN_FRAME_LENGTH, record.MAX_FRAME_LENGTH, record.HEADER_BYTES, len(buf)
+    new = record.Record._make
+    pos = 0
+    for _ in range(count):
+        if pos + hb <= end:
+            length, crc, offset, ts, pid, epoch, seq, key_len = unpack(buf, pos)
+            stop = pos + 4 + length
+            if lo <= length <= hi and stop <= end and hb + key_len <= 4 + length \
+                    and crc32(mv[pos + 8:stop]) == crc:
+                k = pos + hb + key_len
+                append(new((offset, ts, pid, epoch, seq, buf[pos + hb:k], buf[k:stop])))
+                pos = stop
+                continue
+        raise record.CorruptRecordError(f"corrupt record in {path} at byte {start + pos}", path, start + pos)
+    return out
 
 
 def _first_bad_frame(buf: bytes, positions: array) -> int:

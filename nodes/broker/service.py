@@ -27,11 +27,6 @@ def _errors_to_status(method):
     return wrapper
 
 
-def _record_pb(r) -> pb.Record:
-    return pb.Record(offset=r.offset, key=r.key, value=r.value, timestamp_ms=r.timestamp_ms,
-                     producer_id=r.producer_id, producer_epoch=r.epoch, sequence=r.sequence)
-
-
 class BrokerServicer(GroupServicerMixin, broker_pb2_grpc.BrokerServicer):
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
@@ -54,9 +49,15 @@ class BrokerServicer(GroupServicerMixin, broker_pb2_grpc.BrokerServicer):
     async def Fetch(self, request, context):
         got = await self.broker.fetch(request.topic, [(po.partition, po.offset) for po in request.partitions],
                                       request.max_records, request.max_wait_ms)
-        return pb.FetchResponse(partitions=[
-            pb.PartitionRecords(partition=p, records=[_record_pb(r) for r in recs], high_watermark=hw)
-            for p, recs, hw in got])
+        resp = pb.FetchResponse()
+        for p, recs, hw in got:
+            # records.add(...) builds each Record in place: half the CPU of a list of
+            # pb.Record copied into the repeated field (issue 16).
+            add = resp.partitions.add(partition=p, high_watermark=hw).records.add
+            for offset, ts, pid, epoch, seq, key, value in recs:
+                add(offset=offset, key=key, value=value, timestamp_ms=ts, producer_id=pid,
+                    producer_epoch=epoch, sequence=seq)
+        return resp
 
     @_errors_to_status
     async def CommitOffset(self, request, context):

@@ -65,8 +65,15 @@ def short(s: object, limit: int = 64) -> str:
 
 
 def too_long(value: str, limit: int) -> bool:
-    """True if ``value`` has more than ``limit`` UTF-8 bytes."""
-    return len(value) > limit or utf8_len(value) > limit
+    """True if ``value`` has more than ``limit`` UTF-8 bytes.
+
+    A code point takes at most 4 UTF-8 bytes (a lone surrogate, with surrogatepass, 3), so a
+    str of at most ``limit // 4`` characters is never too long: no encoding in the common case.
+    """
+    n = len(value)
+    if n * 4 <= limit:
+        return False
+    return n > limit or utf8_len(value) > limit
 
 
 def int64_add(a: int, b: int) -> int | None:

@@ -40,6 +40,7 @@ are the thin shell around them (aiohttp's web_runner lifecycle).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -373,10 +374,27 @@ async def _watch_parent(stop: asyncio.Event, log: logging.Logger, every_s: float
         await asyncio.sleep(every_s)
 
 
+GC_THRESHOLD_0 = 20_000
+"""Allocations between two young-generation collections in a node with ``tune_gc`` (CPython's
+default: 700)."""
+
+
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes on the per-record paths (issue 16): freeze what start-up
+    allocated (modules, grpc, the node's objects: never scanned again) and collect the young
+    generation every GC_THRESHOLD_0 allocations instead of 700. Reference counting still frees
+    everything acyclic at once; only cycles wait longer. A Fetch of 1,000 records folded by the
+    processor: 1.24 -> 0.98 us of CPU per record (GC off: 0.98)."""
+    _, g1, g2 = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD_0, g1, g2)
+
+
 def run_node(make_spec: Callable[[logging.Logger], NodeSpec], *, name: str, listen: str,
-             data_dir: Path, mode: str, log_level: str = "INFO", uvloop: bool = False) -> None:
+             data_dir: Path, mode: str, log_level: str = "INFO", uvloop: bool = False,
+             gc_tuned: bool = False) -> None:
     """Process entry point: set up the data dir and logging, serve, exit with the code
-    (on uvloop when ``uvloop``, see :func:`use_uvloop`)."""
+    (on uvloop when ``uvloop``, see :func:`use_uvloop`; :func:`tune_gc` when ``gc_tuned``)."""
     try:
         data_dir = check_data_dir(data_dir)
     except DataDirError as e:
@@ -391,6 +409,8 @@ def run_node(make_spec: Callable[[logging.Logger], NodeSpec], *, name: str, list
         print(f"{name}: error: {e}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     main = serve(spec, listen=listen, data_dir=data_dir, mode=mode, log=log)
+    if gc_tuned and os.environ.get("TESTBED_GC_TUNE") != "0":  # =0: CPython's defaults, to compare
+        tune_gc()
     if use_uvloop(default=uvloop):
         import uvloop as _uvloop
         sys.exit(_uvloop.run(main))

@@ -135,7 +135,7 @@ def main(listen: str, data_dir: Path, mode: str, log_level: str, broker: str, si
     """The processor node: a Flink-like stateful engine between the broker and the sink."""
     config = ProcessorConfig(mode=mode, **knobs)
     run_node(lambda log: make_spec(log, data_dir, broker, sink, config), name="processor",
-             listen=listen, data_dir=data_dir, mode=mode, log_level=log_level)
+             listen=listen, data_dir=data_dir, mode=mode, log_level=log_level, gc_tuned=True)
 
 
 if __name__ == "__main__":

@@ -106,14 +106,17 @@ class Consumer:
             return []
         self._fetch_failures = 0
         out: list[tuple[int, broker_pb2.Record]] = []
+        append = out.append
         for pr in resp.partitions:
-            self.high_watermarks[pr.partition] = pr.high_watermark
-            expected = self.positions.get(pr.partition, 0)
+            part = pr.partition
+            self.high_watermarks[part] = pr.high_watermark
+            expected = self.positions.get(part, 0)
             for rec in pr.records:
-                if rec.offset < expected:
+                offset = rec.offset
+                if offset < expected:
                     continue  # already consumed
-                out.append((pr.partition, rec))
-                expected = rec.offset + 1
+                append((part, rec))
+                expected = offset + 1
         return out
 
     async def commit(self, offsets: dict[int, int], *, retry: bool = True) -> bool:

@@ -58,7 +58,7 @@ class _Delivery:
             await self._commit(next_offsets)
             if FAILPOINTS.armed:
                 await FAILPOINTS.hit("processor.after-offset-commit-before-sink")
-        orders = [o for o in (p.process(part, rec) for part, rec in fetched) if o is not None]
+        orders = p.process_batch(fetched)
         for batch in chunks(orders, p.config.sink_batch):
             await p.sink.write("Apply", batch, retry=self.retry_writes)
         await p.flush_dead_letters()

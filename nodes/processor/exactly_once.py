@@ -117,11 +117,17 @@ class _Checkpointing:
         wait = cfg.fetch_max_wait_ms
         if self.dirty:
             wait = int(max(0.0, min(wait, self._ms_until_due())))
-        for part, rec in await p.consumer.fetch(wait):
-            order = p.process(part, rec)
-            self.since += 1
+        fetched = await p.consumer.fetch(wait)
+        i = 0
+        while i < len(fetched):
+            # Records up to the next checkpoint boundary are folded in one process_batch
+            # (issue 16), then added; the checkpoint comes after the same record as before.
+            seg = fetched[i:i + max(1, cfg.checkpoint_records - self.since)]
+            i += len(seg)
+            orders = p.process_batch(seg)
+            self.since += len(seg)
             self.dirty = True
-            if order is not None:
+            for order in orders:
                 await self.add(order)
             if self.since >= cfg.checkpoint_records:
                 await self.checkpoint()
@@ -275,7 +281,7 @@ class UncheckpointedIdempotent:
         fetched = await p.consumer.fetch()
         if not fetched:
             return
-        orders = [o for o in (p.process(part, rec) for part, rec in fetched) if o is not None]
+        orders = p.process_batch(fetched)
         for batch in chunks(orders, p.config.sink_batch):
             await self.pipeline.submit(batch)
         await self.pipeline.drain()
@@ -305,7 +311,7 @@ class UncheckpointedTransactional:
         fetched = await p.consumer.fetch()
         if not fetched:
             return
-        orders = [o for o in (p.process(part, rec) for part, rec in fetched) if o is not None]
+        orders = p.process_batch(fetched)
         if orders:
             self.batches += 1
             txn = f"{p.config.group}-i{p.incarnation}-b{self.batches}"

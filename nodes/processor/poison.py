@@ -39,15 +39,16 @@ letters, this incarnation), ``dead_letter_pending``.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 
 from nodes.pb import broker_pb2, sink_pb2
 from nodes.pb.events_pb2 import Order
 from nodes.sink.schema import order_problem
 
 MAX_ORIGINS = 100_000
-"""Order ids whose (partition, offset) the processor remembers for a sink-side refusal;
-older ones are forgotten (their dead letter then has partition and offset -1)."""
+"""Order ids whose (partition, offset) the processor remembers for a sink-side refusal, at
+most; at least the ``MAX_ORIGINS // 2`` most recent are kept (two generations of dicts:
+one dict store per order instead of an OrderedDict's move_to_end, issue 16); older ones are
+forgotten (their dead letter then has partition and offset -1)."""
 
 
 def decode(record: broker_pb2.Record) -> tuple[Order | None, str]:
@@ -67,14 +68,24 @@ class DeadLetters:
         self.log = log
         self.pending: list[sink_pb2.DeadLetterEntry] = []
         self.sent = 0
-        self._origins: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
+        self.origins: dict[str, tuple[int, int, int]] = {}
+        """The current generation: order id -> (partition, offset, value bytes); callers on
+        the hot path store into it directly, then call :meth:`rotate`."""
+        self._older: dict[str, tuple[int, int, int]] = {}
 
     def remember(self, order: Order, partition: int, record: broker_pb2.Record) -> None:
-        o = self._origins
-        o[order.order_id] = (partition, record.offset, len(record.value))
-        o.move_to_end(order.order_id)
-        if len(o) > MAX_ORIGINS:
-            o.popitem(last=False)
+        self.origins[order.order_id] = (partition, record.offset, len(record.value))
+        self.rotate()
+
+    def rotate(self) -> None:
+        """Start a new generation once the current one holds MAX_ORIGINS // 2 ids."""
+        if len(self.origins) >= MAX_ORIGINS // 2:
+            self._older, self.origins = self.origins, {}
+
+    def origin(self, order_id: str) -> tuple[int, int, int] | None:
+        """(partition, offset, value bytes) of a remembered order id, else None."""
+        got = self.origins.get(order_id)
+        return got if got is not None else self._older.get(order_id)
 
     def add_record(self, partition: int, record: broker_pb2.Record, order: Order | None,
                    reason: str) -> None:
@@ -89,7 +100,7 @@ class DeadLetters:
 
     def add_refused(self, order: Order, reason: str) -> None:
         """Queue an order the sink refused with INVALID_ARGUMENT."""
-        partition, offset, size = self._origins.get(order.order_id, (-1, -1, order.ByteSize()))
+        partition, offset, size = self.origin(order.order_id) or (-1, -1, order.ByteSize())
         self.pending.append(sink_pb2.DeadLetterEntry(
             order_id=order.order_id, partition=partition, offset=offset, reason=reason[:1024],
             value_bytes=size, account=order.account, amount_cents=order.amount_cents))

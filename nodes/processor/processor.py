@@ -25,8 +25,9 @@ from nodes.pb.events_pb2 import Order
 from nodes.processor.checkpoint import Checkpoint, CheckpointStore, bump_incarnation
 from nodes.processor.consumer import Consumer
 from nodes.processor.sinks import SinkClient
-from nodes.processor.poison import DeadLetters, decode
-from nodes.processor.state import OperatorState, StateOverflow
+from nodes.processor import fold
+from nodes.processor.poison import DeadLetters
+from nodes.processor.state import OperatorState
 
 TWOPC_SAFE = "safe"
 TWOPC_COMMIT_BEFORE_CHECKPOINT = "commit-before-checkpoint"
@@ -210,20 +211,13 @@ class Processor:
         for the sink, or overflowing the operator state), which is queued as a dead
         letter (nodes/processor/poison.py) and counted.
         """
-        self.consumer.positions[partition] = record.offset + 1
-        order, problem = decode(record)
-        if not problem:
-            try:
-                self.state.apply(order)
-            except StateOverflow as e:
-                problem = str(e)
-        if problem:
-            self.bad_records += 1
-            self.dead_letters.add_record(partition, record, order, problem)
-            return None
-        self.dead_letters.remember(order, partition, record)
-        self.records += 1
-        return order
+        got = self.process_batch(((partition, record),))
+        return got[0] if got else None
+
+    def process_batch(self, fetched) -> list[Order]:
+        """:meth:`process` of each ``(partition, record)`` in turn; returns the valid orders
+        (nodes/processor/fold.py: one inlined loop)."""
+        return fold.process_batch(self, fetched)
 
     def _refused(self, order: Order, reason: str) -> None:
         """The sink refused ``order`` (INVALID_ARGUMENT): dead-letter it, take it out of the state."""

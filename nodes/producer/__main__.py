@@ -108,7 +108,7 @@ def cli(listen, data_dir, mode, log_level, broker, seed, count, accounts, worklo
                             no_retry=no_retry, max_in_flight=max_in_flight, sequential_sends=sequential_sends)
     run_node(lambda log: make_spec(log, data_dir=data_dir, broker=broker, config=config, seed=seed,
                                    count=count, accounts=accounts, workload=workload),
-             name="producer", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level)
+             name="producer", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level, gc_tuned=True)
 
 
 if __name__ == "__main__":

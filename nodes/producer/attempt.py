@@ -77,11 +77,13 @@ class PartitionBatch:
     appended: int | None = None        # orders the broker took (sequence numbers used); None = all
 
     def request(self, producer_id: int = -1, epoch: int = 0) -> broker_pb2.ProduceRequest:
-        records = [broker_pb2.Record(key=o.account.encode(), value=o.SerializeToString())
-                   for o in self.orders]
-        return broker_pb2.ProduceRequest(
+        req = broker_pb2.ProduceRequest(
             topic=TOPIC, partition=self.partition, producer_id=producer_id, producer_epoch=epoch,
-            base_sequence=-1 if self.base_sequence is None else self.base_sequence, records=records)
+            base_sequence=-1 if self.base_sequence is None else self.base_sequence)
+        add = req.records.add  # built in place: a list of Records copied in costs 1.5x (issue 16)
+        for o in self.orders:
+            add(key=o.account.encode(), value=o.SerializeToString())
+        return req
 
     def value(self, attempt: int) -> dict:
         """The history ``value`` of an attempt."""

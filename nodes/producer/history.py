@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import orjson
 
 from nodes.common.storage_fault import with_file
 
@@ -66,6 +67,21 @@ def _last_index(path: Path) -> int:
     return -1
 
 
+def _dumps(op: dict) -> str:
+    """``json.dumps(op, separators=(",", ":"))``, through orjson when that gives the same
+    text (issue 16: 5x faster on a line of a few hundred order ids): orjson writes non-ASCII
+    and DEL unescaped, and refuses what the standard library writes differently (integers
+    beyond 64 bits, lone surrogates): those lines take the standard library. (orjson also writes
+    NaN as null: the only float of a line is ``time.time()``.)"""
+    try:
+        data = orjson.dumps(op)
+    except (orjson.JSONEncodeError, TypeError):
+        data = b"\x7f"
+    if data.isascii() and b"\x7f" not in data:
+        return data.decode("ascii")
+    return json.dumps(op, separators=(",", ":"))
+
+
 class HistoryWriter:
     """Appends operations to ``<data-dir>/history.jsonl``.
 
@@ -92,7 +108,7 @@ class HistoryWriter:
               "incarnation": self.incarnation, "type": type_, "f": f, "value": value}
         op.update(extra)
         try:
-            self._f.write(json.dumps(op, separators=(",", ":")) + "\n")
+            self._f.write(_dumps(op) + "\n")
             self._f.flush()
         except OSError as e:  # ENOSPC / EIO: name the file for the storage error line
             raise with_file(e, self.path)

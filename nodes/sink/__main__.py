@@ -49,7 +49,8 @@ def main(listen: str, data_dir: Path, mode: str, log_level: str, prepared_timeou
             service_names=("testbed.v1.Sink",),
         )
 
-    run_node(make_spec, name="sink", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level)
+    run_node(make_spec, name="sink", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level,
+             gc_tuned=True)
 
 
 if __name__ == "__main__":

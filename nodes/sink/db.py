@@ -44,14 +44,12 @@ import dataclasses
 import logging
 import sqlite3
 import time
-from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from nodes.common.limits import MAX_ORDER_ID_BYTES, too_long
-from nodes.sink import dead_letters, partitions
-from nodes.sink.money import add_balances
+from nodes.sink import bulk, dead_letters, partitions
 from nodes.sink.errors import (AlreadyCommitted, InvalidInput, TransactionAborted, TransactionCommitted,
                                TransactionNotFound)
 from nodes.sink.schema import (DB_FILE, DEFAULT_SNAPSHOT_LIMIT, MAX_ORDERS_PER_CALL, MAX_SNAPSHOT_LIMIT,
@@ -59,17 +57,6 @@ from nodes.sink.schema import (DB_FILE, DEFAULT_SNAPSHOT_LIMIT, MAX_ORDERS_PER_C
                                read_snapshot)
 
 __all__ = ["DB_FILE", "MAX_ORDERS_PER_CALL", "CommitResult", "SinkCounters", "SinkDB", "read_snapshot"]
-
-# first_applied_ms: unix ms of the first application (the end of an order's end-to-end latency).
-_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
-_APPLY_ORDER = ("INSERT INTO orders(order_id, account, amount_cents, applied_count, first_applied_ms) "
-                f"VALUES (?, ?, ?, 1, {_NOW_MS}) "
-                "ON CONFLICT(order_id) DO UPDATE SET applied_count = applied_count + 1 "
-                "RETURNING applied_count")
-_UPSERT_ORDER = ("INSERT INTO orders(order_id, account, amount_cents, applied_count, first_applied_ms) "
-                 f"VALUES (?, ?, ?, 1, {_NOW_MS}) "
-                 "ON CONFLICT(order_id) DO NOTHING RETURNING order_id")
-
 
 @dataclasses.dataclass(frozen=True)
 class SinkCounters:
@@ -164,18 +151,9 @@ class SinkDB:
             reapplied_commits=self._reapplied, prepared=prepared)
 
     def _apply_rows(self, con: sqlite3.Connection, rows: Sequence[OrderRow]) -> tuple[int, int]:
-        """Apply semantics inside an open transaction; returns (new orders, newly duplicated orders)."""
-        new = newly_dup = 0
-        per_account: dict[str, int] = defaultdict(int)
-        for order_id, account, amount in rows:
-            (count,) = con.execute(_APPLY_ORDER, (order_id, account, amount)).fetchall()[0]
-            if count == 1:
-                new += 1
-            elif count == 2:
-                newly_dup += 1
-            per_account[account] += amount
-        add_balances(con, per_account)
-        return new, newly_dup
+        """Apply semantics inside an open transaction; returns (new orders, newly duplicated orders)
+        (nodes/sink/bulk.py)."""
+        return bulk.apply_rows(con, rows)
 
     def _count_applied(self, new: int, applied: int, newly_dup: int) -> None:
         c = self.counters
@@ -206,17 +184,10 @@ class SinkDB:
         """
         check_orders(rows)
         check_member(member)
-        applied = 0
-        per_account: dict[str, int] = defaultdict(int)
         with self._txn() as con:
-            done = []
-            for order_id, account, amount in rows:
-                if con.execute(_UPSERT_ORDER, (order_id, account, amount)).fetchall():
-                    applied += 1
-                    per_account[account] += amount
-                    done.append(order_id)
-            add_balances(con, per_account)
+            done = bulk.upsert_rows(con, rows)
             partitions.record_applications(con, done, member, epoch, self._clock_ms())
+        applied = len(done)
         self._count_applied(applied, applied, 0)
         return applied, len(rows) - applied
 
