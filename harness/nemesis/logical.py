@@ -29,6 +29,11 @@ TWOPC_POINTS = {
     "processor.after-checkpoint-before-commit": ("2pc-commit-after-checkpoint",),
     "processor.after-sink-commit": (),
 }
+
+WRITES_OUTSTANDING = "processor.after-checkpoint-writes-outstanding"
+"""A checkpoint persisted with sink writes still in flight: reached only with the
+``drain-before-checkpoint`` ablation (exactly-once/idempotent, scenario s04); a kill step
+asking for it elsewhere gets the mode's usual processor point."""
 """Two-phase-commit points a kill step may ask for (``"point"``, harness.schedule.TWOPC_KILLS),
 with the ablations whose order skips the point: ``commit-before-checkpoint`` never reaches
 ``after-checkpoint-before-commit`` (exactly_once.TransactionalCheckpointing.checkpoint)."""
@@ -38,9 +43,18 @@ def point_for(node: str, config, wanted: str | None = None) -> str | None:
     """The failpoint a logical kill or pause of ``node`` hits in ``config``'s mode (None: none).
 
     ``wanted``: a two-phase-commit point (:data:`TWOPC_POINTS`) the step asks for; taken
-    in exactly-once/transactional with checkpoints when the mode's order reaches it, else
-    the mode's usual point of ``node``."""
+    in exactly-once/transactional with checkpoints when the mode's order reaches it; or
+    :data:`WRITES_OUTSTANDING`, taken in exactly-once/idempotent (one processor) with the
+    ``drain-before-checkpoint`` ablation; else the mode's usual point of ``node``. A group
+    member ``processor-K`` has the processor's points."""
     disabled = set(config.disabled or ())
+    if node.startswith("processor-") and node[10:].isdigit():   # a consumer-group member (processor-K):
+        node = "processor"                                      # the same points in its own process
+    if wanted == WRITES_OUTSTANDING and node == "processor" and config.mode == EXACTLY_ONCE \
+            and config.sink_strategy != SINK_TRANSACTIONAL and not {"checkpointing"} & disabled \
+            and "drain-before-checkpoint" in disabled and int(getattr(config, "processors", 1) or 1) < 2 \
+            and node not in (getattr(config, "external", None) or {}):
+        return wanted
     if wanted in TWOPC_POINTS and node == "processor" and config.mode == EXACTLY_ONCE \
             and config.sink_strategy == SINK_TRANSACTIONAL and "checkpointing" not in disabled \
             and not disabled & set(TWOPC_POINTS[wanted]) and node not in (getattr(config, "external", None) or {}):
@@ -73,7 +87,7 @@ def records_per_hit(point: str, batch_size: int, fetch_group: int = 0) -> int:
     """Records the producer emits per hit of ``point`` (an estimate, to turn a position into N)."""
     if point.startswith(("broker.", "producer.")):
         return max(1, batch_size // 4)  # one Produce per partition of each batch
-    if point in ("processor.before-checkpoint", "sink.after-commit-before-reply", *TWOPC_POINTS):
+    if point in ("processor.before-checkpoint", "sink.after-commit-before-reply", *TWOPC_POINTS, WRITES_OUTSTANDING):
         return 500  # a checkpoint every 500 ms at 1000 events/s
     if fetch_group and point.startswith(("processor.after-", "sink.after-apply")):
         return fetch_group  # one step (one sink write) per group (nodes/processor/grouping.py)
