@@ -1,0 +1,92 @@
+"""explore's random mixes (harness/explore.py) and the schedules generated from them
+(harness/schedule.py): consumer-group faults on a group only, the crash at a checkpoint with
+sink writes outstanding, and logical triggers for stops and power losses. No processes."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from harness import schedule as schedule_mod
+from harness.explore import fault_mix
+from harness.nemesis.group import schedule_problem
+from harness.nemesis.logical import WRITES_OUTSTANDING, expand, point_for
+
+GROUP = set(schedule_mod.GROUP_FAULT_KINDS)
+
+
+def cfg(mode: str, sink: str | None = None, disabled=(), processors: int = 1) -> SimpleNamespace:
+    return SimpleNamespace(mode=mode, sink_strategy=sink, disabled=list(disabled), batch_size=100,
+                           fetch_group=25, processors=processors)
+
+
+def test_group_faults_join_the_mixes_on_a_consumer_group_only():
+    one = {k for seed in range(1, 300) for k in fault_mix(seed)}
+    two = {k for seed in range(1, 300) for k in fault_mix(seed, processors=2)}
+    assert not one & GROUP
+    assert GROUP <= two and "kill-processor-writes-outstanding" in one
+    for broker in ("nats", "mosquitto"):   # no group coordinator there: never
+        assert not {k for seed in range(1, 100) for k in fault_mix(seed, broker=broker, processors=2)} & GROUP
+
+
+def test_a_group_mix_generates_steps_a_two_member_group_can_run():
+    seen = set()
+    for seed in range(1, 200):
+        mix = fault_mix(seed, processors=2)
+        steps = schedule_mod.generate(seed, 600, mix)["steps"]
+        schedule_mod.validate_steps(steps, f"seed {seed}")
+        assert schedule_problem(steps, 2, "builtin") is None, (seed, mix)
+        seen |= {s["f"] for s in steps}
+    assert {"zombie", "add-processor"} <= seen
+
+
+def test_zombie_is_armed_from_the_start_at_its_nth_hit_and_member_kills_are_logical():
+    zombie, kill = schedule_mod.generate(5, 600, ["zombie", "kill-processor-2"])["steps"]
+    assert zombie["f"] == "zombie" and zombie["at"] == 0 and zombie["nth"] >= 1 and not zombie.get("timed")
+    assert zombie["node"] in ("processor", "processor-2")
+    assert kill == {**kill, "f": "kill", "node": "processor-2", "trigger": "failpoint"} and "timed" not in kill
+    (armed,) = expand([kill], cfg("at-most-once", processors=2))
+    assert armed["node"] == "processor-2" and armed["name"] == "processor.after-offset-commit-before-sink"
+    assert armed["action"] == "crash" and armed["logical"] == "kill"
+    assert schedule_problem([zombie], 1, "builtin")   # refused without a group
+
+
+def test_writes_outstanding_kill_lands_there_only_with_drain_before_checkpoint_off():
+    (step,) = schedule_mod.generate(3, 600, ["kill-processor-writes-outstanding"])["steps"]
+    assert step["point"] == WRITES_OUTSTANDING and step["trigger"] == "failpoint"
+    ablated = cfg("exactly-once", "idempotent", ["drain-before-checkpoint"])
+    (armed,) = expand([step], ablated)
+    assert armed["name"] == WRITES_OUTSTANDING and armed["nth"] >= 1 and armed["action"] == "crash"
+    # with the mechanism on the point is never reached: the mode's usual processor kill instead
+    assert expand([step], cfg("exactly-once", "idempotent"))[0]["name"] == "processor.before-checkpoint"
+    assert expand([step], cfg("exactly-once", "transactional", ["drain-before-checkpoint"]))[0]["name"] \
+        == "processor.before-checkpoint"
+    assert expand([step], cfg("at-least-once", None, ["drain-before-checkpoint"]))[0]["name"] \
+        == "processor.after-sink-ack-before-offset-commit"
+    assert point_for("processor", cfg("exactly-once", "idempotent", ["drain-before-checkpoint"], processors=2),
+                     WRITES_OUTSTANDING) == "processor.before-checkpoint"   # a member checkpoints in the sink
+
+
+def test_generated_stops_and_power_losses_are_logical_unless_a_kill_shares_the_point():
+    steps = schedule_mod.generate(1, 600, ["stop-processor", "stop-sink", "stop-broker", "stop-producer",
+                                           "pause-processor"])["steps"]
+    by = {(s["f"], s["node"]): s for s in steps}
+    for node in ("processor", "sink", "broker"):
+        assert by[("stop", node)]["trigger"] == "failpoint" and "timed" not in by[("stop", node)]
+    assert by[("stop", "producer")]["timed"] and by[("pause", "processor")]["timed"]   # no trigger for these
+    expanded = expand(steps, cfg("at-least-once"))
+    assert {s["node"] for s in expanded if s.get("logical") == "stop" and s["f"] == "stop"} == \
+        {"processor", "sink", "broker"}
+    # a logical kill of the processor arms its point with a crash: its stop stays timed
+    mixed = schedule_mod.generate(1, 600, ["stop-processor", "kill-processor", "stop-sink"])["steps"]
+    stop_p = next(s for s in mixed if s["f"] == "stop" and s["node"] == "processor")
+    stop_s = next(s for s in mixed if s["f"] == "stop" and s["node"] == "sink")
+    assert stop_p["timed"] and "trigger" not in stop_p and stop_s["trigger"] == "failpoint"
+    # the 2PC / writes-outstanding kills crash the processor at a point too
+    assert schedule_mod.generate(1, 600, ["stop-processor", "kill-processor-writes-outstanding"])["steps"][0]["timed"]
+    (loss,) = schedule_mod.generate(2, 600, ["power-loss-all"])["steps"]
+    assert loss["trigger"] == "failpoint" and "timed" not in loss
+    assert expand([loss], cfg("at-least-once"))[0]["quiesce"]["node"] == "producer"
+    # a producer kill restarts it without the quiesce pause's arming: that power loss stays timed
+    killed = schedule_mod.generate(2, 600, ["power-loss-broker", "kill-producer"])["steps"]
+    assert killed[0]["f"] == "power-loss" and killed[0]["timed"]
+    assert schedule_mod.generate(2, 600, ["stop-processor"], logical=False)["steps"][0]["timed"]
