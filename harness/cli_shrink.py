@@ -170,6 +170,11 @@ with a third member added (add-processor) on a loaded 2-core machine, members di
 within 1 s of a rebalance, were expired, rejoined and restarted the rebalance, and the group
 never settled (60 expirations in a 600-order trial, the drain timed out)."""
 
+GROUP_RATE, GROUP_BATCH_SIZE = 200.0, 20
+"""A consumer-group trial's workload rate (orders/s) and producer batch (as scenario s18): at
+1000 orders/s a 600-order workload was over within a second, before a zombie step (position
+0) had armed its member's failpoint; at 200/s it lasts 3 s, several checkpoints per member."""
+
 MODE_LABELS = ("at-most-once", "at-least-once", "exactly-once/idempotent", "exactly-once/transactional")
 
 
@@ -232,8 +237,10 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
     except RunDirError as e:
         fail(str(e))
     storage = resolve_storage(storage, {"steps": []})  # lazy: exits 2 (one line) without fuse3
-    group = {"processors": processors, "session_timeout_ms": EXPLORE_SESSION_TIMEOUT_MS} if processors > 1 else {}
-    base = asdict(ClusterConfig(events=events, rate=DEFAULT_RATE, disabled=list(disable), storage=storage,
+    group = {"processors": processors, "session_timeout_ms": EXPLORE_SESSION_TIMEOUT_MS,
+             "batch_size": GROUP_BATCH_SIZE} if processors > 1 else {}
+    rate = GROUP_RATE if processors > 1 else DEFAULT_RATE
+    base = asdict(ClusterConfig(events=events, rate=rate, disabled=list(disable), storage=storage,
                                 fetch_group=25, sequential_sends=True, **group))  # as the campaign: record-count processor steps
     if auto_group:
         console.print("explore: --disable generation-fencing acts only in a consumer group: each trial runs "

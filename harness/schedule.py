@@ -75,10 +75,14 @@ GROUP_FAULT_KINDS = ("zombie", "add-processor", "kill-processor-2")
 """Consumer-group faults (harness.nemesis.group; need ``--processors 2`` or more): a zombie
 member, a member added mid-run, a kill of member 2. explore mixes them in on a group only."""
 
-ZOMBIE_RECORDS_PER_HIT = 50
-"""Producer positions per hit of ``processor.member-before-output`` in one member of a group
-of two (an estimate, to turn a zombie's position into its Nth hit: a fetch group of 25
-records per member step, the member owning half the partitions)."""
+ZOMBIE_RECORDS_PER_HIT = 200
+ZOMBIE_MAX_NTH = 2
+"""A zombie's Nth hit of ``processor.member-before-output`` is its position // 200, at most
+2: in exactly-once the point is hit once per checkpoint of the member (every 500 ms), and
+a 600-order trial at 1000 orders/s gives a member two or three; a larger N never fired."""
+ZOMBIE_TIMEOUT_MS = 15_000
+"""How long a generated zombie waits for its failpoint (ms; the nemesis's default is 60 s,
+which a trial whose member never reached the Nth hit spent doing nothing)."""
 
 NATS_DEFAULT_FAULTS = ("kill-nats-leader", "kill-processor", "pause-nats-leader", "sink-drop-response",
                        "kill-producer", "kill-nats-follower", "pause-processor", "kill-processor")
@@ -184,7 +188,8 @@ def _step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SI
                 "down_ms": rng.choice((200, 300, 500))}
     if kind == "zombie":   # armed from the start (position 0): its Nth hit is the trigger
         return {"at": 0, "f": "zombie", "node": rng.choice(("processor", "processor-2")),
-                "nth": max(1, at // ZOMBIE_RECORDS_PER_HIT), "after_ms": 1000}
+                "nth": max(1, min(ZOMBIE_MAX_NTH, at // ZOMBIE_RECORDS_PER_HIT)), "after_ms": 1000,
+                "timeout_ms": ZOMBIE_TIMEOUT_MS}
     if kind == "add-processor":
         return {"at": at, "f": "add-processor"}
     if kind.startswith("kill-"):
