@@ -181,6 +181,30 @@ def hand_next_pause(p, step: dict) -> None:
         p.once_env[ENV_VAR] = ";".join(filter(None, [p.once_env.get(ENV_VAR, ""), spec]))
 
 
+OUTSTANDING_DROPS = 3
+"""Attempts of the one Upsert a ``writes-outstanding`` kill drops (each waits out the
+processor's 1 s sink deadline): the write stays outstanding for several checkpoints."""
+
+
+def writes_outstanding_steps(step: dict, config) -> tuple[dict, dict]:
+    """A kill at :data:`WRITES_OUTSTANDING` (scenario s04's story, from two logical triggers):
+    the processor-sink proxy drops the Kth Upsert call (K = the sink writes ``at`` records take)
+    and its retries; once that drop fired, the processor is armed to crash at its next
+    checkpoint taken with writes outstanding (``when_fired``, harness.nemesis.failpoint), so
+    the checkpoint's offsets cover the dropped write's records and the restart skips them.
+    A crash there alone loses nothing: the Upserts in flight still reach the sink.
+
+    Returns (the failpoint step, in the kill's place; the link fault's arm step)."""
+    per = max(1, int(getattr(config, "fetch_group", 0) or 0) or int(config.batch_size))
+    drop = {"at": 0, "arm": True, "f": "link", "link": "processor-sink", "logical": "kill",
+            "fault": {"kind": "drop-request", "method": "Upsert", "probability": 1.0,
+                      "count": OUTSTANDING_DROPS, "after_calls": max(1, step["at"] // per)}}
+    crash = {"at": 0, "f": "failpoint", "node": step["node"], "name": WRITES_OUTSTANDING, "nth": 1,
+             "action": "crash", "down_ms": int(step.get("down_ms", 300)), "logical": "kill",
+             "when_fired": {"link": "processor-sink", "kind": "drop-request"}}
+    return crash, drop
+
+
 def expand(steps: list[dict], config) -> list[dict]:
     """``steps`` (in the runner's order) with each ``"trigger": "failpoint"`` kill
     step replaced by its armed failpoint step (same index), or marked
@@ -211,6 +235,11 @@ def expand(steps: list[dict], config) -> list[dict]:
         point = point_for(node, config, step.get("point"))
         if point is None:
             out.append({k: v for k, v in step.items() if k not in ("trigger", "point")} | {"timed": True})
+            continue
+        if point == WRITES_OUTSTANDING:   # drop an Upsert, crash at the next checkpoint it is outstanding at
+            crash, drop = writes_outstanding_steps(step, config)
+            out.append(crash)
+            extra.append(drop)
             continue
         per = records_per_hit(point, int(config.batch_size), int(getattr(config, "fetch_group", 0) or 0))
         prev = last_at.get(node)
