@@ -140,9 +140,11 @@ def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZ
     loss once the producer is held at its Nth batch and the rest drained (``"trigger":
     "failpoint"``, harness.nemesis.logical); a zombie armed from the start at its Nth hit; every
     other step (pauses: SIGSTOP has no failpoint; link faults held for a while; add-processor)
-    at the position, marked ``"timed": true``."""
+    at the position, marked ``"timed": true``; a zombie (its Nth hit) with its pause armed
+    before the workload (``"trigger": "failpoint"``) or, without ``logical``, when its step runs."""
     step = _step_for(kind, at, rng, batch_size)
-    if logical and (kind in LOGICAL_KILLS or kind in LOGICAL_STOPS or kind.startswith("power-loss-")):
+    if logical and (kind in LOGICAL_KILLS or kind in LOGICAL_STOPS or kind.startswith("power-loss-")
+                    or kind == "zombie"):   # zombie: its pause armed before the workload
         step["trigger"] = "failpoint"   # kill-producer: producer.after-send-before-ack
     elif not step.get("arm") and step["f"] != "zombie":
         step["timed"] = True

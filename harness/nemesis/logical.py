@@ -205,6 +205,21 @@ def writes_outstanding_steps(step: dict, config) -> tuple[dict, dict]:
     return crash, drop
 
 
+def zombie_trigger(step: dict) -> tuple[dict, dict]:
+    """A ``"trigger": "failpoint"`` zombie (harness.nemesis.group): its pause at
+    ``processor.member-before-output`` is armed before the workload starts (an arm step), so
+    its ``nth`` counts the member's hits from its first record; the zombie step
+    (``armed_at_start``) then waits for that pause and does the rest. Armed when the step
+    ran instead, a short workload had been processed before the arming (a 150-order shrunk
+    find of explore did not fire on its replay). Returns (the zombie step, the arm step)."""
+    from harness.nemesis.group import FAILPOINT
+    node = step.get("node", "processor")
+    arm = {"at": 0, "arm": True, "f": "failpoint", "node": node, "name": FAILPOINT, "action": "pause",
+           "nth": int(step.get("nth", 1)), "count": 1, "logical": "zombie"}
+    zombie = {k: v for k, v in step.items() if k != "trigger"} | {"armed_at_start": True, "logical": "zombie"}
+    return zombie, arm
+
+
 def expand(steps: list[dict], config) -> list[dict]:
     """``steps`` (in the runner's order) with each ``"trigger": "failpoint"`` kill
     step replaced by its armed failpoint step (same index), or marked
@@ -227,6 +242,11 @@ def expand(steps: list[dict], config) -> list[dict]:
                 loss["quiesce"]["seq"] = prev_q["quiesce"].get("seq", 0) + 1
             out.append(loss)
             prev_q = loss
+            continue
+        if step.get("trigger") == "failpoint" and step["f"] == "zombie":
+            zombie, arm = zombie_trigger(step)
+            out.append(zombie)
+            extra.append(arm)
             continue
         if step.get("trigger") != "failpoint" or step["f"] != "kill":
             out.append(step)
