@@ -34,8 +34,8 @@ def test_explore_finds_generation_fencing_off_and_the_shrunk_scenario_breaks_the
     assert "zombie" in found["faults"] and found["time_to_detect_s"] > 0
     # the zombie fired where intended in the find: its member paused at member-before-output
     (mode_dir,) = [d for d in Path(found["dir"]).iterdir() if (d / "nemesis.jsonl").exists()]
-    oks = [json.loads(line) for line in (mode_dir / "nemesis.jsonl").read_text().splitlines()
-           if '"zombie"' in line and '"type": "ok"' in line]
+    ops = [json.loads(line) for line in (mode_dir / "nemesis.jsonl").read_text().splitlines() if line]
+    oks = [op for op in ops if op["f"] == "zombie" and op["type"] == "ok"]
     assert oks and oks[0]["value"]["failpoint"] == "processor.member-before-output"
     assert oks[0]["value"]["replaced_by_generation"] > oks[0]["value"]["generation"]
 
