@@ -65,7 +65,7 @@ def test_writes_outstanding_kill_lands_there_only_with_drain_before_checkpoint_o
     # s04's story from two logical triggers: the Kth Upsert dropped (and its retries), then a
     # crash at the first checkpoint taken with writes outstanding after that drop fired
     assert drop["arm"] and drop["link"] == "processor-sink" and drop["fault"]["kind"] == "drop-request"
-    assert drop["fault"]["method"] == "Upsert" and drop["fault"]["after_calls"] == max(1, step["at"] // 25)
+    assert drop["fault"]["method"] == "Upsert" and drop["fault"]["after_calls"] == max(1, step["at"] // 100)
     assert crash["name"] == WRITES_OUTSTANDING and crash["nth"] == 1 and crash["action"] == "crash"
     assert crash["when_fired"] == {"link": "processor-sink", "kind": "drop-request"} and not crash.get("arm")
     # with the mechanism on the point is never reached: the mode's usual processor kill instead

@@ -188,14 +188,16 @@ processor's 1 s sink deadline): the write stays outstanding for several checkpoi
 
 def writes_outstanding_steps(step: dict, config) -> tuple[dict, dict]:
     """A kill at :data:`WRITES_OUTSTANDING` (scenario s04's story, from two logical triggers):
-    the processor-sink proxy drops the Kth Upsert call (K = the sink writes ``at`` records take)
-    and its retries; once that drop fired, the processor is armed to crash at its next
+    the processor-sink proxy drops the Kth Upsert call (K = ``at`` / batch size: one write per
+    fetch, and a caught-up fetch holds about one producer batch; an estimate on the low side, as
+    a fetch of a backlog holds more: with K = ``at`` / 25 a trial's 7th Upsert never came) and
+    its retries; once that drop fired, the processor is armed to crash at its next
     checkpoint taken with writes outstanding (``when_fired``, harness.nemesis.failpoint), so
     the checkpoint's offsets cover the dropped write's records and the restart skips them.
     A crash there alone loses nothing: the Upserts in flight still reach the sink.
 
     Returns (the failpoint step, in the kill's place; the link fault's arm step)."""
-    per = max(1, int(getattr(config, "fetch_group", 0) or 0) or int(config.batch_size))
+    per = max(1, int(config.batch_size))
     drop = {"at": 0, "arm": True, "f": "link", "link": "processor-sink", "logical": "kill",
             "fault": {"kind": "drop-request", "method": "Upsert", "probability": 1.0,
                       "count": OUTSTANDING_DROPS, "after_calls": max(1, step["at"] // per)}}
