@@ -17,6 +17,11 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
         # optional "nth"); a power loss, a producer pause or a NATS server's kill or
         # corruption with "trigger": "failpoint" first holds the producer at its Nth batch
         # and lets the pipeline drain (harness.nemesis.logical, harness.nemesis.quiesce)
+    {"at": 300, "f": "kill", "node": "processor", "point": "processor.after-checkpoint-writes-outstanding",
+     "trigger": "failpoint"}   # exactly-once/idempotent with drain-before-checkpoint off: the
+        # Kth Upsert dropped, then a crash at the next checkpoint it is outstanding at
+    {"at": 0, "f": "zombie", "node": "processor-2", "nth": 1, "trigger": "failpoint"}
+        # --processors 2+: its pause armed before the workload (harness.nemesis.group)
     {"at": 500, "f": "stop", "node": "sink", "kill_after_ms": 20, "down_ms": 300}  # kill -9 mid-shutdown
     {"at": 700, "after_ms": 500, "f": "kill", "node": "broker"}   # 500 ms after position 700
     {"at": 900, "f": "pause", "node": "broker", "for_ms": 400}
