@@ -168,7 +168,15 @@ class FailpointNemesis(Nemesis):
     async def invoke(self, step: dict) -> dict:
         if step.get("when_fired"):   # a logical trigger: armed once a link fault fired
             waited = await wait_link_fault_fired(self.ctx.cluster, step["when_fired"])
-            return await self.invoke({k: v for k, v in step.items() if k != "when_fired"}) | {"when_fired": waited}
+            rest = {k: v for k, v in step.items() if k != "when_fired"}
+            for _ in range(600):   # the node may be down (another step's kill or stop): up to 30 s
+                try:
+                    return await self.invoke(rest) | {"when_fired": waited}
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                await asyncio.sleep(0.05)
+            return await self.invoke(rest) | {"when_fired": waited}
         if step.get("chain") and step["node"] in self.crash_armed:
             self.chained.setdefault(step["node"], []).append(step)
             return {"chained": True, "armed_after": "the node's previous crash and restart"}
