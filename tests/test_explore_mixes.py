@@ -1,10 +1,17 @@
 """explore's random mixes (harness/explore.py) and the schedules generated from them
 (harness/schedule.py): consumer-group faults on a group only, the crash at a checkpoint with
-sink writes outstanding, and logical triggers for stops and power losses. No processes."""
+sink writes outstanding, and logical triggers for stops and power losses. No processes, but
+for one campaign of the writes-outstanding kill (about 10 s)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from harness import schedule as schedule_mod
 from harness.explore import fault_mix
@@ -12,6 +19,7 @@ from harness.nemesis.group import schedule_problem
 from harness.nemesis.logical import WRITES_OUTSTANDING, expand, point_for
 
 GROUP = set(schedule_mod.GROUP_FAULT_KINDS)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cfg(mode: str, sink: str | None = None, disabled=(), processors: int = 1) -> SimpleNamespace:
@@ -102,3 +110,24 @@ def test_generated_stops_and_power_losses_are_logical_unless_a_kill_shares_the_p
     killed = schedule_mod.generate(2, 600, ["power-loss-broker", "kill-producer"])["steps"]
     assert killed[0]["f"] == "power-loss" and killed[0]["timed"]
     assert schedule_mod.generate(2, 600, ["stop-processor"], logical=False)["steps"][0]["timed"]
+
+
+@pytest.mark.timeout(120)
+def test_writes_outstanding_kill_breaks_drain_before_checkpoint_off(tmp_path):
+    """One campaign (exactly-once/idempotent, 600 orders): the Kth Upsert dropped with its
+    retries, then the crash at the first checkpoint taken while it is outstanding; the
+    checkpoint's offsets cover the dropped write, so the restart skips it: lost."""
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "campaign", "--mode", "exactly-once", "--sink",
+                        "idempotent", "--events", "600", "--seed", "3", "--faults",
+                        "kill-processor-writes-outstanding", "--disable", "drain-before-checkpoint",
+                        "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert r.returncode == 1, r.stdout + r.stderr   # broken
+    (mode_dir,) = [d for d in next(tmp_path.glob("2*")).iterdir() if (d / "nemesis.jsonl").exists()]
+    ops = [json.loads(line) for line in (mode_dir / "nemesis.jsonl").read_text().splitlines() if line]
+    armed = [op for op in ops if op["f"] == "failpoint" and op["type"] == "ok" and op["value"].get("when_fired")]
+    assert armed and armed[0]["value"]["when_fired"]["kind"] == "drop-request"   # armed after the drop fired
+    crashes = [op["value"]["failpoint"] for op in ops if op["f"] == "failpoint-crash"]
+    assert crashes == [WRITES_OUTSTANDING]   # and crashed where intended
+    result = json.loads((mode_dir.parent / "result.json").read_text())
+    (mode,) = result["modes"]
+    assert mode["verdict"] == "broken" and mode["lost"] > 0 and mode["duplicated"] == 0
