@@ -164,6 +164,17 @@ def print_shrunk(sc: dict, minimal: bool, runs: int, elapsed_s: float, original_
                   + (f", {elapsed_s:.0f} s)" if elapsed_s else ")"))
 
 
+EXPLORE_SESSION_TIMEOUT_MS = 2000
+"""A group member's session timeout in explore's consumer-group trials (ms). Not s18's 1000:
+with a third member added (add-processor) on a loaded 2-core machine, members did not rejoin
+within 1 s of a rebalance, were expired, rejoined and restarted the rebalance, and the group
+never settled (60 expirations in a 600-order trial, the drain timed out)."""
+
+GROUP_RATE, GROUP_BATCH_SIZE = 200.0, 20
+"""A consumer-group trial's workload rate (orders/s) and producer batch (as scenario s18): at
+1000 orders/s a 600-order workload was over within a second, before a zombie step (position
+0) had armed its member's failpoint; at 200/s it lasts 3 s, several checkpoints per member."""
+
 MODE_LABELS = ("at-most-once", "at-least-once", "exactly-once/idempotent", "exactly-once/transactional")
 
 
@@ -182,17 +193,25 @@ MODE_LABELS = ("at-most-once", "at-least-once", "exactly-once/idempotent", "exac
 @click.option("--shrink-budget", default="5m", show_default=True, callback=parse_budget,
               help="Budget of the shrink that follows a find.")
 @click.option("--no-shrink", is_flag=True, help="Stop at the find (time-to-detect only).")
+@click.option("--processors", type=click.IntRange(1, 16), default=None,
+              help="Processors in one consumer group per trial; 2+ adds the group faults (zombie, "
+                   "add-processor, kill-processor-2) to the mixes. Default: 2 with --disable "
+                   "generation-fencing, else 1.")
 @click.option("--storage", type=click.Choice(["direct", "lazy"]), default="direct", show_default=True,
               help="lazy: data dirs on the FUSE file system that drops unsynced writes, and power-loss "
                    "faults join the mixes (needs fuse3).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs); the search goes to OUT/<id>-explore/.")
 @click.option("--quiet", "-q", is_flag=True)
-def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_shrink, storage, out,
-            quiet) -> None:
+def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_shrink, processors, storage,
+            out, quiet) -> None:
     """Random seeds and fault mixes until a promise breaks, then shrink the find
     (harness/explore.py, harness/shrink.py). Prints the time-to-detect and the
     minimal scenario; writes RUN_DIR/explore.json.
+
+    With --processors 2 or more each trial runs a consumer group and the mixes
+    include its faults (zombie, add-processor, a kill of processor-2);
+    --disable generation-fencing picks 2 processors unless --processors says.
 
     Exit 1: a promise broke (found); 0: none broke within the budget; 2: usage.
     """
@@ -201,9 +220,10 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
     from harness.cli_campaign import DEFAULT_RATE
     from harness.cli_common import resolve_storage
     from harness.group_cluster import ablation_problem
-    if problem := ablation_problem(disable, 1):   # explore runs one processor
-        fail(problem.replace("add --processors 2 or more", "explore runs one processor (try "
-                             "./run.sh scenario run s18-zombie-consumer --disable generation-fencing)"))
+    auto_group = processors is None and "generation-fencing" in disable
+    processors = 2 if auto_group else (processors or 1)
+    if problem := ablation_problem(disable, processors):   # an explicit --processors 1
+        fail(problem)
     from harness.cluster import ClusterConfig
     from harness.explore import Explorer
     from harness.runs import RunDirError, new_run_dir
@@ -217,8 +237,14 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
     except RunDirError as e:
         fail(str(e))
     storage = resolve_storage(storage, {"steps": []})  # lazy: exits 2 (one line) without fuse3
-    base = asdict(ClusterConfig(events=events, rate=DEFAULT_RATE, disabled=list(disable), storage=storage,
-                                fetch_group=25, sequential_sends=True))  # as the campaign: record-count processor steps
+    group = {"processors": processors, "session_timeout_ms": EXPLORE_SESSION_TIMEOUT_MS,
+             "batch_size": GROUP_BATCH_SIZE} if processors > 1 else {}
+    rate = GROUP_RATE if processors > 1 else DEFAULT_RATE
+    base = asdict(ClusterConfig(events=events, rate=rate, disabled=list(disable), storage=storage,
+                                fetch_group=25, sequential_sends=True, **group))  # as the campaign: record-count processor steps
+    if auto_group:
+        console.print("explore: --disable generation-fencing acts only in a consumer group: each trial runs "
+                      "2 processors (--processors 2)", soft_wrap=True)
     ex = Explorer(run_dir=run_dir, base=base, labels=labels, seed_start=seed_start, events=events,
                   jobs=jobs, budget_s=budget)
     holder: dict = {}
@@ -235,6 +261,7 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
     exit_if_interrupted(run_async(main), run_dir)
     found = holder["found"]
     summary = {"disabled": list(disable), "modes": labels, "seed_start": seed_start, "events": events,
+               "processors": processors,
                "budget_s": budget, "trials": [{"seed": t.seed, "faults": t.faults, "broken": t.broken,
                                                "elapsed_s": round(t.elapsed_s, 1)} for t in ex.trials],
                "found": None}

@@ -2,8 +2,9 @@
 
 Each trial is a small campaign: seed ``s`` (from ``--seed-start`` up) picks a
 fault mix of 1-4 kinds from harness.schedule.FAULT_KINDS (storage faults only
-with ``--storage lazy``) and the schedule is harness.schedule.generate(s,
-events, mix). A trial runs in ``RUN_DIR/explore/seed-<s>/`` (a campaign run
+with ``--storage lazy``, consumer-group faults only with ``--processors`` 2+)
+and the schedule is harness.schedule.generate(s, events, mix): kills, stops
+and power losses at logical triggers where the node has one. A trial runs in ``RUN_DIR/explore/seed-<s>/`` (a campaign run
 directory: result.json, schedule.json, one directory per mode), as its own
 process (harness.shrink_run). The search stops at the first broken verdict,
 or at the budget. Time-to-detect is the wall time from the start of the search
@@ -27,7 +28,7 @@ EXPLORE_EVENTS = 600
 """Orders per trial: few, for speed (each fault still lands inside the workload)."""
 
 
-def fault_mix(seed: int, storage: str = "direct", broker: str = "builtin") -> list[str]:
+def fault_mix(seed: int, storage: str = "direct", broker: str = "builtin", processors: int = 1) -> list[str]:
     """1-4 fault kinds drawn from ``seed`` (repeats allowed, as in the default campaign).
 
     Power loss only with lazy storage; the NATS server faults only with ``--broker nats``,
@@ -35,11 +36,16 @@ def fault_mix(seed: int, storage: str = "direct", broker: str = "builtin") -> li
     (and then none of the builtin broker's, which does not run). ``late-commit`` and the
     two-phase-commit kills (``kill-processor-after-checkpoint``, ``-after-commit``) are in
     the mixes so that a random search can reach the late offset commit and the 2PC windows
-    (offset-commit-monotonic, 2pc-* ablations)."""
+    (offset-commit-monotonic, 2pc-* ablations); ``kill-processor-writes-outstanding`` (a
+    crash at a checkpoint taken with sink writes in flight, s04) reaches drain-before-checkpoint.
+    The consumer-group faults (schedule.GROUP_FAULT_KINDS: zombie, add-processor,
+    kill-processor-2) only with ``processors`` >= 2 (generation-fencing, s18)."""
     nats, mqtt = broker == "nats", broker == "mosquitto"
+    group = processors >= 2 and not (nats or mqtt)
     kinds = [k for k in schedule_mod.FAULT_KINDS if (storage == "lazy" or not k.startswith("power-loss"))
              and ("-nats-" in k) == nats and k.endswith("-mosquitto") == mqtt
-             and not ((nats or mqtt) and k.endswith("-broker"))]
+             and not ((nats or mqtt) and k.endswith("-broker"))
+             and (group or k not in schedule_mod.GROUP_FAULT_KINDS)]
     rng = random.Random(seed * 104729 + 7)
     return rng.choices(kinds, k=rng.randint(1, 4))
 
@@ -67,7 +73,8 @@ class Explorer:
     trials: list[Trial] = field(default_factory=list)
 
     def _trial(self, seed: int) -> Trial:
-        faults = fault_mix(seed, self.base.get("storage", "direct"), self.base.get("broker", "builtin"))
+        faults = fault_mix(seed, self.base.get("storage", "direct"), self.base.get("broker", "builtin"),
+                           int(self.base.get("processors", 1) or 1))
         sched = schedule_mod.generate(seed, self.events, faults, batch_size=int(self.base.get("batch_size", 100)))
         d = self.run_dir / "explore" / f"seed-{seed}"
         write_candidate(d, self.base | {"seed": seed}, self.labels, sched, 60.0)

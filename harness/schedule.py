@@ -22,6 +22,11 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
         # the processor killed (or, with "pause", stopped) at the producer's batch of 300 and
         # left down; mosquitto killed at its batch of 400, then the processor brought back
         # and subscribed before the producer goes on (harness.nemesis.hold)
+    {"at": 300, "f": "kill", "node": "processor", "point": "processor.after-checkpoint-writes-outstanding",
+     "trigger": "failpoint"}   # exactly-once/idempotent with drain-before-checkpoint off: the
+        # Kth Upsert dropped, then a crash at the next checkpoint it is outstanding at
+    {"at": 0, "f": "zombie", "node": "processor-2", "nth": 1, "trigger": "failpoint"}
+        # --processors 2+: its pause armed before the workload (harness.nemesis.group)
     {"at": 500, "f": "stop", "node": "sink", "kill_after_ms": 20, "down_ms": 300}  # kill -9 mid-shutdown
     {"at": 700, "after_ms": 500, "f": "kill", "node": "broker"}   # 500 ms after position 700
     {"at": 900, "f": "pause", "node": "broker", "for_ms": 400}
@@ -72,8 +77,22 @@ FAULT_KINDS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink", "p
                "kill-nats-leader", "kill-nats-follower", "stop-nats-leader", "pause-nats-leader",
                "partition-nats-leader", "partition-nats-follower", "latency-nats-producer",
                "reset-nats-producer", "reset-nats-processor",
-               "kill-mosquitto", "stop-mosquitto", "pause-mosquitto")
+               "kill-mosquitto", "stop-mosquitto", "pause-mosquitto",
+               "kill-processor-writes-outstanding", "zombie", "add-processor", "kill-processor-2")
 """Names accepted by ``--faults``; each expands to one step (see :func:`step_for`)."""
+
+GROUP_FAULT_KINDS = ("zombie", "add-processor", "kill-processor-2")
+"""Consumer-group faults (harness.nemesis.group; need ``--processors 2`` or more): a zombie
+member, a member added mid-run, a kill of member 2. explore mixes them in on a group only."""
+
+ZOMBIE_RECORDS_PER_HIT = 200
+ZOMBIE_MAX_NTH = 2
+"""A zombie's Nth hit of ``processor.member-before-output`` is its position // 200, at most
+2: in exactly-once the point is hit once per checkpoint of the member (every 500 ms), and
+a 600-order trial at 1000 orders/s gives a member two or three; a larger N never fired."""
+ZOMBIE_TIMEOUT_MS = 15_000
+"""How long a generated zombie waits for its failpoint (ms; the nemesis's default is 60 s,
+which a trial whose member never reached the Nth hit spent doing nothing)."""
 
 NATS_DEFAULT_FAULTS = ("kill-nats-leader", "kill-processor", "pause-nats-leader", "sink-drop-response",
                        "kill-producer", "kill-nats-follower", "pause-processor", "kill-processor")
@@ -99,7 +118,8 @@ class ScheduleError(ValueError):
 
 
 LOGICAL_KILLS = ("kill-producer", "kill-broker", "kill-processor", "kill-sink",
-                 "kill-processor-after-checkpoint", "kill-processor-after-commit")
+                 "kill-processor-after-checkpoint", "kill-processor-after-commit",
+                 "kill-processor-writes-outstanding", "kill-processor-2")
 """Kills that ``generate`` triggers at a failpoint's Nth hit (harness.nemesis.logical)."""
 
 TWOPC_KILLS = {"kill-processor-after-checkpoint": "processor.after-checkpoint-before-commit",
@@ -108,21 +128,55 @@ TWOPC_KILLS = {"kill-processor-after-checkpoint": "processor.after-checkpoint-be
 exactly-once/transactional the crash lands there (Flink's windows between checkpoint and
 commit, scenarios s05, s06); in the other modes they are the mode's usual processor kill."""
 
+POINT_KILLS = TWOPC_KILLS | {"kill-processor-writes-outstanding": "processor.after-checkpoint-writes-outstanding"}
+"""Processor kills at a named protocol step (``"point"``): the two-phase-commit windows, and
+a checkpoint taken with sink writes still outstanding (reached only with the
+``drain-before-checkpoint`` ablation, scenario s04; elsewhere the mode's usual processor kill)."""
+
+LOGICAL_STOPS = ("stop-processor", "stop-sink", "stop-broker")
+"""Stops that ``generate`` makes logical (the node pauses at its kill point's Nth hit, then
+SIGTERM: harness.nemesis.logical.stop_triggers), unless a logical kill of the same node is in
+the schedule (one arming per failpoint name: the two would share the point)."""
+
 LATE_COMMIT_FOR_MS = 3000
 """How long a ``late-commit`` holds the processor's CommitOffset (ms): past its 2 s deadline
 and its retry, so newer commits reach the broker first (shared/incidents-2.md #9, s12)."""
 
 
 def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZE, logical: bool = True) -> dict:
-    """One schedule step of ``kind`` firing at producer position ``at``: a kill of the
-    producer, broker, processor or sink at a failpoint's Nth hit (``"trigger": "failpoint"``) when
-    ``logical``, every other step at the position, marked ``"timed": true``."""
+    """One schedule step of ``kind`` firing at producer position ``at``. With ``logical``: a
+    kill of the producer, broker, processor (or group member 2) or sink at a failpoint's Nth hit,
+    a stop of the processor, sink or broker after a pause at its kill point's Nth hit, a power
+    loss once the producer is held at its Nth batch and the rest drained (``"trigger":
+    "failpoint"``, harness.nemesis.logical); a zombie armed from the start at its Nth hit; every
+    other step (pauses: SIGSTOP has no failpoint; link faults held for a while; add-processor)
+    at the position, marked ``"timed": true``; a zombie (its Nth hit) with its pause armed
+    before the workload (``"trigger": "failpoint"``) or, without ``logical``, when its step runs."""
     step = _step_for(kind, at, rng, batch_size)
-    if logical and kind in LOGICAL_KILLS:  # kill-producer: producer.after-send-before-ack
-        step["trigger"] = "failpoint"
-    elif not step.get("arm"):
+    if logical and (kind in LOGICAL_KILLS or kind in LOGICAL_STOPS or kind.startswith("power-loss-")
+                    or kind == "zombie"):   # zombie: its pause armed before the workload
+        step["trigger"] = "failpoint"   # kill-producer: producer.after-send-before-ack
+    elif not step.get("arm") and step["f"] != "zombie":
         step["timed"] = True
     return step
+
+
+def _kill_nodes(faults) -> set[str]:
+    """Nodes that a logical kill of ``faults`` crashes at their kill point."""
+    return {"processor" if k in POINT_KILLS else k[5:] for k in faults if k in LOGICAL_KILLS}
+
+
+def _logical(kind: str, faults, logical: bool) -> bool:
+    """Whether ``kind``'s step in a schedule of ``faults`` gets a logical trigger: a stop not
+    when a logical kill of its node shares the point; a power loss not when the producer is
+    killed or stopped (a restart of the producer drops the arming of its quiesce pause)."""
+    if not logical:
+        return False
+    if kind in LOGICAL_STOPS:
+        return kind[5:] not in _kill_nodes(faults)
+    if kind.startswith("power-loss-"):
+        return not {"kill-producer", "stop-producer"} & set(faults)
+    return True
 
 
 def _step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZE) -> dict:
@@ -141,9 +195,15 @@ def _step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SI
         fault = {"kind": "latency", "delay_ms": 50, "jitter_ms": 25} if kind.startswith("latency-") \
             else {"kind": "reset", "count": 1}
         return {"at": at, "f": "link", "link": link, "for_ms": 2000, "fault": fault}
-    if kind in TWOPC_KILLS:
-        return {"at": at, "f": "kill", "node": "processor", "point": TWOPC_KILLS[kind],
+    if kind in POINT_KILLS:
+        return {"at": at, "f": "kill", "node": "processor", "point": POINT_KILLS[kind],
                 "down_ms": rng.choice((200, 300, 500))}
+    if kind == "zombie":   # armed from the start (position 0): its Nth hit is the trigger
+        return {"at": 0, "f": "zombie", "node": rng.choice(("processor", "processor-2")),
+                "nth": max(1, min(ZOMBIE_MAX_NTH, at // ZOMBIE_RECORDS_PER_HIT)), "after_ms": 1000,
+                "timeout_ms": ZOMBIE_TIMEOUT_MS}
+    if kind == "add-processor":
+        return {"at": at, "f": "add-processor"}
     if kind.startswith("kill-"):
         return {"at": at, "f": "kill", "node": kind[5:], "down_ms": rng.choice((200, 300, 500))}
     if kind.startswith("stop-"):  # SIGTERM, graceful; a schedule file can add "kill_after_ms"
@@ -195,7 +255,7 @@ def generate(seed: int, events: int, faults: tuple[str, ...] | list[str] = DEFAU
         if kind == "late-commit":
             steps += late_commit_steps(at, rng)
             continue
-        steps.append(step_for(kind, at, rng, batch_size, logical))
+        steps.append(step_for(kind, at, rng, batch_size, _logical(kind, faults, logical)))
     return {"seed": seed, "events": events, "batch_size": batch_size, "faults": list(faults), "steps": steps}
 
 

@@ -113,7 +113,8 @@ def test_nats_url_without_jetstream_says_so_in_words(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["campaign", "--disable", "generation-fencing", "--events", "20"], "add --processors 2 or more"),
     (["up", "--disable", "generation-fencing", "--events", "20"], "add --processors 2 or more"),
-    (["explore", "--disable", "generation-fencing", "--budget", "5s"], "explore runs one processor"),
+    (["explore", "--disable", "generation-fencing", "--processors", "1", "--budget", "5s"],
+     "add --processors 2 or more"),
 ])
 def test_generation_fencing_off_without_a_group_is_refused(tmp_path, args, message):
     """It ran with every mechanism on (fencing only acts in a consumer group), 'held'."""

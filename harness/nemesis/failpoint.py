@@ -118,6 +118,31 @@ def crash_logged(p: NodeProcess, pid: int | None) -> str | None:
     return None
 
 
+async def wait_link_fault_fired(cluster, when: dict, timeout_s: float = 30.0) -> dict:
+    """Wait until a fault of kind ``when["kind"]`` on link ``when["link"]``'s proxy fired
+    (its ListFaults says ``fired`` >= 1), polled every 50 ms: a failpoint armed then counts its
+    hits from that protocol event (harness.nemesis.logical.writes_outstanding_steps).
+    Returns {"link", "kind", "waited_ms"}.
+
+    Raises:
+        TimeoutError: not fired within ``timeout_s`` (the failpoint is then not armed).
+    """
+    import time
+
+    from harness.proxy_client import ProxyControlClient
+    t0 = time.monotonic()
+    proxy = cluster.proxies[when["link"]]
+    while time.monotonic() - t0 < timeout_s:
+        try:
+            async with ProxyControlClient(proxy.address) as px:
+                if any(f["spec"].get("kind") == when["kind"] and f["fired"] >= 1 for f in await px.list()):
+                    return {**when, "waited_ms": round((time.monotonic() - t0) * 1000)}
+        except grpc.aio.AioRpcError:
+            pass
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"not fired: {when['kind']} on {when['link']} within {timeout_s:.0f} s")
+
+
 class NoNodeControl(RuntimeError):
     """A failpoint step aimed at an external node that does not serve NodeControl."""
 
@@ -144,6 +169,17 @@ class FailpointNemesis(Nemesis):
         self.crash_armed: set[str] = set()
 
     async def invoke(self, step: dict) -> dict:
+        if step.get("when_fired"):   # a logical trigger: armed once a link fault fired
+            waited = await wait_link_fault_fired(self.ctx.cluster, step["when_fired"])
+            rest = {k: v for k, v in step.items() if k != "when_fired"}
+            for _ in range(600):   # the node may be down (another step's kill or stop): up to 30 s
+                try:
+                    return await self.invoke(rest) | {"when_fired": waited}
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                await asyncio.sleep(0.05)
+            return await self.invoke(rest) | {"when_fired": waited}
         if step.get("chain") and step["node"] in self.crash_armed:
             self.chained.setdefault(step["node"], []).append(step)
             return {"chained": True, "armed_after": "the node's previous crash and restart"}

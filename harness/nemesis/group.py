@@ -122,7 +122,8 @@ class ZombieNemesis(Nemesis):
         if not p.running:
             return already_dead(p)
         timeout_s = int(step.get("timeout_ms", 60_000)) / 1000
-        await arm_failpoint(p.address, FAILPOINT, "pause", nth=int(step.get("nth", 1)), count=1)
+        if not step.get("armed_at_start"):   # else armed before the workload (harness.nemesis.logical)
+            await arm_failpoint(p.address, FAILPOINT, "pause", nth=int(step.get("nth", 1)), count=1)
 
         async def fired():
             return any(f["name"] == FAILPOINT and f["fired"] for f in await list_failpoints(p.address))

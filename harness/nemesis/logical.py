@@ -29,6 +29,11 @@ TWOPC_POINTS = {
     "processor.after-checkpoint-before-commit": ("2pc-commit-after-checkpoint",),
     "processor.after-sink-commit": (),
 }
+
+WRITES_OUTSTANDING = "processor.after-checkpoint-writes-outstanding"
+"""A checkpoint persisted with sink writes still in flight: reached only with the
+``drain-before-checkpoint`` ablation (exactly-once/idempotent, scenario s04); a kill step
+asking for it elsewhere gets the mode's usual processor point."""
 """Two-phase-commit points a kill step may ask for (``"point"``, harness.schedule.TWOPC_KILLS),
 with the ablations whose order skips the point: ``commit-before-checkpoint`` never reaches
 ``after-checkpoint-before-commit`` (exactly_once.TransactionalCheckpointing.checkpoint)."""
@@ -38,9 +43,18 @@ def point_for(node: str, config, wanted: str | None = None) -> str | None:
     """The failpoint a logical kill or pause of ``node`` hits in ``config``'s mode (None: none).
 
     ``wanted``: a two-phase-commit point (:data:`TWOPC_POINTS`) the step asks for; taken
-    in exactly-once/transactional with checkpoints when the mode's order reaches it, else
-    the mode's usual point of ``node``."""
+    in exactly-once/transactional with checkpoints when the mode's order reaches it; or
+    :data:`WRITES_OUTSTANDING`, taken in exactly-once/idempotent (one processor) with the
+    ``drain-before-checkpoint`` ablation; else the mode's usual point of ``node``. A group
+    member ``processor-K`` has the processor's points."""
     disabled = set(config.disabled or ())
+    if node.startswith("processor-") and node[10:].isdigit():   # a consumer-group member (processor-K):
+        node = "processor"                                      # the same points in its own process
+    if wanted == WRITES_OUTSTANDING and node == "processor" and config.mode == EXACTLY_ONCE \
+            and config.sink_strategy != SINK_TRANSACTIONAL and not {"checkpointing"} & disabled \
+            and "drain-before-checkpoint" in disabled and int(getattr(config, "processors", 1) or 1) < 2 \
+            and node not in (getattr(config, "external", None) or {}):
+        return wanted
     if wanted in TWOPC_POINTS and node == "processor" and config.mode == EXACTLY_ONCE \
             and config.sink_strategy == SINK_TRANSACTIONAL and "checkpointing" not in disabled \
             and not disabled & set(TWOPC_POINTS[wanted]) and node not in (getattr(config, "external", None) or {}):
@@ -73,7 +87,7 @@ def records_per_hit(point: str, batch_size: int, fetch_group: int = 0) -> int:
     """Records the producer emits per hit of ``point`` (an estimate, to turn a position into N)."""
     if point.startswith(("broker.", "producer.")):
         return max(1, batch_size // 4)  # one Produce per partition of each batch
-    if point in ("processor.before-checkpoint", "sink.after-commit-before-reply", *TWOPC_POINTS):
+    if point in ("processor.before-checkpoint", "sink.after-commit-before-reply", *TWOPC_POINTS, WRITES_OUTSTANDING):
         return 500  # a checkpoint every 500 ms at 1000 events/s
     if fetch_group and point.startswith(("processor.after-", "sink.after-apply")):
         return fetch_group  # one step (one sink write) per group (nodes/processor/grouping.py)
@@ -167,6 +181,47 @@ def hand_next_pause(p, step: dict) -> None:
         p.once_env[ENV_VAR] = ";".join(filter(None, [p.once_env.get(ENV_VAR, ""), spec]))
 
 
+OUTSTANDING_DROPS = 3
+"""Attempts of the one Upsert a ``writes-outstanding`` kill drops (each waits out the
+processor's 1 s sink deadline): the write stays outstanding for several checkpoints."""
+
+
+def writes_outstanding_steps(step: dict, config) -> tuple[dict, dict]:
+    """A kill at :data:`WRITES_OUTSTANDING` (scenario s04's story, from two logical triggers):
+    the processor-sink proxy drops the Kth Upsert call (K = ``at`` / batch size: one write per
+    fetch, and a caught-up fetch holds about one producer batch; an estimate on the low side, as
+    a fetch of a backlog holds more: with K = ``at`` / 25 a trial's 7th Upsert never came) and
+    its retries; once that drop fired, the processor is armed to crash at its next
+    checkpoint taken with writes outstanding (``when_fired``, harness.nemesis.failpoint), so
+    the checkpoint's offsets cover the dropped write's records and the restart skips them.
+    A crash there alone loses nothing: the Upserts in flight still reach the sink.
+
+    Returns (the failpoint step, in the kill's place; the link fault's arm step)."""
+    per = max(1, int(config.batch_size))
+    drop = {"at": 0, "arm": True, "f": "link", "link": "processor-sink", "logical": "kill",
+            "fault": {"kind": "drop-request", "method": "Upsert", "probability": 1.0,
+                      "count": OUTSTANDING_DROPS, "after_calls": max(1, step["at"] // per)}}
+    crash = {"at": 0, "f": "failpoint", "node": step["node"], "name": WRITES_OUTSTANDING, "nth": 1,
+             "action": "crash", "down_ms": int(step.get("down_ms", 300)), "logical": "kill",
+             "when_fired": {"link": "processor-sink", "kind": "drop-request"}}
+    return crash, drop
+
+
+def zombie_trigger(step: dict) -> tuple[dict, dict]:
+    """A ``"trigger": "failpoint"`` zombie (harness.nemesis.group): its pause at
+    ``processor.member-before-output`` is armed before the workload starts (an arm step), so
+    its ``nth`` counts the member's hits from its first record; the zombie step
+    (``armed_at_start``) then waits for that pause and does the rest. Armed when the step
+    ran instead, a short workload had been processed before the arming (a 150-order shrunk
+    find of explore did not fire on its replay). Returns (the zombie step, the arm step)."""
+    from harness.nemesis.group import FAILPOINT
+    node = step.get("node", "processor")
+    arm = {"at": 0, "arm": True, "f": "failpoint", "node": node, "name": FAILPOINT, "action": "pause",
+           "nth": int(step.get("nth", 1)), "count": 1, "logical": "zombie"}
+    zombie = {k: v for k, v in step.items() if k != "trigger"} | {"armed_at_start": True, "logical": "zombie"}
+    return zombie, arm
+
+
 def expand(steps: list[dict], config) -> list[dict]:
     """``steps`` (in the runner's order) with each ``"trigger": "failpoint"`` kill
     step replaced by its armed failpoint step (same index), or marked
@@ -196,6 +251,11 @@ def expand(steps: list[dict], config) -> list[dict]:
             out.append(loss)
             prev_q = loss
             continue
+        if step.get("trigger") == "failpoint" and step["f"] == "zombie":
+            zombie, arm = zombie_trigger(step)
+            out.append(zombie)
+            extra.append(arm)
+            continue
         if step.get("trigger") != "failpoint" or step["f"] != "kill":
             out.append(step)
             continue
@@ -203,6 +263,11 @@ def expand(steps: list[dict], config) -> list[dict]:
         point = point_for(node, config, step.get("point"))
         if point is None:
             out.append({k: v for k, v in step.items() if k not in ("trigger", "point")} | {"timed": True})
+            continue
+        if point == WRITES_OUTSTANDING:   # drop an Upsert, crash at the next checkpoint it is outstanding at
+            crash, drop = writes_outstanding_steps(step, config)
+            out.append(crash)
+            extra.append(drop)
             continue
         per = records_per_hit(point, int(config.batch_size), int(getattr(config, "fetch_group", 0) or 0))
         prev = last_at.get(node)
