@@ -11,6 +11,10 @@ sends SIGCONT then SIGTERM to the paused pid, and SIGKILL if that pid is still
 there 5 s later. It checks the pid's start time (``/proc/PID/stat``) before
 each signal so that a recycled pid is never hit.
 
+The guard ignores SIGINT and SIGHUP: it runs in the harness's process group, so a Ctrl-C in
+the terminal (or the terminal closing) reaches it too; it must outlive the harness's handling
+of that signal (and print no KeyboardInterrupt traceback over the harness's own message).
+
 Usage: ``python harness/pause_guard.py HARNESS_PID NODE_PID``
 """
 
@@ -49,6 +53,8 @@ def _signal(pid: int, ident: str | None, sig: int) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C is the harness's to handle
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     harness, node = int(argv[0]), int(argv[1])
     ident = start_time(node)
     while os.getppid() == harness:
