@@ -342,6 +342,10 @@ def validate_steps(steps: list, where: str) -> None:
                                 or step.get("trigger") != "failpoint"):
             raise ScheduleError(f"{where}: step {i}: 'until' must be \"next\", on a kill or pause with "
                                 "\"trigger\": \"failpoint\" (harness.nemesis.hold)")
+        if "when_fired" in step and (error := _when_fired_error(step)):
+            raise ScheduleError(f"{where}: step {i}: {error}")
+        if "synced" in step and step["f"] != "power-loss":
+            raise ScheduleError(f"{where}: step {i}: 'synced' belongs on a power-loss step (harness.nemesis.storage)")
         if step["f"] == "partition":
             _validate_partition_step(step, f"{where}: step {i}")
         if step["f"] == "link" and step.get("link") not in LINKS and not NATS_LINK.match(str(step.get("link"))) and not (
@@ -353,6 +357,30 @@ def validate_steps(steps: list, where: str) -> None:
         if step["f"] in ("zombie", "add-processor") and (error := group_step_error(step)):
             raise ScheduleError(f"{where}: step {i}: {error}")
         _validate_storage_step(step, f"{where}: step {i}")
+
+
+def _is_link(link: object) -> bool:
+    """A link a step may name: the three gRPC links, a NATS TCP link, or a group member's."""
+    return isinstance(link, str) and (link in LINKS or bool(NATS_LINK.match(link)) or (
+        link.endswith(("-broker", "-sink")) and _is_member(link.rsplit("-", 1)[0])))
+
+
+def _when_fired_error(step: dict) -> str | None:
+    """Why a step's ``when_fired`` cannot run (harness.nemesis.failpoint waits for it), or None.
+    Unchecked, a string or a missing "link" was a TypeError / KeyError in the nemesis: the
+    failpoint was never armed and the run went on to a verdict as if nothing was wrong."""
+    from nodes.proxy.faults import FAULTS
+    from nodes.tcpproxy.toxics import TOXICS
+    when = step["when_fired"]
+    if step["f"] != "failpoint":
+        return "'when_fired' belongs on a failpoint step (harness.nemesis.failpoint)"
+    if not isinstance(when, dict) or set(when) != {"link", "kind"}:
+        return f"'when_fired' must be {{\"link\": LINK, \"kind\": KIND}}, got {when!r:.80}"
+    if not _is_link(when["link"]):
+        return f"'when_fired' link {when['link']!r:.60} unknown; choose from: {', '.join(LINKS)}"
+    if when["kind"] not in FAULTS and when["kind"] not in TOXICS:
+        return f"'when_fired' kind {when['kind']!r:.60} unknown; choose from: {', '.join(sorted(set(FAULTS) | set(TOXICS)))}"
+    return None
 
 
 def _validate_partition_step(step: dict, where: str) -> None:

@@ -1,0 +1,58 @@
+"""The schedule keys added with exact replay (``window_batches``, ``until``, ``synced``,
+``when_fired``) in the wrong place or of the wrong type: one line before anything runs
+(``scenario run FILE`` exits 2), never a TypeError inside the nemesis during the run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.schedule import ScheduleError, validate_steps
+
+ROOT = Path(__file__).resolve().parent.parent
+FP = {"at": 0, "arm": True, "f": "failpoint", "node": "processor",
+      "name": "processor.after-checkpoint-before-commit", "action": "crash", "nth": 1}
+
+
+@pytest.mark.parametrize("step, words", [
+    (FP | {"when_fired": "yes"}, "'when_fired' must be"),
+    (FP | {"when_fired": {"link": "processor-sink"}}, "'when_fired' must be"),
+    (FP | {"when_fired": {"link": "nowhere", "kind": "drop-request"}}, "link 'nowhere' unknown"),
+    (FP | {"when_fired": {"link": "processor-sink", "kind": "explode"}}, "kind 'explode' unknown"),
+    ({"at": 100, "f": "kill", "node": "processor", "when_fired": {"link": "processor-sink",
+                                                                  "kind": "drop-request"}},
+     "belongs on a failpoint step"),
+    ({"at": 100, "f": "kill", "node": "broker", "synced": "*"}, "'synced' belongs on a power-loss"),
+])
+def test_misplaced_or_mistyped_keys_are_refused(step, words):
+    with pytest.raises(ScheduleError, match="step 0: .*" + words.replace("(", r"\(")):
+        validate_steps([step], "x.json")
+
+
+def test_the_forms_the_harness_generates_still_pass():
+    from harness.nemesis.logical import writes_outstanding_steps
+
+    class Config:
+        batch_size = 20
+    crash, drop = writes_outstanding_steps({"at": 300, "node": "processor"}, Config)
+    validate_steps([crash, drop], "generated")
+    validate_steps([FP | {"when_fired": {"link": "processor-2-sink", "kind": "drop-request"}},
+                    FP | {"when_fired": {"link": "producer-nats-1", "kind": "reset"}},
+                    {"at": 5, "f": "power-loss", "nodes": ["nats"], "synced": "*/_meta_/*"}], "ok")
+
+
+@pytest.mark.timeout(60)
+def test_scenario_run_refuses_a_bad_when_fired_before_starting_a_cluster(tmp_path):
+    scenario = {"name": "bad", "title": "t", "incident": "i", "config": {"events": 200},
+                "steps": [FP | {"when_fired": "yes"}], "expect": {"at-most-once": {"verdict": "held"}}}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(scenario))
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "scenario", "run", str(path), "--out",
+                        str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.count("\n") == 1 and "'when_fired' must be" in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
