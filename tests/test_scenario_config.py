@@ -29,6 +29,20 @@ BAD = [
     ({"broker": "mosquitto", "mqtt_autosave": 0}, "'mqtt_autosave': expected default"),
     ({"nats_url": 5}, "'nats_url' should be a non-empty string"),
     ({"nats_url": ""}, "'nats_url' should be a non-empty string"),
+    # the keys shrink writes into shrunk-scenario.json, edited by hand (was a traceback, exit 1)
+    ({"disabled": "generation-fencing"}, "'disabled' should be a list of ablation names"),
+    ({"disabled": ["nosuch"]}, "'disabled': unknown ablation 'nosuch'"),
+    ({"disabled": [5]}, "'disabled' should be a list of ablation names"),
+    ({"rate": "fast"}, "'rate' should be a number"),
+    ({"rate": -1}, "'rate' should be >= 0"),
+    ({"events": 0}, "'events' should be >= 1"),
+    ({"events": "600"}, "'events' should be an integer"),
+    ({"seed": 1.5}, "'seed' should be an integer"),
+    ({"batch_size": 0}, "'batch_size' should be >= 1"),
+    ({"fetch_group": None}, "'fetch_group' should be an integer"),
+    ({"drain_timeout_s": "60"}, "'drain_timeout_s' should be a number"),
+    ({"sequential_sends": "yes"}, "'sequential_sends' should be true or false"),
+    ({"storage": "fuse"}, "'storage' should be one of direct, lazy"),
 ]
 
 
