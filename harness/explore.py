@@ -60,6 +60,14 @@ class Trial:
     elapsed_s: float = 0.0
 
 
+def _retrieved(fut: asyncio.Future) -> None:
+    """Mark a gather's outcome as seen: on Ctrl-C, ``wait_for`` cancels the gather and
+    Python 3.11 leaves its CancelledError unretrieved, which asyncio printed as a
+    "_GatheringFuture exception was never retrieved" traceback after "interrupted"."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 @dataclass
 class Explorer:
     run_dir: Path
@@ -98,9 +106,10 @@ class Explorer:
             batch = [self._trial(seed + i) for i in range(self.jobs)]
             seed += self.jobs
             remaining = max(1.0, self.budget_s - (time.monotonic() - t0))
+            trials = asyncio.gather(*(self._run(t, t0) for t in batch))
+            trials.add_done_callback(_retrieved)
             try:
-                done = await asyncio.wait_for(asyncio.gather(*(self._run(t, t0) for t in batch)),
-                                              remaining + 60)
+                done = await asyncio.wait_for(trials, remaining + 60)
             except asyncio.TimeoutError:
                 break
             self.trials.extend(done)

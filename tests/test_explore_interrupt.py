@@ -1,0 +1,49 @@
+"""Ctrl-C during an explore trial: the search is cancelled cleanly, with no
+"_GatheringFuture exception was never retrieved" traceback printed after the
+"interrupted" line (harness/explore.py, Explorer.run)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = """
+import asyncio, gc, sys, tempfile
+from pathlib import Path
+import harness.explore as ex
+
+started = asyncio.Event()
+
+async def trial_that_runs_until_cancelled(d):
+    started.set()
+    await asyncio.Event().wait()
+
+ex.run_candidate = trial_that_runs_until_cancelled
+
+async def main():
+    e = ex.Explorer(run_dir=Path(tempfile.mkdtemp()), base={}, labels=["at-most-once"],
+                    events=100, budget_s=30)
+    task = asyncio.ensure_future(e.run())
+    await started.wait()
+    task.cancel()                     # what run_async does on SIGINT / SIGTERM
+    try:
+        await task
+    except asyncio.CancelledError:
+        print("cancelled")
+
+asyncio.run(main())
+gc.collect()
+"""
+
+
+@pytest.mark.timeout(30)
+def test_a_cancelled_search_prints_no_unretrieved_future(tmp_path):
+    r = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "cancelled"
+    assert "never retrieved" not in r.stderr and "Traceback" not in r.stderr, r.stderr
