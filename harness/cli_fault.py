@@ -225,7 +225,7 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
 
 @fault.command()
 @click.argument("fault_id")
-@click.option("--link", required=True, help="The link the fault is on.")
+@click.option("--link", required=True, help="The link the fault is on (with NATS, producer-broker and processor-broker mean the client's link to every server).")
 @click.pass_context
 def remove(ctx: click.Context, fault_id: str, link: str) -> None:
     """Remove fault FAULT_ID from one link."""
@@ -263,7 +263,7 @@ def _params(spec: dict[str, Any]) -> str:
 
 
 @fault.command("list")
-@click.option("--link", default=None, help="Only this link.")
+@click.option("--link", default=None, help="Only this link (with NATS, producer-broker and processor-broker mean the client's link to every server).")
 @click.pass_context
 def list_(ctx: click.Context, link: str | None) -> None:
     """List the faults on every link (or one)."""
@@ -312,7 +312,7 @@ def _switch_one(ctx: click.Context, link: str, address: str, down: bool) -> None
 
 
 @fault.command()
-@click.option("--link", required=True, help="The TCP link.")
+@click.option("--link", required=True, help="The TCP link (with NATS, producer-broker and processor-broker mean the client's link to every server).")
 @click.pass_context
 def down(ctx: click.Context, link: str) -> None:
     """TCP links: refuse new connections and close the open ones, until `up` or `heal`."""
@@ -320,7 +320,7 @@ def down(ctx: click.Context, link: str) -> None:
 
 
 @fault.command()
-@click.option("--link", required=True, help="The TCP link.")
+@click.option("--link", required=True, help="The TCP link (with NATS, producer-broker and processor-broker mean the client's link to every server).")
 @click.pass_context
 def up(ctx: click.Context, link: str) -> None:
     """TCP links: accept connections again after `down`."""
@@ -328,7 +328,7 @@ def up(ctx: click.Context, link: str) -> None:
 
 
 @fault.command()
-@click.option("--link", default=None, help="Only this link.")
+@click.option("--link", default=None, help="Only this link (with NATS, producer-broker and processor-broker mean the client's link to every server).")
 @click.pass_context
 def stats(ctx: click.Context, link: str | None) -> None:
     """Calls forwarded / dropped / duplicated / delayed / errored per link and method."""

@@ -56,3 +56,15 @@ def test_scenario_run_refuses_a_bad_when_fired_before_starting_a_cluster(tmp_pat
     assert r.returncode == 2, r.stdout + r.stderr
     assert r.stderr.count("\n") == 1 and "'when_fired' must be" in r.stderr, r.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("sub", ["remove", "list", "down", "up", "stats"])
+def test_fault_help_says_what_producer_broker_means_on_nats(sub):
+    """`fault add/remove/list/down/up --link producer-broker` acts on the producer's link to
+    every NATS server; every subcommand's --help says so, not only add's."""
+    from click.testing import CliRunner
+
+    from harness.cli_fault import fault
+    r = CliRunner().invoke(fault, [sub, "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    assert "link to every server" in " ".join(r.output.split()), r.output
