@@ -106,7 +106,8 @@ def execute(cfg: CampaignConfig, run_dir: Path, quiet: bool) -> dict:
 
     code = run_async(main)
     if code in (130, 143):
-        console.print(f"{'interrupted' if code == 130 else 'terminated'}; the partial run is readable in {run_dir}")
+        console.print(f"{'interrupted' if code == 130 else 'terminated'}; the partial run is readable in {run_dir}",
+                      soft_wrap=True, markup=False, highlight=False)
         sys.exit(code)
     return holder["result"]
 

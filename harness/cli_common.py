@@ -212,5 +212,7 @@ def exit_if_interrupted(code: int, run_dir: Path) -> None:
     """After :func:`run_async`: on Ctrl-C (130) or SIGTERM (143), say where the partial
     run is and exit with that code; otherwise return."""
     if code in (130, 143):
-        err_console.print(f"the partial run is readable in {run_dir}")
+        # one line, copyable: no wrap at the console width, no markup in the path
+        err_console.print(f"the partial run is readable in {run_dir}", soft_wrap=True, markup=False,
+                          highlight=False)
         sys.exit(code)

@@ -47,3 +47,15 @@ def test_a_cancelled_search_prints_no_unretrieved_future(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "cancelled"
     assert "never retrieved" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_the_partial_run_line_is_one_copyable_line(tmp_path):
+    """After Ctrl-C, "the partial run is readable in RUN_DIR" is one line with the path intact
+    (it was wrapped before the path at 80 columns, and a "[...]" in it read as markup)."""
+    run_dir = tmp_path / ("x" * 70) / "[bold]20261201-explore"
+    r = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                        "from harness.cli_common import exit_if_interrupted; "
+                        "exit_if_interrupted(130, Path(sys.argv[1]))", str(run_dir)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 130
+    assert r.stderr == f"the partial run is readable in {run_dir}\n"
