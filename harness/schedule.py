@@ -357,6 +357,27 @@ def validate_steps(steps: list, where: str) -> None:
         if step["f"] in ("zombie", "add-processor") and (error := group_step_error(step)):
             raise ScheduleError(f"{where}: step {i}: {error}")
         _validate_storage_step(step, f"{where}: step {i}")
+    if error := _until_next_error(steps):
+        raise ScheduleError(f"{where}: {error}")
+
+
+def _until_next_error(steps: list[dict]) -> str | None:
+    """A node held ``"until": "next"`` is brought back by the next logical step that holds the
+    producer (harness.nemesis.logical.is_quiesce_step). A later failpoint kill of a builtin
+    node is not one: the held node stayed down through it, the pipeline stalled 10 s and the
+    final heal revived it ("drained only after the final heal"). Refused, naming both steps."""
+    from harness.nemesis.logical import is_quiesce_step
+    order = sorted(range(len(steps)), key=lambda j: steps[j]["at"])
+    for pos, i in enumerate(order):
+        if not steps[i].get("until"):
+            continue
+        later = [j for j in order[pos + 1:] if steps[j].get("trigger") == "failpoint"]
+        if later and not is_quiesce_step(steps[later[0]]):
+            return (f"step {i} holds {steps[i].get('node')} \"until\": \"next\", but the next logical "
+                    f"step ({later[0]}, {steps[later[0]]['f']} of {steps[later[0]].get('node', '?')}) does not "
+                    "release it: it must be a kill of mosquitto or nats, a power-loss, a pause of the "
+                    "producer or another \"until\" step, with \"trigger\": \"failpoint\" (harness.nemesis.hold)")
+    return None
 
 
 def _is_link(link: object) -> bool:

@@ -68,3 +68,21 @@ def test_fault_help_says_what_producer_broker_means_on_nats(sub):
     r = CliRunner().invoke(fault, [sub, "--help"], terminal_width=200)
     assert r.exit_code == 0
     assert "link to every server" in " ".join(r.output.split()), r.output
+
+
+HOLD = {"at": 100, "f": "kill", "node": "processor", "trigger": "failpoint", "until": "next"}
+
+
+def test_until_next_followed_by_a_step_that_cannot_release_it_is_refused():
+    """A builtin broker's failpoint kill does not revive a node held "until": "next": the run
+    stalled 10 s and the final heal revived it. Refused, naming both steps."""
+    steps = [{"at": 200, "f": "kill", "node": "broker", "trigger": "failpoint"}, HOLD]
+    with pytest.raises(ScheduleError, match=r"step 1 holds processor .* next logical step \(0, kill of broker\)"):
+        validate_steps(steps, "x.json")
+
+
+def test_until_next_released_by_a_quiesce_step_or_the_final_heal_passes():
+    validate_steps([HOLD, {"at": 400, "f": "kill", "node": "mosquitto", "trigger": "failpoint"}], "m01")
+    validate_steps([HOLD, {"at": 150, "f": "pause", "node": "broker", "for_ms": 100},   # timed: no release
+                    {"at": 400, "f": "pause", "node": "processor", "trigger": "failpoint", "until": "next"}], "x")
+    validate_steps([HOLD], "last")   # the final heal brings it back (docs/brokers.md)

@@ -222,6 +222,18 @@ def zombie_trigger(step: dict) -> tuple[dict, dict]:
     return zombie, arm
 
 
+def is_quiesce_step(step: dict) -> bool:
+    """A ``"trigger": "failpoint"`` step that holds the producer at a batch and drains first
+    (harness.nemesis.quiesce): a power loss, a kill / corrupt / partition of a NATS server, a
+    kill / corrupt of mosquitto, a pause of the producer, a kill or pause held ``until`` the
+    next step. Only such a step releases a node held by an earlier ``"until": "next"``."""
+    return step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or (
+        step["f"] in ("kill", "corrupt", "partition") and step.get("node") == "nats") or (
+        step["f"] in ("kill", "corrupt") and step.get("node") == "mosquitto") or (
+        step["f"] == "pause" and step.get("node") == "producer") or (
+        step["f"] in ("kill", "pause") and bool(step.get("until"))))
+
+
 def expand(steps: list[dict], config) -> list[dict]:
     """``steps`` (in the runner's order) with each ``"trigger": "failpoint"`` kill
     step replaced by its armed failpoint step (same index), or marked
@@ -233,11 +245,7 @@ def expand(steps: list[dict], config) -> list[dict]:
     steps = [dict(s) for s in steps]
     out, last_at, extra, prev_q = [], {}, stop_triggers(steps, config), None
     for step in steps:
-        if step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or (
-                step["f"] in ("kill", "corrupt", "partition") and step.get("node") == "nats") or (
-                step["f"] in ("kill", "corrupt") and step.get("node") == "mosquitto") or (
-                step["f"] == "pause" and step.get("node") == "producer") or (
-                step["f"] in ("kill", "pause") and step.get("until"))):  # harness.nemesis.quiesce, .hold
+        if is_quiesce_step(step):  # harness.nemesis.quiesce, .hold
             loss, arm = quiesce_trigger(step, config)
             if prev_q is not None and prev_q.get("until"):  # its node is held down: nothing can drain
                 loss["quiesce"]["drain"] = False
