@@ -228,10 +228,22 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
 @click.option("--link", required=True, help="The link the fault is on (with NATS, producer-broker and processor-broker mean the client's link to every server).")
 @click.pass_context
 def remove(ctx: click.Context, fault_id: str, link: str) -> None:
-    """Remove fault FAULT_ID from one link."""
-    for name, address in pick_links(ctx, link).items():
-        on_proxy(name, address, lambda: proxy_client.remove_sync(address, fault_id, token=ctx.obj.get('token')))
+    """Remove fault FAULT_ID from one link (with NATS, producer-broker / processor-broker: from
+    each of the client's links that has it; an error only if none has it)."""
+    links = pick_links(ctx, link)
+    removed = 0
+    for name, address in links.items():
+        try:
+            on_proxy(name, address, lambda: proxy_client.remove_sync(address, fault_id, token=ctx.obj.get('token')))
+        except FaultUsageError as e:
+            # a fault added on one server's link only (fault add --link producer-nats-2)
+            if len(links) > 1 and ": NOT_FOUND:" in e.message:
+                continue
+            raise
+        removed += 1
         click.echo(f"removed {fault_id} from {name}")
+    if not removed:
+        raise FaultUsageError(f"no fault {fault_id!r} on {', '.join(links)}")
 
 
 def _console() -> Console:

@@ -53,6 +53,14 @@ def test_fault_add_and_remove_on_producer_broker_of_a_nats_up(tmp_path):
         assert "processor-nats" not in listed.stdout
         r = fault("remove", "f1", "--link", "producer-broker")
         assert r.returncode == 0 and r.stdout.count("removed f1") == 3, r.stdout + r.stderr
+        # a fault on one server's link only: removed there, not an error on the others
+        r = fault("add", "latency", "--link", f"producer-{servers[1]}", "--delay-ms", "5")
+        fid = r.stdout.split()[0]
+        r = fault("remove", fid, "--link", "producer-broker")
+        assert r.returncode == 0 and r.stdout.splitlines() == [f"removed {fid} from producer-{servers[1]}"], \
+            r.stdout + r.stderr
+        r = fault("remove", "f99", "--link", "producer-broker")
+        assert r.returncode == 2 and "no fault 'f99' on producer-nats-1" in r.stderr, r.stdout + r.stderr
         bad = fault("add", "latency", "--link", "producer-sink")
         assert bad.returncode == 2 and "unknown link 'producer-sink'" in bad.stderr
     finally:
