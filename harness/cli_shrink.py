@@ -36,10 +36,23 @@ jobs_option = click.option("--jobs", type=click.IntRange(min=1, max=8), default=
                            help="Candidates replayed at once, each a fresh cluster (1 on a 2-core machine).")
 
 
+def _explore_hint(run_dir: Path) -> str:
+    """For an explore run's directory: where its broken trial (a campaign run) is."""
+    import json
+    try:
+        found = json.loads((run_dir / "explore.json").read_text()).get("found") or {}
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if isinstance(found, dict) and isinstance(found.get("dir"), str):
+        return f" (an explore run: its broken trial is {found['dir']})"
+    return " (an explore run that found nothing broken)"
+
+
 def load_broken_run(run_dir: Path) -> tuple[dict, dict]:
     """(result, schedule) of a broken campaign run; exits 2 with one line otherwise."""
     if not (run_dir / "result.json").exists():
-        fail(f"{run_dir} has no result.json: not a campaign run directory")
+        hint = _explore_hint(run_dir)
+        fail(f"{run_dir} has no result.json: not a campaign run directory{hint}")
     try:
         result = validate.result_file(run_dir / "result.json")
         schedule = validate.schedule_file(run_dir / "schedule.json")

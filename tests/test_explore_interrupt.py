@@ -59,3 +59,16 @@ def test_the_partial_run_line_is_one_copyable_line(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert r.returncode == 130
     assert r.stderr == f"the partial run is readable in {run_dir}\n"
+
+
+def test_shrink_of_an_explore_directory_names_its_broken_trial(tmp_path):
+    """`shrink RUN/` of an explore run (no result.json) says where the trial to shrink is."""
+    import json
+    run = tmp_path / "x-explore"
+    (run / "explore" / "seed-8").mkdir(parents=True)
+    (run / "explore.json").write_text(json.dumps({"found": {"seed": 8, "dir": str(run / "explore" / "seed-8")}}))
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "shrink", str(run)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.strip().endswith(f"(an explore run: its broken trial is {run / 'explore' / 'seed-8'})"), r.stderr
+    assert r.stderr.count("\n") == 1
