@@ -347,8 +347,15 @@ def stats(ctx: click.Context, link: str | None) -> None:
     cols = ("calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors",
             "held")
     table = Table("link", "method", *cols)
+    gone = {}
     for name, address in pick_links(ctx, link).items():
         st = on_proxy(name, address, lambda: proxy_client.stats_sync(address, token=ctx.obj.get('token')))
         for method, counters in sorted(st["methods"].items()):
             table.add_row(name, method.rsplit("/", 1)[-1], *(str(counters[c]) for c in cols))
+        status = on_proxy(name, address, lambda: proxy_client.call_sync(address, "status", token=ctx.obj.get('token')))
+        if "caller_gone" in status:   # the gRPC proxy's NodeControl.Status (nodes/proxy/forwarder.py)
+            gone[name] = status["caller_gone"]
     _console().print(table)
+    if gone:
+        click.echo("caller_gone (forwarded, ran upstream to its end, answer discarded: the caller died "
+                   "or gave up meanwhile): " + ", ".join(f"{n} {c}" for n, c in gone.items()))

@@ -49,6 +49,9 @@ async def test_add_list_stats_heal_on_running_proxy(spawn, tmp_path):
     assert "f2" in r.output and "20+0..5 ms response" in r.output
     r = await cli("stats", "--link", "processor-sink")
     assert r.exit_code == 0 and "Apply" in r.output, r.output
+    # the proxy's caller_gone count (README: "counted as caller_gone in the proxy's status")
+    assert r.output.splitlines()[-1].startswith("caller_gone (") and r.output.rstrip().endswith(
+        "processor-sink 0"), r.output
 
     # Bad input: the proxy's INVALID_ARGUMENT (naming the field) or an unknown link, exit 2.
     r = await cli("add", "error", "--link", "processor-sink", "--probability", "2")
