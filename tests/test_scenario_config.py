@@ -132,3 +132,13 @@ def test_campaign_schedule_with_a_zombie_needs_processors(tmp_path):
                        env={**__import__("os").environ, "TESTBED_RUNS": str(runs)})
     assert r.returncode == 2 and "zombie step needs a consumer group" in r.stderr, r.stderr
     assert not runs.exists()
+
+
+@pytest.mark.parametrize("key", ["processors", "broker", "events"])
+def test_a_config_key_at_the_top_level_is_refused(tmp_path, key):
+    """{"processors": 2, ...} beside "config" was silently ignored: the run had 1 processor."""
+    path = tmp_path / "top.json"
+    path.write_text(json.dumps({"name": "x", "title": "t", "incident": "i", "steps": [], key: 2,
+                                "expect": {"at-most-once": {"verdict": "held"}}}))
+    with pytest.raises(scenarios.ScenarioError, match=f"'{key}' belongs in \"config\""):
+        scenarios.load_file(path)

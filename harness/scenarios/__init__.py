@@ -94,6 +94,9 @@ def _validate(obj: dict, path: Path) -> Scenario:
     for key in ("name", "title", "incident", "steps", "expect"):
         if key not in obj:
             raise bad(f"missing {key!r}")
+    from harness.scenarios.config import CONFIG_KEYS
+    if misplaced := sorted(k for k in obj if k in CONFIG_KEYS):   # was silently ignored there
+        raise bad(f"{misplaced[0]!r} belongs in \"config\": {{\"{misplaced[0]}\": ...}}")
     for key, kind in (("name", str), ("title", str), ("steps", list), ("expect", dict),
                       ("ablations", dict), ("config", dict)):
         if key in obj and not isinstance(obj[key], kind):

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 BROKERS = ("builtin", "nats", "mosquitto")
 SESSION_TIMEOUT_MS = (100, 300_000)   # the processor's --session-timeout-ms range
+CONFIG_KEYS = ("seed", "events", "storage", "rate", "batch_size", "disabled", "fetch_group",
+               "sequential_sends", "broker", "nats_sync", "nats_url", "mqtt_autosave",
+               "mqtt_subscribe_qos", "extra_args", "processors", "session_timeout_ms",
+               "drain_timeout_s", "stuck_s")
+"""The keys the runner reads from a scenario's ``config`` (harness/scenarios/runner.py)."""
 
 
 def _int_in(config: dict, key: str, low: int, high: int) -> str | None:
