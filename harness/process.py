@@ -47,7 +47,9 @@ class NodeProcess:
                  listen: str = "127.0.0.1:0", name: str | None = None) -> None:
         self.module = module
         self.name = name or module
-        self.data_dir = Path(data_dir)
+        # absolute: the process runs in the checkout (cwd=ROOT), the harness in the caller's
+        # directory; a relative --out from elsewhere put the nodes' files in the checkout
+        self.data_dir = Path(data_dir).absolute()
         self.args = list(args)
         self.listen = listen
         self.address: str | None = None
