@@ -36,6 +36,7 @@ def _check(result: dict, sink: str) -> None:
     assert result["all_held"]
 
 
+@pytest.mark.slow   # ~90 s; tests/test_sweep_trust.py and test_exact_replay's sweep cell stay in the default suite
 @pytest.mark.timeout(400)
 async def test_sweep_idempotent_sink_all_held(tmp_path):
     # Every reachable point, at its first and a late hit (the middle hits: --all, below).
