@@ -51,3 +51,16 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def wait_until_up(proc) -> list[str]:
+    """Read ``up``'s output (``proc``: a Popen with text stdout) until it reports a running
+    cluster; blocks on the command's own output, no sleeps. Fails the test with what it printed
+    if it ended first. Returns the lines read."""
+    import pytest
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C stops every process" in line:
+            return lines
+    pytest.fail("up never reported a running cluster: " + "".join(lines))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_until_up
+
 from harness.cli_fault import group_links
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,13 +33,7 @@ def test_fault_add_and_remove_on_producer_broker_of_a_nats_up(tmp_path):
                              "--rate", "100", "--out", str(tmp_path)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        lines = []
-        for line in proc.stdout:  # block on the command's own output, no sleeps
-            lines.append(line)
-            if "Ctrl-C stops every process" in line:
-                break
-        else:
-            pytest.fail("up never reported a running cluster: " + "".join(lines))
+        wait_until_up(proc)
         cluster = str(tmp_path / "latest" / "cluster.json")
 
         def fault(*args: str) -> subprocess.CompletedProcess:

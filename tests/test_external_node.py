@@ -16,7 +16,7 @@ from harness.checker.external import operator_state, read_sink
 from harness.checker.inputs import InputError
 from harness.external import ExternalCommandError, node_env, node_flags, parse_command
 from harness.history import read_history
-from tests.conftest import pid_alive
+from tests.conftest import pid_alive, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -198,13 +198,7 @@ def test_an_external_node_that_ignores_the_parent_pid_is_stopped_when_the_harnes
                              str(tmp_path), "--processor-cmd",
                              f"env -u TESTBED_PARENT_PID {PY} examples/alo_processor.py"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in proc.stdout:  # block on the command's own output, no sleeps
-        lines.append(line)
-        if "Ctrl-C stops every process" in line:
-            break
-    else:
-        pytest.fail("up never reported a running cluster: " + "".join(lines))
+    wait_until_up(proc)
     manifest = json.loads((tmp_path / "latest" / "cluster.json").read_text())
     pids = [n["pid"] for n in manifest["nodes"].values()] + [l["pid"] for l in manifest["links"].values()]
     processor = manifest["nodes"]["processor"]["pid"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.mosquitto import mosquitto_binary
-from tests.conftest import pid_alive
+from tests.conftest import pid_alive, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,14 +31,8 @@ def _up_then_kill_the_harness(tmp_path: Path, *flags: str) -> tuple[dict, list[i
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "up", "--events", "100000", "--rate", "200",
                              "--out", str(tmp_path), *flags],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
     try:
-        for line in proc.stdout:  # block on the command's own output, no sleeps
-            lines.append(line)
-            if "Ctrl-C stops every process" in line:
-                break
-        else:
-            pytest.fail("up never reported a running cluster: " + "".join(lines))
+        wait_until_up(proc)
         manifest = json.loads((tmp_path / "latest" / "cluster.json").read_text())
     finally:
         proc.kill()

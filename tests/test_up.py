@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import pid_alive
+from tests.conftest import pid_alive, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,13 +39,7 @@ def test_up_stops_every_process_on_ctrl_c(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "up", "--events", "100000",
                              "--rate", "200", "--out", str(tmp_path)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in proc.stdout:  # block on the command's own output, no sleeps
-        lines.append(line)
-        if "Ctrl-C stops every process" in line:
-            break
-    else:
-        pytest.fail("up never reported a running cluster: " + "".join(lines))
+    wait_until_up(proc)
     manifest = json.loads((tmp_path / "latest" / "cluster.json").read_text())
     pids = [n["pid"] for n in manifest["nodes"].values()] + [l["pid"] for l in manifest["links"].values()]
     assert len(pids) == 7 and all(pid_alive(p) for p in pids)
