@@ -43,6 +43,8 @@ BAD = [
     ({"drain_timeout_s": "60"}, "'drain_timeout_s' should be a number"),
     ({"sequential_sends": "yes"}, "'sequential_sends' should be true or false"),
     ({"storage": "fuse"}, "'storage' should be one of direct, lazy"),
+    # a typo was silently ignored: the scenario ran with the default (here: one processor)
+    ({"procesors": 2}, "unknown key 'procesors'"),
 ]
 
 

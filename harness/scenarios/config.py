@@ -31,11 +31,14 @@ def _int_in(config: dict, key: str, low: int, high: int) -> str | None:
 def config_error(config: dict) -> str | None:
     """Why the scenario's ``config`` cannot run (one line), or None.
 
-    Checks only the keys present: processors (1..MAX_MEMBERS, an integer), session_timeout_ms
+    Refuses a key the runner does not read (CONFIG_KEYS). Checks only the keys present: processors (1..MAX_MEMBERS, an integer), session_timeout_ms
     (100..300,000 ms), broker (builtin|nats|mosquitto), mqtt_autosave (default|always|seconds
     >= 1, harness/mosquitto.py), nats_url (a non-empty string).
     """
     from nodes.proxy.links import MAX_MEMBERS
+    if unknown := [k for k in config if k not in CONFIG_KEYS]:
+        return (f"config: unknown key {unknown[0]!r:.60} (a typo would be silently ignored); "
+                f"known keys: {', '.join(CONFIG_KEYS)}")
     if error := _run_keys_error(config):
         return error
     if "processors" in config and (error := _int_in(config, "processors", 1, MAX_MEMBERS)):

@@ -39,7 +39,8 @@ async def measure(scs: list[Scenario], run_dir: Path, *, runs: int = 2, ablation
             for i in range(runs):
                 tag = f"{sc.name}{'-no-' + ablation if ablation else ''}-run{i + 1}"
                 result = await run_scenario(sc, run_dir / tag, ablation=ablation, progress=progress)
-                per_run.append({e["dir"]: outcome(e) for e in result["modes"]})
+                per_run.append({e["mode"] + (f"/{e['sink']}" if e.get("sink") else ""): outcome(e)
+                                for e in result["modes"]})
             for mode in per_run[0]:
                 outs = [r.get(mode) for r in per_run]
                 rows.append({"scenario": sc.name, "ablation": ablation, "mode": mode,
