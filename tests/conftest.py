@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -64,3 +66,20 @@ def wait_until_up(proc) -> list[str]:
         if "Ctrl-C stops every process" in line:
             return lines
     pytest.fail("up never reported a running cluster: " + "".join(lines))
+
+
+DEFAULT_CAMPAIGN = ("campaign", "--events", "2000", "--mode", "all", "--seed", "3", "--quiet")
+"""The default campaign the suite runs once (kills + link faults, every mode)."""
+
+
+@pytest.fixture(scope="session")
+def default_campaign(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One default campaign through the real CLI (DEFAULT_CAMPAIGN), shared by
+    tests/test_campaign.py (each mode's promise) and tests/test_report.py (its report page):
+    one ~50 s run instead of two. Returns (the run dir, resolved; the CLI's CompletedProcess)."""
+    out = tmp_path_factory.mktemp("default-campaign")
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-m", "harness.cli", *DEFAULT_CAMPAIGN, "--out", str(out)], cwd=root,
+                       capture_output=True, text=True, timeout=400)
+    assert r.returncode in (0, 1) and (out / "latest" / "result.json").exists(), r.stdout + r.stderr
+    return (out / "latest").resolve(), r

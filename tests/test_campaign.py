@@ -27,13 +27,13 @@ def latest_result(out: Path) -> dict:
 
 
 @pytest.mark.timeout(420)
-def test_default_campaign_shows_each_modes_promise(tmp_path):
+def test_default_campaign_shows_each_modes_promise(default_campaign):
     """The default schedule (kills + link faults), every mode: at-most-once
     loses but never duplicates, at-least-once duplicates but never loses,
-    exactly-once does neither with exact balances."""
-    r = run_cli("campaign", "--events", "2000", "--seed", "3", "--quiet", "--out", str(tmp_path))
+    exactly-once does neither with exact balances (tests/conftest.py DEFAULT_CAMPAIGN)."""
+    run_dir, r = default_campaign
     assert r.returncode == 0, r.stdout + r.stderr
-    modes = {(m["mode"], m["sink"]): m for m in latest_result(tmp_path)["modes"]}
+    modes = {(m["mode"], m["sink"]): m for m in json.loads((run_dir / "result.json").read_text())["modes"]}
     amo, alo = modes[("at-most-once", None)], modes[("at-least-once", None)]
     assert amo["verdict"] == "held" and amo["lost"] > 0 and amo["duplicated"] == 0
     assert alo["verdict"] == "held" and alo["duplicated"] > 0 and alo["lost"] == 0
