@@ -81,6 +81,22 @@ async def test_sync_reaches_an_open_file_whose_directory_was_renamed(lazy):
     assert dropped["paths"] == ["/store/msgs/3.blk"]
     assert (m / "store" / "msgs" / "3.blk").read_bytes() == b"assignments+consumer+later"
 
+
+async def test_glob_sync_finds_an_open_file_by_its_name_after_a_rename(lazy):
+    """A file renamed while open, written after a sync: its new unsynced bytes are known
+    by the new name (``sync GLOB`` matches it)."""
+    m = lazy.mount
+    with open(m / "tmp", "wb") as f:
+        f.write(b"a")
+        f.flush()
+        assert (await lazy.control("sync"))["files"] == 1
+        os.rename(m / "tmp", m / "kept.blk")
+        f.write(b"b")
+        f.flush()
+        assert (await lazy.control("sync *.blk"))["files"] == 1
+    assert (await lazy.power_loss())["files"] == 0
+    assert (m / "kept.blk").read_bytes() == b"ab"
+
 async def test_rename_without_fsync_leaves_an_empty_file(lazy):
     """The classic: temp file, rename over the real one, no fsync of the data."""
     m = lazy.mount

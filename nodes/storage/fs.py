@@ -251,6 +251,9 @@ class LazyOps(PassThroughOps):
             ov = self.overlays.get((src.st_dev, src.st_ino))
             if ov is not None:
                 ov.path = new
+            for h in self.handles.values():   # an overlay made later names the file by its handle
+                if h.key == (src.st_dev, src.st_ino):
+                    h.path = new
             if stat.S_ISDIR(src.st_mode):   # the files under it moved too (JetStream's purge and
                 self._moved_dir(old, new)     # compact rename msgs/ dirs with open blocks inside)
             if st is not None and (st.st_dev, st.st_ino) != (src.st_dev, src.st_ino):
