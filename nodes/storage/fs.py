@@ -26,7 +26,10 @@ the next mount, as Linux's page cache does after a failed write-back
 (fsyncgate); the backing file, and every later mount, hold only what was synced.
 
 Overlays are keyed by the backing file's inode, so a rename keeps a file's
-unsynced data with it; the backing fd a handle holds keeps the inode alive.
+unsynced data with it; the backing fd a handle holds keeps the inode alive. A
+rename of a file or of a directory updates the path of every overlay and open
+handle under it (``sync GLOB`` matches the current path; JetStream's filestore
+renames its ``msgs`` directories over open blocks when it compacts).
 A clean unmount (``destroy``) writes every overlay back, as an OS does at a
 clean shutdown.
 """
