@@ -26,7 +26,10 @@ the next mount, as Linux's page cache does after a failed write-back
 (fsyncgate); the backing file, and every later mount, hold only what was synced.
 
 Overlays are keyed by the backing file's inode, so a rename keeps a file's
-unsynced data with it; the backing fd a handle holds keeps the inode alive.
+unsynced data with it; the backing fd a handle holds keeps the inode alive. A
+rename of a file or of a directory updates the path of every overlay and open
+handle under it (``sync GLOB`` matches the current path; JetStream's filestore
+renames its ``msgs`` directories over open blocks when it compacts).
 A clean unmount (``destroy``) writes every overlay back, as an OS does at a
 clean shutdown.
 """
@@ -34,9 +37,11 @@ clean shutdown.
 from __future__ import annotations
 
 import errno
+import fcntl
 import fnmatch
 import logging
 import os
+import stat
 import threading
 from dataclasses import dataclass
 
@@ -249,9 +254,24 @@ class LazyOps(PassThroughOps):
             ov = self.overlays.get((src.st_dev, src.st_ino))
             if ov is not None:
                 ov.path = new
+            for h in self.handles.values():   # an overlay made later names the file by its handle
+                if h.key == (src.st_dev, src.st_ino):
+                    h.path = new
+            if stat.S_ISDIR(src.st_mode):   # the files under it moved too (JetStream's purge and
+                self._moved_dir(old, new)     # compact rename msgs/ dirs with open blocks inside)
             if st is not None and (st.st_dev, st.st_ino) != (src.st_dev, src.st_ino):
                 self._forget_if_gone((st.st_dev, st.st_ino), st.st_nlink - 1)
             return 0
+
+    def _moved_dir(self, old: str, new: str) -> None:
+        """Rewrite the known paths (overlays, open handles) under directory ``old`` to ``new``."""
+        prefix = old.rstrip("/") + "/"
+        def moved(p: str) -> str:
+            return new.rstrip("/") + "/" + p[len(prefix):] if p.startswith(prefix) else p
+        for ov in self.overlays.values():
+            ov.path = moved(ov.path)
+        for h in self.handles.values():
+            h.path = moved(h.path)
 
     def destroy(self, path: str) -> None:
         """Clean unmount: write every overlay back and fsync it (a clean shutdown)."""
@@ -260,30 +280,42 @@ class LazyOps(PassThroughOps):
     def sync_all(self, pattern: str | None = None) -> dict:
         """Write every overlay back and fsync it (``sync(1)``, or the kernel's periodic
         writeback); with ``pattern`` (an fnmatch glob on the path inside the mount, ``*``
-        crossing ``/``) only the matching files, the others stay unsynced. Returns
-        {files, synced_bytes}."""
+        crossing ``/``) only the matching files, the others stay unsynced. A file is written
+        through a handle that has it open, else reopened by its last known path; an overlay
+        neither way reaches (its file is gone) is dropped, as the kernel drops the pages of
+        a deleted file. Returns {files, synced_bytes}."""
         files = synced = 0
         with self._mutex:
+            open_fd = {h.key: h.fd for h in self.handles.values()
+                       if fcntl.fcntl(h.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR}
             for key, ov in list(self.overlays.items()):
                 if pattern is not None and not fnmatch.fnmatchcase(ov.path, pattern):
                     continue
-                if pattern is not None:
-                    del self.overlays[key]
                 if not ov.dirty:
+                    del self.overlays[key]
                     continue
                 try:
-                    fd = os.open(self._full(ov.path), os.O_RDWR)
-                except OSError:
-                    continue
-                try:
-                    st = os.fstat(fd)
-                    if (st.st_dev, st.st_ino) == key:
-                        synced += ov.sync_to(fd)
-                        files += 1
-                except OSError as e:
-                    log.error("write-back of %s at unmount failed: %s", ov.path, e)
-                finally:
-                    os.close(fd)
-            if pattern is None:
-                self.overlays.clear()
+                    if key in open_fd:
+                        synced += ov.sync_to(open_fd[key])
+                    else:
+                        synced += self._sync_by_path(key, ov)
+                    files += 1
+                    del self.overlays[key]
+                except FileNotFoundError:
+                    log.error("write-back of %s: the file is gone, its unsynced writes dropped", ov.path)
+                    del self.overlays[key]
+                except OSError as e:   # the backing write or fsync failed: the overlay is kept
+                    log.error("write-back of %s failed: %s", ov.path, e)
         return {"files": files, "synced_bytes": synced}
+
+    def _sync_by_path(self, key: tuple[int, int], ov: FileOverlay) -> int:
+        """Write ``ov`` back through its last known path; FileNotFoundError if that path
+        is gone or names another file now."""
+        fd = os.open(self._full(ov.path), os.O_RDWR)
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != key:
+                raise FileNotFoundError(f"{ov.path} names another file now")
+            return ov.sync_to(fd)
+        finally:
+            os.close(fd)
