@@ -104,7 +104,7 @@ async def run(nemesis, step: dict, p) -> dict:
         raise TimeoutError(f"not fired: {FAILPOINT} in {p.name} within {timeout_s:.0f} s "
                            "(its partitions got no record of the batch let through)")
     before = (await cluster.status(p.name)).get("group") or {}
-    pid = p.pid
+    pid, stopped_at = p.pid, time.monotonic()
     p.pause()
     nemesis.stopped.append(p)
     seen("paused", member_id=before.get("member_id"), generation=before.get("generation"),
@@ -125,6 +125,7 @@ async def run(nemesis, step: dict, p) -> dict:
         if p.pid == pid and p.paused:
             p.resume()
             nemesis.stopped.remove(p)
+    stopped_ms = round((time.monotonic() - stopped_at) * 1000)
     await disarm_failpoint(p.address, FAILPOINT)
     seen("resumed")
 
@@ -143,4 +144,4 @@ async def run(nemesis, step: dict, p) -> dict:
     return {"pid": pid, "node": p.name, "member_id": before.get("member_id"),
             "generation": before.get("generation"), "partitions": before.get("assignment"),
             "replaced_by_generation": after["generation"], "assignment_after": after.get("assignment"),
-            "failpoint": FAILPOINT, "release": RELEASE, "order": order, "quiesce": waited}
+            "stopped_ms": stopped_ms, "failpoint": FAILPOINT, "release": RELEASE, "order": order, "quiesce": waited}
