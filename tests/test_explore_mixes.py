@@ -48,8 +48,15 @@ def test_a_group_mix_generates_steps_a_two_member_group_can_run():
 
 
 def test_zombie_is_armed_from_the_start_at_its_nth_hit_and_member_kills_are_logical():
-    zombie, kill = schedule_mod.generate(5, 600, ["zombie", "kill-processor-2"])["steps"]
-    assert zombie["f"] == "zombie" and zombie["at"] == 0 and zombie["nth"] >= 1 and not zombie.get("timed")
+    logical, _ = schedule_mod.generate(5, 600, ["zombie", "kill-processor-2"])["steps"]
+    assert logical["release"] == "drained" and logical["trigger"] == "failpoint" and logical["at"] > 0
+    assert "after_ms" not in logical and not logical.get("timed")   # harness.nemesis.zombie_release
+    # with the producer killed (its restart drops the hold's arming), or --timed-kills: the timed form
+    zombie, _, _ = schedule_mod.generate(5, 600, ["zombie", "kill-processor-2", "kill-producer"])["steps"]
+    assert zombie == schedule_mod.generate(5, 600, ["zombie", "kill-processor-2", "kill-producer"],
+                                           logical=False)["steps"][0]
+    kill = schedule_mod.generate(5, 600, ["zombie", "kill-processor-2"])["steps"][1]
+    assert zombie["f"] == "zombie" and zombie["at"] == 0 and zombie["nth"] >= 1 and zombie["timed"]
     assert zombie["node"] in ("processor", "processor-2") and zombie["trigger"] == "failpoint"
     # its pause is armed before the workload, so its Nth hit counts from the member's first record
     waits, arm = expand([zombie], cfg("exactly-once", "transactional", processors=2))
