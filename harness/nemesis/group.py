@@ -128,11 +128,11 @@ class ZombieNemesis(Nemesis):
     async def invoke(self, step: dict) -> dict:
         cluster = self.ctx.cluster
         p = cluster.nodes[step.get("node", "processor")]
-        if not p.running:
-            return already_dead(p)
         if step.get("quiesce"):   # released by counts and states (harness.nemesis.zombie_release)
             from harness.nemesis.zombie_release import run
             return await run(self, step, p)
+        if not p.running:
+            return already_dead(p)
         timeout_s = int(step.get("timeout_ms", 60_000)) / 1000
         if not step.get("armed_at_start"):   # else armed before the workload (harness.nemesis.logical)
             await arm_failpoint(p.address, FAILPOINT, "pause", nth=int(step.get("nth", 1)), count=1)

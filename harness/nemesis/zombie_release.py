@@ -90,6 +90,10 @@ async def run(nemesis, step: dict, p) -> dict:
     q = step["quiesce"]
     waited = await quiesce(cluster, q)
     seen("producer-held", drained=waited["drained"])
+    if not p.running:   # down (another step's kill): nothing to pause; the producer goes on
+        from harness.nemesis.process import already_dead
+        await release(cluster, step, waited)
+        return already_dead(p) | {"quiesce": waited, "order": order}
     await arm_failpoint(p.address, FAILPOINT, "pause", nth=int(step.get("nth", 1)), count=1)
     producer = cluster.nodes[q["node"]].address
     await arm_failpoint(producer, q["failpoint"], "pause", nth=1, count=1)   # one batch, then held again
