@@ -310,9 +310,11 @@ def timed_steps(schedule: dict) -> list[str]:
     call count, a failpoint's Nth hit): what they hit depends on timing, so the
     anomaly counts they cause can differ between two runs of the same seed. A
     ``"trigger": "failpoint"`` kill is logical (harness.nemesis.logical), except in
-    a mode without a failpoint for it (then its history op says ``"timed": true``)."""
+    a mode without a failpoint for it (then its history op says ``"timed": true``); a zombie
+    is timed unless ``"release": "drained"`` (harness.nemesis.zombie_release)."""
     return [f"{s['f']} {s.get('node') or s.get('link')} at {s['at']}"
-            for s in schedule.get("steps", []) if s.get("timed") or not (s.get("arm") or s.get("trigger"))]
+            for s in schedule.get("steps", []) if s.get("timed") or not (s.get("arm") or s.get("trigger"))
+            or (s.get("f") == "zombie" and s.get("release") != "drained")]   # released after_ms later
 
 
 def compare_runs(old: dict, new: dict) -> tuple[list[str], list[str]]:

@@ -26,7 +26,9 @@ Step shapes (``f`` picks the nemesis, harness.nemesis.NEMESES):
      "trigger": "failpoint"}   # exactly-once/idempotent with drain-before-checkpoint off: the
         # Kth Upsert dropped, then a crash at the next checkpoint it is outstanding at
     {"at": 0, "f": "zombie", "node": "processor-2", "nth": 1, "trigger": "failpoint"}
-        # --processors 2+: its pause armed before the workload (harness.nemesis.group)
+        # --processors 2+: its pause armed before the workload (harness.nemesis.group), timed
+    {"at": 200, "f": "zombie", "node": "processor", "trigger": "failpoint", "release": "drained"}
+        # the producer held at 200, released by states, not after_ms (harness.nemesis.zombie_release)
     {"at": 500, "f": "stop", "node": "sink", "kill_after_ms": 20, "down_ms": 300}  # kill -9 mid-shutdown
     {"at": 700, "after_ms": 500, "f": "kill", "node": "broker"}   # 500 ms after position 700
     {"at": 900, "f": "pause", "node": "broker", "for_ms": 400}
@@ -148,15 +150,23 @@ def step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SIZ
     kill of the producer, broker, processor (or group member 2) or sink at a failpoint's Nth hit,
     a stop of the processor, sink or broker after a pause at its kill point's Nth hit, a power
     loss once the producer is held at its Nth batch and the rest drained (``"trigger":
-    "failpoint"``, harness.nemesis.logical); a zombie armed from the start at its Nth hit; every
+    "failpoint"``, harness.nemesis.logical); a zombie with the producer held at ``at`` and
+    released by observed states (``"release": "drained"``, harness.nemesis.zombie_release); every
     other step (pauses: SIGSTOP has no failpoint; link faults held for a while; add-processor)
-    at the position, marked ``"timed": true``; a zombie (its Nth hit) with its pause armed
-    before the workload (``"trigger": "failpoint"``) or, without ``logical``, when its step runs."""
+    at the position, marked ``"timed": true``. Without ``logical`` (or with the producer killed
+    or stopped in the schedule: its restart drops the arming of the hold) a zombie's pause is
+    armed before the workload at its Nth hit and it is released ``after_ms`` after the
+    rebalance, marked ``"timed": true``."""
     step = _step_for(kind, at, rng, batch_size)
-    if logical and (kind in LOGICAL_KILLS or kind in LOGICAL_STOPS or kind.startswith("power-loss-")
-                    or kind == "zombie"):   # zombie: its pause armed before the workload
+    if kind == "zombie" and logical:   # held producer, released by states (harness.nemesis.zombie_release)
+        return {"at": step.pop("position"), "f": "zombie", "node": step["node"], "trigger": "failpoint",
+                "release": "drained", "timeout_ms": ZOMBIE_TIMEOUT_MS}
+    step.pop("position", None)
+    if kind == "zombie":   # its pause armed before the workload at its Nth hit, released after_ms later
+        step |= {"trigger": "failpoint", "timed": True}
+    elif logical and (kind in LOGICAL_KILLS or kind in LOGICAL_STOPS or kind.startswith("power-loss-")):
         step["trigger"] = "failpoint"   # kill-producer: producer.after-send-before-ack
-    elif not step.get("arm") and step["f"] != "zombie":
+    elif not step.get("arm"):
         step["timed"] = True
     return step
 
@@ -174,7 +184,7 @@ def _logical(kind: str, faults, logical: bool) -> bool:
         return False
     if kind in LOGICAL_STOPS:
         return kind[5:] not in _kill_nodes(faults)
-    if kind.startswith("power-loss-"):
+    if kind.startswith("power-loss-") or kind == "zombie":
         return not {"kill-producer", "stop-producer"} & set(faults)
     return True
 
@@ -201,7 +211,7 @@ def _step_for(kind: str, at: int, rng: random.Random, batch_size: int = BATCH_SI
     if kind == "zombie":   # armed from the start (position 0): its Nth hit is the trigger
         return {"at": 0, "f": "zombie", "node": rng.choice(("processor", "processor-2")),
                 "nth": max(1, min(ZOMBIE_MAX_NTH, at // ZOMBIE_RECORDS_PER_HIT)), "after_ms": 1000,
-                "timeout_ms": ZOMBIE_TIMEOUT_MS}
+                "timeout_ms": ZOMBIE_TIMEOUT_MS, "position": at}
     if kind == "add-processor":
         return {"at": at, "f": "add-processor"}
     if kind.startswith("kill-"):

@@ -48,16 +48,24 @@ def test_a_group_mix_generates_steps_a_two_member_group_can_run():
 
 
 def test_zombie_is_armed_from_the_start_at_its_nth_hit_and_member_kills_are_logical():
-    zombie, kill = schedule_mod.generate(5, 600, ["zombie", "kill-processor-2"])["steps"]
-    assert zombie["f"] == "zombie" and zombie["at"] == 0 and zombie["nth"] >= 1 and not zombie.get("timed")
+    logical, _ = schedule_mod.generate(5, 600, ["zombie", "kill-processor-2"])["steps"]
+    assert logical["release"] == "drained" and logical["trigger"] == "failpoint" and logical["at"] > 0
+    assert "after_ms" not in logical and not logical.get("timed")   # harness.nemesis.zombie_release
+    # with the producer killed (its restart drops the hold's arming), or --timed-kills: the timed form
+    zombie, _, _ = schedule_mod.generate(5, 600, ["zombie", "kill-processor-2", "kill-producer"])["steps"]
+    assert zombie == schedule_mod.generate(5, 600, ["zombie", "kill-processor-2", "kill-producer"],
+                                           logical=False)["steps"][0]
+    kill = schedule_mod.generate(5, 600, ["zombie", "kill-processor-2"])["steps"][1]
+    assert zombie["f"] == "zombie" and zombie["at"] == 0 and zombie["nth"] >= 1 and zombie["timed"]
     assert zombie["node"] in ("processor", "processor-2") and zombie["trigger"] == "failpoint"
     # its pause is armed before the workload, so its Nth hit counts from the member's first record
     waits, arm = expand([zombie], cfg("exactly-once", "transactional", processors=2))
     assert waits["f"] == "zombie" and waits["armed_at_start"] and "trigger" not in waits
+    assert waits["timed"]   # released after_ms after the rebalance: a clock decides (zombie_release is logical)
     assert arm == {"at": 0, "arm": True, "f": "failpoint", "node": zombie["node"], "action": "pause", "count": 1,
                    "name": "processor.member-before-output", "nth": zombie["nth"], "logical": "zombie"}
     assert expand([{k: v for k, v in zombie.items() if k != "trigger"}], cfg("at-most-once")) == \
-        [{k: v for k, v in zombie.items() if k != "trigger"}]   # s18's form: armed when the step runs
+        [{k: v for k, v in zombie.items() if k != "trigger"} | {"timed": True}]   # armed when the step runs
     assert kill == {**kill, "f": "kill", "node": "processor-2", "trigger": "failpoint"} and "timed" not in kill
     (armed,) = expand([kill], cfg("at-most-once", processors=2))
     assert armed["node"] == "processor-2" and armed["name"] == "processor.after-offset-commit-before-sink"

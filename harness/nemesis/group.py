@@ -14,6 +14,11 @@ consumer stalls past its session timeout, its partitions move, it wakes up):
    partitions it no longer owns. Fencing (broker: ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID;
    sink: FENCED) refuses it; the ``generation-fencing`` ablation lets it through.
 
+This form is timed (step 3's ``after_ms``: what the new owner re-read before the zombie
+woke depends on the clock; its history op says ``"timed": true``). With ``"trigger":
+"failpoint", "release": "drained"`` every wait is for a count or an observed state
+instead (harness.nemesis.zombie_release: the producer held, the survivor drained).
+
 The ``ok`` record says which member was paused, its generation, the generation that
 replaced it and how long it was stopped. A failpoint that never fires within
 ``timeout_ms`` (default 60 s) is recorded as ``info`` ``zombie`` with "not fired".
@@ -54,6 +59,10 @@ def validate_step(step: dict) -> str | None:
             return f"zombie: 'node' must be a processor (processor or processor-K), got {node!r:.60}"
         if "nth" in step and not _positive_int(step["nth"]):
             return f"zombie: 'nth' must be an integer >= 1, got {step['nth']!r:.60}"
+        if "release" in step and (step["release"] != "drained" or step.get("trigger") != "failpoint"
+                                  or "after_ms" in step):
+            return ("zombie: 'release' must be \"drained\", with \"trigger\": \"failpoint\" and no "
+                    "'after_ms' (harness.nemesis.zombie_release)")
     if "timeout_ms" in step and not _positive_int(step["timeout_ms"]):
         return f"{step['f']}: 'timeout_ms' must be an integer >= 1 (ms), got {step['timeout_ms']!r:.60}"
     return None
@@ -119,6 +128,9 @@ class ZombieNemesis(Nemesis):
     async def invoke(self, step: dict) -> dict:
         cluster = self.ctx.cluster
         p = cluster.nodes[step.get("node", "processor")]
+        if step.get("quiesce"):   # released by counts and states (harness.nemesis.zombie_release)
+            from harness.nemesis.zombie_release import run
+            return await run(self, step, p)
         if not p.running:
             return already_dead(p)
         timeout_s = int(step.get("timeout_ms", 60_000)) / 1000

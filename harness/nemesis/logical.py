@@ -218,7 +218,8 @@ def zombie_trigger(step: dict) -> tuple[dict, dict]:
     node = step.get("node", "processor")
     arm = {"at": 0, "arm": True, "f": "failpoint", "node": node, "name": FAILPOINT, "action": "pause",
            "nth": int(step.get("nth", 1)), "count": 1, "logical": "zombie"}
-    zombie = {k: v for k, v in step.items() if k != "trigger"} | {"armed_at_start": True, "logical": "zombie"}
+    zombie = {k: v for k, v in step.items() if k != "trigger"} | {"armed_at_start": True, "logical": "zombie",
+                                                                   "timed": True}   # released after_ms later
     return zombie, arm
 
 
@@ -226,8 +227,9 @@ def is_quiesce_step(step: dict) -> bool:
     """A ``"trigger": "failpoint"`` step that holds the producer at a batch and drains first
     (harness.nemesis.quiesce): a power loss, a kill / corrupt / partition of a NATS server, a
     kill / corrupt of mosquitto, a pause of the producer, a kill or pause held ``until`` the
-    next step. Only such a step releases a node held by an earlier ``"until": "next"``."""
-    return step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or (
+    next step, a zombie with ``"release": "drained"`` (harness.nemesis.zombie_release). Only
+    such a step releases a node held by an earlier ``"until": "next"``."""
+    return step.get("trigger") == "failpoint" and (step["f"] == "power-loss" or step.get("release") == "drained" or (
         step["f"] in ("kill", "corrupt", "partition") and step.get("node") == "nats") or (
         step["f"] in ("kill", "corrupt") and step.get("node") == "mosquitto") or (
         step["f"] == "pause" and step.get("node") == "producer") or (
@@ -247,6 +249,8 @@ def expand(steps: list[dict], config) -> list[dict]:
     for step in steps:
         if is_quiesce_step(step):  # harness.nemesis.quiesce, .hold
             loss, arm = quiesce_trigger(step, config)
+            if step["f"] == "zombie":   # it lets one batch through and holds the producer again
+                loss |= {"window_batches": 1, "logical": "zombie"}
             if prev_q is not None and prev_q.get("until"):  # its node is held down: nothing can drain
                 loss["quiesce"]["drain"] = False
             if prev_q is None:
@@ -265,7 +269,7 @@ def expand(steps: list[dict], config) -> list[dict]:
             extra.append(arm)
             continue
         if step.get("trigger") != "failpoint" or step["f"] != "kill":
-            out.append(step)
+            out.append(step | ({"timed": True} if step["f"] == "zombie" else {}))   # released after_ms later
             continue
         node = step.get("node")
         point = point_for(node, config, step.get("point"))
