@@ -8,6 +8,9 @@ top functions by own samples ("self") and by samples with the function
 anywhere on the stack ("total"). py-spy is not a dependency of the testbed:
 ``.venv/bin/pip install py-spy`` (it needs ptrace rights on the node processes,
 which a process of the same user has unless ``kernel.yama.ptrace_scope`` forbids it).
+``--native`` adds C/C++/Cython frames (grpc's Cython call handling, upb, SQLite: what a
+Python frame such as asyncio's ``Handle._run`` spends in native code; py-spy then pauses the
+process at each sample, which slows the run);
 ``--gil`` samples only the thread holding the GIL (Python CPU: no fsync, select or grpc
 poller waits, which py-spy otherwise counts as busy); ``--svg`` writes flame graphs
 (``<out>/<node>.svg``) instead of the collapsed stacks and the table.
@@ -52,7 +55,7 @@ def top_functions(collapsed: Path, n: int = 12) -> tuple[int, list[tuple[str, in
 
 async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, events: int,
                       batch_size: int, rate_hz: int = 200, gil: bool = False,
-                      svg: bool = False) -> dict[str, Path]:
+                      svg: bool = False, native: bool = False) -> dict[str, Path]:
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     cluster = Cluster(ClusterConfig(mode=mode, sink_strategy=sink, events=events, batch_size=batch_size,
                                     rate=0.0, proxies=proxies), out / "run")
@@ -63,7 +66,8 @@ async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, 
         f = out / f"{name.replace(':', '-')}.{'svg' if svg else 'txt'}"
         files[name] = f
         spies.append(await asyncio.create_subprocess_exec(
-            pyspy, "record", "--pid", str(pid), "--rate", str(rate_hz), "--format", "flamegraph" if svg else "raw", "--nonblocking",
+            pyspy, "record", "--pid", str(pid), "--rate", str(rate_hz), "--format", "flamegraph" if svg else "raw",
+            *(["--native"] if native else ["--nonblocking"]),  # native stacks need the process paused
             *(["--gil"] if gil else []), "--output", str(f), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
 
     try:
@@ -96,13 +100,17 @@ async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, 
                    "time spent waiting in fsync, select or grpc's poller, or preempted on a loaded machine.")
 @click.option("--svg", is_flag=True, help="Write <out>/<node>.svg flame graphs (py-spy's renderer) instead "
                                          "of the collapsed stacks and the top-functions table.")
+@click.option("--native", is_flag=True,
+              help="Also sample C/C++/Cython frames (py-spy --native): what grpc's Cython call handling, "
+                   "protobuf (upb) and SQLite spend under a Python frame such as asyncio's Handle._run.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def cli(mode, proxies, events, batch_size, top, gil, svg, out) -> None:
+def cli(mode, proxies, events, batch_size, top, gil, svg, native, out) -> None:
     """Profile one pipeline run with py-spy; print each node's hottest functions."""
     out.mkdir(parents=True, exist_ok=True)
     m, sink = split_mode(mode)
     files = asyncio.run(profile_run(out, mode=m, sink=sink, proxies=proxies, events=events,
-                                    batch_size=batch_size, gil=gil, svg=svg))
+                                    batch_size=batch_size, gil=gil, svg=svg,
+                                    native=native))
     for name, f in files.items():
         if svg:
             print(f"== {name}: {f if f.exists() else 'no flame graph written (py-spy failed to attach?)'}")

@@ -9,12 +9,19 @@ record. The flusher also persists the recovery point (segment indexes and the
 producer-state snapshot) every ``checkpoint_interval_s`` seconds.
 
 Waiters (a Produce awaiting its fsync, a long-poll Fetch) use :meth:`wait_until`,
-woken by :meth:`wake` after every append or flush.
+woken by :meth:`wake` after every append or flush. A wake-up is one shared future per
+generation (resolved by :meth:`wake`, then replaced), each waiter a callback on it and a
+timer: the same wake-ups, in the same order, as an ``asyncio.Event`` waited for through
+``asyncio.wait({ensure_future(ev.wait())}, timeout)``, without a Task and its
+cancellation per waiter and wake-up (issue 16: a Produce wakes every waiter after its
+append and again after its fsync; measured with ``python -m harness.bench.broker_call``,
+docs/bench.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -55,7 +62,7 @@ class GroupCommit:
         self.fsyncs = 0
         self.failed: BaseException | None = None
         self.fatal = asyncio.Event()
-        self._progress = asyncio.Event()  # replaced after every append/flush (wakes waiters)
+        self._progress: asyncio.Future | None = None  # resolved and dropped by wake() (wakes waiters)
         self._dirty = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task | None = None
@@ -77,8 +84,9 @@ class GroupCommit:
         self._dirty.set()
 
     def wake(self) -> None:
-        ev, self._progress = self._progress, asyncio.Event()
-        ev.set()
+        fut, self._progress = self._progress, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     async def wait_until(self, predicate: Callable[[], bool], timeout_s: float | None) -> bool:
         """Wait until ``predicate()`` holds (True) or ``timeout_s`` passed (False).
@@ -89,7 +97,9 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
         while True:
-            ev = self._progress
+            if self._progress is None:
+                self._progress = loop.create_future()
+            progress = self._progress
             if predicate():
                 return True
             if self.failed is not None:
@@ -97,7 +107,7 @@ class GroupCommit:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return False
-            await wait_event(ev, remaining)
+            await wait_shared(progress, remaining)
 
     async def _loop(self) -> None:
         while not self._closing:
@@ -171,6 +181,29 @@ async def wait_event(ev: asyncio.Event, timeout_s: float | None) -> None:
         await asyncio.wait({waiter}, timeout=timeout_s)
     finally:
         waiter.cancel()
+
+
+async def wait_shared(fut: asyncio.Future, timeout_s: float | None) -> None:
+    """Wait until ``fut`` is done or ``timeout_s`` passed, never cancelling ``fut`` (other
+    waiters share it): a callback on ``fut`` and a timer release this waiter's own future."""
+    if fut.done():
+        return
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    release = functools.partial(_release, waiter)
+    fut.add_done_callback(release)
+    timer = loop.call_later(timeout_s, _release, waiter, None) if timeout_s is not None else None
+    try:
+        await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+        fut.remove_done_callback(release)
+
+
+def _release(waiter: asyncio.Future, _done: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _fsync_all(fds: list[int], paths: list | None = None) -> None:
