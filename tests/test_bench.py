@@ -170,3 +170,13 @@ def test_read_values_equals_read_partition_also_on_a_torn_tail(tmp_path):
     with open(seg, "r+b") as f:
         f.truncate(seg.stat().st_size - 3)   # torn last frame: both stop before it
     assert list(read_values(tmp_path, 0)) == slow[:-1] == [(r.offset, r.value) for r in read_partition(tmp_path, 0)]
+
+
+async def test_the_baseline_sends_whole_passes_for_at_least_min_s():
+    """One pass of a short workload lasts milliseconds: the baseline repeats it until
+    ``min_s`` of sending, and counts every order it sent (harness/bench/baseline.py)."""
+    from harness.bench.baseline import run_baseline
+    r = await run_baseline(seed=1, events=200, batch_size=100, min_s=0.3)
+    assert r["rounds"] >= 2 and r["elapsed_s"] >= 0.3
+    assert r["events_per_s"] == pytest.approx(200 * r["rounds"] / r["elapsed_s"], rel=0.01)
+    assert r["latency_p50_ms"] > 0
