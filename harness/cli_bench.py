@@ -49,7 +49,8 @@ def _names(choices):
 @click.command()
 @click.option("--quick", is_flag=True, help="Small sizes, every part, under a minute.")
 @click.option("--events", type=int, default=None, callback=positive,
-              help="Orders per pipeline run and for the baseline [default 20000; --quick 3000].")
+              help="Orders per pipeline run and for the baseline [default 20000, and at least 50 "
+                   "batches per pipeline run (50,000 at batch 1000) when not given; --quick 3000].")
 @click.option("--batch-sizes", callback=_int_list, default=None, metavar="LIST",
               help="Producer batch sizes to compare [default 100,1000; --quick 100,500].")
 @click.option("--modes", callback=_names(ALL_MODES), default=None, metavar="LIST",
@@ -96,6 +97,8 @@ def bench(quick, events, batch_sizes, modes, links, repeats, log_records, audit_
                                    memory_events=memory_events, campaign_events=campaign_events,
                                    campaign_kills=campaign_kills, detect=detect, proxy_events=proxy_events,
                                    parts=parts).items() if v is not None}
+    if events is not None:
+        given["min_batches"] = 0     # the orders asked for, at every batch size
     if brokers:   # the brokers part, side by side (harness/bench/brokers.py)
         given["brokers"] = brokers
         given["parts"] = [*given.get("parts", BenchConfig().parts), "brokers"] \

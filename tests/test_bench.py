@@ -180,3 +180,11 @@ async def test_the_baseline_sends_whole_passes_for_at_least_min_s():
     assert r["rounds"] >= 2 and r["elapsed_s"] >= 0.3
     assert r["events_per_s"] == pytest.approx(200 * r["rounds"] / r["elapsed_s"], rel=0.01)
     assert r["latency_p50_ms"] > 0
+
+
+def test_a_default_pipeline_run_sends_at_least_50_batches():
+    from harness.bench.runner import BenchConfig, pipeline_events
+    assert pipeline_events(BenchConfig(), 100) == 20_000
+    assert pipeline_events(BenchConfig(), 1000) == 50_000    # not 20 batches: mostly fill and drain
+    assert pipeline_events(BenchConfig.quick(), 500) == 3000
+    assert pipeline_events(BenchConfig(events=600, min_batches=0), 1000) == 600   # --events given

@@ -37,6 +37,10 @@ class BenchConfig:
     """What to measure. Sizes are events (orders) or records; times are seconds."""
 
     events: int = 20_000
+    min_batches: int = 50
+    """A pipeline run sends at least this many producer batches (events = max(events,
+    min_batches x batch size)): 20,000 orders at batch 1000 are 20 batches, a 0.3-0.5 s run
+    whose figure is mostly the pipeline's fill and drain. 0: exactly ``events``."""
     batch_sizes: list[int] = field(default_factory=lambda: [100, 1000])
     modes: list[str] = field(default_factory=lambda: list(ALL_MODES))
     links: list[str] = field(default_factory=lambda: ["direct", "proxies"])
@@ -63,13 +67,19 @@ class BenchConfig:
     @classmethod
     def quick(cls, **overrides) -> "BenchConfig":
         """The ``--quick`` preset: every part, small sizes, under a minute on 2 cores."""
-        base = dict(events=3000, batch_sizes=[100, 500], links=["direct", "proxies"], repeats=1,
+        base = dict(events=3000, min_batches=0, batch_sizes=[100, 500], links=["direct", "proxies"], repeats=1,
                     proxy_modes=["at-least-once"], memory_events=[], log_records=100_000,
                     recovery_events=2000, audit_events=100_000, campaign_events=1500, campaign_kills=3,
                     restart_repeats=1, proxy_events=10_000, detect=["producer-retry"], preset="quick",
                     broker_modes=["at-least-once"])
         base.update(overrides)
         return cls(**base)
+
+
+def pipeline_events(cfg: BenchConfig, batch_size: int) -> int:
+    """Orders of one pipeline run at ``batch_size``: ``events``, raised to ``min_batches``
+    whole batches."""
+    return max(cfg.events, cfg.min_batches * batch_size)
 
 
 def split_mode(label: str) -> tuple[str, str | None]:
@@ -128,7 +138,7 @@ async def run_bench(cfg: BenchConfig, run_dir: Path, progress: Callable[[str], N
                 mode, sink = split_mode(m)
                 rounds[(m, links, b)].append(await run_pipeline(
                     d, mode=mode, sink=sink, proxies=links == "proxies", batch_size=b,
-                    events=cfg.events, seed=cfg.seed))
+                    events=pipeline_events(cfg, b), seed=cfg.seed))
                 if not cfg.keep_data:
                     shutil.rmtree(d, ignore_errors=True)
         result["pipeline"] = [_median_run(rounds[c]) for c in combos]
