@@ -106,6 +106,10 @@ async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, 
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def cli(mode, proxies, events, batch_size, top, gil, svg, native, out) -> None:
     """Profile one pipeline run with py-spy; print each node's hottest functions."""
+    if (out / "run").exists():
+        # the cluster would resume the old run's data: the producer at its end, nothing to sample
+        from harness.cli_common import fail
+        fail(f"{out} already holds a profiled run ({out / 'run'}): give a new --out directory, or remove that one")
     out.mkdir(parents=True, exist_ok=True)
     m, sink = split_mode(mode)
     files = asyncio.run(profile_run(out, mode=m, sink=sink, proxies=proxies, events=events,
