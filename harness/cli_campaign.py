@@ -183,7 +183,7 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
         sched = schedule_mod.generate(seed, events, default_faults if faults is None else faults,
                                       batch_size=batch_size, logical=not timed_kills)
     from harness.nemesis.group import schedule_problem
-    if problem := schedule_problem(sched.get("steps", []), processors, broker):
+    if problem := schedule_problem(sched.get("steps", []), processors, broker, events, batch_size):
         fail(problem)
     storage = resolve_storage(storage, sched)
     nats_url = resolve_nats_url(nats_url, sched, storage)

@@ -79,3 +79,32 @@ async def test_s18_zombie_is_released_by_states_and_two_runs_count_the_same(tmp_
         assert entry["verdict"] == "held" and entry["lost"] == 0
         counts.append(entry["anomalies"].get("duplicated", {}).get("count", 0))
     assert counts[0] == counts[1] >= 1, counts   # the zombie's held output applied, and re-read by the survivor
+
+
+def test_a_producer_that_finished_before_the_zombie_ends_the_step_at_once(monkeypatch):
+    """The producer done before the zombie's batch: the step waited 60 s for a pause that could
+    never fire. Now it releases the producer's arming and raises at once, arming nothing."""
+    import asyncio
+
+    from harness.nemesis import zombie_release
+    calls = []
+
+    async def quiesce(cluster, q):
+        return {"paused": False, "drained": True, "waited_ms": 5}
+
+    async def release(cluster, step, waited):
+        calls.append("release")
+
+    async def arm(*a, **k):
+        calls.append("arm")
+
+    monkeypatch.setattr(zombie_release, "quiesce", quiesce)
+    monkeypatch.setattr(zombie_release, "release", release)
+    monkeypatch.setattr(zombie_release, "arm_failpoint", arm)
+    nemesis = SimpleNamespace(ctx=SimpleNamespace(cluster=SimpleNamespace()), stopped=[])
+    step = {"at": 5000, "f": "zombie", "node": "processor", "release": "drained",
+            "quiesce": {"node": "producer", "failpoint": "producer.after-ack-before-persist", "nth": 251}}
+    member = SimpleNamespace(running=True, name="processor")
+    with pytest.raises(TimeoutError, match="not held at its batch of 5000"):
+        asyncio.run(asyncio.wait_for(zombie_release.run(nemesis, step, member), 5))
+    assert calls == ["release"]

@@ -75,8 +75,9 @@ async def run(nemesis, step: dict, p) -> dict:
     """Carry out a logical zombie step on member ``p`` (module doc). Returns the ``ok`` value.
 
     Raises:
-        TimeoutError: the member's pause never fired (then the producer is released first),
-            or the group did not rebalance without it.
+        TimeoutError: the producer was not held at ``at`` (it finished first: nothing to hold;
+            at once, not after the step's timeout), the member's pause never fired (then the
+            producer is released first), or the group did not rebalance without it.
     """
     from harness.nemesis.group import FAILPOINT, _until, group_state
     cluster = nemesis.ctx.cluster
@@ -94,6 +95,10 @@ async def run(nemesis, step: dict, p) -> dict:
         from harness.nemesis.process import already_dead
         await release(cluster, step, waited)
         return already_dead(p) | {"quiesce": waited, "order": order}
+    if not waited["paused"]:   # the producer finished (or never paused): no batch left to hold the member on
+        await release(cluster, step, waited)
+        raise TimeoutError(f"the producer was not held at its batch of {step.get('at')} (finished before it, or "
+                           f"not paused within {QUIESCE_TIMEOUT_S:.0f} s): nothing for {p.name} to hold")
     await arm_failpoint(p.address, FAILPOINT, "pause", nth=int(step.get("nth", 1)), count=1)
     producer = cluster.nodes[q["node"]].address
     await arm_failpoint(producer, q["failpoint"], "pause", nth=1, count=1)   # one batch, then held again
