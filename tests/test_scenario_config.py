@@ -89,6 +89,10 @@ def test_cli_one_line_exit_2_before_anything_starts(tmp_path):
     ({"at": 0, "f": "zombie", "nth": "x"}, "'nth' must be an integer >= 1"),
     ({"at": 0, "f": "zombie", "timeout_ms": -1}, "'timeout_ms' must be an integer >= 1"),
     ({"at": 0, "f": "add-processor", "timeout_ms": "soon"}, "'timeout_ms' must be an integer >= 1"),
+    # a typo was ignored: the zombie paused at its first hit, the run said "as expected"
+    ({"at": 0, "f": "zombie", "nht": 3}, r"zombie: unknown key 'nht' \(did you mean 'nth'\?\); known keys: at, f,"),
+    ({"at": 0, "f": "zombie", "trigger": "failpoint", "release": "drained", "relase": "drained"},
+     r"unknown key 'relase' \(did you mean 'release'\?\)"),
 ])
 def test_bad_group_steps_are_refused_on_load(tmp_path, step, message):
     path = tmp_path / "bad.json"

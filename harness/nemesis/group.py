@@ -48,11 +48,22 @@ def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+ZOMBIE_KEYS = ("at", "f", "node", "nth", "trigger", "release", "after_ms", "timeout_ms", "must_fire", "timed")
+"""The keys a zombie step may have (a scenario's or schedule's; the nemesis adds its own at run time)."""
+_ZOMBIE_RUNTIME_KEYS = ("armed_at_start", "logical", "quiesce", "quiesce_next", "window_batches", "step")
+
+
 def validate_step(step: dict) -> str | None:
     """Why a ``zombie`` / ``add-processor`` step is malformed (one line), or None:
     ``node`` a processor (``processor`` or ``processor-K``), ``nth`` and ``timeout_ms``
-    integers >= 1."""
+    integers >= 1, a zombie's keys among ZOMBIE_KEYS (``"nht": 3`` in a hand-edited shrunk
+    scenario was ignored: the zombie paused at its first hit and the run said "as expected")."""
     if step["f"] == "zombie":
+        if unknown := [k for k in step if k not in ZOMBIE_KEYS and k not in _ZOMBIE_RUNTIME_KEYS]:
+            import difflib
+            close = difflib.get_close_matches(str(unknown[0]), ZOMBIE_KEYS, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"zombie: unknown key {unknown[0]!r:.60}{hint}; known keys: {', '.join(ZOMBIE_KEYS)}"
         node = step.get("node", "processor")
         if not (node == "processor" or (isinstance(node, str) and node.startswith("processor-")
                                         and node[10:].isdigit())):
