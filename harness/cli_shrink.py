@@ -58,6 +58,8 @@ def load_broken_run(run_dir: Path) -> tuple[dict, dict]:
         schedule = validate.schedule_file(run_dir / "schedule.json")
     except InputError as e:
         fail(str(e))
+    if not result["modes"]:   # said "no mode is broken (verdicts: )"
+        fail(f"{run_dir}: no mode finished (the run was interrupted before its first mode ended): nothing to shrink")
     if not any(m.get("verdict") == "broken" for m in result["modes"]):
         fail(f"{run_dir}: no mode is broken (verdicts: "
              + ", ".join(f"{label_of(m)} {m.get('verdict')}" for m in result["modes"]) + "): nothing to shrink")
