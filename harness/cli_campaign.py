@@ -211,7 +211,8 @@ def _load_result(run_dir: Path) -> dict:
     (harness.checker.validate.result_file); exits 2 with one line if it is not."""
     path = run_dir / "result.json"
     if not path.exists():
-        fail(f"{run_dir} has no result.json: not a campaign run directory")
+        from harness.cli_shrink import _explore_hint   # an explore run: where its broken trial is
+        fail(f"{run_dir} has no result.json: not a campaign run directory{_explore_hint(run_dir)}")
     try:
         return validate.result_file(path)
     except InputError as e:

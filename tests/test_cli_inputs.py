@@ -171,3 +171,12 @@ def test_bad_workload_file_is_one_line(tmp_path, data, needle):
     with pytest.raises(WorkloadError) as e:
         load_jsonl(f)
     assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("command", ["audit", "replay"])
+def test_an_explore_run_dir_names_its_broken_trial(tmp_path, command):
+    """`explore` prints its run dir; audit / replay of it said only "not a campaign run
+    directory" (shrink already named the trial)."""
+    (tmp_path / "explore.json").write_text(json.dumps({"found": {"dir": str(tmp_path / "explore" / "seed-3")}}))
+    r = cli(command, str(tmp_path))
+    one_line_error(r, f"(an explore run: its broken trial is {tmp_path / 'explore' / 'seed-3'})")
