@@ -183,7 +183,7 @@ def campaign(mode, sink, events, seed, faults, timed_kills, fetch_group, concurr
         sched = schedule_mod.generate(seed, events, default_faults if faults is None else faults,
                                       batch_size=batch_size, logical=not timed_kills)
     from harness.nemesis.group import schedule_problem
-    if problem := schedule_problem(sched.get("steps", []), processors, broker):
+    if problem := schedule_problem(sched.get("steps", []), processors, broker, events, batch_size):
         fail(problem)
     storage = resolve_storage(storage, sched)
     nats_url = resolve_nats_url(nats_url, sched, storage)
@@ -211,7 +211,8 @@ def _load_result(run_dir: Path) -> dict:
     (harness.checker.validate.result_file); exits 2 with one line if it is not."""
     path = run_dir / "result.json"
     if not path.exists():
-        fail(f"{run_dir} has no result.json: not a campaign run directory")
+        from harness.cli_shrink import _explore_hint   # an explore run: where its broken trial is
+        fail(f"{run_dir} has no result.json: not a campaign run directory{_explore_hint(run_dir)}")
     try:
         return validate.result_file(path)
     except InputError as e:

@@ -151,12 +151,15 @@ def on_proxy(link: str, address: str, fn: Callable[[], Any]) -> Any:
 
 
 @click.group()
-@click.option("--cluster", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Cluster manifest (cluster.json) to act on [default: the running `up` of this "
+@click.option("--cluster", type=click.Path(path_type=Path), default=None,
+              help="Cluster manifest (cluster.json), or the directory holding it (the cluster "
+                   "directory `up` prints), to act on [default: the running `up` of this "
                    "checkout, named in runs/up.json].")
 @click.pass_context
 def fault(ctx: click.Context, cluster: Path) -> None:
     """Inject link faults through the proxies of a running cluster."""
+    if cluster is not None and cluster.is_dir():   # was "is a directory" (exit 2) for `up`'s own dir
+        cluster = cluster / "cluster.json"
     ctx.ensure_object(dict)["cluster"] = cluster
 
 

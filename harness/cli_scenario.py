@@ -123,7 +123,8 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
         fail(problem)
     from harness.nemesis.group import schedule_problem
     if problem := schedule_problem(sc.steps, int(sc.config.get("processors", 1)),
-                                   "nats" if nats_url else sc.config.get("broker", "builtin")):
+                                   "nats" if nats_url else sc.config.get("broker", "builtin"),
+                                   int(sc.config.get("events", 1000)), int(sc.config.get("batch_size", 100))):
         fail(f"{sc.name}: {problem}")
     from harness.cli_common import check_broker
     sc.config["mqtt_autosave"] = check_broker(sc.config.get("broker", "builtin"),

@@ -58,6 +58,8 @@ def load_broken_run(run_dir: Path) -> tuple[dict, dict]:
         schedule = validate.schedule_file(run_dir / "schedule.json")
     except InputError as e:
         fail(str(e))
+    if not result["modes"]:   # said "no mode is broken (verdicts: )"
+        fail(f"{run_dir}: no mode finished (the run was interrupted before its first mode ended): nothing to shrink")
     if not any(m.get("verdict") == "broken" for m in result["modes"]):
         fail(f"{run_dir}: no mode is broken (verdicts: "
              + ", ".join(f"{label_of(m)} {m.get('verdict')}" for m in result["modes"]) + "): nothing to shrink")
@@ -132,7 +134,10 @@ def shrink(run_dir: Path, budget: float, jobs: int, quiet: bool) -> None:
     Each candidate is a fresh campaign under RUN_DIR/shrink/; a candidate that
     does not break is replayed once more before it is rejected (timed steps can
     be flaky). Writes RUN_DIR/shrunk-scenario.json (the scenario catalog's format).
-    Exit 0 shrunk; 1 the original failure did not reproduce; 2 usage.
+    Replay it with `./run.sh scenario run RUN_DIR/shrunk-scenario.json`; edited by hand,
+    its config and zombie steps are checked first (an unknown key is refused, naming the
+    close one; docs/scenarios.md). Exit 0 shrunk; 1 the original failure did not
+    reproduce; 2 usage.
     """
     run_dir = run_dir.absolute()
     if not run_dir.is_dir():

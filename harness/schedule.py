@@ -329,7 +329,7 @@ def validate_steps(steps: list, where: str) -> None:
     for i, step in enumerate(steps):
         if not isinstance(step, dict) or "at" not in step or "f" not in step:
             raise ScheduleError(f"{where}: step {i} needs 'at' and 'f'")
-        if not isinstance(step["at"], int) or step["at"] < 0:
+        if not isinstance(step["at"], int) or isinstance(step["at"], bool) or step["at"] < 0:
             raise ScheduleError(f"{where}: step {i}: 'at' must be an integer >= 0, got {step['at']!r}")
         if step["f"] not in NEMESES:
             raise ScheduleError(f"{where}: step {i}: unknown 'f' {step['f']!r}; choose from: {', '.join(NEMESES)}")

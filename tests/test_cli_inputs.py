@@ -69,6 +69,10 @@ def test_fault_with_cluster_of_a_finished_run_says_so(tmp_path):
     assert r.returncode == 2, r.stderr
     assert r.stderr.splitlines()[0] == "cluster: cluster.json"
     assert "is not running: proxy producer-broker" in r.stderr.splitlines()[1]
+    # the directory `up` prints (a new user's first guess) names the same manifest (was "is a directory")
+    r = cli("fault", "--cluster", ".", "list", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.splitlines()[0] == "cluster: cluster.json", r.stderr
+    assert "is not running: proxy producer-broker" in r.stderr.splitlines()[1]
 
 
 def test_fault_finds_the_running_up_and_says_which(tmp_path):
@@ -125,7 +129,7 @@ def test_relative_paths_through_run_sh_are_the_callers(tmp_path):
     (["scenario", "run", "nonesuch"], "unknown scenario 'nonesuch'"),
     (["up", "--workload", "FILE"], "invalid JSON"),
     (["up", "--workload", "DIR"], "is a directory"),
-    (["fault", "--cluster", "DIR", "list"], "is a directory"),
+    (["fault", "--cluster", "DIR", "list"], "DIR/cluster.json: missing"),
     (["fault", "--cluster", "FILE", "list"], "cannot read cluster manifest"),
     (["fault", "nonesuch"], "No such command 'nonesuch'"),
     (["nonesuch"], "No such command 'nonesuch'"),
@@ -167,3 +171,12 @@ def test_bad_workload_file_is_one_line(tmp_path, data, needle):
     with pytest.raises(WorkloadError) as e:
         load_jsonl(f)
     assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("command", ["audit", "replay"])
+def test_an_explore_run_dir_names_its_broken_trial(tmp_path, command):
+    """`explore` prints its run dir; audit / replay of it said only "not a campaign run
+    directory" (shrink already named the trial)."""
+    (tmp_path / "explore.json").write_text(json.dumps({"found": {"dir": str(tmp_path / "explore" / "seed-3")}}))
+    r = cli(command, str(tmp_path))
+    one_line_error(r, f"(an explore run: its broken trial is {tmp_path / 'explore' / 'seed-3'})")

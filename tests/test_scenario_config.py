@@ -43,6 +43,7 @@ BAD = [
     ({"drain_timeout_s": "60"}, "'drain_timeout_s' should be a number"),
     ({"sequential_sends": "yes"}, "'sequential_sends' should be true or false"),
     ({"storage": "fuse"}, "'storage' should be one of direct, lazy"),
+    ({"evnets": 300}, r"unknown key 'evnets' \(did you mean 'events'\?\)"),
     # a typo was silently ignored: the scenario ran with the default (here: one processor)
     ({"procesors": 2}, "unknown key 'procesors'"),
 ]
@@ -88,6 +89,10 @@ def test_cli_one_line_exit_2_before_anything_starts(tmp_path):
     ({"at": 0, "f": "zombie", "nth": "x"}, "'nth' must be an integer >= 1"),
     ({"at": 0, "f": "zombie", "timeout_ms": -1}, "'timeout_ms' must be an integer >= 1"),
     ({"at": 0, "f": "add-processor", "timeout_ms": "soon"}, "'timeout_ms' must be an integer >= 1"),
+    # a typo was ignored: the zombie paused at its first hit, the run said "as expected"
+    ({"at": 0, "f": "zombie", "nht": 3}, r"zombie: unknown key 'nht' \(did you mean 'nth'\?\); known keys: at, f,"),
+    ({"at": 0, "f": "zombie", "trigger": "failpoint", "release": "drained", "relase": "drained"},
+     r"unknown key 'relase' \(did you mean 'release'\?\)"),
 ])
 def test_bad_group_steps_are_refused_on_load(tmp_path, step, message):
     path = tmp_path / "bad.json"
@@ -102,6 +107,18 @@ def test_bad_group_steps_are_refused_on_load(tmp_path, step, message):
     ({"processors": 1}, [{"at": 0, "f": "zombie", "nth": 3}], "zombie step needs a consumer group"),
     ({"processors": 1}, [{"at": 10, "f": "add-processor"}], "add-processor step needs a consumer group"),
     ({"processors": 2}, [{"at": 0, "f": "zombie", "node": "processor-9"}], "at most 2 processors"),
+    # a logical zombie past the workload: the member's pause never fired, the run waited 60 s
+    # for it and the scenario said "as expected ... held (steps fired: 0/1)"
+    ({"processors": 2, "events": 300, "batch_size": 20},
+     [{"at": 5000, "f": "zombie", "trigger": "failpoint", "release": "drained"}],
+     "step 0 (zombie of processor at 5000) needs a batch of the producer after the one of its 'at', but the "
+     "workload has 300 events in batches of 20: 'at' must be at most 260, or raise 'events'"),
+    ({"processors": 2, "events": 300, "batch_size": 20},
+     [{"at": 280, "f": "zombie", "trigger": "failpoint", "release": "drained"}], "'at' must be at most 260"),
+    ({"processors": 2, "events": 20, "batch_size": 20},
+     [{"at": 0, "f": "zombie", "trigger": "failpoint", "release": "drained"}], "batches of 20: raise 'events'"),
+    ({"processors": 2}, [{"at": True, "f": "zombie", "trigger": "failpoint", "release": "drained"}],
+     "'at' must be an integer >= 0, got True"),
     ({}, [{"at": 10, "f": "partition", "node": "nats", "role": "leader", "for_ms": 100}],
      "it needs --broker nats (not builtin)"),
     ({}, [{"at": 10, "f": "kill", "node": "mosquitto"}], "aimed at mosquitto, which a builtin cluster"),
@@ -134,6 +151,19 @@ def test_campaign_schedule_with_a_zombie_needs_processors(tmp_path):
                        env={**__import__("os").environ, "TESTBED_RUNS": str(runs)})
     assert r.returncode == 2 and "zombie step needs a consumer group" in r.stderr, r.stderr
     assert not runs.exists()
+
+
+def test_campaign_schedule_with_a_zombie_past_the_workload_is_refused(tmp_path):
+    sched = tmp_path / "sched.json"
+    sched.write_text(json.dumps({"seed": 1, "events": 300, "steps": [
+        {"at": 5000, "f": "zombie", "trigger": "failpoint", "release": "drained"}]}))
+    runs = tmp_path / "runs"
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "campaign", "--schedule", str(sched),
+                        "--processors", "2", "--batch-size", "20"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60,
+                       env={**__import__("os").environ, "TESTBED_RUNS": str(runs)})
+    assert r.returncode == 2 and "'at' must be at most 260" in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and not runs.exists()
 
 
 @pytest.mark.parametrize("key", ["processors", "broker", "events"])

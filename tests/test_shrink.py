@@ -108,6 +108,11 @@ def test_shrink_usage_errors(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     r = cli("shrink", str(tmp_path), "--budget", "soon")
     assert r.returncode == 2 and "duration" in r.stderr
+    # a run interrupted before its first mode ended (was "no mode is broken (verdicts: )")
+    (tmp_path / "result.json").write_text(json.dumps({"seed": 1, "modes": [], "config": {}}))
+    r = cli("shrink", str(tmp_path))
+    assert r.returncode == 2 and "no mode finished (the run was interrupted" in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0
 
 
 @pytest.mark.slow

@@ -79,3 +79,78 @@ async def test_s18_zombie_is_released_by_states_and_two_runs_count_the_same(tmp_
         assert entry["verdict"] == "held" and entry["lost"] == 0
         counts.append(entry["anomalies"].get("duplicated", {}).get("count", 0))
     assert counts[0] == counts[1] >= 1, counts   # the zombie's held output applied, and re-read by the survivor
+
+
+def test_a_producer_that_finished_before_the_zombie_ends_the_step_at_once(monkeypatch):
+    """The producer done before the zombie's batch: the step waited 60 s for a pause that could
+    never fire. Now it releases the producer's arming and raises at once, arming nothing."""
+    import asyncio
+
+    from harness.nemesis import zombie_release
+    calls = []
+
+    async def quiesce(cluster, q):
+        return {"paused": False, "drained": True, "waited_ms": 5}
+
+    async def release(cluster, step, waited):
+        calls.append("release")
+
+    async def arm(*a, **k):
+        calls.append("arm")
+
+    monkeypatch.setattr(zombie_release, "quiesce", quiesce)
+    monkeypatch.setattr(zombie_release, "release", release)
+    monkeypatch.setattr(zombie_release, "arm_failpoint", arm)
+    nemesis = SimpleNamespace(ctx=SimpleNamespace(cluster=SimpleNamespace()), stopped=[])
+    step = {"at": 5000, "f": "zombie", "node": "processor", "release": "drained",
+            "quiesce": {"node": "producer", "failpoint": "producer.after-ack-before-persist", "nth": 251}}
+    member = SimpleNamespace(running=True, name="processor")
+    with pytest.raises(TimeoutError, match="not held at its batch of 5000"):
+        asyncio.run(asyncio.wait_for(zombie_release.run(nemesis, step, member), 5))
+    assert calls == ["release"]
+
+
+@pytest.mark.parametrize("held_at,message", [
+    # the batch ACKed (at-least-once, exactly-once): the group drained without the hit: at once
+    ("producer.after-ack-before-persist", "the group output the batch let through without its hit 5"),
+    # at-most-once: the held producer's sends may still be in flight: drained proves nothing
+    ("producer.after-persist-before-send", "within 0 s"),
+])
+def test_a_zombie_whose_nth_hit_cannot_come_in_its_one_batch_ends_when_the_group_drained(
+        monkeypatch, held_at, message):
+    """"nth": 5 with "release": "drained": one batch is let through, the member never hits its
+    5th output in it; the step waited its whole timeout (60 s). Now it ends once the group
+    output that batch (the producer held after its ACK), disarming and releasing first."""
+    import asyncio
+
+    from harness.nemesis import zombie_release
+    from harness.nemesis.group import FAILPOINT
+    calls = []
+
+    async def quiesce(cluster, q):
+        return {"paused": True, "drained": True, "waited_ms": 5}
+
+    async def ok(*a, **k):
+        return True
+
+    async def record(name):
+        calls.append(name)
+
+    async def fps(address):
+        return [{"name": FAILPOINT, "fired": 0}]
+
+    monkeypatch.setattr(zombie_release, "quiesce", quiesce)
+    monkeypatch.setattr(zombie_release, "wait_held", ok)
+    monkeypatch.setattr(zombie_release, "arm_failpoint", ok)
+    monkeypatch.setattr(zombie_release, "list_failpoints", fps)
+    monkeypatch.setattr(zombie_release, "_group_drained", ok)
+    monkeypatch.setattr(zombie_release, "disarm_failpoint", lambda *a: record("disarm"))
+    monkeypatch.setattr(zombie_release, "release", lambda *a: record("release"))
+    cluster = SimpleNamespace(nodes={"producer": SimpleNamespace(address="127.0.0.1:1")})
+    nemesis = SimpleNamespace(ctx=SimpleNamespace(cluster=cluster), stopped=[])
+    step = {"at": 200, "f": "zombie", "node": "processor", "release": "drained", "nth": 5, "timeout_ms": 300,
+            "quiesce": {"node": "producer", "failpoint": held_at, "nth": 11}}
+    member = SimpleNamespace(running=True, name="processor", address="127.0.0.1:2")
+    with pytest.raises(TimeoutError, match=message):
+        asyncio.run(asyncio.wait_for(zombie_release.run(nemesis, step, member), 5))
+    assert calls == ["disarm", "release"]

@@ -48,11 +48,22 @@ def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+ZOMBIE_KEYS = ("at", "f", "node", "nth", "trigger", "release", "after_ms", "timeout_ms", "must_fire", "timed")
+"""The keys a zombie step may have (a scenario's or schedule's; the nemesis adds its own at run time)."""
+_ZOMBIE_RUNTIME_KEYS = ("armed_at_start", "logical", "quiesce", "quiesce_next", "window_batches", "step")
+
+
 def validate_step(step: dict) -> str | None:
     """Why a ``zombie`` / ``add-processor`` step is malformed (one line), or None:
     ``node`` a processor (``processor`` or ``processor-K``), ``nth`` and ``timeout_ms``
-    integers >= 1."""
+    integers >= 1, a zombie's keys among ZOMBIE_KEYS (``"nht": 3`` in a hand-edited shrunk
+    scenario was ignored: the zombie paused at its first hit and the run said "as expected")."""
     if step["f"] == "zombie":
+        if unknown := [k for k in step if k not in ZOMBIE_KEYS and k not in _ZOMBIE_RUNTIME_KEYS]:
+            import difflib
+            close = difflib.get_close_matches(str(unknown[0]), ZOMBIE_KEYS, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"zombie: unknown key {unknown[0]!r:.60}{hint}; known keys: {', '.join(ZOMBIE_KEYS)}"
         node = step.get("node", "processor")
         if not (node == "processor" or (isinstance(node, str) and node.startswith("processor-")
                                         and node[10:].isdigit())):
@@ -68,14 +79,20 @@ def validate_step(step: dict) -> str | None:
     return None
 
 
-def schedule_problem(steps: list, processors: int, broker: str) -> str | None:
+def schedule_problem(steps: list, processors: int, broker: str, events: int | None = None,
+                     batch_size: int | None = None) -> str | None:
     """Why this schedule cannot run with ``processors`` members on ``broker`` (one line), or None:
     a ``zombie`` or ``add-processor`` step needs a consumer group (2+ processors: with one,
     a zombie paused the only processor and the run hung), a zombie aimed at ``processor-K``
-    needs K members (counting the ``add-processor`` steps), a ``partition`` step needs NATS."""
+    needs K members (counting the ``add-processor`` steps), a ``partition`` step needs NATS;
+    given ``events`` and ``batch_size``, a zombie with ``"release": "drained"`` needs a batch
+    after the one of its ``at`` (:func:`zombie_position_problem`)."""
     group = [s for s in steps if isinstance(s, dict) and s.get("f") in ("zombie", "add-processor")]
     if group and processors < 2:
         return f"the {group[0]['f']} step needs a consumer group: --processors 2 or more (the 'processors' key)"
+    if events is not None and batch_size is not None and (
+            problem := zombie_position_problem(steps, events, batch_size)):
+        return problem
     most = processors + sum(1 for s in group if s["f"] == "add-processor")
     for s in group:
         node = s.get("node", "processor")
@@ -95,6 +112,27 @@ def schedule_problem(steps: list, processors: int, broker: str) -> str | None:
             if node not in present:
                 return (f"step {i} ({s.get('f')}) is aimed at {node}, which a {broker} cluster with "
                         f"{most} processor(s) does not have ({', '.join(sorted(present))})")
+    return None
+
+
+def zombie_position_problem(steps: list, events: int, batch_size: int) -> str | None:
+    """Why a logical zombie (``"release": "drained"``) of ``steps`` cannot fire with ``events``
+    orders sent in batches of ``batch_size`` (one line), or None. The producer is held at the
+    batch of the step's ``at`` and then lets exactly one more batch through, the one the member
+    pauses on (harness.nemesis.zombie_release): with no batch after that one the producer
+    finished instead, the member's pause never fired, and the run waited the step's whole
+    timeout (60 s) to end as if no fault had been scheduled."""
+    size = max(1, int(batch_size))
+    for i, s in enumerate(steps):
+        if not (isinstance(s, dict) and s.get("f") == "zombie" and s.get("release") == "drained"
+                and isinstance(s.get("at"), int)):
+            continue
+        if (s["at"] // size + 1) * size >= events:
+            last = (events - 1) // size * size - size
+            fix = f"'at' must be at most {last}, or raise 'events'" if last >= 0 else "raise 'events'"
+            return (f"step {i} (zombie of {s.get('node', 'processor')} at {s['at']}) needs a batch of the "
+                    f"producer after the one of its 'at', but the workload has {events} events in batches of "
+                    f"{size}: {fix}")
     return None
 
 

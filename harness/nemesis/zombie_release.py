@@ -75,8 +75,11 @@ async def run(nemesis, step: dict, p) -> dict:
     """Carry out a logical zombie step on member ``p`` (module doc). Returns the ``ok`` value.
 
     Raises:
-        TimeoutError: the member's pause never fired (then the producer is released first),
-            or the group did not rebalance without it.
+        TimeoutError: the producer was not held at ``at`` (it finished first: nothing to hold;
+            at once, not after the step's timeout), the member's pause never fired (then the
+            producer is released first; at once when the group output the ACKed batch let
+            through without it: an ``nth`` larger than the member's hits in one batch), or the
+            group did not rebalance without it.
     """
     from harness.nemesis.group import FAILPOINT, _until, group_state
     cluster = nemesis.ctx.cluster
@@ -94,17 +97,30 @@ async def run(nemesis, step: dict, p) -> dict:
         from harness.nemesis.process import already_dead
         await release(cluster, step, waited)
         return already_dead(p) | {"quiesce": waited, "order": order}
+    if not waited["paused"]:   # the producer finished (or never paused): no batch left to hold the member on
+        await release(cluster, step, waited)
+        raise TimeoutError(f"the producer was not held at its batch of {step.get('at')} (finished before it, or "
+                           f"not paused within {QUIESCE_TIMEOUT_S:.0f} s): nothing for {p.name} to hold")
     await arm_failpoint(p.address, FAILPOINT, "pause", nth=int(step.get("nth", 1)), count=1)
     producer = cluster.nodes[q["node"]].address
     await arm_failpoint(producer, q["failpoint"], "pause", nth=1, count=1)   # one batch, then held again
     held_again = await wait_held(cluster, q, 2 + q.get("seq", 0), time.monotonic() + QUIESCE_TIMEOUT_S)
     seen("one-batch-sent", held=held_again)
 
-    async def fired():
-        return any(f["name"] == FAILPOINT and f["fired"] for f in await list_failpoints(p.address))
-    if not await _until(fired, timeout_s):
+    acked = q["failpoint"] == "producer.after-ack-before-persist"   # held with the batch in the log (not at-most-once)
+
+    async def fired():   # or the group output the whole batch without it: no hit is left to come
+        if any(f["name"] == FAILPOINT and f["fired"] for f in await list_failpoints(p.address)):
+            return "fired"
+        return "drained" if acked and await _group_drained(cluster) else None
+    outcome = await _until(fired, timeout_s)
+    if outcome != "fired":
         await disarm_failpoint(p.address, FAILPOINT)
         await release(cluster, step, waited)
+        if outcome == "drained":   # was a wait of the whole timeout (60 s), e.g. with "nth": 5
+            raise TimeoutError(f"not fired: {FAILPOINT} in {p.name}: the group output the batch let through "
+                               f"without its hit {int(step.get('nth', 1))} ('nth' counts the member's hits "
+                               "within that one batch: a small nth, as s18's 1, is what fires)")
         raise TimeoutError(f"not fired: {FAILPOINT} in {p.name} within {timeout_s:.0f} s "
                            "(its partitions got no record of the batch let through)")
     before = (await cluster.status(p.name)).get("group") or {}

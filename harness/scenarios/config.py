@@ -37,7 +37,10 @@ def config_error(config: dict) -> str | None:
     """
     from nodes.proxy.links import MAX_MEMBERS
     if unknown := [k for k in config if k not in CONFIG_KEYS]:
-        return (f"config: unknown key {unknown[0]!r:.60} (a typo would be silently ignored); "
+        import difflib
+        close = difflib.get_close_matches(str(unknown[0]).lower(), CONFIG_KEYS, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (f"config: unknown key {unknown[0]!r:.60}{hint}: refused, not ignored; "
                 f"known keys: {', '.join(CONFIG_KEYS)}")
     if error := _run_keys_error(config):
         return error
