@@ -27,6 +27,7 @@ from harness.ablations import flags_for
 from harness import group_cluster
 from harness.mosquitto import MosquittoServer
 from harness.nats_cluster import SERVERS as NATS_SERVERS, NatsCluster
+from harness.port_retry import empty_dir, start_on_fresh_ports
 from harness.process import NodeProcess
 from harness.storage import LazyMount
 from nodes.common import control_auth
@@ -271,9 +272,14 @@ class Cluster:
         """mosquitto (registered in ``nodes`` as ``mosquitto``), then the processor's persistent
         session, subscribed before anything is published (nodes/logclient/mqtt.py)."""
         from nodes.logclient.mqtt import create_session
-        self.mosquitto = MosquittoServer(self.run_dir / "mosquitto", self.config.mqtt_autosave)
-        self.nodes["mosquitto"] = self.mosquitto
-        await self.mosquitto.start()
+        def make() -> MosquittoServer:
+            self.mosquitto = MosquittoServer(self.run_dir / "mosquitto", self.config.mqtt_autosave)
+            self.nodes["mosquitto"] = self.mosquitto
+            return self.mosquitto
+
+        async def undo(server: MosquittoServer) -> None:
+            empty_dir(server.data_dir)   # it exited on the bind: nothing to stop
+        await start_on_fresh_ports(make, lambda server: server.start(), undo, "mosquitto")
         await create_session(self.mqtt_url("processor"), self.config.mode)   # direct, no proxy yet
         if self.config.proxies:   # producer and processor reach mosquitto through a TCP fault proxy
             from harness.tcp_link import TcpLinkProcess
@@ -309,14 +315,21 @@ class Cluster:
                     await mount.start()
         def data_dir_for(name: str) -> Path:
             return self.mounts[name].mount if name in self.mounts else self.run_dir / name
-        self.nats = NatsCluster(self.run_dir, self.config.partitions, self.config.nats_sync,
-                                data_dir_for=data_dir_for, links=self.config.proxies,
-                                seed=self.config.seed, env={control_auth.TOKEN_ENV: self.control_token})
-        for srv in self.nats.servers:
-            self.nodes[srv.name] = srv
-        if self.nats.links is not None:   # TCP proxies on every client link and route
-            self.proxies.update(self.nats.links.proxies)
-        await self.nats.start()
+        def make() -> NatsCluster:
+            self.nats = NatsCluster(self.run_dir, self.config.partitions, self.config.nats_sync,
+                                    data_dir_for=data_dir_for, links=self.config.proxies,
+                                    seed=self.config.seed, env={control_auth.TOKEN_ENV: self.control_token})
+            for srv in self.nats.servers:
+                self.nodes[srv.name] = srv
+            if self.nats.links is not None:   # TCP proxies on every client link and route
+                self.proxies.update(self.nats.links.proxies)
+            return self.nats
+
+        async def undo(nats: NatsCluster) -> None:
+            await nats.stop()
+            for srv in nats.servers:
+                empty_dir(srv.data_dir)
+        await start_on_fresh_ports(make, lambda nats: nats.start(), undo, "NATS cluster")
         for name in names:   # the stream definitions are on disk before the workload starts
             if name in self.mounts:
                 await self.mounts[name].control("sync")
