@@ -35,7 +35,7 @@ budget_option = click.option("--budget", default="5m", show_default=True, callba
 confirm_option = click.option(
     "--confirm", "confirm", type=click.IntRange(min=0, max=20), default=2, show_default=True,
     help="Replay the final candidate K more times before writing it (in parallel per --jobs); if one "
-         "holds, walk back to earlier accepted candidates, to the original schedule. 0: off.")
+         "is not broken the same way, walk back to earlier accepted candidates, to the original schedule. 0: off.")
 jobs_option = click.option("--jobs", type=click.IntRange(min=1, max=8), default=1, show_default=True,
                            help="Candidates replayed at once, each a fresh cluster (1 on a 2-core machine).")
 
@@ -192,7 +192,8 @@ def shrink(run_dir: Path, budget: float, jobs: int, confirm: int, quiet: bool) -
     Each candidate is a fresh campaign under RUN_DIR/shrink/; a candidate that
     does not break is replayed once more before it is rejected (timed steps can
     be flaky). Before writing, the final candidate is replayed --confirm K more
-    times (after the budget); if one holds, the earlier accepted candidates are
+    times (after the budget); if one is not broken the same way (same promise,
+    same anomaly family), the earlier accepted candidates are
     tried back to the original schedule, and the smallest whose K replays all broke
     is written (RUN_DIR/shrink/summary.json records each one's count). If none
     confirms, the original schedule is written with a note and the exit is 1.
