@@ -19,7 +19,7 @@ from harness.checker import InputError, validate
 from harness.cli_common import (ABLATION_HELP, EXIT_BROKEN, EXIT_HELD, console, exit_if_interrupted, fail,
                                  parse_disabled, run_async)
 from harness.progress import progress_display
-from harness.shrink import Candidate, Shrinker, Target, label_of
+from harness.shrink import Candidate, Shrinker, Target, confirm_line, label_of
 
 
 def parse_budget(ctx, param, value: str) -> float:
@@ -32,6 +32,10 @@ def parse_budget(ctx, param, value: str) -> float:
 
 budget_option = click.option("--budget", default="5m", show_default=True, callback=parse_budget,
                              help="Stop the search after this long (s, m or h) and keep the best so far.")
+confirm_option = click.option(
+    "--confirm", "confirm", type=click.IntRange(min=0, max=20), default=2, show_default=True,
+    help="Replay the final candidate K more times before writing it (in parallel per --jobs); if one "
+         "is not broken the same way, walk back to earlier accepted candidates, to the original schedule. 0: off.")
 jobs_option = click.option("--jobs", type=click.IntRange(min=1, max=8), default=1, show_default=True,
                            help="Candidates replayed at once, each a fresh cluster (1 on a 2-core machine).")
 
@@ -69,8 +73,11 @@ def load_broken_run(run_dir: Path) -> tuple[dict, dict]:
 
 
 async def shrink_run(run_dir: Path, result: dict, schedule: dict, *, budget_s: float, jobs: int,
-                     progress) -> tuple[Shrinker, Candidate, bool, bool]:
-    """Search; returns (shrinker, best candidate, reproduced, 1-minimal)."""
+                     progress, confirm: int = 2) -> tuple[Shrinker, Candidate, bool, bool]:
+    """Search, then confirm (``confirm`` replays, 0: none; harness.shrink.Shrinker.confirm);
+    returns (shrinker, candidate to write, reproduced, 1-minimal). When no candidate
+    confirms, the candidate is the original schedule (broken modes only), not 1-minimal,
+    and ``shrinker.confirmed`` is False."""
     target = Target.of(result)
     base = dict(result["config"])
     drain = float(base.pop("drain_timeout_s", 60.0))
@@ -79,7 +86,57 @@ async def shrink_run(run_dir: Path, result: dict, schedule: dict, *, budget_s: f
     start = Candidate(labels=list(target.families), events=int(schedule.get("events") or base["events"]),
                       steps=list(schedule.get("steps", [])))
     best, reproduced, minimal = await sh.run(start)
+    if reproduced and confirm > 0:
+        kept = await sh.confirm(best, confirm)
+        if kept is None:
+            best, minimal = start, False
+        elif kept.key() != best.key():
+            best, minimal = kept, False
     return sh, best, reproduced, minimal
+
+
+def not_minimal_why(sh: Shrinker) -> str:
+    if any(not r["kept"] for r in getattr(sh, "confirmations", [])):
+        return "a smaller candidate did not confirm"
+    return "the budget ran out first"
+
+
+def confirm_note(sh: Shrinker) -> str:
+    """The scenario's confirmation note: "" when none was asked."""
+    if getattr(sh, "confirmed", None) is None:
+        return ""
+    if not sh.confirmed:
+        return ("; NO candidate confirmed (" + ", ".join(f"{r['candidate']} {r['confirmed']}/{r['replays']}"
+                                                         for r in sh.confirmations)
+                + "): this is the original schedule, it broke once and may not reproduce")
+    kept = sh.confirmations[-1]
+    dropped = [r for r in sh.confirmations if not r["kept"]]
+    return (f"; {kept['candidate']} confirmed {kept['confirmed']}/{kept['replays']}"
+            + (" (not kept: " + ", ".join(f"{r['candidate']} {r['confirmed']}/{r['replays']}" for r in dropped) + ")"
+               if dropped else ""))
+
+
+def write_shrunk(sh: Shrinker, best: Candidate, minimal: bool, paths: list[Path]) -> dict:
+    """Write the scenario to each of ``paths`` and the shrink summary to
+    ``RUN_DIR/shrink/summary.json`` ({"replays", "candidate", "minimal", "confirmed",
+    "confirmations": Shrinker.confirmations}); returns the scenario."""
+    sc = scenario_for(sh, best, minimal)
+    for p in paths:
+        p.write_text(json.dumps(sc, indent=1) + "\n")
+    summary = {"replays": sh.runs, "candidate": sh.names.get(best.key()), "steps": len(best.steps),
+               "events": best.events, "minimal": minimal, "confirmed": sh.confirmed,
+               "confirmations": sh.confirmations}
+    (sh.run_dir / "shrink").mkdir(parents=True, exist_ok=True)
+    (sh.run_dir / "shrink" / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return sc
+
+
+def print_confirmations(sh: Shrinker) -> None:
+    for rec in sh.confirmations:
+        console.print(("[green]" if rec["kept"] else "[yellow]") + confirm_line(rec) + "[/]", soft_wrap=True)
+    if sh.confirmed is False:
+        console.print("[bold red]no candidate confirmed[/]: writing the original schedule (it broke once, "
+                      "it may not reproduce)", soft_wrap=True)
 
 
 def scenario_for(sh: Shrinker, best: Candidate, minimal: bool) -> dict:
@@ -116,7 +173,7 @@ def scenario_for(sh: Shrinker, best: Candidate, minimal: bool) -> dict:
             "incident": f"testbed shrink: {len(best.steps)} of {len(sh.schedule.get('steps', []))} fault steps, "
                         f"{best.events} events, {sh.runs} replays; "
                         + ("1-minimal (removing any one step makes it hold)" if minimal else
-                           "NOT 1-minimal (the budget ran out first)"),
+                           f"NOT 1-minimal ({not_minimal_why(sh)})") + confirm_note(sh),
             "source": f"testbed shrink {sh.run_dir}", "config": config,
             "steps": [dict(s, must_fire=True) for s in best.steps], "expect": expect}
 
@@ -125,19 +182,26 @@ def scenario_for(sh: Shrinker, best: Candidate, minimal: bool) -> dict:
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @budget_option
 @jobs_option
+@confirm_option
 @click.option("--quiet", "-q", is_flag=True)
-def shrink(run_dir: Path, budget: float, jobs: int, quiet: bool) -> None:
+def shrink(run_dir: Path, budget: float, jobs: int, confirm: int, quiet: bool) -> None:
     """Shrink a broken run to a minimal fault schedule that still breaks the same
     promise with the same anomaly family (harness/shrink.py: fewer modes, ddmin
     over the steps, smaller Nth hits and counts, fewer events).
 
     Each candidate is a fresh campaign under RUN_DIR/shrink/; a candidate that
     does not break is replayed once more before it is rejected (timed steps can
-    be flaky). Writes RUN_DIR/shrunk-scenario.json (the scenario catalog's format).
+    be flaky). Before writing, the final candidate is replayed --confirm K more
+    times (after the budget); if one is not broken the same way (same promise,
+    same anomaly family), the earlier accepted candidates are
+    tried back to the original schedule, and the smallest whose K replays all broke
+    is written (RUN_DIR/shrink/summary.json records each one's count). If none
+    confirms, the original schedule is written with a note and the exit is 1.
+    Writes RUN_DIR/shrunk-scenario.json (the scenario catalog's format).
     Replay it with `./run.sh scenario run RUN_DIR/shrunk-scenario.json`; edited by hand,
     its config and zombie steps are checked first (an unknown key is refused, naming the
     close one; docs/scenarios.md). Exit 0 shrunk; 1 the original failure did not
-    reproduce; 2 usage.
+    reproduce or nothing confirmed; 2 usage.
     """
     run_dir = run_dir.absolute()
     if not run_dir.is_dir():
@@ -148,7 +212,7 @@ def shrink(run_dir: Path, budget: float, jobs: int, quiet: bool) -> None:
     async def main() -> int:
         with progress_display(quiet, unit="replays") as progress:
             holder["r"] = await shrink_run(run_dir, result, schedule, budget_s=budget, jobs=jobs,
-                                           progress=progress)
+                                           progress=progress, confirm=confirm)
         return 0
 
     t0 = time.monotonic()
@@ -158,16 +222,17 @@ def shrink(run_dir: Path, budget: float, jobs: int, quiet: bool) -> None:
         console.print(f"[bold red]could not reproduce[/] the original failure of {run_dir} "
                       f"({sh.runs} replays, see {run_dir / 'shrink'})")
         sys.exit(EXIT_BROKEN)
-    sc = scenario_for(sh, best, minimal)
     out = run_dir / "shrunk-scenario.json"
-    out.write_text(json.dumps(sc, indent=1) + "\n")
-    print_shrunk(sc, minimal, sh.runs, time.monotonic() - t0, len(schedule.get("steps", [])))
+    sc = write_shrunk(sh, best, minimal, [out])
+    print_shrunk(sc, minimal, sh.runs, time.monotonic() - t0, len(schedule.get("steps", [])), not_minimal_why(sh))
+    print_confirmations(sh)
     console.print(f"scenario: {out}")
     console.print(f"replay it: ./run.sh scenario run {out}", soft_wrap=True)
-    sys.exit(EXIT_HELD)
+    sys.exit(EXIT_BROKEN if sh.confirmed is False else EXIT_HELD)
 
 
-def print_shrunk(sc: dict, minimal: bool, runs: int, elapsed_s: float, original_steps: int) -> None:
+def print_shrunk(sc: dict, minimal: bool, runs: int, elapsed_s: float, original_steps: int,
+                 why: str = "the budget ran out") -> None:
     t = Table(title=f"minimal schedule: {len(sc['steps'])} of {original_steps} steps, "
                     f"{sc['config']['events']} events, {', '.join(sc['expect'])}")
     t.add_column("#", justify="right")
@@ -178,7 +243,7 @@ def print_shrunk(sc: dict, minimal: bool, runs: int, elapsed_s: float, original_
         t.add_row("-", "no fault step: the run breaks without any fault")
     console.print(t)
     console.print(("[bold green]1-minimal[/]: removing any one step makes the promise hold" if minimal else
-                   "[yellow]not proven 1-minimal[/]: the budget ran out") + f" ({runs} replays"
+                   f"[yellow]not proven 1-minimal[/]: {why}") + f" ({runs} replays"
                   + (f", {elapsed_s:.0f} s)" if elapsed_s else ")"))
 
 
@@ -210,6 +275,7 @@ MODE_LABELS = ("at-most-once", "at-least-once", "exactly-once/idempotent", "exac
 @jobs_option
 @click.option("--shrink-budget", default="5m", show_default=True, callback=parse_budget,
               help="Budget of the shrink that follows a find.")
+@confirm_option
 @click.option("--no-shrink", is_flag=True, help="Stop at the find (time-to-detect only).")
 @click.option("--processors", type=click.IntRange(1, 16), default=None,
               help="Processors in one consumer group per trial; 2+ adds the group faults (zombie, "
@@ -221,8 +287,8 @@ MODE_LABELS = ("at-most-once", "at-least-once", "exactly-once/idempotent", "exac
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Runs directory (default ./runs); the search goes to OUT/<id>-explore/.")
 @click.option("--quiet", "-q", is_flag=True)
-def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_shrink, processors, storage,
-            out, quiet) -> None:
+def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, confirm, no_shrink, processors,
+            storage, out, quiet) -> None:
     """Random seeds and fault mixes until a promise breaks, then shrink the find
     (harness/explore.py, harness/shrink.py). Prints the time-to-detect and the
     minimal scenario; writes RUN_DIR/explore.json.
@@ -273,7 +339,8 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
             found = holder["found"] = await ex.run()
             if found and not no_shrink:
                 holder["shrink"] = await shrink_run(found.dir, found.result, json.loads(
-                    (found.dir / "schedule.json").read_text()), budget_s=shrink_budget, jobs=jobs, progress=progress)
+                    (found.dir / "schedule.json").read_text()), budget_s=shrink_budget, jobs=jobs, progress=progress,
+                    confirm=confirm)
         return 0
 
     exit_if_interrupted(run_async(main), run_dir)
@@ -297,13 +364,14 @@ def explore(budget, disable, modes, seed_start, events, jobs, shrink_budget, no_
     if "shrink" in holder:
         sh, best, reproduced, minimal = holder["shrink"]
         if reproduced:
-            sc = scenario_for(sh, best, minimal)
             path = run_dir / "shrunk-scenario.json"
-            path.write_text(json.dumps(sc, indent=1) + "\n")
-            (found.dir / "shrunk-scenario.json").write_text(path.read_text())
-            print_shrunk(sc, minimal, sh.runs, 0.0, len(sh.schedule.get("steps", [])))
+            sc = write_shrunk(sh, best, minimal, [path, found.dir / "shrunk-scenario.json"])
+            print_shrunk(sc, minimal, sh.runs, 0.0, len(sh.schedule.get("steps", [])), not_minimal_why(sh))
+            print_confirmations(sh)
             console.print(f"scenario: {path}\nreplay it: ./run.sh scenario run {path}", soft_wrap=True)
             summary["found"]["shrunk_steps"] = len(best.steps)
+            summary["found"]["confirmed"] = sh.confirmed
+            summary["found"]["confirmations"] = sh.confirmations
         else:
             console.print("[yellow]the find did not reproduce when shrinking[/] (a timing-dependent failure)")
     (run_dir / "explore.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -18,8 +18,16 @@ when it still breaks the same promise with the same anomaly family:
 every mode it ran, each with an anomaly of the family the original mode had
 (an anomaly name in common). Replays of timed steps can be flaky, so a candidate
 that does not reproduce is run once more before it is rejected; a candidate
-accepted once is kept. The search stops at the budget (then the best schedule so
-far is written, marked not 1-minimal) or when the schedule is 1-minimal.
+accepted once is kept during the search. The search stops at the budget (then
+the best schedule so far is written, marked not 1-minimal) or when the schedule is
+1-minimal.
+
+Confirmation (issue 15): a candidate accepted on one breaking run may have broken
+by timing (a consumer-group rejoin that raced a broker restart). Before writing,
+``Shrinker.confirm`` replays the final candidate K more times (``--confirm K``,
+after the search, outside its budget); if any replay does not break the same way
+it walks back through the earlier accepted candidates (the best-so-far chain, to
+the original schedule) and keeps the first, i.e. smallest, whose K replays all broke.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from harness.shrink_run import run_candidate, write_candidate
 
@@ -103,6 +111,14 @@ class Shrinker:
     results: dict[str, dict] = field(default_factory=dict)
     best: Candidate | None = None
     """The simplest candidate that still broke so far (kept when the budget runs out)."""
+    chain: list[Candidate] = field(default_factory=list)
+    """Each candidate that became ``best``, in order (the original schedule first)."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Candidate key -> the directory name (``c006``) of the run that accepted it."""
+    confirmations: list[dict] = field(default_factory=list)
+    """One record per candidate ``confirm`` tried (see there)."""
+    confirmed: Optional[bool] = None
+    """None: no confirmation asked (``--confirm 0``); else whether a candidate confirmed."""
 
     def _schedule(self, c: Candidate) -> dict:
         s = {k: v for k, v in self.schedule.items() if k not in ("steps", "faults")}
@@ -128,12 +144,62 @@ class Shrinker:
             raise BudgetSpent()
         self.progress("shrink", f"{why}: {len(c.steps)} step(s), {c.events} events, "
                                 f"{len(c.labels)} mode(s) (run {self.runs + 1})")
-        ok = await self._run_once(c) or await self._run_once(c)
+        name = self._next_name()   # read before the replay starts: jobs run at once
+        ok = await self._run_once(c)
+        if not ok:
+            name = self._next_name()
+            ok = await self._run_once(c)
         self.tried[k] = ok
+        if ok:
+            self.names[k] = name
         if ok and (self.best is None or c.size() < self.best.size()):
             self.best = c
+            self.chain.append(c)
         self.progress("shrink", f"{why}: {'still broken' if ok else 'holds'}")
         return ok
+
+    def _next_name(self) -> str:
+        return f"c{self.runs + 1:03d}"
+
+    async def _replays(self, c: Candidate, k: int) -> tuple[int, int, list[str]]:
+        """Replay ``c`` up to ``k`` times, ``jobs`` at once, stopping after the chunk in
+        which one held: (broken, replays run, their directory names)."""
+        broken = ran = 0
+        dirs: list[str] = []
+        while ran < k:
+            n = min(self.jobs, k - ran)
+            names = [f"c{self.runs + 1 + i:03d}" for i in range(n)]
+            oks = await asyncio.gather(*(self._run_once(c) for _ in range(n)))
+            dirs += names
+            ran += n
+            broken += sum(oks)
+            if not all(oks):
+                break
+        return broken, ran, dirs
+
+    async def confirm(self, final: Candidate, k: int) -> Candidate | None:
+        """Replay ``final`` ``k`` more times; if one does not break the same way (the
+        target check), walk back through ``chain`` (newest first, to the original
+        schedule) and replay each ``k`` times. Returns the first candidate whose ``k``
+        replays all broke, or None. Each candidate tried gets a record in
+        ``confirmations``: {"candidate": "c006", "steps", "events", "modes",
+        "confirmed": broken replays, "replays": replays run, "dirs", "kept"}."""
+        order = [final] + [c for c in reversed(self.chain) if c.key() != final.key()]
+        self.confirmed = False
+        for c in order:
+            name = self.names.get(c.key(), "?")
+            self.progress("shrink", f"confirm {name}: {len(c.steps)} step(s), {c.events} events, "
+                                    f"{k} replay(s) (run {self.runs + 1})")
+            broken, ran, dirs = await self._replays(c, k)
+            kept = broken == k
+            self.confirmations.append({"candidate": name, "steps": len(c.steps), "events": c.events,
+                                       "modes": list(c.labels), "confirmed": broken, "replays": ran,
+                                       "dirs": dirs, "kept": kept})
+            self.progress("shrink", confirm_line(self.confirmations[-1]))
+            if kept:
+                self.confirmed = True
+                return c
+        return None
 
     async def first(self, cands: list[tuple[Candidate, str]]) -> Candidate | None:
         """The first candidate, in order, that still breaks; ``jobs`` at a time."""
@@ -224,6 +290,16 @@ class Shrinker:
                 best = await self.ddmin(best)  # a removal broke it again: go round once more
         except BudgetSpent:
             return self.best or best, reproduced, False
+
+
+def confirm_line(rec: dict) -> str:
+    """One line for a confirmation record: "c006: confirmed 2/2: kept" or
+    "c006 broke 1 of 3 (the accepting run and 0 of 2 confirmations): not kept"."""
+    what = f"{rec['candidate']} ({rec['steps']} step(s), {rec['events']} events)"
+    if rec["kept"]:
+        return f"{what}: confirmed {rec['confirmed']}/{rec['replays']}: kept"
+    return (f"{what} broke {rec['confirmed'] + 1} of {rec['replays'] + 1} (the accepting run and "
+            f"{rec['confirmed']} of {rec['replays']} confirmations): not kept")
 
 
 def _smaller(step: dict) -> list[tuple[dict, str]]:

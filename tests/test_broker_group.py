@@ -142,7 +142,48 @@ def test_generations_survive_a_coordinator_restart(tmp_path):
     g.join("", "q", 1000)
     g.join(a, "p", 1000)
     assert g.generation == 2
-    again = GroupCoordinator(4, clock_ms=Clock(), data_dir=tmp_path).group("grp")
+    clock = Clock()
+    again = GroupCoordinator(4, clock_ms=clock, data_dir=tmp_path).group("grp")
     assert again.members == {} and again.generation == 2     # members forgotten, generation kept
     r = again.join("", "p", 1000)
+    assert r.status == REBALANCE_IN_PROGRESS                 # KIP-134: waits for the others first
+    clock.ms += 1000
+    r = again.join(r.member_id, "p", 1000)
     assert r.status == OK and r.generation == 3
+
+
+def test_member_ids_are_counted_per_client_so_the_join_order_does_not_rename_a_member():
+    ids = []
+    for order in (("processor", "processor-2"), ("processor-2", "processor")):
+        g = ConsumerGroup("g", 4, clock_ms=Clock())
+        ids.append({client: g.join("", client, 1000).member_id for client in order})
+    assert ids[0] == ids[1] == {"processor": "processor-1", "processor-2": "processor-2-1"}
+
+
+@pytest.mark.parametrize("first", ["p", "q"])
+def test_a_restarted_group_waits_for_its_members_before_its_first_rebalance(tmp_path, first):
+    """Issue 15: after a broker restart the member whose heartbeat came first got generation
+    G+1 and every partition alone; now both land in G+1 with the same ranges, in either order."""
+    clock = Clock()
+    co = GroupCoordinator(4, clock_ms=clock, data_dir=tmp_path)
+    g = co.group("grp")
+    a = g.join("", "p", 1000).member_id
+    g.join("", "q", 1000)
+    g.join(a, "p", 1000)
+    assert g.generation == 2 and g.assignment == {"p-1": [0, 1], "q-1": [2, 3]}
+    again = GroupCoordinator(4, clock_ms=clock, data_dir=tmp_path).group("grp")   # the broker restarted
+    second = "q" if first == "p" else "p"
+    r1 = again.join("", first, 1000)
+    assert r1.status == REBALANCE_IN_PROGRESS          # was OK, generation 3, all four partitions
+    clock.ms += 400                                   # the other member's heartbeat comes later
+    r2 = again.join("", second, 1000)
+    assert r2.status == REBALANCE_IN_PROGRESS and again.generation == 2
+    clock.ms += 599
+    assert again.join(r1.member_id, first, 1000).status == REBALANCE_IN_PROGRESS
+    clock.ms += 1                                     # the delay (the session timeout, 1000 ms) is over
+    ok = again.join(r1.member_id, first, 1000)
+    assert ok.status == OK and ok.generation == 3
+    assert again.assignment == {"p-1": [0, 1], "q-1": [2, 3]}   # as before the restart
+    assert again.join("", "r", 1000).status == REBALANCE_IN_PROGRESS   # later rebalances: no delay
+    assert again.join(r2.member_id, second, 1000).status == REBALANCE_IN_PROGRESS
+    assert again.join(r1.member_id, first, 1000).status == OK and again.generation == 4

@@ -39,6 +39,8 @@ def test_explore_finds_generation_fencing_off_and_the_shrunk_scenario_breaks_the
     assert oks and oks[0]["value"]["failpoint"] == "processor.member-before-output"
     assert oks[0]["value"]["replaced_by_generation"] > oks[0]["value"]["generation"]
 
+    # the written candidate was replayed twice more (--confirm 2) and broke both times
+    assert found["confirmed"] is True and found["confirmations"][-1]["confirmed"] == 2
     shrunk = next(tmp_path.glob("*-explore/shrunk-scenario.json"))
     sc = json.loads(shrunk.read_text())
     assert 1 <= len(sc["steps"]) <= 2 and any(s["f"] == "zombie" for s in sc["steps"])

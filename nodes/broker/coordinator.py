@@ -4,6 +4,8 @@ Members and assignments live in memory (nodes/broker/group.py); the generation i
 group is persisted in ``<data-dir>/group-generations.json`` (atomic_write_json: temp, fsync,
 rename, fsync dir) at each completed rebalance, before any member learns it, so generations
 only grow across broker restarts (the sink's partition owner epochs are generations).
+A group restored from a persisted generation delays its first rebalance (KIP-134,
+RESTART_REBALANCE_DELAY_MS; nodes/broker/group.py says why).
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from typing import Callable
 
 from nodes.broker.group import GENERATIONS_FILE, UNKNOWN_MEMBER_ID, ConsumerGroup, GroupError
 from nodes.common.durable import atomic_write_json, read_json
+
+RESTART_REBALANCE_DELAY_MS = 3000
+"""Kafka's group.initial.rebalance.delay.ms default (KIP-134), capped per group by the
+joining member's session timeout: how long the first rebalance after a broker restart
+waits for the group's other members to rejoin."""
 
 
 class GroupCoordinator:
@@ -44,7 +51,9 @@ class GroupCoordinator:
         if name not in self.groups and create:
             self.groups[name] = ConsumerGroup(name, self.partitions, clock_ms=self._clock,
                                               fencing=self.fencing, generation=self.generations.get(name, 0),
-                                              on_generation=self._persist)
+                                              on_generation=self._persist,
+                                              initial_delay_ms=RESTART_REBALANCE_DELAY_MS
+                                              if self.generations.get(name) else 0)
         return self.groups.get(name)
 
     def check_commit(self, group: str, member_id: str, generation: int, partitions: list[int]) -> None:

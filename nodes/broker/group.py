@@ -30,7 +30,19 @@ member id) is the standalone consumer of the single-processor pipeline: accepted
 while the group has no members.
 
 Members and assignments are in memory: a broker restart forgets them, members get
-UNKNOWN_MEMBER_ID on their next heartbeat and join again. The generation id of each
+UNKNOWN_MEMBER_ID on their next heartbeat and join again. Two rules keep that rejoin
+from depending on which member's heartbeat reached the restarted broker first (issue 15:
+the first one alone got generation G+1 and every partition, while the other, not told yet,
+kept processing its old partitions; without fencing that window duplicated output):
+
+- a member id is ``{client_id}-{n}`` with ``n`` counted per client id (the Nth join of
+  that client in this incarnation), not per group: ``processor`` rejoins as
+  ``processor-1`` whether it is first or second;
+- the first rebalance of a group restored from a persisted generation (a restarted
+  broker) completes no earlier than ``initial_delay_ms`` after it began (Kafka's
+  ``group.initial.rebalance.delay.ms``, KIP-134; the coordinator uses the joining
+  member's session timeout, at most 3 s), so the members rejoining after the restart
+  land in one generation with one assignment. The generation id of each
 group is durable (``<data-dir>/group-generations.json``, written atomically at each
 completed rebalance), so generations only grow across restarts: the sink's owner
 epochs (nodes/sink/partitions.py) are generations, and a generation that restarted at 1
@@ -122,7 +134,8 @@ class ConsumerGroup:
 
     def __init__(self, name: str, partitions: int, *, clock_ms: Callable[[], int] | None = None,
                  fencing: bool = True, generation: int = 0,
-                 on_generation: Callable[[str, int], None] | None = None) -> None:
+                 on_generation: Callable[[str, int], None] | None = None,
+                 initial_delay_ms: int = 0) -> None:
         self.name, self.partitions, self.fencing = name, partitions, fencing
         self._on_generation = on_generation
         self._clock = clock_ms or (lambda: int(time.monotonic() * 1000))
@@ -132,7 +145,11 @@ class ConsumerGroup:
         self.assignment: dict[str, list[int]] = {}
         self._rejoined: set[str] = set()
         self._rebalance_started_ms = 0
-        self._next_id = 0
+        self._joins_of: dict[str, int] = {}     # client id -> joins in this incarnation
+        self.initial_delay_ms = initial_delay_ms
+        """> 0: the first rebalance waits this long at most (capped by the joining member's
+        session timeout) before it completes (KIP-134; a restarted broker's group)."""
+        self._complete_not_before_ms = 0
         self.rebalances = 0
         self.expired: list[str] = []
         self.refused_commits = 0
@@ -162,10 +179,14 @@ class ConsumerGroup:
         if not member_id:
             if len(self.members) >= MAX_MEMBERS:
                 raise ValueError(f"group {self.name!r} already has {MAX_MEMBERS} members")
-            self._next_id += 1
-            member_id = f"{client_id or 'consumer'}-{self._next_id}"
+            client = client_id or "consumer"
+            self._joins_of[client] = n = self._joins_of.get(client, 0) + 1
+            member_id = f"{client}-{n}"
             self.members[member_id] = _Member(member_id, session_timeout_ms, now)
             self._event("member-joined", member=member_id)
+            if self.initial_delay_ms and self.state == "empty":
+                self._complete_not_before_ms = now + min(self.initial_delay_ms, session_timeout_ms)
+                self.initial_delay_ms = 0   # the first rebalance only
             self._begin_rebalance(f"member {member_id} joined")
         m = self.members[member_id]
         m.last_seen_ms, m.session_timeout_ms = now, session_timeout_ms
@@ -276,6 +297,8 @@ class ConsumerGroup:
     def _maybe_complete(self) -> None:
         if self.state != "preparing" or not set(self.members) <= self._rejoined:
             return
+        if self.members and self._clock() < self._complete_not_before_ms:
+            return   # KIP-134: wait for the other members of a restarted group (they poll join)
         self.generation += 1
         self.rebalances += 1
         if self._on_generation is not None:
