@@ -57,22 +57,33 @@ def _ephemeral_low() -> int:
 _PORTS = random.Random()   # not the run's seed: ports need not repeat, only not collide
 
 
+_HANDED_OUT: set[int] = set()
+"""Every port free_port returned in this process: a port chosen for one server and not yet
+bound is still free, so without this a cluster's 20-30 picks repeated one about once in 50
+cluster starts ("address already in use" from its own second server or proxy)."""
+
+
 def free_port() -> int:
-    """A loopback port free now, below the kernel's ephemeral range when possible: the
-    servers' and proxies' fixed ports are chosen before they bind, and a port from the
-    ephemeral range could meanwhile be handed to some process's ``bind(0)`` or outgoing
-    connection (a server then fails with "address already in use")."""
+    """A loopback port free now, below the kernel's ephemeral range when possible, and never
+    one this process was given before: the servers' and proxies' fixed ports are chosen
+    before they bind, and a port from the ephemeral range could meanwhile be handed to some
+    process's ``bind(0)`` or outgoing connection (a server then fails with "address already
+    in use"; another process can still take one: harness/port_retry.py)."""
     low = _ephemeral_low()
     for _ in range(200 if low > 11000 else 0):
         port = _PORTS.randrange(10000, low)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
+        _HANDED_OUT.add(s.getsockname()[1])
         return s.getsockname()[1]
 
 

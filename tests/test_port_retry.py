@@ -69,3 +69,15 @@ async def test_a_nats_cluster_starts_when_its_first_port_was_taken(tmp_path, mon
         await cluster.stop()
         taken.close()
     assert not any(s.running for s in cluster.nats.servers)
+
+
+def test_free_port_never_hands_out_a_port_twice(monkeypatch):
+    """A chosen port stays free until its server binds it: the next pick must not repeat it."""
+    import random
+
+    import harness.nats_cluster as nc
+    monkeypatch.setattr(nc, "_PORTS", random.Random(5))
+    monkeypatch.setattr(nc, "_HANDED_OUT", set())
+    monkeypatch.setattr(nc, "_ephemeral_low", lambda: 11_001)    # 1,001 ports to pick from
+    ports = [nc.free_port() for _ in range(200)]                 # repeats ~certain if unchecked
+    assert len(set(ports)) == 200 and all(10_000 <= p < 11_001 for p in ports)
