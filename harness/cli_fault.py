@@ -228,12 +228,27 @@ def add(ctx: click.Context, kind: str, link: str, method: str, probability: floa
 
 @fault.command()
 @click.argument("fault_id")
-@click.option("--link", required=True, help="The link the fault is on (with NATS, producer-broker and processor-broker mean the client's link to every server).")
+@click.option("--link", default=None, help="The link the fault is on (with NATS, producer-broker and processor-broker "
+                                           "mean the client's link to every server). Default: the one link that "
+                                           "has FAULT_ID.")
 @click.pass_context
-def remove(ctx: click.Context, fault_id: str, link: str) -> None:
-    """Remove fault FAULT_ID from one link (with NATS, producer-broker / processor-broker: from
-    each of the client's links that has it; an error only if none has it)."""
+def remove(ctx: click.Context, fault_id: str, link: str | None) -> None:
+    """Remove fault FAULT_ID (as `fault add` printed it, e.g. f1) from its link. Each link
+    numbers its own faults, so without --link the id must be on exactly one link. With NATS,
+    --link producer-broker / processor-broker: from each of the client's links that has it;
+    an error only if none has it."""
     links = pick_links(ctx, link)
+    if link is None:
+        token = ctx.obj.get("token")
+        holders = [name for name, address in links.items()
+                   if any(f["fault_id"] == fault_id for f in on_proxy(
+                       name, address, lambda: proxy_client.list_sync(address, token=token)))]
+        if len(holders) > 1:
+            raise FaultUsageError(f"{fault_id!r} is on {len(holders)} links ({', '.join(holders)}): "
+                                  "each link numbers its own faults; say which with --link")
+        links = {n: links[n] for n in holders}
+        if not links:
+            raise FaultUsageError(f"no fault {fault_id!r} on any link (see: fault list)")
     removed = 0
     for name, address in links.items():
         try:

@@ -142,3 +142,34 @@ def test_fault_hint_names_only_links_that_have_a_proxy():
     assert "--link processor-sink" in nats and "producer-broker" not in nats
     assert "--link producer-broker" in fault_hint(["broker-processor", "processor-sink", "producer-broker"], "")
     assert "no link fault can be injected" in fault_hint([], "")
+
+
+@pytest.mark.timeout(120)
+async def test_fault_remove_finds_the_link_or_asks_for_it(tmp_path):
+    """`fault remove f1` without --link: removed from the one link that has f1; refused
+    (exit 2, one line) when two links each have an f1 (each link numbers its own) or none."""
+    from harness.cluster import Cluster, ClusterConfig
+
+    cluster = Cluster(ClusterConfig(mode="at-least-once", events=2000, rate=100, seed=2), tmp_path)
+
+    def fault(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "harness.cli", "fault", "--cluster", str(tmp_path), *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=30)
+
+    try:
+        await cluster.start()
+        added = fault("add", "delay", "--link", "processor-sink", "--delay-ms", "1")
+        assert added.returncode == 0 and added.stdout.startswith("f1 "), added.stdout + added.stderr
+        r = fault("remove", "f1")
+        assert r.returncode == 0 and r.stdout.strip() == "removed f1 from processor-sink", r.stdout + r.stderr
+        for link in ("producer-broker", "processor-broker"):
+            assert fault("add", "delay", "--link", link, "--delay-ms", "1").stdout.startswith("f1 ")
+        r = fault("remove", "f1")
+        assert r.returncode == 2 and "is on 2 links (processor-broker, producer-broker)" in r.stderr
+        assert [line for line in r.stderr.splitlines() if line.startswith("error:")] == r.stderr.splitlines()[-1:]
+        assert "Traceback" not in r.stderr
+        assert "f1" in fault("list", "--link", "producer-broker").stdout      # nothing was removed
+        r = fault("remove", "f9")
+        assert r.returncode == 2 and "no fault 'f9' on any link" in r.stderr
+    finally:
+        await cluster.stop()
