@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.campaign import ProgressFn
+from harness.process import NodeStartError
 from harness.scenarios import Scenario
 from harness.scenarios.runner import run_scenario
 
@@ -29,6 +30,11 @@ async def measure(scs: list[Scenario], run_dir: Path, *, runs: int = 2, ablation
     """Run each scenario ``runs`` times (every mode of its expectations; with
     ``ablations`` also each ablation variant).
 
+    A run whose cluster did not start (NodeStartError) after the first one is recorded
+    as the outcome ``{"verdict": "error", "error": ...}`` of each of its modes (not
+    identical to the others) and the pass goes on; the very first run's failure is raised
+    (a missing binary, a machine that cannot run the catalog: said once, at once).
+
     Returns {"runs", "compared", "identical", "fraction", "rows": [{scenario, ablation,
     mode, identical, outcomes}]} where ``fraction`` = identical / compared.
     """
@@ -38,7 +44,15 @@ async def measure(scs: list[Scenario], run_dir: Path, *, runs: int = 2, ablation
             per_run = []
             for i in range(runs):
                 tag = f"{sc.name}{'-no-' + ablation if ablation else ''}-run{i + 1}"
-                result = await run_scenario(sc, run_dir / tag, ablation=ablation, progress=progress)
+                try:
+                    result = await run_scenario(sc, run_dir / tag, ablation=ablation, progress=progress)
+                except NodeStartError as e:
+                    if not rows and not per_run:
+                        raise
+                    progress(tag, f"a node did not start, recorded as an error: {e}")
+                    per_run.append({label: {"verdict": "error", "balance_ok": None, "anomalies": {},
+                                            "error": str(e)[:300]} for label in sc.expectations(ablation)})
+                    continue
                 per_run.append({e["mode"] + (f"/{e['sink']}" if e.get("sink") else ""): outcome(e)
                                 for e in result["modes"]})
             for mode in per_run[0]:
