@@ -156,6 +156,17 @@ async def _until(pred, timeout_s: float, poll_s: float = 0.05):
     return None
 
 
+async def replaced_without(cluster, before: dict, timeout_s: float) -> dict | None:
+    """The group's state (group_state) once it is stable at a generation newer than
+    ``before``'s without ``before``'s member (the coordinator expired it), or None after
+    ``timeout_s`` (s)."""
+    async def replaced():
+        g = await group_state(cluster)
+        return g if (g.get("state") == "stable" and g.get("generation", 0) > before.get("generation", 0)
+                     and before.get("member_id") not in g.get("members", [])) else None
+    return await _until(replaced, timeout_s)
+
+
 class ZombieNemesis(Nemesis):
     """Carries out ``"f": "zombie"`` steps (module doc)."""
 
@@ -185,11 +196,7 @@ class ZombieNemesis(Nemesis):
         p.pause()
         self.stopped.append(p)
         try:
-            async def replaced():
-                g = await group_state(cluster)
-                return g if (g.get("state") == "stable" and g.get("generation", 0) > before.get("generation", 0)
-                             and before.get("member_id") not in g.get("members", [])) else None
-            after = await _until(replaced, timeout_s)
+            after = await replaced_without(cluster, before, timeout_s)
             await asyncio.sleep(int(step.get("after_ms", 1000)) / 1000)
         finally:
             if p.pid == pid and p.paused:

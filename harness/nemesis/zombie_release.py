@@ -81,7 +81,7 @@ async def run(nemesis, step: dict, p) -> dict:
             through without it: an ``nth`` larger than the member's hits in one batch), or the
             group did not rebalance without it.
     """
-    from harness.nemesis.group import FAILPOINT, _until, group_state
+    from harness.nemesis.group import FAILPOINT, _until, group_state, replaced_without
     cluster = nemesis.ctx.cluster
     timeout_s = int(step.get("timeout_ms", 60_000)) / 1000
     t0 = time.monotonic()
@@ -130,11 +130,7 @@ async def run(nemesis, step: dict, p) -> dict:
     seen("paused", member_id=before.get("member_id"), generation=before.get("generation"),
          partitions=before.get("assignment"))
     try:
-        async def replaced():
-            g = await group_state(cluster)
-            return g if (g.get("state") == "stable" and g.get("generation", 0) > before.get("generation", 0)
-                         and before.get("member_id") not in g.get("members", [])) else None
-        after = await _until(replaced, timeout_s)
+        after = await replaced_without(cluster, before, timeout_s)
         if after is None:
             raise TimeoutError(f"{p.name} (member {before.get('member_id')}) paused, but the group did "
                                f"not rebalance without it within {timeout_s:.0f} s")

@@ -74,8 +74,23 @@ def process_batch(p, fetched) -> list[Order]:
     return _fold_each(p, fetched)
 
 
-def _fold_decoded(p, fetched, values: Sequence[bytes], orders: Sequence[Order]) -> list[Order]:
-    """:func:`process_batch` when every value parsed (``orders[i]`` from ``values[i]``)."""
+def _parse(value: bytes) -> Order | None:
+    """``Order.FromString(value)``, or None when it does not parse (the general path names why)."""
+    try:
+        return Order.FromString(value)
+    except Exception:  # noqa: BLE001 - the general path names the error
+        return None
+
+
+def _fold_each(p, fetched) -> list[Order]:
+    """:func:`process_batch` decoding value by value (a batch holding a value that does not parse)."""
+    values = [record.value for _, record in fetched]
+    return _fold_decoded(p, fetched, values, [_parse(v) for v in values])
+
+
+def _fold_decoded(p, fetched, values: Sequence[bytes], orders: Sequence[Order | None]) -> list[Order]:
+    """:func:`process_batch` with ``orders[i]`` parsed from ``values[i]`` (None: it did not
+    parse, and the record takes the general path)."""
     positions, totals = p.consumer.positions, p.state.totals
     origins = p.dead_letters.origins
     out: list[Order] = []
@@ -85,50 +100,21 @@ def _fold_decoded(p, fetched, values: Sequence[bytes], orders: Sequence[Order]) 
         for (partition, record), value, order in zip(fetched, values, orders):
             offset = record.offset
             positions[partition] = offset + 1
-            oid, account = order.order_id, order.account
-            if oid and account and len(oid) <= _SHORT and len(account) <= _SHORT:
-                total = totals.get(account, 0) + order.amount_cents
-                if INT64_MIN <= total <= INT64_MAX:
-                    totals[account] = total
-                    origins[oid] = (partition, offset, len(value))
-                    folded += 1
-                    append(order)
-                    continue
+            if order is not None:
+                oid, account = order.order_id, order.account
+                if oid and account and len(oid) <= _SHORT and len(account) <= _SHORT:
+                    total = totals.get(account, 0) + order.amount_cents
+                    if INT64_MIN <= total <= INT64_MAX:
+                        totals[account] = total
+                        origins[oid] = (partition, offset, len(value))
+                        folded += 1
+                        append(order)
+                        continue
             order = process_one(p, partition, record)
             if order is not None:
                 append(order)
     finally:
         p.records += folded
-    p.dead_letters.rotate()
-    return out
-
-
-def _fold_each(p, fetched) -> list[Order]:
-    """:func:`process_batch` decoding value by value (a batch holding a value that does not parse)."""
-    positions, totals = p.consumer.positions, p.state.totals
-    origins, from_string = p.dead_letters.origins, Order.FromString
-    out: list[Order] = []
-    append = out.append
-    for partition, record in fetched:
-        offset, value = record.offset, record.value
-        positions[partition] = offset + 1
-        try:
-            order = from_string(value)
-        except Exception:  # noqa: BLE001 - the general path names the error
-            order = None
-        if order is not None:
-            oid, account = order.order_id, order.account
-            if oid and account and len(oid) <= _SHORT and len(account) <= _SHORT:
-                total = totals.get(account, 0) + order.amount_cents
-                if INT64_MIN <= total <= INT64_MAX:
-                    totals[account] = total
-                    origins[oid] = (partition, offset, len(value))
-                    p.records += 1
-                    append(order)
-                    continue
-        order = process_one(p, partition, record)
-        if order is not None:
-            append(order)
     p.dead_letters.rotate()
     return out
 
