@@ -58,6 +58,10 @@ class GroupMember:
         self.backoff_ms = backoff_ms
         self.member_id = ""
         self.generation = 0
+        self.generation_member = ""
+        """The member id this process had in ``generation``: what its sink calls name as the
+        writer. ``member_id`` is cleared when a heartbeat hears UNKNOWN_MEMBER_ID, while output
+        of the old generation may still be written (a zombie's: recorded under this id)."""
         self.partitions: list[int] = []
         self.rejoin_needed = True
         self.joins = 0
@@ -92,6 +96,7 @@ class GroupMember:
                 break
             await asyncio.sleep(min(self.heartbeat_s, 0.1))
         self.generation, self.partitions = r.generation_id, sorted(r.partitions)
+        self.generation_member = self.member_id
         self.rejoin_needed = False
         self.joins += 1
         self.history.append({"generation": self.generation, "partitions": self.partitions,

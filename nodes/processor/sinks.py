@@ -98,7 +98,7 @@ class SinkClient:
     async def _write_once(self, method: str, orders: Sequence[Order], retry: bool) -> bool:
         rpc = getattr(self.stub, method)
         m = self.member
-        req = sink_pb2.WriteRequest(orders=list(orders), member_id=m.member_id if m else "",
+        req = sink_pb2.WriteRequest(orders=list(orders), member_id=m.generation_member if m else "",
                                     epoch=m.generation if m else 0)
         call = lambda: rpc(req, timeout=self.timeout_s)  # noqa: E731
         if retry:
@@ -136,7 +136,7 @@ class SinkClient:
         """
         m = self.member
         req = sink_pb2.PreCommitRequest(transaction_id=txn, orders=list(orders),
-                                        epoch=m.generation if m else 0, member_id=m.member_id if m else "",
+                                        epoch=m.generation if m else 0, member_id=m.generation_member if m else "",
                                         checkpoints=list(checkpoints))
         await self._fenceable(lambda: self.stub.PreCommit(req, timeout=self.timeout_s), f"PreCommit {txn}")
         self.writes += 1
@@ -157,13 +157,13 @@ class SinkClient:
         """Fence(partitions) for the member's generation, retried; returns their checkpoints.
         Raises: Fenced (a newer owner already claimed one)."""
         m = self.member
-        req = sink_pb2.FenceRequest(partitions=list(partitions), epoch=m.generation, member_id=m.member_id)
+        req = sink_pb2.FenceRequest(partitions=list(partitions), epoch=m.generation, member_id=m.generation_member)
         return await self._fenceable(lambda: self.stub.Fence(req, timeout=self.timeout_s), "Fence")
 
     async def save_checkpoints(self, checkpoints: Sequence[sink_pb2.PartitionCheckpoint]) -> None:
         """SaveCheckpoints for the member's generation, retried. Raises: Fenced."""
         m = self.member
-        req = sink_pb2.SaveCheckpointsRequest(epoch=m.generation, member_id=m.member_id,
+        req = sink_pb2.SaveCheckpointsRequest(epoch=m.generation, member_id=m.generation_member,
                                               checkpoints=list(checkpoints))
         await self._fenceable(lambda: self.stub.SaveCheckpoints(req, timeout=self.timeout_s),
                               "SaveCheckpoints")
