@@ -29,6 +29,7 @@ from harness.mosquitto import MosquittoServer
 from harness.nats_cluster import SERVERS as NATS_SERVERS, NatsCluster
 from harness.port_retry import empty_dir, start_on_fresh_ports
 from harness.process import NodeProcess
+from harness.proxy_process import GrpcProxyProcess
 from harness.storage import LazyMount
 from nodes.common import control_auth
 from nodes.common.channels import insecure_channel
@@ -188,7 +189,8 @@ class Cluster:
         if server == "broker" and self.mosquitto is not None:
             return self.mqtt_url(client)
         if link in self.proxies:
-            return self.proxies[link].address  # type: ignore[return-value]
+            p = self.proxies[link]
+            return getattr(p, "dial_address", None) or p.address  # type: ignore[return-value]
         return self.nodes[server].address  # type: ignore[return-value]
 
     async def start(self, *, start_producer: bool = True,
@@ -213,11 +215,9 @@ class Cluster:
                 for link, (client, server) in self.links().items():
                     if server not in self.nodes:
                         continue   # the NATS servers: no gRPC proxy (a TCP proxy would go there)
-                    self.proxies[link] = NodeProcess(
-                        "proxy", self.run_dir / f"proxy-{link}",
-                        ["--link", link, "--upstream", self.nodes[server].address,
-                         "--seed", str(self.config.seed)], name=f"proxy:{link}")
-                    self.proxies[link].env[control_auth.TOKEN_ENV] = self.control_token
+                    self.proxies[link] = GrpcProxyProcess(
+                        link, self.nodes[server].address, self.run_dir / f"proxy-{link}",
+                        seed=self.config.seed, control_token=self.control_token)
                 await _all(*(p.start() for p in self.proxies.values() if not p.running))
             self.write_manifest()
             if links_up is not None:
@@ -463,12 +463,11 @@ class Cluster:
             return out
         links = {}
         for link, p in self.proxies.items():
-            if hasattr(p, "manifest_entry"):   # a TCP proxy (MQTT's client links)
+            if not isinstance(p, GrpcProxyProcess):   # a TCP proxy (MQTT's client links)
                 links[link] = p.manifest_entry()
                 continue
             server = self.links()[link][1]
-            links[link] = {"proxy": p.address, "upstream": self.nodes[server].address if server in self.nodes else None,
-                           "pid": p.pid, "data_dir": str(p.data_dir)}
+            links[link] = p.manifest_entry(self.nodes[server].address if server in self.nodes else None)
         manifest = {"run_dir": str(self.run_dir), "config": asdict(self.config),
                     "nodes": {n: info(p) for n, p in self.nodes.items()}, "links": links,
                     "control_token": self.control_token}

@@ -140,8 +140,7 @@ async def add_member(cluster):
         ValueError: already MAX_MEMBERS processors, or the cluster is not a consumer group.
         harness.process.NodeStartError: it did not reach SERVING.
     """
-    from harness.process import NodeProcess
-    from nodes.common import control_auth
+    from harness.proxy_process import GrpcProxyProcess
     from nodes.proxy.links import MAX_MEMBERS
     names = cluster.processor_names()
     if cluster.config.processors < 2:
@@ -151,10 +150,9 @@ async def add_member(cluster):
     name = f"{PROCESSOR}-{max(int(n.rsplit('-', 1)[1]) if n != PROCESSOR else 1 for n in names) + 1}"
     if cluster.config.proxies:
         for link, (client, server) in member_links([name]).items():
-            proxy = NodeProcess("proxy", cluster.run_dir / f"proxy-{link}",
-                                ["--link", link, "--upstream", cluster.nodes[server].address,
-                                 "--seed", str(cluster.config.seed)], name=f"proxy:{link}")
-            proxy.env[control_auth.TOKEN_ENV] = cluster.control_token
+            proxy = GrpcProxyProcess(link, cluster.nodes[server].address,
+                                     cluster.run_dir / f"proxy-{link}", seed=cluster.config.seed,
+                                     control_token=cluster.control_token)
             cluster.proxies[link] = proxy
             await proxy.start()
     return await cluster._start_node(name)

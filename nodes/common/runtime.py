@@ -203,6 +203,7 @@ class NodeSpec:
         bind: optional; awaited once the gRPC server is bound, before the stdout
             line; its dict is added to that line (the TCP proxy's ``data_address``).
             An OSError it raises is one stderr line and exit code 2.
+        address: the bound gRPC address ("host:port"), set by ``serve`` before ``bind``.
     """
 
     name: str
@@ -213,6 +214,7 @@ class NodeSpec:
     close: Callable[[], Awaitable[None]] | None = None
     service_names: tuple[str, ...] = ()
     bind: Callable[[], Awaitable[dict]] | None = None
+    address: str = ""
 
 
 async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
@@ -240,6 +242,7 @@ async def serve(spec: NodeSpec, *, listen: str, data_dir: Path, mode: str,
         log.warning("not loopback", extra={"listen": listen})
     host = listen.rsplit(":", 1)[0]
     address = f"{host}:{port}"
+    spec.address = address
     extra: dict = {}
     if spec.bind is not None:
         try:

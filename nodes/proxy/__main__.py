@@ -27,6 +27,7 @@ import click
 from nodes.common.runtime import NodeSpec, common_options, run_node
 from nodes.pb import proxy_pb2, proxy_pb2_grpc
 from nodes.proxy.control import ProxyControlServicer
+from nodes.proxy.fastpath import FastPath
 from nodes.proxy.forwarder import Forwarder
 from nodes.proxy.history import FaultHistory
 from nodes.proxy.links import LINKS
@@ -34,20 +35,21 @@ from nodes.proxy.stats import LinkStats
 from nodes.proxy.table import FaultTable
 
 
-def parse_address(value: str) -> str:
-    """Check "host:port". Raises: click.BadParameter (exit code 2)."""
+def parse_address(value: str, *, zero: bool = False, hint: str = "--upstream") -> str:
+    """Check "host:port" (port 0 allowed with ``zero``). Raises: click.BadParameter (exit 2)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint="--upstream")
+    if not sep or not host or not port.isdigit() or not (0 if zero else 1) <= int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=hint)
     return value
 
 
 def make_spec(log: logging.Logger, *, data_dir: Path, link: str, upstream: str,
-              seed: int) -> NodeSpec:
+              seed: int, data_listen: str = "") -> NodeSpec:
     history = FaultHistory(data_dir, link)
     table = FaultTable(link, seed, history)
     stats = LinkStats()
     forwarder = Forwarder(link, upstream, table, stats, log)
+    fast = FastPath(link, data_listen, upstream, table, stats, forwarder, log) if data_listen else None
 
     def register(server) -> None:
         forwarder.open()
@@ -60,16 +62,25 @@ def make_spec(log: logging.Logger, *, data_dir: Path, link: str, upstream: str,
                 "caller_gone": forwarder.caller_gone,
                 "faults_active": [af.fault_id for af in table.active],
                 "faults_fired": {af.fault_id: af.fired for af in table.faults.values()},
-                "totals": stats.totals(), "methods": stats.to_json()}
+                "totals": stats.totals(), "methods": stats.to_json(),
+                **({"data_port": fast.status()} if fast else {})}
+
+    async def bind() -> dict:
+        fast.grpc_address = spec.address
+        return {"data_address": await fast.bind()}
 
     async def close() -> None:
+        if fast is not None:
+            await fast.stop()
         await table.close()
         await forwarder.close()
         history.close()
 
     log.info("proxy configured", extra={"link": link, "upstream": upstream, "seed": seed})
-    return NodeSpec(name="proxy", register=register, status=status, close=close,
+    spec = NodeSpec(name="proxy", register=register, status=status, close=close,
+                    bind=bind if fast else None,
                     service_names=(proxy_pb2.DESCRIPTOR.services_by_name["ProxyControl"].full_name,))
+    return spec
 
 
 @click.command()
@@ -80,10 +91,16 @@ def make_spec(log: logging.Logger, *, data_dir: Path, link: str, upstream: str,
               help="host:port of the upstream node (broker or sink).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the link's fault generator (mixed with the link name).")
+@click.option("--data-listen", default="", metavar="HOST:PORT",
+              callback=lambda ctx, p, v: v and parse_address(v, zero=True, hint="--data-listen"),
+              help="Also serve the data port here (port 0 = any free port): connections are "
+                   "relayed below gRPC while the link has no fault, through the forwarder "
+                   "while it has one (nodes/proxy/fastpath.py). Default: none.")
 def main(listen: str, data_dir: Path, mode: str, log_level: str, link: str, upstream: str,
-         seed: int) -> None:
+         seed: int, data_listen: str) -> None:
     """Fault-injecting gRPC proxy in front of one downstream node."""
-    run_node(lambda log: make_spec(log, data_dir=data_dir, link=link, upstream=upstream, seed=seed),
+    run_node(lambda log: make_spec(log, data_dir=data_dir, link=link, upstream=upstream, seed=seed,
+                                   data_listen=data_listen),
              name="proxy", listen=listen, data_dir=data_dir, mode=mode, log_level=log_level,
              uvloop=True)
 

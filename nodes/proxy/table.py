@@ -22,7 +22,7 @@ import asyncio
 import math
 import random
 import zlib
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from nodes.common.limits import MAX_FAULT_MATCH_RULES, MAX_FAULT_MS, short, too_long
 from nodes.proxy.fault import Fault, InvalidFault, Spec
@@ -117,11 +117,17 @@ class FaultTable:
         self.active: tuple[ActiveFault, ...] = ()
         """Faults that can still fire or still watch calls, in order of addition;
         empty = the lean path."""
+        self.on_change: Callable[[], None] | None = None
+        """Called when ``active`` turns empty or non-empty (the data port,
+        nodes/proxy/fastpath.py, switches its connections)."""
         self._next_id = 1
 
     def _refresh(self) -> None:
+        was = bool(self.active)
         self.active = tuple(f for f in self.faults.values()
                             if not f.exhausted or f.fault.watching)
+        if self.on_change is not None and was != bool(self.active):
+            self.on_change()
 
     def add(self, spec: Spec, calls_so_far: int = 0) -> str:
         """Add a validated fault; return its id ("f1", "f2"...).
@@ -135,8 +141,8 @@ class FaultTable:
         fault.bind(fault_id, self.history, self._refresh)
         matcher = Matcher(self.link, spec.method, spec.match) if spec.match else None
         self.faults[fault_id] = ActiveFault(fault_id, fault, calls_so_far, matcher)
-        self._refresh()
         self.history.control("add", fault_id=fault_id, spec=spec.to_json())
+        self._refresh()
         return fault_id
 
     def remove(self, fault_id: str) -> ActiveFault:
