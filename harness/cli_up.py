@@ -35,7 +35,10 @@ def nodes_table(cluster: Cluster) -> Table:
     for name, p in cluster.nodes.items():
         t.add_row(name, p.address, str(p.pid), str(p.data_dir))
     for link, p in cluster.proxies.items():
-        t.add_row(f"proxy {link}", p.address, str(p.pid), str(p.data_dir))
+        # what the link's client dials (the data port), and the control port if it differs
+        dial = getattr(p, "dial_address", None) or getattr(p, "data_address", None) or p.address
+        where = dial if dial == p.address else f"{dial} (control {p.address})"
+        t.add_row(f"proxy {link}", where, str(p.pid), str(p.data_dir))
     return t
 
 

@@ -109,7 +109,11 @@ async def until_caller_gone(address: str, n: int, upstream: HeldUpstream) -> dic
     return await asyncio.wait_for(loop(), WAIT_S)
 
 
-async def assert_forwarded_after_caller_left(upstream: HeldUpstream, proxy_address: str) -> None:
+async def assert_forwarded_after_caller_left(upstream: HeldUpstream, proxy_address: str,
+                                             dial: str | None = None) -> None:
+    """``proxy_address``: the proxy's gRPC port (Status); ``dial``: what callers dial
+    (the data port, or the gRPC port itself)."""
+    dial = dial or proxy_address
     st = await until_caller_gone(proxy_address, 1, upstream)  # the proxy saw its caller go
     assert upstream.cancelled == [], "the caller's departure cancelled the upstream call"
     assert upstream.completed == []  # still held upstream
@@ -120,13 +124,33 @@ async def assert_forwarded_after_caller_left(upstream: HeldUpstream, proxy_addre
     assert st["methods"][METHOD]["forwarded"] == 1
     # the proxy is unharmed: the next call goes through (and is answered)
     upstream.release.set()
-    async with insecure_channel(proxy_address) as ch:
+    async with insecure_channel(dial) as ch:
         assert await ch.unary_unary(METHOD)(b"next", timeout=5) == b"response-to-discard"
 
 
-async def test_request_of_a_killed_caller_is_still_executed_upstream(spawn, upstream, tmp_path):
-    proxy = await spawn("proxy", ["--link", "processor-sink", "--upstream", upstream.address])
-    caller = await asyncio.create_subprocess_exec(sys.executable, "-c", CALLER, proxy.address, METHOD,
+@pytest.fixture(params=["forwarder", "data-port"])
+def path(request) -> str:
+    """Through the gRPC forwarder, or through the data port's clean relay
+    (nodes/proxy/fastpath.py: no fault on the link)."""
+    return request.param
+
+
+async def start_proxy(spawn, upstream: HeldUpstream, path: str):
+    """The proxy, and the address callers dial on ``path``."""
+    extra = ["--data-listen", "127.0.0.1:0"] if path == "data-port" else []
+    proxy = await spawn("proxy", ["--link", "processor-sink", "--upstream", upstream.address, *extra])
+    return proxy, proxy.info["data_address"] if extra else proxy.address
+
+
+async def assert_path(proxy, path: str) -> None:
+    st = await proxy_status(proxy.address)
+    if path == "data-port":
+        assert st["data_port"]["accepted"] >= 1 and st["data_port"]["goaways"] == 0
+
+
+async def test_request_of_a_killed_caller_is_still_executed_upstream(spawn, upstream, path):
+    proxy, dial = await start_proxy(spawn, upstream, path)
+    caller = await asyncio.create_subprocess_exec(sys.executable, "-c", CALLER, dial, METHOD,
                                                   stderr=asyncio.subprocess.DEVNULL)
     try:
         await upstream.until(lambda: upstream.arrived)  # forwarded, held upstream
@@ -136,15 +160,17 @@ async def test_request_of_a_killed_caller_is_still_executed_upstream(spawn, upst
         if caller.returncode is None and pid_alive(caller.pid):
             os.kill(caller.pid, signal.SIGKILL)
             await caller.wait()
-    await assert_forwarded_after_caller_left(upstream, proxy.address)
+    await assert_forwarded_after_caller_left(upstream, proxy.address, dial)
+    await assert_path(proxy, path)
 
 
-async def test_request_of_a_cancelled_call_is_still_executed_upstream(spawn, upstream):
-    proxy = await spawn("proxy", ["--link", "processor-sink", "--upstream", upstream.address])
-    async with insecure_channel(proxy.address) as ch:
+async def test_request_of_a_cancelled_call_is_still_executed_upstream(spawn, upstream, path):
+    proxy, dial = await start_proxy(spawn, upstream, path)
+    async with insecure_channel(dial) as ch:
         call = ch.unary_unary(METHOD)(b"held-request", timeout=30)
         await upstream.until(lambda: upstream.arrived)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-    await assert_forwarded_after_caller_left(upstream, proxy.address)
+    await assert_forwarded_after_caller_left(upstream, proxy.address, dial)
+    await assert_path(proxy, path)

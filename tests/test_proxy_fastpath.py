@@ -90,3 +90,82 @@ async def test_fault_added_mid_stream_fires_on_later_calls_then_the_link_returns
     assert st["methods"]["/testbed.v1.Sink/Apply"]["calls"] == 13
     counts = await applied_counts(sink.address)
     assert sorted(k for k, v in counts.items() if v == 1) == [f"order-{i:08d}" for i in range(13) if i not in (5, 6)]
+
+
+async def _code(stub, i: int) -> str:
+    try:
+        await stub.Apply(sink_pb2.WriteRequest(orders=[order(i)]), timeout=2.0)
+    except grpc.aio.AioRpcError as e:
+        return e.code().name
+    return "OK"
+
+
+async def _until(predicate, what: str, timeout_s: float = 15.0):
+    """Poll ``predicate`` (an async callable returning a truthy value when done) every
+    20 ms; fail the test after ``timeout_s``."""
+    async def loop():
+        while True:
+            v = await predicate()
+            if v:
+                return v
+            await asyncio.sleep(0.02)   # a poll interval: the condition is checked each time
+    try:
+        return await asyncio.wait_for(loop(), timeout_s)
+    except asyncio.TimeoutError:
+        pytest.fail(f"never: {what}")
+
+
+async def test_upstream_killed_and_restarted_fails_unavailable_then_recovers_clean(spawn):
+    """kill -9 of the upstream: calls through the data port fail UNAVAILABLE (the clean
+    connection is closed; the next one falls back to the forwarder, which answers
+    UNAVAILABLE); once the upstream is back on its port, the probe's GOAWAY brings the
+    client back to a clean connection."""
+    sink, proxy = await _sink_and_proxy(spawn)
+    data = proxy.info["data_address"]
+    async with insecure_channel(data) as ch:
+        stub = sink_pb2_grpc.SinkStub(ch)
+        assert await _code(stub, 0) == "OK"
+        assert (await _status(proxy.address))["data_port"]["clean"] == 1
+        sink.kill()
+        await asyncio.wait_for(sink.proc.wait(), 10)
+        assert await _code(stub, 1) == "UNAVAILABLE"
+        assert await _code(stub, 2) == "UNAVAILABLE"
+        st = await _status(proxy.address)
+        assert st["data_port"]["faulty"] >= 1 and st["data_port"]["mode"] == "clean"
+        await sink.start()
+        await _until(lambda: _is_ok(stub, 3), "a call succeeded after the upstream restart")
+
+        async def back_clean():
+            s = await _status(proxy.address)
+            return s if s["data_port"]["faulty"] == 0 and s["data_port"]["clean"] == 1 else None
+        st = await _until(back_clean, "the client's connection is clean again")
+        assert st["data_port"]["goaways"] >= 1
+        assert await _code(stub, 4) == "OK"
+    counts = await applied_counts(sink.address)
+    assert counts.get("order-00000004") == 1
+
+
+async def _is_ok(stub, i: int) -> bool:
+    return await _code(stub, i) == "OK"
+
+
+async def test_restarted_proxy_keeps_both_ports(spawn, tmp_path):
+    """The harness's proxy process (harness/proxy_process.py) binds the same gRPC and data
+    ports again after a kill -9, so its clients' address stays valid."""
+    from harness.proxy_process import GrpcProxyProcess
+    sink = await spawn("sink", ["--mode", "at-least-once"])
+    proxy = GrpcProxyProcess("processor-sink", sink.address, tmp_path / "px", seed=7,
+                             control_token="")
+    spawn.procs.append(proxy)
+    await proxy.start()
+    before = (proxy.address, proxy.data_address)
+    assert before[1] and before[1] != before[0] and proxy.dial_address == before[1]
+    async with insecure_channel(proxy.dial_address) as ch:
+        assert await _code(sink_pb2_grpc.SinkStub(ch), 0) == "OK"
+    proxy.kill()
+    await asyncio.wait_for(proxy.proc.wait(), 10)
+    await proxy.start()
+    assert (proxy.address, proxy.data_address) == before
+    async with insecure_channel(proxy.dial_address) as ch:
+        assert await _code(sink_pb2_grpc.SinkStub(ch), 1) == "OK"
+    assert proxy.manifest_entry(sink.address)["listen"] == before[1]

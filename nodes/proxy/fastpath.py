@@ -34,7 +34,24 @@ unfaulted, except:
 **Caller gone**: a request the proxy has received is relayed to its end even when
 the caller's connection closes (kill -9): the upstream connection stays until every
 call whose request was complete has its response (counted in ``caller_gone``,
-bounded by ``ORPHAN_WAIT_S``), as the forwarder does.
+bounded by ``ORPHAN_WAIT_S``), as the forwarder does. A caller that cancels (or
+passes its deadline) after sending its whole request resets its stream; that
+RST_STREAM is not relayed (also ``caller_gone``): the upstream call runs on, bounded
+by the deadline it carries (``grpc-timeout``), and its response reaches a client that
+ignores frames of a stream it reset (RFC 9113 section 5.4.2).
+
+**Backpressure**: a side whose transport is above its high-water mark pauses reading
+on the other side until it drains (``pause_writing`` / ``resume_writing``).
+
+Not done on clean connections: ``upstream_errors`` (it would take decoding the
+server's header blocks too); the forwarder's UNIMPLEMENTED for a method unknown on
+the link (the upstream answers it itself).
+
+Sources: RFC 9113 (HTTP/2) sections 4, 5.1, 6.8 (GOAWAY's last-stream-id: streams
+above it were not processed and may be retried); the graceful drain that Envoy and
+gRPC servers do at a connection's maximum age (``max_connection_age``: GOAWAY, then
+finish the streams below it); Toxiproxy (a TCP relay whose toxics act only when
+present).
 
 **Upstream down**: a clean connection whose upstream closes is closed (its calls fail
 UNAVAILABLE, as on a direct link); a new connection the upstream refuses goes to the
@@ -84,17 +101,12 @@ class _Side(asyncio.Protocol):
             self.relay.front._accepted(self.relay)
 
     def data_received(self, data: bytes) -> None:
-        try:
-            if self.client:
-                self.relay.from_client(data)
-            else:
-                self.relay.from_backend(data)
-        except Exception:
-            self.relay.front.log.exception("DEBUG data_received")
-            raise
+        if self.client:
+            self.relay.from_client(data)
+        else:
+            self.relay.from_backend(data)
 
     def connection_lost(self, exc) -> None:
-        self.relay.front.log.info("DEBUG lost", extra={"client": self.client, "exc": repr(exc), "kind": self.relay.kind})
         if self.client:
             self.relay.client_lost()
         else:
@@ -112,10 +124,16 @@ class _Side(asyncio.Protocol):
 
 
 class _Stream:
-    __slots__ = ("method", "number", "complete")
+    """A client stream open on a relayed connection: ``method`` (its ``:path``, "" until
+    decoded), ``number`` (its call number on the link, 0 on a faulty connection),
+    ``complete`` (the client sent END_STREAM), ``gone`` (its caller cancelled it after
+    that: counted in ``caller_gone``, its response is still awaited)."""
+
+    __slots__ = ("method", "number", "complete", "gone")
 
     def __init__(self, method: str, number: int, complete: bool) -> None:
         self.method, self.number, self.complete = method, number, complete
+        self.gone = False
 
 
 class _Relay:
@@ -173,12 +191,14 @@ class _Relay:
             if s > self.last_stream:
                 self.last_stream = s
                 self.streams[s] = _Stream("", 0, bool(f.flags & h2.END_STREAM))
-                if self.decoder is not None:
-                    frag = h2.header_block_fragment(f)
-                    if f.flags & h2.END_HEADERS:
-                        self._decoded(s, frag)
-                    else:
-                        self.block = (s, bytearray(frag))
+            elif f.flags & h2.END_STREAM and s in self.streams:
+                self.streams[s].complete = True   # request trailers (not sent by gRPC clients)
+            if self.decoder is not None:   # every block: the HPACK state must follow the client's
+                frag = h2.header_block_fragment(f)
+                if f.flags & h2.END_HEADERS:
+                    self._decoded(s, frag)
+                else:
+                    self.block = (s, bytearray(frag))
             return False
         if t == h2.CONTINUATION:
             if s in self.skipped:
@@ -201,6 +221,15 @@ class _Relay:
         if t == h2.RST_STREAM:
             if s in self.skipped:
                 return True
+            st = self.streams.get(s)
+            if st is not None and st.complete and self.kind == "clean":
+                # The caller cancelled (or passed its deadline) after sending its whole
+                # request: the upstream call runs on, as on the forwarder (module doc); the
+                # client ignores what still comes on a stream it reset (RFC 9113 5.4.2).
+                if not st.gone:
+                    st.gone = True
+                    self.front.forwarder.caller_gone += 1
+                return True
             self.streams.pop(s, None)
         return False
 
@@ -213,8 +242,10 @@ class _Relay:
                                    "counted per method", e, extra={"connection": self.conn_id})
             self.decoder = None
             return
-        path = next((v for k, v in headers if k == ":path"), "")
-        self.front.count(self.streams[stream], path)
+        st = self.streams.get(stream)
+        if st is not None and not st.number:
+            path = next((v for k, v in headers if k == ":path"), "")
+            self.front.count(st, path)
 
     # -- backend -> client ------------------------------------------------------------
 
@@ -261,12 +292,18 @@ class _Relay:
         return cut
 
     def client_lost(self) -> None:
+        """The client's connection closed: on a clean connection with requests relayed
+        whole and not yet answered, keep the upstream connection (discarding what it
+        sends) until they are, at most ORPHAN_WAIT_S; else close."""
         if self.closed:
             return
-        pending = sum(1 for st in self.streams.values() if st.complete)
+        pending = [st for st in self.streams.values() if st.complete]
         if self.kind == "clean" and pending:
             self.client_gone = True
-            self.front.forwarder.caller_gone += pending
+            self.front.forwarder.caller_gone += sum(1 for st in pending if not st.gone)
+            backend = self.backend.transport
+            if backend is not None and not backend.is_closing():
+                backend.resume_reading()   # it may have been paused for the client's sake
             asyncio.get_running_loop().call_later(ORPHAN_WAIT_S, self.close)
             return
         self.close()
