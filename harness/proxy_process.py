@@ -30,16 +30,17 @@ class GrpcProxyProcess(NodeProcess):
 
     Args:
         data_dir: its data dir (faults.jsonl, logs). seed: the run's seed.
-        control_token: the cluster's control token (TESTBED_CONTROL_TOKEN).
+        control_token: the cluster's control token (TESTBED_CONTROL_TOKEN); None: none.
     """
 
     def __init__(self, link: str, upstream: str, data_dir: Path, *, seed: int,
-                 control_token: str) -> None:
+                 control_token: str | None = None) -> None:
         super().__init__("proxy", data_dir, ["--link", link, "--upstream", upstream,
                                              "--seed", str(seed)], name=f"proxy:{link}")
         self.link, self.upstream = link, upstream
         self.fast = fast_path_enabled()
-        self.env[control_auth.TOKEN_ENV] = control_token
+        if control_token:
+            self.env[control_auth.TOKEN_ENV] = control_token
 
     @property
     def data_address(self) -> str | None:

@@ -155,7 +155,7 @@ async def test_restarted_proxy_keeps_both_ports(spawn, tmp_path):
     from harness.proxy_process import GrpcProxyProcess
     sink = await spawn("sink", ["--mode", "at-least-once"])
     proxy = GrpcProxyProcess("processor-sink", sink.address, tmp_path / "px", seed=7,
-                             control_token="")
+                             )
     spawn.procs.append(proxy)
     await proxy.start()
     before = (proxy.address, proxy.data_address)

@@ -8,7 +8,9 @@ next batch after every ACK), then the same requests straight to the null server.
 The figures are CPU seconds from ``/proc/<pid>/stat`` (user + system), so they
 hold on a loaded machine where wall-clock throughput does not: the proxy's CPU
 per forwarded call next to the null server's CPU per call (the grpc.aio floor of
-one server side), and the wall time of both runs.
+one server side), and the wall time of both runs. The requests go where the cluster's
+clients go: the proxy's data port (its clean relay, nodes/proxy/fastpath.py), or its
+gRPC port with ``TESTBED_PROXY_FAST=0``.
 
     python -m harness.bench.proxy_cost [--events 20000] [--batch-size 100]
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from harness.bench.baseline import NullServer, build_requests
 from harness.bench.procstat import cpu_seconds
-from harness.process import NodeProcess
+from harness.proxy_process import GrpcProxyProcess
 from nodes.common.channels import insecure_channel
 from nodes.pb import broker_pb2_grpc
 
@@ -55,12 +57,11 @@ async def run_proxy_cost(*, seed: int = 1, events: int = 20000, batch_size: int 
     tmp = Path(data_dir or tempfile.mkdtemp(prefix="proxy-cost-"))
     try:
         async with NullServer() as ns:
-            px = NodeProcess("proxy", tmp / "proxy", ["--link", "producer-broker", "--upstream", ns.address,
-                                                      "--seed", str(seed)], name="proxy:producer-broker")
+            px = GrpcProxyProcess("producer-broker", ns.address, tmp / "proxy", seed=seed)
             await px.start()
             try:
                 p0, n0 = cpu_seconds(px.pid), cpu_seconds(ns.proc.pid)
-                via_s, calls = await _drive(px.address, batches)
+                via_s, calls = await _drive(px.dial_address, batches)
                 p1, n1 = cpu_seconds(px.pid), cpu_seconds(ns.proc.pid)
             finally:
                 await px.stop()

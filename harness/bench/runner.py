@@ -26,6 +26,7 @@ from harness.bench.detect import run_detect
 from harness.bench.pipeline import run_pipeline
 from harness.bench.proxy_cost import run_proxy_cost
 from harness.bench.recovery import broker_recovery, node_recovery
+from harness.proxy_process import fast_path_enabled
 
 PARTS = ("baseline", "proxy", "pipeline", "memory", "recovery", "audit", "campaign", "detect", "brokers")
 """Every part; "brokers" (harness/bench/brokers.py) runs when named or with --broker."""
@@ -99,7 +100,9 @@ async def run_bench(cfg: BenchConfig, run_dir: Path, progress: Callable[[str], N
     """Run the parts named in ``cfg.parts`` under ``run_dir``; return (and write) bench.json's content."""
     result: dict = {"config": asdict(cfg), "run_dir": str(run_dir), "started": time.time(),
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                "load_avg_1m_at_start": os.getloadavg()[0]}}
+                                "load_avg_1m_at_start": os.getloadavg()[0]},
+                    # the proxies' data port (nodes/proxy/fastpath.py); TESTBED_PROXY_FAST=0: off
+                    "proxy_fast_path": fast_path_enabled()}
     out = run_dir / "bench.json"
 
     def save() -> None:

@@ -251,9 +251,14 @@ class _Relay:
 
     def from_backend(self, data: bytes) -> None:
         out, frames = self.s2c.feed(data)
+        goaways = []
         for f in frames:
             if (f.type in (h2.HEADERS, h2.DATA) and f.flags & h2.END_STREAM) or f.type == h2.RST_STREAM:
                 self.streams.pop(f.stream, None)
+            elif f.type == h2.GOAWAY and self.goaway_at is not None:
+                goaways.append(f)
+        if goaways:   # the server's own GOAWAY after ours: never raise the last stream id
+            out = h2.cap_goaways(out, goaways, self.goaway_at)
         if self.client_gone:
             if not any(st.complete for st in self.streams.values()):
                 self.close()

@@ -115,3 +115,15 @@ def goaway(last_stream_id: int, error_code: int = 0) -> bytes:
     (RFC 9113 section 6.8; grpc-core retries unprocessed calls transparently)."""
     payload = (last_stream_id & 0x7FFFFFFF).to_bytes(4, "big") + error_code.to_bytes(4, "big")
     return len(payload).to_bytes(3, "big") + bytes((GOAWAY, 0)) + b"\0\0\0\0" + payload
+
+
+def cap_goaways(data: bytes, frames: list[Frame], last_stream_id: int) -> bytes:
+    """``data`` with the last-stream-id of each GOAWAY frame in ``frames`` (cut from
+    ``data``) lowered to ``last_stream_id`` where it is higher: after the proxy's own
+    GOAWAY, a later one may not name more streams (RFC 9113 section 6.8)."""
+    buf = bytearray(data)
+    for f in frames:
+        at = f.start + HEADER_BYTES
+        if f.end - at >= 4 and int.from_bytes(buf[at:at + 4], "big") & 0x7FFFFFFF > last_stream_id:
+            buf[at:at + 4] = (last_stream_id & 0x7FFFFFFF).to_bytes(4, "big")
+    return bytes(buf)
