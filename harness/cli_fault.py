@@ -365,7 +365,7 @@ def stats(ctx: click.Context, link: str | None) -> None:
     cols = ("calls", "forwarded", "dropped", "duplicated", "delayed", "errored", "upstream_errors",
             "held")
     table = Table("link", "method", *cols)
-    gone = {}
+    gone, paths = {}, {}
     for name, address in pick_links(ctx, link).items():
         st = on_proxy(name, address, lambda: proxy_client.stats_sync(address, token=ctx.obj.get('token')))
         for method, counters in sorted(st["methods"].items()):
@@ -373,7 +373,13 @@ def stats(ctx: click.Context, link: str | None) -> None:
         status = on_proxy(name, address, lambda: proxy_client.call_sync(address, "status", token=ctx.obj.get('token')))
         if "caller_gone" in status:   # the gRPC proxy's NodeControl.Status (nodes/proxy/forwarder.py)
             gone[name] = status["caller_gone"]
+        if isinstance(status.get("data_port"), dict):   # the data port (nodes/proxy/fastpath.py)
+            dp = status["data_port"]
+            paths[name] = f"{dp.get('clean', 0)} clean / {dp.get('faulty', 0)} faulty, {dp.get('goaways', 0)} GOAWAYs"
     _console().print(table)
     if gone:
         click.echo("caller_gone (forwarded, ran upstream to its end, answer discarded: the caller died "
                    "or gave up meanwhile): " + ", ".join(f"{n} {c}" for n, c in gone.items()))
+    if paths:
+        click.echo("data port connections (clean: relayed below gRPC; faulty: through the "
+                   "forwarder): " + "; ".join(f"{n} {p}" for n, p in paths.items()))

@@ -70,7 +70,7 @@ from hpack.exceptions import HPACKError
 
 from nodes.proxy import h2
 from nodes.proxy.forwarder import Forwarder
-from nodes.proxy.stats import LinkStats
+from nodes.proxy.stats import OTHER, LinkStats
 from nodes.proxy.table import FaultTable
 
 ORPHAN_WAIT_S = 30.0
@@ -163,12 +163,12 @@ class _Relay:
     def from_client(self, data: bytes) -> None:
         try:
             out, frames = self.c2s.feed(data)
-        except ValueError as e:
+            skip = [f for f in frames if self._relay_client_frame(f)]   # every frame, in order
+        except ValueError as e:   # not HTTP/2, or a malformed HEADERS frame
             self.front.log.warning("data port: %s; connection closed", e,
                                    extra={"connection": self.conn_id})
             self.close()
             return
-        skip = [f for f in frames if self._relay_client_frame(f)]   # every frame, in order
         if not skip:
             if out:
                 self._to_backend(out)
@@ -190,7 +190,9 @@ class _Relay:
                 return True
             if s > self.last_stream:
                 self.last_stream = s
-                self.streams[s] = _Stream("", 0, bool(f.flags & h2.END_STREAM))
+                st = self.streams[s] = _Stream("", 0, bool(f.flags & h2.END_STREAM))
+                if self.decoder is None and self.kind == "clean":
+                    self.front.count(st, OTHER)   # HPACK failed earlier: counted, method unknown
             elif f.flags & h2.END_STREAM and s in self.streams:
                 self.streams[s].complete = True   # request trailers (not sent by gRPC clients)
             if self.decoder is not None:   # every block: the HPACK state must follow the client's
@@ -238,10 +240,10 @@ class _Relay:
         try:
             headers = self.decoder.decode(bytes(block))
         except HPACKError as e:
-            self.front.log.warning("data port: HPACK: %s; calls of this connection not "
-                                   "counted per method", e, extra={"connection": self.conn_id})
+            self.front.log.warning("data port: HPACK: %s; the calls of this connection "
+                                   "are counted under (other)", e, extra={"connection": self.conn_id})
             self.decoder = None
-            return
+            headers = [(":path", OTHER)]
         st = self.streams.get(stream)
         if st is not None and not st.number:
             path = next((v for k, v in headers if k == ":path"), "")
