@@ -14,15 +14,20 @@ forwarder. The data port (``--data-listen``) picks per accepted connection:
 - **faulty**: a fault is active (or the upstream refused): the bytes go to the
   proxy's own gRPC port, where the forwarder applies the faults as before.
 
-**Switching** uses HTTP/2's graceful GOAWAY (RFC 9113 section 6.8, what Envoy and gRPC
-servers send at a connection's maximum age): when the first fault is added, every
-clean connection gets a GOAWAY naming the last stream already relayed; grpc-core
-finishes those calls there and opens a new connection for the next ones, which
-lands on the forwarder. A stream the client opened after that id is not relayed
-(grpc-core retries it on the new connection; relaying it too would run the call
-twice). When the last fault goes, the faulty connections get a GOAWAY the same way
-and come back clean. A fault thus acts on the calls that arrive after it was added,
-as on the forwarder; the calls already relayed on a clean connection finish
+**Switching** uses HTTP/2's GOAWAY (RFC 9113 section 6.8, what Envoy and gRPC servers
+send at a connection's maximum age): when the first fault is added, every clean
+connection gets a GOAWAY naming the last stream already relayed; grpc-core finishes
+those calls there and opens a new connection for the next ones, which lands on the
+forwarder. A stream the client opened after that id (sent before it read the GOAWAY)
+is not relayed: relaying it would let a call the proxy received after the fault pass
+unfaulted. grpc-core fails it UNAVAILABLE without executing it; with retries enabled it
+would retry it transparently on the new connection, but this testbed's channels
+disable retries (nodes/common/channels.py), so the race surfaces as an UNAVAILABLE of a
+call that never ran: the reason the data port is off by default (TESTBED_PROXY_FAST=1
+turns it on). When the last fault goes, the faulty connections get a soft GOAWAY
+(last-stream-id 2^31-1: no stream is refused; what the client still sends there is
+forwarded, with no fault) and come back clean. A fault thus acts on the calls that
+arrive after it was added, as on the forwarder; the calls already relayed on a clean connection finish
 unfaulted, except:
 
 - a **partition** added while calls are in flight cuts their responses, as the
@@ -103,13 +108,13 @@ class _Side(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.client:
             self.relay.from_client(data)
-        else:
+        elif self is self.relay.backend:   # not a backend connection given up (_connect)
             self.relay.from_backend(data)
 
     def connection_lost(self, exc) -> None:
         if self.client:
             self.relay.client_lost()
-        else:
+        elif self is self.relay.backend:
             self.relay.backend_lost()
 
     def pause_writing(self) -> None:
@@ -150,7 +155,8 @@ class _Relay:
         self.decoder: Decoder | None = None
         self.block: tuple[int, bytearray] | None = None   # a header block awaiting CONTINUATION
         self.last_stream = 0           # highest client stream relayed
-        self.goaway_at: int | None = None
+        self.goaway_at: int | None = None   # our strict GOAWAY's last-stream-id (clean)
+        self.draining = False          # our soft GOAWAY was sent (faulty)
         self.skipped: set[int] = set()  # streams opened after our GOAWAY: not relayed
         self.streams: dict[int, _Stream] = {}
         self.blackholed = False
@@ -279,11 +285,27 @@ class _Relay:
 
     def send_goaway(self) -> bool:
         """Tell the client to open a new connection for its next calls; False if this
-        connection got one already or is gone."""
-        if self.goaway_at is not None or self.closed or self.client_gone:
+        connection got one already or is gone.
+
+        A clean connection gets a strict GOAWAY: last-stream-id = the last stream relayed;
+        a stream the client opened after it (sent before the client read the GOAWAY) is
+        not relayed, so a fault acts on every call the proxy receives after it was added.
+        grpc-core fails such a stream UNAVAILABLE ("GOAWAY received"), never executed,
+        and retries it transparently only when retries are enabled: this testbed's
+        channels disable them (nodes/common/channels.py), so that race surfaces as an
+        UNAVAILABLE the node handles (docs/bench.md, issue 16 section 9). A faulty
+        connection gets a soft GOAWAY (last-stream-id 2^31-1, RFC 9113 6.8's first
+        GOAWAY of a graceful shutdown): the streams the client opens before reading it
+        are still relayed to the forwarder, which with no fault forwards them as the
+        clean path would, so the way back to the clean path refuses no call."""
+        if self.goaway_at is not None or self.draining or self.closed or self.client_gone:
             return False
-        self.goaway_at = self.last_stream
-        self.client.transport.write(h2.goaway(self.last_stream))
+        if self.kind == "clean":
+            self.goaway_at = self.last_stream
+            self.client.transport.write(h2.goaway(self.last_stream))
+        else:
+            self.draining = True
+            self.client.transport.write(h2.goaway(h2.MAX_STREAM_ID))
         return True
 
     def cut(self, table: FaultTable, stats: LinkStats) -> int:
@@ -385,6 +407,11 @@ class FastPath:
             except OSError:
                 relay.fallback = True
                 self._start_probe()
+            if relay.kind == "clean" and self.table.active and not relay.closed:
+                # A fault came while connecting: nothing of the client was read yet, so
+                # give this upstream connection up and go to the forwarder (no GOAWAY).
+                relay.backend.transport.close()
+                relay.backend, relay.kind, relay.decoder = _Side(relay, client=False), "", None
         if not relay.kind:
             try:
                 await loop.create_connection(lambda: relay.backend, *_split(self.grpc_address))
@@ -399,8 +426,8 @@ class FastPath:
         if relay.early:
             relay.backend.transport.write(b"".join(relay.early))
             relay.early.clear()
-        if self._faulty_mode != (relay.kind == "faulty") and not relay.fallback:
-            # the table changed while this connection was being set up
+        if relay.kind == "faulty" and not self.table.active and not relay.fallback:
+            # the table emptied while this connection was being set up
             self._goaway(relay)
         relay.client.transport.resume_reading()
 

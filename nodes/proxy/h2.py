@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HEADER_BYTES = 9
+MAX_STREAM_ID = 0x7FFFFFFF
+"""A GOAWAY naming it refuses no stream: "stop opening streams here" (RFC 9113 6.8)."""
 
 DATA, HEADERS, RST_STREAM, GOAWAY, CONTINUATION = 0x0, 0x1, 0x3, 0x7, 0x9
 END_STREAM, END_HEADERS, PADDED, PRIORITY = 0x1, 0x4, 0x8, 0x20
