@@ -9,8 +9,8 @@ The figures are CPU seconds from ``/proc/<pid>/stat`` (user + system), so they
 hold on a loaded machine where wall-clock throughput does not: the proxy's CPU
 per forwarded call next to the null server's CPU per call (the grpc.aio floor of
 one server side), and the wall time of both runs. The requests go where the cluster's
-clients go: the proxy's data port (its clean relay, nodes/proxy/fastpath.py), or its
-gRPC port with ``TESTBED_PROXY_FAST=0``.
+clients go: the proxy's gRPC port, or with ``TESTBED_PROXY_FAST=1`` its data port (its
+clean relay, nodes/proxy/fastpath.py).
 
     python -m harness.bench.proxy_cost [--events 20000] [--batch-size 100]
 """

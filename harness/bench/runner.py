@@ -101,7 +101,7 @@ async def run_bench(cfg: BenchConfig, run_dir: Path, progress: Callable[[str], N
     result: dict = {"config": asdict(cfg), "run_dir": str(run_dir), "started": time.time(),
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "load_avg_1m_at_start": os.getloadavg()[0]},
-                    # the proxies' data port (nodes/proxy/fastpath.py); TESTBED_PROXY_FAST=0: off
+                    # the proxies' data port (nodes/proxy/fastpath.py): TESTBED_PROXY_FAST=1
                     "proxy_fast_path": fast_path_enabled()}
     out = run_dir / "bench.json"
 
