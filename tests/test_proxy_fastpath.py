@@ -6,7 +6,6 @@ Real sink and proxy processes on loopback; calls through the data port.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import grpc
 import pytest
