@@ -80,21 +80,16 @@ class _Side(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         if self.client:
-            transport.pause_reading()   # until the backend is connected
-            self.relay.front._accepted(self.relay)
+            transport.pause_reading()   # until the backend is connected (what arrives before
+            self.relay.front._accepted(self.relay)   # that is kept: Relay.early)
 
     def data_received(self, data: bytes) -> None:
-        try:
-            if self.client:
-                self.relay.from_client(data)
-            else:
-                self.relay.from_backend(data)
-        except Exception:
-            self.relay.front.log.exception("DEBUG data_received")
-            raise
+        if self.client:
+            self.relay.from_client(data)
+        else:
+            self.relay.from_backend(data)
 
     def connection_lost(self, exc) -> None:
-        self.relay.front.log.info("DEBUG lost", extra={"client": self.client, "exc": repr(exc), "kind": self.relay.kind})
         if self.client:
             self.relay.client_lost()
         else:
