@@ -124,9 +124,21 @@ async def assert_forwarded_after_caller_left(upstream: HeldUpstream, proxy_addre
         assert await ch.unary_unary(METHOD)(b"next", timeout=5) == b"response-to-discard"
 
 
-async def test_request_of_a_killed_caller_is_still_executed_upstream(spawn, upstream, tmp_path):
-    proxy = await spawn("proxy", ["--link", "processor-sink", "--upstream", upstream.address])
-    caller = await asyncio.create_subprocess_exec(sys.executable, "-c", CALLER, proxy.address, METHOD,
+VIA = pytest.mark.parametrize("via", ["forwarder", "data-port"])
+
+
+async def _proxy(spawn, upstream, via: str) -> tuple[object, str]:
+    """A proxy (with its data port) and the address a caller dials: the gRPC port
+    (the forwarder) or the data port (relayed below gRPC: nodes/proxy/fastpath.py)."""
+    proxy = await spawn("proxy", ["--link", "processor-sink", "--upstream", upstream.address,
+                                  "--data-listen", "127.0.0.1:0"])
+    return proxy, (proxy.address if via == "forwarder" else proxy.info["data_address"])
+
+
+@VIA
+async def test_request_of_a_killed_caller_is_still_executed_upstream(spawn, upstream, tmp_path, via):
+    proxy, dial = await _proxy(spawn, upstream, via)
+    caller = await asyncio.create_subprocess_exec(sys.executable, "-c", CALLER, dial, METHOD,
                                                   stderr=asyncio.subprocess.DEVNULL)
     try:
         await upstream.until(lambda: upstream.arrived)  # forwarded, held upstream
@@ -139,9 +151,10 @@ async def test_request_of_a_killed_caller_is_still_executed_upstream(spawn, upst
     await assert_forwarded_after_caller_left(upstream, proxy.address)
 
 
-async def test_request_of_a_cancelled_call_is_still_executed_upstream(spawn, upstream):
-    proxy = await spawn("proxy", ["--link", "processor-sink", "--upstream", upstream.address])
-    async with insecure_channel(proxy.address) as ch:
+@VIA
+async def test_request_of_a_cancelled_call_is_still_executed_upstream(spawn, upstream, via):
+    proxy, dial = await _proxy(spawn, upstream, via)
+    async with insecure_channel(dial) as ch:
         call = ch.unary_unary(METHOD)(b"held-request", timeout=30)
         await upstream.until(lambda: upstream.arrived)
         call.cancel()

@@ -32,9 +32,10 @@ unfaulted, except:
   connection, is held as well: HPACK forbids dropping only some responses).
 
 **Caller gone**: a request the proxy has received is relayed to its end even when
-the caller's connection closes (kill -9): the upstream connection stays until every
-call whose request was complete has its response (counted in ``caller_gone``,
-bounded by ``ORPHAN_WAIT_S``), as the forwarder does.
+the caller cancels it (its RST_STREAM is not relayed once the whole request was) or
+its connection closes (kill -9: the upstream connection stays until every call whose
+request was complete has its response, bounded by ``ORPHAN_WAIT_S``); counted in
+``caller_gone``, as the forwarder does.
 
 **Upstream down**: a clean connection whose upstream closes is closed (its calls fail
 UNAVAILABLE, as on a direct link); a new connection the upstream refuses goes to the
@@ -195,6 +196,13 @@ class _Relay:
             return False
         if t == h2.RST_STREAM:
             if s in self.skipped:
+                return True
+            st = self.streams.get(s)
+            if st is not None and st.complete and self.kind == "clean":
+                # the caller cancelled (or passed its deadline) after its whole request was
+                # relayed: like the forwarder, let the call run to its end upstream; the
+                # response still reaches the client, which ignores it (a reset stream)
+                self.front.forwarder.caller_gone += 1
                 return True
             self.streams.pop(s, None)
         return False
