@@ -117,6 +117,7 @@ def test_bench_tiny_run_writes_every_part(tmp_path):
     assert [p["batch_size"] for p in res["proxy"]] == [200]
     for p in res["proxy"]:
         assert p["calls"] > 0 and p["proxy_cpu_us_per_call"] >= 0 and p["direct_s"] > 0 and p["via_proxy_s"] > 0
+        assert p["data_port_cpu_us_per_call"] >= 0 and p["via_data_port_s"] > 0
     det = res["detect"]
     assert det["total"] == 1 and [r["ablation"] for r in det["rows"]] == ["producer-retry"]
     row = det["rows"][0]

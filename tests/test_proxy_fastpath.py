@@ -15,6 +15,7 @@ from nodes.common.channels import insecure_channel
 from nodes.pb import sink_pb2, sink_pb2_grpc
 from nodes.proxy.history import read_history
 from tests.proxy_support import applied_counts, order
+from tests.test_proxy_caller_gone import METHOD, upstream  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.asyncio
 
@@ -218,3 +219,25 @@ async def test_fault_added_while_calls_are_in_flight_acts_on_later_calls_only_an
     counts = await applied_counts(sink.address)
     assert {i for i in range(140) if counts.get(f"order-{i:08d}", 0) == 0} == set(failed)
     assert all(v == 1 for v in counts.values()), {k: v for k, v in counts.items() if v != 1}
+
+
+async def test_partition_cuts_the_calls_in_flight_on_a_clean_connection(spawn, upstream):
+    """A partition added while a call is held upstream: once the upstream answers, the
+    response never reaches the caller (DEADLINE_EXCEEDED), recorded as black-holed-response
+    on that call, as the forwarder's cut_in_flight does; new calls meet the partition."""
+    proxy = await spawn("proxy", ["--link", "processor-sink", "--upstream", upstream.address,
+                                  "--data-listen", "127.0.0.1:0"])
+    async with insecure_channel(proxy.info["data_address"]) as ch, \
+            ProxyControlClient(proxy.address) as px:
+        call = ch.unary_unary(METHOD)(b"held-request", timeout=3.0)
+        await upstream.until(lambda: upstream.arrived)
+        await px.add("partition")
+        upstream.release.set()
+        await upstream.until(lambda: upstream.completed)
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await call
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        st = await px.status()
+    fired = [r for r in read_history(proxy.data_dir / "faults.jsonl") if r.get("type") == "fault"]
+    assert [(r["action"], r["call"], r["method"]) for r in fired] == [("black-holed-response", 1, METHOD)]
+    assert st["data_port"]["goaways"] == 1 and st["methods"][METHOD]["dropped"] == 1

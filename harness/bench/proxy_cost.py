@@ -8,9 +8,9 @@ next batch after every ACK), then the same requests straight to the null server.
 The figures are CPU seconds from ``/proc/<pid>/stat`` (user + system), so they
 hold on a loaded machine where wall-clock throughput does not: the proxy's CPU
 per forwarded call next to the null server's CPU per call (the grpc.aio floor of
-one server side), and the wall time of both runs. The requests go where the cluster's
-clients go: the proxy's gRPC port, or with ``TESTBED_PROXY_FAST=1`` its data port (its
-clean relay, nodes/proxy/fastpath.py).
+one server side), and the wall time of both runs. The same requests go once more through
+the proxy's data port (nodes/proxy/fastpath.py: no fault, so relayed below gRPC): its
+CPU per relayed call.
 
     python -m harness.bench.proxy_cost [--events 20000] [--batch-size 100]
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from harness.bench.baseline import NullServer, build_requests
 from harness.bench.procstat import cpu_seconds
-from harness.proxy_process import GrpcProxyProcess
+from harness.process import NodeProcess
 from nodes.common.channels import insecure_channel
 from nodes.pb import broker_pb2_grpc
 
@@ -46,9 +46,10 @@ async def _drive(address: str, batches: list[list], timeout_s: float = 10.0) -> 
 
 async def run_proxy_cost(*, seed: int = 1, events: int = 20000, batch_size: int = 100,
                          data_dir: Path | None = None) -> dict:
-    """Returns {"events", "batch_size", "calls", "proxy_cpu_us_per_call", "null_server_cpu_us_per_call"
-    (through the proxy), "direct_null_server_cpu_us_per_call", "via_proxy_s", "direct_s",
-    "wall_ratio" (direct / via proxy)}.
+    """Returns {"events", "batch_size", "calls", "proxy_cpu_us_per_call" (the forwarder),
+    "null_server_cpu_us_per_call" (through the proxy), "direct_null_server_cpu_us_per_call",
+    "via_proxy_s", "direct_s", "wall_ratio" (direct / via proxy), "data_port_cpu_us_per_call",
+    "via_data_port_s"}.
 
     Raises:
         harness.process.NodeStartError: the proxy did not start.
@@ -57,12 +58,16 @@ async def run_proxy_cost(*, seed: int = 1, events: int = 20000, batch_size: int 
     tmp = Path(data_dir or tempfile.mkdtemp(prefix="proxy-cost-"))
     try:
         async with NullServer() as ns:
-            px = GrpcProxyProcess("producer-broker", ns.address, tmp / "proxy", seed=seed)
+            px = NodeProcess("proxy", tmp / "proxy", ["--link", "producer-broker", "--upstream", ns.address,
+                                                      "--seed", str(seed), "--data-listen", "127.0.0.1:0"],
+                             name="proxy:producer-broker")
             await px.start()
             try:
                 p0, n0 = cpu_seconds(px.pid), cpu_seconds(ns.proc.pid)
-                via_s, calls = await _drive(px.dial_address, batches)
+                via_s, calls = await _drive(px.address, batches)
                 p1, n1 = cpu_seconds(px.pid), cpu_seconds(ns.proc.pid)
+                fast_s, _ = await _drive(px.info["data_address"], batches)
+                p2 = cpu_seconds(px.pid)
             finally:
                 await px.stop()
             direct_s, _ = await _drive(ns.address, batches)
@@ -76,7 +81,8 @@ async def run_proxy_cost(*, seed: int = 1, events: int = 20000, batch_size: int 
             "null_server_cpu_us_per_call": round((n1 - n0) * us, 1),
             "direct_null_server_cpu_us_per_call": round((n2 - n1) * us, 1),
             "via_proxy_s": round(via_s, 3), "direct_s": round(direct_s, 3),
-            "wall_ratio": round(direct_s / via_s, 3)}
+            "wall_ratio": round(direct_s / via_s, 3),
+            "data_port_cpu_us_per_call": round((p2 - p1) * us, 1), "via_data_port_s": round(fast_s, 3)}
 
 
 if __name__ == "__main__":

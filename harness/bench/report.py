@@ -126,6 +126,12 @@ def other_table(result: dict) -> Table:
                   _x(p["proxy_cpu_us_per_call"] / p["direct_null_server_cpu_us_per_call"])
                   if p.get("direct_null_server_cpu_us_per_call") else "-",
                   f"null server {p['direct_null_server_cpu_us_per_call']:,.0f} us/call")
+        if p.get("data_port_cpu_us_per_call") is not None:
+            t.add_row(f"proxy: CPU per call relayed by the data port (no fault), batch {p['batch_size']}",
+                      f"{p['data_port_cpu_us_per_call']:,.0f} us",
+                      _x(p["data_port_cpu_us_per_call"] / p["direct_null_server_cpu_us_per_call"])
+                      if p.get("direct_null_server_cpu_us_per_call") else "-",
+                      "below gRPC: nodes/proxy/fastpath.py")
     c = result.get("campaign")
     if c:
         t.add_row(f"campaign: {c['kills_fired']} kill/restart cycles, {c['events']:,} events at "

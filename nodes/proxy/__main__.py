@@ -1,7 +1,7 @@
 """``python -m nodes.proxy``: a fault-injecting proxy on one link.
 
     python -m nodes.proxy --listen 127.0.0.1:0 --data-dir DIR --link producer-broker \
-        --upstream 127.0.0.1:PORT --seed 42 [--mode MODE]
+        --upstream 127.0.0.1:PORT --seed 42 [--data-listen 127.0.0.1:0] [--mode MODE]
 
 Serves, on one loopback port: the link's upstream service by forwarding
 (``/testbed.v1.*``), testbed.v1.ProxyControl, the proxy's own
@@ -9,12 +9,17 @@ NodeControl/Status and health. ``--mode`` is accepted (common option) and
 unused. Bad flags (unknown link, malformed upstream) exit with code 2.
 Only unary-unary calls are forwarded: every RPC the nodes use is unary
 (Fetch is a unary long-poll, Snapshot is paged), so that is enough.
+With ``--data-listen``, a second port, the data port (nodes/proxy/fastpath.py), relays
+connections below gRPC while the link has no fault and through the forwarder while it
+has one; its address is ``data_address`` in the stdout "listening" line.
 
 Status JSON: {"link", "upstream", "seed", "calls", "caller_gone" (calls whose caller
 went away while the request was upstream: forwarded all the same, response discarded),
 "faults_active",
 "faults_fired", "totals": {calls, forwarded, dropped, duplicated, delayed,
-errored, upstream_errors, held}, "methods": {full method: same counters}}.
+errored, upstream_errors, held}, "methods": {full method: same counters},
+"data_port" (with --data-listen): {"data_address", "accepted", "clean", "faulty" (open
+connections of each kind), "goaways", "mode"}}.
 """
 
 from __future__ import annotations
