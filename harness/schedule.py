@@ -89,6 +89,9 @@ member, a member added mid-run, a kill of member 2. explore mixes them in on a g
 
 ZOMBIE_RECORDS_PER_HIT = 200
 ZOMBIE_MAX_NTH = 2
+# A step's durations (after_ms, kill_after_ms, down_ms, for_ms) are capped: the run waits for
+# every step, so a pause of 10**11 ms held the command for years (the catalog uses at most 10 s).
+MAX_STEP_MS = 600_000
 """A zombie's Nth hit of ``processor.member-before-output`` is its position // 200, at most
 2: in exactly-once the point is hit once per checkpoint of the member (every 500 ms), and
 a 600-order trial at 1000 orders/s gives a member two or three; a larger N never fired."""
@@ -336,8 +339,10 @@ def validate_steps(steps: list, where: str) -> None:
         if "node" in step and step["node"] not in NODES and not _is_member(step["node"]):
             raise ScheduleError(f"{where}: step {i}: unknown node {step['node']!r}; choose from: {', '.join(NODES)}")
         for key in ("after_ms", "kill_after_ms", "down_ms", "for_ms"):
-            if key in step and (not isinstance(step[key], int) or isinstance(step[key], bool) or step[key] < 0):
-                raise ScheduleError(f"{where}: step {i}: {key!r} must be an integer >= 0 (ms), got {step[key]!r}")
+            if key in step and (not isinstance(step[key], int) or isinstance(step[key], bool)
+                                or not 0 <= step[key] <= MAX_STEP_MS):
+                raise ScheduleError(f"{where}: step {i}: {key!r} must be an integer in 0..{MAX_STEP_MS:,} "
+                                    f"(ms), got {step[key]!r}")
         if "role" in step and (step.get("node") != "nats" or step["role"] not in NATS_ROLES):
             raise ScheduleError(f"{where}: step {i}: 'role' needs node \"nats\" and one of {', '.join(NATS_ROLES)}")
         if "must_fire" in step and not isinstance(step["must_fire"], bool):
