@@ -194,9 +194,16 @@ def get(name: str) -> Scenario:
     Raises:
         ScenarioError: unknown name (the message lists the catalog).
     """
-    if name.endswith(".json") and Path(name).exists():
-        return load_file(Path(name))
+    if name.endswith(".json") or "/" in name:
+        if Path(name).is_dir():
+            raise ScenarioError(f"{name} is a directory, not a scenario file")
+        if Path(name).exists():
+            return load_file(Path(name))
+        raise ScenarioError(f"no scenario file {name}: it does not exist (a catalog name needs no .json "
+                            "or path: ./run.sh scenario list)")
     cat = catalog()
+    by_id = {n.split("-", 1)[0]: n for n in cat}   # "s01" for s01-lost-ack-after-append, as the docs say
+    name = by_id.get(name, name)
     if name not in cat:
         raise ScenarioError(f"unknown scenario {name!r}; choose from: {', '.join(cat)}")
     return cat[name]
