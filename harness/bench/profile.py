@@ -98,9 +98,9 @@ async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, 
 @click.command()
 @click.option("--mode", default="at-least-once", show_default=True, type=click.Choice(MODE_LABELS))
 @click.option("--proxies", is_flag=True, help="Through the proxies.")
-@click.option("--events", type=int, default=20000, show_default=True)
-@click.option("--batch-size", type=int, default=100, show_default=True)
-@click.option("--top", type=int, default=12, show_default=True)
+@click.option("--events", type=click.IntRange(min=1), default=20000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=12, show_default=True)
 @click.option("--gil", is_flag=True,
               help="Sample only the thread holding the GIL (py-spy --gil): Python CPU, without the "
                    "time spent waiting in fsync, select or grpc's poller, or preempted on a loaded machine.")
