@@ -27,6 +27,8 @@ def _int_list(ctx, param, value):
         raise click.BadParameter("a comma-separated list of integers, e.g. 100,1000") from None
     if not out or any(v <= 0 for v in out):
         raise click.BadParameter("every value must be > 0")
+    if len(set(out)) < len(out):   # was printed twice, one run's numbers in both rows
+        raise click.BadParameter(f"{next(v for v in out if out.count(v) > 1)} named twice")
     return out
 
 

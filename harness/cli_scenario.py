@@ -95,7 +95,8 @@ def scenario_run(name: str, modes: tuple[str, ...], ablation: str | None, out: P
                  storage: str | None, processor_cmd: str | None, sink_cmd: str | None,
                  broker: str | None, nats_sync: str | None, nats_url: str | None, processors: int | None,
                  mqtt_autosave: str | None, mqtt_subscribe_qos: str | None) -> None:
-    """Run scenario NAME (a catalog name or a .json file) and compare verdicts with its expectations.
+    """Run scenario NAME (a catalog name, its id such as s01, or a .json file) and compare verdicts
+    with its expectations.
 
     With --processor-cmd / --sink-cmd the user's node runs in place of the built-in one:
     a failpoint step aimed at it needs its NodeControl (else the step is recorded as

@@ -89,6 +89,9 @@ member, a member added mid-run, a kill of member 2. explore mixes them in on a g
 
 ZOMBIE_RECORDS_PER_HIT = 200
 ZOMBIE_MAX_NTH = 2
+# A step's durations (after_ms, kill_after_ms, down_ms, for_ms) are capped: the run waits for
+# every step, so a pause of 10**11 ms held the command for years (the catalog uses at most 10 s).
+MAX_STEP_MS = 600_000
 """A zombie's Nth hit of ``processor.member-before-output`` is its position // 200, at most
 2: in exactly-once the point is hit once per checkpoint of the member (every 500 ms), and
 a 600-order trial at 1000 orders/s gives a member two or three; a larger N never fired."""
@@ -336,8 +339,10 @@ def validate_steps(steps: list, where: str) -> None:
         if "node" in step and step["node"] not in NODES and not _is_member(step["node"]):
             raise ScheduleError(f"{where}: step {i}: unknown node {step['node']!r}; choose from: {', '.join(NODES)}")
         for key in ("after_ms", "kill_after_ms", "down_ms", "for_ms"):
-            if key in step and (not isinstance(step[key], int) or isinstance(step[key], bool) or step[key] < 0):
-                raise ScheduleError(f"{where}: step {i}: {key!r} must be an integer >= 0 (ms), got {step[key]!r}")
+            if key in step and (not isinstance(step[key], int) or isinstance(step[key], bool)
+                                or not 0 <= step[key] <= MAX_STEP_MS):
+                raise ScheduleError(f"{where}: step {i}: {key!r} must be an integer in 0..{MAX_STEP_MS:,} "
+                                    f"(ms), got {step[key]!r}")
         if "role" in step and (step.get("node") != "nats" or step["role"] not in NATS_ROLES):
             raise ScheduleError(f"{where}: step {i}: 'role' needs node \"nats\" and one of {', '.join(NATS_ROLES)}")
         if "must_fire" in step and not isinstance(step["must_fire"], bool):
@@ -362,6 +367,8 @@ def validate_steps(steps: list, where: str) -> None:
                 isinstance(step.get("link"), str) and step["link"].endswith(("-broker", "-sink"))
                 and _is_member(step["link"].rsplit("-", 1)[0])):
             raise ScheduleError(f"{where}: step {i}: unknown link {step.get('link')!r}; choose from: {', '.join(LINKS)}")
+        if step["f"] == "link" and (error := _link_fault_error(step.get("fault"))):
+            raise ScheduleError(f"{where}: step {i}: {error}")
         if step["f"] in DATADIR_KINDS and (error := datadir_step_error(step)):
             raise ScheduleError(f"{where}: step {i}: {error}")
         if step["f"] in ("zombie", "add-processor") and (error := group_step_error(step)):
@@ -387,6 +394,36 @@ def _until_next_error(steps: list[dict]) -> str | None:
                     f"step ({later[0]}, {steps[later[0]]['f']} of {steps[later[0]].get('node', '?')}) does not "
                     "release it: it must be a kill of mosquitto or nats, a power-loss, a pause of the "
                     "producer or another \"until\" step, with \"trigger\": \"failpoint\" (harness.nemesis.hold)")
+    return None
+
+
+_FAULT_INTS = ("count", "after_calls", "delay_ms", "jitter_ms", "hold_ms", "rate_kbps", "bytes")
+
+
+def _link_fault_error(fault: object) -> str | None:
+    """What is wrong with a link step's ``fault`` before any proxy sees it, or None: the checks
+    the gRPC proxy (nodes/proxy/table.py) and the TCP proxy (nodes/tcpproxy/table.py) share.
+    Without them the proxy refused the fault at run time (INVALID_ARGUMENT), the step was
+    recorded as ``info`` and the run went on without it (verdict "not-exercised")."""
+    import math
+
+    from nodes.common.limits import MAX_FAULT_MS
+    from nodes.proxy.faults import FAULTS
+    from nodes.tcpproxy.toxics import TOXICS
+    if not isinstance(fault, dict) or not isinstance(fault.get("kind"), str):
+        return "a link step needs 'fault': an object with a 'kind'"
+    if fault["kind"] not in FAULTS and fault["kind"] not in TOXICS:
+        known = list(FAULTS) + [k for k in TOXICS if k not in FAULTS]
+        return f"unknown fault kind {fault['kind']!r}; choose from: {', '.join(known)}"
+    p = fault.get("probability", 1.0)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or math.isnan(p) or not 0 <= p <= 1:
+        return f"fault 'probability' must be a number in [0, 1], got {p!r}"
+    for key in _FAULT_INTS:
+        v = fault.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            return f"fault {key!r} must be an integer >= 0, got {v!r}"
+        if key.endswith("_ms") and v > MAX_FAULT_MS:
+            return f"fault {key!r} must be at most {MAX_FAULT_MS:,} ms (one hour), got {v!r}"
     return None
 
 

@@ -43,6 +43,8 @@ def test_up_status_line_does_not_call_a_running_mosquitto_down():
     (["--broker", "builtin,builtin"], "'builtin' named twice"),
     (["--modes", ""], "empty; choose from"),
     (["--parts", " "], "empty; choose from"),
+    (["--batch-sizes", "100,100"], "100 named twice"),      # printed one run's numbers in two rows
+    (["--memory-events", "500,500"], "500 named twice"),
 ])
 def test_bench_list_options_refuse_empty_and_repeated_names(tmp_path, args, message):
     """An empty list ran the default one; a repeated name ran that part twice."""

@@ -86,3 +86,56 @@ def test_until_next_released_by_a_quiesce_step_or_the_final_heal_passes():
     validate_steps([HOLD, {"at": 150, "f": "pause", "node": "broker", "for_ms": 100},   # timed: no release
                     {"at": 400, "f": "pause", "node": "processor", "trigger": "failpoint", "until": "next"}], "x")
     validate_steps([HOLD], "last")   # the final heal brings it back (docs/brokers.md)
+
+
+@pytest.mark.parametrize("key", ["after_ms", "kill_after_ms", "down_ms", "for_ms"])
+def test_a_duration_beyond_the_cap_is_refused(key):
+    from harness.schedule import MAX_STEP_MS
+    step = {"at": 10, "f": "pause", "node": "broker", "for_ms": 300} | {key: MAX_STEP_MS + 1}
+    with pytest.raises(ScheduleError, match=f"step 0: '{key}' must be an integer in 0..600,000"):
+        validate_steps([step], "x.json")
+    validate_steps([step | {key: MAX_STEP_MS}], "x.json")
+
+
+def test_scenario_run_refuses_a_pause_of_years_instead_of_waiting_for_it(tmp_path):
+    # Before: {"f": "pause", "for_ms": 99999999999} was accepted and the run waited for the step.
+    scenario = {"name": "bad", "title": "t", "incident": "i", "config": {"events": 100},
+                "steps": [{"at": 10, "f": "pause", "node": "broker", "for_ms": 99999999999}],
+                "expect": {"at-least-once": {"verdict": "held"}}}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(scenario))
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "scenario", "run", str(path), "--out",
+                        str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.count("\n") == 1 and "'for_ms' must be an integer in 0..600,000" in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("fault, words", [
+    (None, "needs 'fault'"),
+    ({"kind": "explode"}, "unknown fault kind 'explode'"),
+    ({"kind": "drop-response", "probability": 7}, "'probability' must be a number in \\[0, 1\\]"),
+    ({"kind": "drop-response", "probability": "half"}, "'probability' must be a number"),
+    ({"kind": "drop-response", "count": -3}, "'count' must be an integer >= 0"),
+    ({"kind": "drop-response", "count": 1.5}, "'count' must be an integer >= 0"),
+    ({"kind": "delay", "delay_ms": 99999999999}, "'delay_ms' must be at most 3,600,000 ms"),
+    ({"kind": "late", "hold_ms": 99999999999}, "'hold_ms' must be at most 3,600,000 ms"),
+])
+def test_a_link_step_fault_the_proxy_would_refuse_is_refused_before_the_run(fault, words):
+    # Before: the proxy answered INVALID_ARGUMENT at run time, the step was an `info` op and
+    # the run went on without it: "NOT as expected ... not-exercised", exit 1.
+    step = {"at": 10, "f": "link", "link": "producer-broker", "for_ms": 100}
+    if fault is not None:
+        step["fault"] = fault
+    with pytest.raises(ScheduleError, match="step 0: .*" + words):
+        validate_steps([step], "x.json")
+
+
+def test_every_generated_link_step_passes():
+    from harness.schedule import FAULT_KINDS, generate
+    for kind in FAULT_KINDS:
+        try:
+            schedule = generate(1, 3000, (kind,))
+        except ScheduleError:
+            continue        # a kind that needs another broker or option
+        validate_steps(schedule["steps"], kind)

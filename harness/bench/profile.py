@@ -28,6 +28,7 @@ import click
 
 from harness.bench.pipeline import _procs
 from harness.bench.runner import split_mode
+from harness.check_node import MODE_LABELS
 from harness.cluster import Cluster, ClusterConfig
 
 
@@ -53,10 +54,16 @@ def top_functions(collapsed: Path, n: int = 12) -> tuple[int, list[tuple[str, in
     return total, own.most_common(n), anywhere.most_common(n)
 
 
+def find_pyspy() -> str | None:
+    """The py-spy executable (on PATH or next to this Python), or None."""
+    here = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(here) if here.is_file() else None)
+
+
 async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, events: int,
                       batch_size: int, rate_hz: int = 200, gil: bool = False,
                       svg: bool = False, native: bool = False) -> dict[str, Path]:
-    pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    pyspy = find_pyspy() or "py-spy"
     cluster = Cluster(ClusterConfig(mode=mode, sink_strategy=sink, events=events, batch_size=batch_size,
                                     rate=0.0, proxies=proxies), out / "run")
     spies: list[asyncio.subprocess.Process] = []
@@ -89,12 +96,11 @@ async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, 
 
 
 @click.command()
-@click.option("--mode", default="at-least-once", show_default=True,
-              help="at-most-once, at-least-once, exactly-once/idempotent, exactly-once/transactional.")
+@click.option("--mode", default="at-least-once", show_default=True, type=click.Choice(MODE_LABELS))
 @click.option("--proxies", is_flag=True, help="Through the proxies.")
-@click.option("--events", type=int, default=20000, show_default=True)
-@click.option("--batch-size", type=int, default=100, show_default=True)
-@click.option("--top", type=int, default=12, show_default=True)
+@click.option("--events", type=click.IntRange(min=1), default=20000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=12, show_default=True)
 @click.option("--gil", is_flag=True,
               help="Sample only the thread holding the GIL (py-spy --gil): Python CPU, without the "
                    "time spent waiting in fsync, select or grpc's poller, or preempted on a loaded machine.")
@@ -106,10 +112,12 @@ async def profile_run(out: Path, *, mode: str, sink: str | None, proxies: bool, 
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def cli(mode, proxies, events, batch_size, top, gil, svg, native, out) -> None:
     """Profile one pipeline run with py-spy; print each node's hottest functions."""
+    from harness.cli_common import fail
     if (out / "run").exists():
         # the cluster would resume the old run's data: the producer at its end, nothing to sample
-        from harness.cli_common import fail
         fail(f"{out} already holds a profiled run ({out / 'run'}): give a new --out directory, or remove that one")
+    if not find_pyspy():   # checked before anything starts: else a traceback after the cluster was up
+        fail("py-spy not found: install it (.venv/bin/pip install py-spy); it is not a dependency of the testbed")
     out.mkdir(parents=True, exist_ok=True)
     m, sink = split_mode(mode)
     files = asyncio.run(profile_run(out, mode=m, sink=sink, proxies=proxies, events=events,
@@ -128,5 +136,16 @@ def cli(mode, proxies, events, batch_size, top, gil, svg, native, out) -> None:
         print("   total: " + "\n          ".join(f"{c * 100 / total:5.1f}% {fn}" for fn, c in anywhere))
 
 
+def main() -> None:
+    """Every usage error is one line on stderr and exit 2, as in ``testbed`` (no usage dump)."""
+    from harness.cli_common import fail
+    try:
+        cli.main(standalone_mode=False, prog_name="python -m harness.bench.profile")
+    except click.ClickException as e:
+        fail(" ".join(e.format_message().split()), e.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        raise SystemExit(130)
+
+
 if __name__ == "__main__":
-    cli()
+    main()

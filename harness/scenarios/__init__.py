@@ -131,6 +131,8 @@ def _validate(obj: dict, path: Path) -> Scenario:
             for v in verdicts if isinstance(verdicts, list) else [verdicts]:
                 if v not in VERDICTS:
                     raise bad(f"{group}.{label}: verdict {v!r} not in {VERDICTS}")
+            if error := _bounds_error(exp):
+                raise bad(f"{group}.{label}: {error}")
     if not obj["expect"]:
         raise bad("'expect' names no mode: nothing to run")
     from harness.scenarios.config import config_error
@@ -139,6 +141,30 @@ def _validate(obj: dict, path: Path) -> Scenario:
     return Scenario(name=obj["name"], title=obj["title"], incident=obj["incident"],
                     source=obj.get("source", ""), config=obj.get("config", {}), steps=obj["steps"],
                     expect=obj["expect"], ablations=obj.get("ablations", {}), path=path)
+
+
+# The anomaly families the checker reports (harness/checker/report.py's check()): the names an
+# expectation's "min" / "max" may bound. An unknown name (a typo) was read as a count of 0, so
+# "max" held and "min" failed whatever the run did.
+ANOMALIES = ("lost", "lost-acknowledged", "duplicated", "duplicated-in-log", "unexpected", "balance-mismatch",
+             "state-mismatch", "reordered", "dead-lettered", "divergent", "truncated", "lost-from-log")
+
+
+def _bounds_error(exp: dict) -> str | None:
+    """What is wrong with an expectation's "min", "max" or "fired", or None."""
+    from nodes.common.failpoints import REGISTRY
+    for key, names, what in (("min", ANOMALIES, "anomaly"), ("max", ANOMALIES, "anomaly"),
+                             ("fired", REGISTRY, "failpoint")):
+        bounds = exp.get(key, {})
+        if not isinstance(bounds, dict):
+            return f"{key!r} should be an object {{{what}: count}}, got {bounds!r:.60}"
+        for name, n in bounds.items():
+            if name not in names:
+                return f"{key}: unknown {what} {name!r}" + (f"; choose from: {', '.join(ANOMALIES)}"
+                                                            if what == "anomaly" else "")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                return f"{key}.{name} should be an integer >= 0, got {n!r}"
+    return None
 
 
 def load_file(path: Path) -> Scenario:
@@ -168,9 +194,16 @@ def get(name: str) -> Scenario:
     Raises:
         ScenarioError: unknown name (the message lists the catalog).
     """
-    if name.endswith(".json") and Path(name).exists():
-        return load_file(Path(name))
+    if name.endswith(".json") or "/" in name:
+        if Path(name).is_dir():
+            raise ScenarioError(f"{name} is a directory, not a scenario file")
+        if Path(name).exists():
+            return load_file(Path(name))
+        raise ScenarioError(f"no scenario file {name}: it does not exist (a catalog name needs no .json "
+                            "or path: ./run.sh scenario list)")
     cat = catalog()
+    by_id = {n.split("-", 1)[0]: n for n in cat}   # "s01" for s01-lost-ack-after-append, as the docs say
+    name = by_id.get(name, name)
     if name not in cat:
         raise ScenarioError(f"unknown scenario {name!r}; choose from: {', '.join(cat)}")
     return cat[name]
