@@ -49,12 +49,17 @@ def test_the_forms_the_harness_generates_still_pass():
 def test_scenario_run_refuses_a_bad_when_fired_before_starting_a_cluster(tmp_path):
     scenario = {"name": "bad", "title": "t", "incident": "i", "config": {"events": 200},
                 "steps": [FP | {"when_fired": "yes"}], "expect": {"at-most-once": {"verdict": "held"}}}
+    assert_refused_before_start(tmp_path, scenario, "'when_fired' must be")
+
+
+def assert_refused_before_start(tmp_path, scenario: dict, words: str) -> None:
+    """``scenario run`` of ``scenario``: one stderr line holding ``words``, exit 2, no run dir."""
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(scenario))
     r = subprocess.run([sys.executable, "-m", "harness.cli", "scenario", "run", str(path), "--out",
                         str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stdout + r.stderr
-    assert r.stderr.count("\n") == 1 and "'when_fired' must be" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -102,13 +107,7 @@ def test_scenario_run_refuses_a_pause_of_years_instead_of_waiting_for_it(tmp_pat
     scenario = {"name": "bad", "title": "t", "incident": "i", "config": {"events": 100},
                 "steps": [{"at": 10, "f": "pause", "node": "broker", "for_ms": 99999999999}],
                 "expect": {"at-least-once": {"verdict": "held"}}}
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(scenario))
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "scenario", "run", str(path), "--out",
-                        str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert r.stderr.count("\n") == 1 and "'for_ms' must be an integer in 0..600,000" in r.stderr, r.stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert_refused_before_start(tmp_path, scenario, "'for_ms' must be an integer in 0..600,000")
 
 
 @pytest.mark.parametrize("fault, words", [
