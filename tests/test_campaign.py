@@ -45,6 +45,7 @@ def test_default_campaign_shows_each_modes_promise(default_campaign):
     assert "held" in r.stdout and "result:" in r.stdout
 
 
+@pytest.mark.slow   # ~21 s; exact replay is also checked by tests/test_exact_replay.py in the default suite
 @pytest.mark.timeout(300)
 def test_replay_reproduces_verdicts_and_counts(tmp_path):
     r = run_cli("campaign", "--mode", "at-least-once", "--events", "1500", "--seed", "5",

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from harness import schedule as schedule_mod
 from harness.nemesis.logical import expand, point_for
 
@@ -101,6 +103,7 @@ def test_replay_of_a_link_call_count_fault_gives_identical_counts(tmp_path):
     _replay_identical(tmp_path, "drop-response", dropped_two_responses)
 
 
+@pytest.mark.slow   # ~7 s; tests/test_explore_mixes.py covers explore in the default suite
 def test_explore_finds_broker_dedupe_off_and_reports_time_to_detect(tmp_path):
     r = cli("explore", "--disable", "broker-dedupe", "--mode", "exactly-once/idempotent", "--seed-start", "3",
             "--budget", "60s", "--no-shrink", "--events", "400", "--out", str(tmp_path))

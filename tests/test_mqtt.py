@@ -177,6 +177,7 @@ def test_bad_autosave_is_one_line_exit_2():
 # ----- a real broker --------------------------------------------------------------------------
 
 @needs_mosquitto
+@pytest.mark.slow   # ~14 s; the m01 test runs the mosquitto pipeline in the default suite
 @pytest.mark.timeout(180)
 def test_no_fault_run_every_mode(tmp_path):
     """mosquitto, no fault, every mode (QoS 0, 1, 2; both exactly-once sinks): every order

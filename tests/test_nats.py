@@ -74,6 +74,7 @@ def test_flip_bytes_is_seeded_and_skips_the_header(tmp_path):
 
 # ----- real clusters --------------------------------------------------------------------------
 
+@pytest.mark.slow   # ~9 s; the leader-kill test runs the NATS pipeline in the default suite
 @pytest.mark.timeout(180)
 def test_nats_exactly_once_no_fault_run(tmp_path):
     """A 3-server JetStream cluster, exactly-once (Nats-Msg-Id dedupe, idempotent sink), no fault:

@@ -33,7 +33,7 @@ def _no_mounts_left(run_dir) -> bool:
 
 @needs_fuse
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("ablation", [None, "broker-fsync"])
+@pytest.mark.parametrize("ablation", [None, pytest.param("broker-fsync", marks=pytest.mark.slow)])  # ~10 s each
 async def test_s14_power_loss_keeps_fsynced_acks_and_loses_unsynced_ones(tmp_path, ablation):
     result = await run_scenario(scenarios.get(S14), tmp_path, modes=["at-least-once"], ablation=ablation)
     (entry,) = result["modes"]
