@@ -82,6 +82,7 @@ def _replay_identical(tmp_path: Path, faults: str, evidence) -> None:
     assert all(again["anomalies"][k]["count"] == a["count"] for k, a in first["anomalies"].items())
 
 
+@pytest.mark.slow   # ~13 s; the chained producer kills test replays failpoint kills in the default suite
 def test_replay_of_a_failpoint_nth_hit_kill_gives_identical_counts(tmp_path):
     """A processor kill at the Nth step (campaign default --fetch-group 25: a step is
     25 records of one partition), twice: the re-delivered groups are the same ones.
