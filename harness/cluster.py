@@ -463,11 +463,7 @@ class Cluster:
             return out
         links = {}
         for link, p in self.proxies.items():
-            if not isinstance(p, GrpcProxyProcess):   # a TCP proxy (MQTT's client links)
-                links[link] = p.manifest_entry()
-                continue
-            server = self.links()[link][1]
-            links[link] = p.manifest_entry(self.nodes[server].address if server in self.nodes else None)
+            links[link] = p.manifest_entry()   # a GrpcProxyProcess, or a TCP proxy (MQTT's client links)
         manifest = {"run_dir": str(self.run_dir), "config": asdict(self.config),
                     "nodes": {n: info(p) for n, p in self.nodes.items()}, "links": links,
                     "control_token": self.control_token}

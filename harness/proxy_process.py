@@ -59,8 +59,8 @@ class GrpcProxyProcess(NodeProcess):
         extra = ["--data-listen", self.info.get("data_address") or "127.0.0.1:0"] if self.fast else []
         return super().command() + extra
 
-    def manifest_entry(self, upstream: str | None) -> dict[str, Any]:
+    def manifest_entry(self) -> dict[str, Any]:
         """``{"proxy": gRPC (control) address, "listen": what clients dial, "upstream",
         "pid", "data_dir"}`` for a cluster manifest's ``links``."""
-        return {"proxy": self.address, "listen": self.dial_address, "upstream": upstream,
+        return {"proxy": self.address, "listen": self.dial_address, "upstream": self.upstream,
                 "pid": self.pid, "data_dir": str(self.data_dir)}

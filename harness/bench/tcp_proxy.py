@@ -28,6 +28,7 @@ from pathlib import Path
 import click
 
 from harness.bench.procstat import cpu_seconds
+from nodes.common.channels import split_address
 from harness.tcp_link import TcpLinkProcess
 
 CHUNK = 256 * 1024
@@ -48,13 +49,8 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-def _split(address: str) -> tuple[str, int]:
-    host, port = address.rsplit(":", 1)
-    return host, int(port)
-
-
 async def round_trips(address: str, n: int, size: int) -> dict[str, float]:
-    r, w = await asyncio.open_connection(*_split(address))
+    r, w = await asyncio.open_connection(*split_address(address))
     w.write(b"E")
     msg = b"x" * size
     times = []
@@ -69,7 +65,7 @@ async def round_trips(address: str, n: int, size: int) -> dict[str, float]:
 
 
 async def bulk(address: str, mb: int) -> float:
-    r, w = await asyncio.open_connection(*_split(address))
+    r, w = await asyncio.open_connection(*split_address(address))
     block = b"b" * CHUNK
     total = mb * 1_000_000
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""gRPC channel and server options shared by every node and the harness."""
+"""gRPC channel and server options shared by every node and the harness; address parsing."""
 
 from __future__ import annotations
 
@@ -32,3 +32,10 @@ def insecure_channel(address: str) -> grpc.aio.Channel:
     decision of a node, never a hidden one of the gRPC library.
     """
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """("host", port) of "host:port" (an IPv6 host may be bracketed). Raises ValueError
+    when the port is not an integer."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)

@@ -73,6 +73,7 @@ from typing import Any
 from hpack import Decoder
 from hpack.exceptions import HPACKError
 
+from nodes.common.channels import split_address
 from nodes.proxy import h2
 from nodes.proxy.forwarder import Forwarder
 from nodes.proxy.stats import OTHER, LinkStats
@@ -85,11 +86,6 @@ PROBE_S = 0.1
 """Period of the upstream probe while connections fell back to the forwarder (s)."""
 HPACK_TABLE_MAX = 1 << 16
 """Largest HPACK dynamic table the decoder accepts (bytes; the default is 4,096)."""
-
-
-def _split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class _Side(asyncio.Protocol):
@@ -379,7 +375,7 @@ class FastPath:
         """Bind the data port; return "host:port" (a restart binds the same port).
 
         Raises: OSError if the address cannot be bound."""
-        host, port = _split(self.address or self.listen)
+        host, port = split_address(self.address or self.listen)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: _Relay(self, self._next_id()).client,
                                                host, port, reuse_address=True)
@@ -400,7 +396,7 @@ class FastPath:
         loop = asyncio.get_running_loop()
         if not self.table.active:
             try:
-                await loop.create_connection(lambda: relay.backend, *_split(self.upstream))
+                await loop.create_connection(lambda: relay.backend, *split_address(self.upstream))
                 relay.kind = "clean"
                 relay.decoder = Decoder(max_header_list_size=1 << 20)
                 relay.decoder.max_allowed_table_size = HPACK_TABLE_MAX
@@ -414,7 +410,7 @@ class FastPath:
                 relay.backend, relay.kind, relay.decoder = _Side(relay, client=False), "", None
         if not relay.kind:
             try:
-                await loop.create_connection(lambda: relay.backend, *_split(self.grpc_address))
+                await loop.create_connection(lambda: relay.backend, *split_address(self.grpc_address))
                 relay.kind = "faulty"
             except OSError as e:
                 self.log.warning("data port: cannot reach the proxy's own gRPC port: %s", e)
@@ -466,7 +462,7 @@ class FastPath:
     async def _probe_upstream(self) -> None:
         """While connections fell back to the forwarder: once the upstream accepts and no
         fault is active, send them a GOAWAY so they come back clean."""
-        host, port = _split(self.upstream)
+        host, port = split_address(self.upstream)
         while any(r.fallback and not r.closed for r in self.relays.values()):
             await asyncio.sleep(PROBE_S)
             if self.table.active:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from typing import Any
 
+from nodes.common.channels import split_address
 from nodes.proxy.history import FaultHistory
 from nodes.tcpproxy.link import READ_BYTES, Connection, set_rst
 from nodes.tcpproxy.stats import StreamStats
@@ -28,11 +29,6 @@ MAX_CONNECTIONS = 256
 ~1.5 MiB, nodes/tcpproxy/link.py); more are reset at once."""
 UPSTREAM_CONNECT_S = 5.0
 """How long the proxy waits for the upstream's accept (s)."""
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class TcpProxy:
